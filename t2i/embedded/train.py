@@ -1,0 +1,221 @@
+"""Train the embedded shapes-world model from a fixed seed, resumably.
+
+    python -m t2i.embedded.train --out t2i/embedded/model --work ~/.cache/t2i-train
+
+Stages, each resumable from the work folder: (1) the tokenizer, (2) the VAE on fresh renders,
+(3) encode a fixed training set once (on CPU, re-encoding every step would cost more than the UNet),
+(4) UNet + text encoder on the cached latents, with EMA, (5) export a plain diffusers folder.
+Every batch is drawn from an RNG seeded by (seed, step), so a resumed run gives the same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from .architecture import make_sample_scheduler, make_text_encoder, make_train_scheduler, make_unet, make_vae
+from .captions import caption, is_held_out
+from .checkpoints import load_checkpoint, save_checkpoint, writable_dir
+from .tokenizer_build import EXTRA_WORDS, MAX_LENGTH, build_tokenizer
+from .world import ALL_COLOURS, HELD_OUT_STYLES, STYLES, random_scene, render
+
+FILLERS = EXTRA_WORDS.split()
+
+
+@dataclass
+class TrainConfig:
+    out: Path
+    work: Path
+    seed: int = 0
+    vae_steps: int = 1200
+    vae_batch: int = 16
+    unet_steps: int = 6000
+    batch: int = 48
+    lr: float = 5e-4
+    n_scenes: int = 30000
+    pair_fraction: float = 0.3
+    checkpoint_every: int = 250
+    uncond_fraction: float = 0.1  # empty captions, for classifier-free guidance
+    offset_noise: float = 0.05  # lets the model reach flat dark/bright backgrounds
+
+
+def images_to_tensor(images) -> torch.Tensor:
+    """PIL images -> float tensor in [-1, 1], NCHW."""
+    array = np.stack([np.asarray(im, dtype=np.float32) for im in images]) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+
+
+def train_vae(cfg: TrainConfig, device: torch.device) -> None:
+    """Stage 2: the autoencoder, on all colours and render styles (the trainer needs them later)."""
+    done = cfg.work / "vae" / "diffusion_pytorch_model.safetensors"
+    if done.exists():
+        return
+    vae = make_vae().to(device)
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    start = load_checkpoint(cfg.work / "vae_ckpt", {"vae": vae}, opt)
+    colours = tuple(c for c in ALL_COLOURS if c != "gray")
+    bar = tqdm(range(start, cfg.vae_steps), initial=start, total=cfg.vae_steps, desc="vae", file=sys.stdout)
+    for step in bar:
+        rng = random.Random(cfg.seed * 1_000_003 + step)
+        scenes = [random_scene(rng, rng.random() < 0.3, colours, STYLES + HELD_OUT_STYLES)
+                  for _ in range(cfg.vae_batch)]
+        x = images_to_tensor(render(s) for s in scenes).to(device)
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator=torch.Generator(device).manual_seed(step))).sample
+        loss = (recon - x).abs().mean() + (recon - x).pow(2).mean() + 1e-6 * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if (step + 1) % cfg.checkpoint_every == 0:
+            save_checkpoint(cfg.work / "vae_ckpt", {"vae": vae}, opt, step + 1)
+    vae.save_pretrained(cfg.work / "vae")
+
+
+def training_scenes(cfg: TrainConfig) -> list:
+    """The fixed training set: base colours, solid style, held-out combinations left out."""
+    rng = random.Random(cfg.seed)
+    scenes = []
+    while len(scenes) < cfg.n_scenes:
+        scene = random_scene(rng, two_objects=rng.random() < cfg.pair_fraction)
+        if not any(is_held_out(o) for o in scene.objects):
+            scenes.append(scene)
+    return scenes
+
+
+@torch.no_grad()
+def encode_training_set(cfg: TrainConfig, device: torch.device) -> float:
+    """Stage 3: latents of every training scene, once. Returns the VAE scaling factor."""
+    path = cfg.work / "latents.safetensors"
+    if not path.exists():
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(cfg.work / "vae").to(device).eval()
+        scenes = training_scenes(cfg)
+        chunks = []
+        for i in tqdm(range(0, len(scenes), 256), desc="encode", file=sys.stdout):
+            x = images_to_tensor(render(s) for s in scenes[i:i + 256]).to(device)
+            chunks.append(vae.encode(x).latent_dist.mode().cpu().clone())
+        latents = torch.cat(chunks).contiguous()
+        save_file({"latents": latents, "scaling_factor": (1.0 / latents.std()).reshape(1)}, str(path))
+    return float(load_file(str(path))["scaling_factor"][0])
+
+
+def _training_caption(scene, rng: random.Random, cfg: TrainConfig) -> str:
+    if rng.random() < cfg.uncond_fraction:
+        return ""
+    text = caption(scene, rng)
+    if rng.random() < 0.2:  # irrelevant words, so pasted prompts with extra words still work
+        extra = " ".join(rng.sample(FILLERS, rng.randint(1, 3)))
+        text = f"{extra}, {text}" if rng.random() < 0.5 else f"{text}, {extra}"
+    return text
+
+
+def train_denoiser(cfg: TrainConfig, device: torch.device) -> None:
+    """Stage 4: UNet and text encoder from scratch on cached latents, min-SNR weighted, with EMA."""
+    from diffusers.training_utils import EMAModel
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(cfg.work / "tokenizer")
+    data = load_file(str(cfg.work / "latents.safetensors"))
+    latents = data["latents"] * data["scaling_factor"]
+    scenes = training_scenes(cfg)
+    torch.manual_seed(cfg.seed)
+    unet = make_unet().to(device)
+    text_encoder = make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id).to(device)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+    ema = EMAModel(params, decay=0.9995, use_ema_warmup=True, power=0.75)
+    models = {"unet": unet, "text_encoder": text_encoder}
+    start = load_checkpoint(cfg.work / "denoiser_ckpt", models, opt, ema)
+    scheduler = make_train_scheduler()
+    alphas = scheduler.alphas_cumprod.to(device)
+    bar = tqdm(range(start, cfg.unet_steps), initial=start, total=cfg.unet_steps, desc="denoiser", file=sys.stdout)
+    for step in bar:
+        rng = random.Random(cfg.seed * 1_000_003 + 500_009 + step)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        idx = rng.sample(range(len(scenes)), cfg.batch)
+        ids = tokenizer([_training_caption(scenes[i], rng, cfg) for i in idx], padding="max_length",
+                        max_length=MAX_LENGTH, truncation=True, return_tensors="pt").input_ids.to(device)
+        x0 = latents[idx].to(device)
+        noise = torch.randn(x0.shape, generator=gen) + cfg.offset_noise * torch.randn(
+            x0.shape[0], x0.shape[1], 1, 1, generator=gen)
+        noise = noise.to(device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch,), generator=gen).to(device)
+        for group in opt.param_groups:  # linear warm-up, then constant (EMA does the averaging)
+            group["lr"] = cfg.lr * min(1.0, (step + 1) / 300)
+        pred = unet(scheduler.add_noise(x0, noise, t), t, text_encoder(ids)[0]).sample
+        snr = alphas[t] / (1 - alphas[t])
+        weight = torch.clamp(snr, max=5.0) / snr  # min-SNR-5 for epsilon prediction
+        loss = (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema.step(params)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if not torch.isfinite(loss):
+            raise SystemExit(f"error: loss became {loss.item()} at step {step}; lower --lr and resume")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.unet_steps:
+            save_checkpoint(cfg.work / "denoiser_ckpt", models, opt, step + 1, ema)
+
+
+def export(cfg: TrainConfig, scaling_factor: float) -> None:
+    """Stage 5: a plain diffusers folder (EMA weights) that StableDiffusionPipeline loads."""
+    from diffusers import AutoencoderKL, StableDiffusionPipeline
+    from diffusers.training_utils import EMAModel
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(cfg.work / "tokenizer")
+    unet = make_unet()
+    text_encoder = make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    ema = EMAModel(params)
+    load_checkpoint(cfg.work / "denoiser_ckpt", {"unet": unet, "text_encoder": text_encoder}, None, ema)
+    ema.copy_to(params)
+    vae = AutoencoderKL.from_pretrained(cfg.work / "vae")
+    vae.register_to_config(scaling_factor=scaling_factor)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=make_sample_scheduler(), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(cfg.out, safe_serialization=True)
+    (cfg.out / "training_config.json").write_text(json.dumps(asdict(cfg), default=str, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train the embedded shapes-world model (resumable).")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the finished diffusers model")
+    parser.add_argument("--work", type=Path, required=True, help="folder for checkpoints and cached latents")
+    for field in ("seed", "vae_steps", "unet_steps", "batch", "n_scenes", "checkpoint_every"):
+        parser.add_argument("--" + field.replace("_", "-"), type=int, default=TrainConfig.__dataclass_fields__[field].default)
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    args = parser.parse_args(argv)
+    cfg = TrainConfig(**vars(args))
+    for folder in (cfg.work, cfg.out):
+        problem = writable_dir(folder)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if not (cfg.work / "tokenizer" / "vocab.json").exists():
+        build_tokenizer(cfg.work / "tokenizer")
+    train_vae(cfg, device)
+    scaling_factor = encode_training_set(cfg, device)
+    train_denoiser(cfg, device)
+    export(cfg, scaling_factor)
+    print(f"saved the model to {cfg.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
