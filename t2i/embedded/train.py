@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
+import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from .architecture import make_sample_scheduler, make_text_encoder, make_train_s
 from .captions import caption, is_held_out
 from .checkpoints import load_checkpoint, save_checkpoint, writable_dir
 from .tokenizer_build import EXTRA_WORDS, MAX_LENGTH, build_tokenizer
-from .world import ALL_COLOURS, HELD_OUT_STYLES, STYLES, random_scene, render
+from .world import busy_image, random_scene, render
 
 FILLERS = EXTRA_WORDS.split()
 
@@ -36,7 +38,7 @@ class TrainConfig:
     out: Path
     work: Path
     seed: int = 0
-    vae_steps: int = 1200
+    vae_steps: int = 2500
     vae_batch: int = 16
     unet_steps: int = 6000
     batch: int = 48
@@ -55,20 +57,19 @@ def images_to_tensor(images) -> torch.Tensor:
 
 
 def train_vae(cfg: TrainConfig, device: torch.device) -> None:
-    """Stage 2: the autoencoder, on all colours and render styles (the trainer needs them later)."""
+    """Stage 2: the autoencoder, on busy images of all colours and render styles (the trainer needs them later)."""
     done = cfg.work / "vae" / "diffusion_pytorch_model.safetensors"
     if done.exists():
         return
     vae = make_vae().to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
     start = load_checkpoint(cfg.work / "vae_ckpt", {"vae": vae}, opt)
-    colours = tuple(c for c in ALL_COLOURS if c != "gray")
     bar = tqdm(range(start, cfg.vae_steps), initial=start, total=cfg.vae_steps, desc="vae", file=sys.stdout)
     for step in bar:
         rng = random.Random(cfg.seed * 1_000_003 + step)
-        scenes = [random_scene(rng, rng.random() < 0.3, colours, STYLES + HELD_OUT_STYLES)
-                  for _ in range(cfg.vae_batch)]
-        x = images_to_tensor(render(s) for s in scenes).to(device)
+        x = images_to_tensor(busy_image(rng) for _ in range(cfg.vae_batch)).to(device)
+        for group in opt.param_groups:  # cosine decay to a tenth
+            group["lr"] = 1e-3 * (0.55 + 0.45 * math.cos(math.pi * step / cfg.vae_steps))
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(generator=torch.Generator(device).manual_seed(step))).sample
         loss = (recon - x).abs().mean() + (recon - x).pow(2).mean() + 1e-6 * posterior.kl().mean()
@@ -187,7 +188,10 @@ def export(cfg: TrainConfig, scaling_factor: float) -> None:
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=make_sample_scheduler(), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(cfg.out, safe_serialization=True)
+    # stored as float16 to halve the download; from_pretrained loads them back as float32
+    pipe.to(torch.float16).save_pretrained(cfg.out, safe_serialization=True)
+    for name in ("vocab.json", "merges.txt"):  # the CLIP-format files, beside transformers' tokenizer.json
+        shutil.copy(cfg.work / "tokenizer" / name, cfg.out / "tokenizer" / name)
     (cfg.out / "training_config.json").write_text(json.dumps(asdict(cfg), default=str, indent=2))
 
 

@@ -129,21 +129,36 @@ def _style_pattern(style: str, size: int) -> Image.Image | None:
     return big.resize((size, size), Image.Resampling.BOX)
 
 
+def paint(image: Image.Image, shape: str, colour: str, cx: float, cy: float, extent: float,
+          style: str = "solid") -> None:
+    """Draw one shape onto `image` in place (all coordinates in the image's pixels)."""
+    size = image.width
+    mask = shape_mask(shape, cx, cy, extent, size)
+    if style == "outlined":
+        inner = shape_mask(shape, cx, cy, extent - 6 * size / IMAGE_SIZE, size)
+        mask = Image.fromarray(_subtract(mask, inner))
+    else:
+        pattern = _style_pattern(style, size)
+        if pattern is not None:
+            mask = Image.fromarray(_multiply(mask, pattern))
+    image.paste(Image.new("RGB", image.size, ALL_COLOURS[colour]), (0, 0), mask)
+
+
 def render(scene: Scene, size: int = IMAGE_SIZE) -> Image.Image:
     """Draw a scene as an RGB image."""
     image = Image.new("RGB", (size, size), ALL_COLOURS[scene.background])
     for obj in scene.objects:
         cx, cy = position_centre(obj.position, size)
-        extent = SIZES[obj.size] * size / IMAGE_SIZE
-        mask = shape_mask(obj.shape, cx, cy, extent, size)
-        if obj.style == "outlined":
-            inner = shape_mask(obj.shape, cx, cy, extent - 6 * size / IMAGE_SIZE, size)
-            mask = Image.fromarray(_subtract(mask, inner))
-        else:
-            pattern = _style_pattern(obj.style, size)
-            if pattern is not None:
-                mask = Image.fromarray(_multiply(mask, pattern))
-        image.paste(Image.new("RGB", (size, size), ALL_COLOURS[obj.colour]), (0, 0), mask)
+        paint(image, obj.shape, obj.colour, cx, cy, SIZES[obj.size] * size / IMAGE_SIZE, obj.style)
+    return image
+
+
+def busy_image(rng: random.Random) -> Image.Image:
+    """Many shapes of any colour, size, place and style: dense edges for training the autoencoder."""
+    image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), ALL_COLOURS[rng.choice(tuple(ALL_COLOURS))])
+    for _ in range(rng.randint(2, 9)):
+        paint(image, rng.choice(SHAPES), rng.choice(tuple(ALL_COLOURS)), rng.uniform(0, IMAGE_SIZE),
+              rng.uniform(0, IMAGE_SIZE), rng.uniform(6, 34), rng.choice(STYLES + HELD_OUT_STYLES))
     return image
 
 

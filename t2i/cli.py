@@ -1,0 +1,81 @@
+"""Command line: `python -m t2i generate ...` and `python -m t2i eval ...`.
+
+Every failure prints one clear line on stderr, exits non-zero, and writes no file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .samplers import SAMPLERS
+
+
+def _generate(args) -> int:
+    from .engine import Engine
+    from .metadata import png_bytes, write_atomically
+    from .request import GenerationRequest
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"output must be a .png file; got {out.name!r}")
+    request = GenerationRequest(
+        prompt=args.prompt, negative_prompt=args.negative, styles=tuple(args.style), steps=args.steps,
+        cfg=args.cfg, sampler=args.sampler, width=args.width, height=args.height, seed=args.seed,
+        batch_count=args.batch_count, batch_size=args.batch_size, model=args.model,
+    )
+    result = Engine().generate(request)
+    paths = [out] if len(result.images) == 1 else [
+        out.with_name(f"{out.stem}-{i + 1}{out.suffix}") for i in range(len(result.images))]
+    # encode everything first, so a failure part-way leaves no partial set of files
+    blobs = [png_bytes(item.image, item.parameters) for item in result.images]
+    for path, blob, item in zip(paths, blobs, result.images):
+        write_atomically(path, blob)
+        print(f"{path}  seed={item.seed}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .eval.benchmark import run_benchmark
+
+    run_benchmark(model=args.model, steps=args.steps, n_single=args.single, n_pairs=args.pairs,
+                  speed_runs=args.speed_runs)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m t2i", description="t2i text-to-image studio")
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="make an image from a prompt")
+    gen.add_argument("prompt")
+    gen.add_argument("-o", "--output", required=True, help="PNG file to write")
+    gen.add_argument("--negative", default="", help="negative prompt")
+    gen.add_argument("--seed", type=int, default=-1, help="-1 for random")
+    gen.add_argument("--steps", type=int, default=20)
+    gen.add_argument("--cfg", type=float, default=7.0, help="guidance scale")
+    gen.add_argument("--sampler", default="Euler", help="one of: " + ", ".join(SAMPLERS))
+    gen.add_argument("--width", type=int, default=0, help="0: the model's native size")
+    gen.add_argument("--height", type=int, default=0)
+    gen.add_argument("--model", default="", help="'embedded', a diffusers folder, a .safetensors file or a hub id")
+    gen.add_argument("--style", action="append", default=[], help="style preset name (repeatable)")
+    gen.add_argument("--batch-size", type=int, default=1)
+    gen.add_argument("--batch-count", type=int, default=1)
+    gen.set_defaults(run=_generate)
+    ev = sub.add_parser("eval", help="prompt-fidelity benchmark on the shapes world")
+    ev.add_argument("--model", default="embedded")
+    ev.add_argument("--steps", type=int, default=20)
+    ev.add_argument("--single", type=int, default=200, help="number of single-object prompts")
+    ev.add_argument("--pairs", type=int, default=100, help="number of two-object prompts")
+    ev.add_argument("--speed-runs", type=int, default=7)
+    ev.set_defaults(run=_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, OSError) as exc:  # RequestError is a ValueError; OSError covers unwritable output
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

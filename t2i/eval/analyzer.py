@@ -1,0 +1,156 @@
+"""Read a shapes-world image back into a scene: background, and each object's shape, colour, size, position.
+
+Background: the median colour of the border. Objects: connected regions that differ from it.
+Colour: nearest named colour to the region's core pixels. Size and position: from the region's box.
+Shape: the best intersection-over-union among templates rendered at the region's box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from t2i.embedded.world import (
+    ALL_COLOURS, BACKGROUND_ONLY_COLOURS, COLOURS, GRID_CENTRES, HELD_OUT_COLOURS, IMAGE_SIZE, POSITIONS, SHAPES,
+    SIZES, shape_mask,
+)
+
+FOREGROUND_DISTANCE = 70.0  # RGB distance from the background that counts as an object pixel
+MIN_AREA = 6  # pixels; smaller regions are noise
+OBJECT_COLOURS = {**COLOURS, **HELD_OUT_COLOURS}
+BACKGROUND_COLOURS = {**COLOURS, **BACKGROUND_ONLY_COLOURS, **HELD_OUT_COLOURS}
+
+
+@dataclass(frozen=True)
+class DetectedObject:
+    shape: str
+    colour: str
+    size: str
+    position: str
+    centre: tuple[float, float]
+    area: int
+    shape_score: float  # IoU with the best template
+
+
+@dataclass(frozen=True)
+class Analysis:
+    background: str
+    background_rgb: tuple[int, int, int]
+    objects: tuple[DetectedObject, ...]  # largest first
+
+
+def nearest_colour(rgb: np.ndarray, palette: dict) -> str:
+    """Name of the palette colour nearest to `rgb`."""
+    names = list(palette)
+    table = np.array([palette[n] for n in names], dtype=np.float32)
+    return names[int(np.argmin(np.linalg.norm(table - rgb[None, :], axis=1)))]
+
+
+def _classify(value: float, centres: list[float]) -> int:
+    return int(np.argmin([abs(value - c) for c in centres]))
+
+
+@lru_cache(maxsize=None)
+def _template_box_ratio(shape: str) -> tuple[float, float, float, float]:
+    """Box of a template relative to its nominal extent: (width, height, centre dx, centre dy) per unit."""
+    extent = 40.0
+    mask = np.asarray(shape_mask(shape, 32, 32, extent)) > 127
+    ys, xs = np.nonzero(mask)
+    w, h = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    dx, dy = (xs.max() + xs.min()) / 2 - 31.5, (ys.max() + ys.min()) / 2 - 31.5
+    return w / extent, h / extent, dx / extent, dy / extent
+
+
+def _best_shape(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[str, float, float]:
+    """Best-matching shape, its IoU, and the nominal extent its template had at this box."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0 + 1, y1 - y0 + 1
+    scores, extents = {}, {}
+    for shape in SHAPES:
+        rw, rh, rdx, rdy = _template_box_ratio(shape)
+        extent = extents[shape] = max(w / rw, h / rh)
+        cx = (x0 + x1) / 2 + 0.5 - rdx * extent
+        cy = (y0 + y1) / 2 + 0.5 - rdy * extent
+        template = np.asarray(shape_mask(shape, cx, cy, extent, mask.shape[0])) > 127
+        union = np.logical_or(template, mask).sum()
+        scores[shape] = np.logical_and(template, mask).sum() / max(union, 1)
+    best = max(scores, key=scores.get)
+    return best, float(scores[best]), extents[best]
+
+
+def _split_by_colour(mask: np.ndarray, pixels: np.ndarray, core: np.ndarray) -> list[np.ndarray]:
+    """Split a region where objects of different colours touch into one mask per colour."""
+    names = list(OBJECT_COLOURS)
+    table = np.array([OBJECT_COLOURS[n] for n in names], dtype=np.float32)
+    nearest = np.argmin(np.linalg.norm(pixels[core][:, None, :] - table[None], axis=2), axis=1)
+    counts = np.bincount(nearest, minlength=len(names))
+    major = [i for i in np.argsort(-counts) if counts[i] >= max(12, 0.15 * core.sum())]
+    if len(major) < 2:
+        return [mask]
+    owner = np.argmin(np.linalg.norm(pixels[..., None, :] - table[major][None, None], axis=3), axis=2)
+    parts = []
+    for k in range(len(major)):
+        labels, count = ndimage.label(mask & (owner == k))
+        if count:
+            sizes = ndimage.sum(np.ones_like(labels), labels, range(1, count + 1))
+            parts.append(labels == 1 + int(np.argmax(sizes)))
+    return parts
+
+
+def analyze(image: Image.Image) -> Analysis:
+    """Recover the scene drawn in a shapes-world image."""
+    image = image.convert("RGB")
+    if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+        image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX)
+    pixels = np.asarray(image, dtype=np.float32)
+    border = np.concatenate([pixels[:2].reshape(-1, 3), pixels[-2:].reshape(-1, 3),
+                             pixels[:, :2].reshape(-1, 3), pixels[:, -2:].reshape(-1, 3)])
+    bg_rgb = np.median(border, axis=0)
+    distance = np.linalg.norm(pixels - bg_rgb, axis=2)
+    labels, count = ndimage.label(distance > FOREGROUND_DISTANCE)
+    objects = []
+    unit = IMAGE_SIZE / 64
+    size_edges = [SIZES[s] * unit for s in SIZES]
+    grid = [g * IMAGE_SIZE - 0.5 for g in GRID_CENTRES]
+    by_cell = {v: k for k, v in POSITIONS.items()}
+    regions = []
+    for index in range(1, count + 1):
+        region = labels == index
+        if region.sum() >= MIN_AREA:
+            regions += _split_by_colour(region, pixels, region & (distance >= np.percentile(distance[region], 50)))
+    for mask in regions:
+        area = int(mask.sum())
+        if area < MIN_AREA:
+            continue
+        ys, xs = np.nonzero(mask)
+        box = (xs.min(), ys.min(), xs.max(), ys.max())
+        core = mask & (distance >= np.percentile(distance[mask], 50))
+        colour = nearest_colour(np.median(pixels[core], axis=0), OBJECT_COLOURS)
+        shape, score, extent = _best_shape(mask, box)
+        size = list(SIZES)[_classify(extent, size_edges)]
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        position = by_cell[(_classify(cx, grid), _classify(cy, grid))]
+        objects.append(DetectedObject(shape, colour, size, position, (float(cx), float(cy)), area, score))
+    objects.sort(key=lambda o: -o.area)
+    background = nearest_colour(bg_rgb, BACKGROUND_COLOURS)
+    return Analysis(background, tuple(int(v) for v in bg_rgb), tuple(objects))
+
+
+def relation_holds(first: DetectedObject, second: DetectedObject, relation: str) -> bool:
+    """Whether `first <relation> second` holds between two detected objects' centres."""
+    (ax, ay), (bx, by) = first.centre, second.centre
+    margin = 4 * IMAGE_SIZE / 64
+    return {"left of": ax < bx - margin, "right of": ax > bx + margin,
+            "above": ay < by - margin, "below": ay > by + margin}[relation]
+
+
+def named_colour_share(image: Image.Image, colour_names: list[str], tolerance: float = 40.0) -> float:
+    """Fraction of pixels within `tolerance` (RGB distance) of any of the named colours."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    targets = np.array([ALL_COLOURS[c] for c in colour_names], dtype=np.float32)
+    distance = np.linalg.norm(pixels[:, :, None, :] - targets[None, None], axis=3).min(axis=2)
+    return float((distance <= tolerance).mean())

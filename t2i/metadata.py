@@ -1,0 +1,64 @@
+"""PNG files that carry their recipe: A1111's `parameters` text and our full JSON request."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from PIL import Image, PngImagePlugin
+
+RECIPE_KEY = "t2i_recipe"
+
+
+def infotext(params: dict) -> str:
+    """The A1111 'parameters' text for one image (prompt, negative, then key: value pairs)."""
+    fields = [("Steps", params["steps"]), ("Sampler", params["sampler"]), ("CFG scale", params["cfg"]),
+              ("Seed", params["seed"]), ("Size", f"{params['width']}x{params['height']}")]
+    if params.get("model_hash"):
+        fields.append(("Model hash", params["model_hash"]))
+    fields.append(("Model", params["model"]))
+    if "strength" in params:
+        fields.append(("Denoising strength", params["strength"]))
+    if params.get("styles"):
+        fields.append(("Styles", json.dumps(params["styles"])))
+    fields.append(("Version", params.get("generator", "t2i")))
+    lines = [params.get("final_prompt", params["prompt"])]
+    negative = params.get("final_negative_prompt", params.get("negative_prompt", ""))
+    if negative:
+        lines.append(f"Negative prompt: {negative}")
+    lines.append(", ".join(f"{k}: {v}" for k, v in fields))
+    return "\n".join(lines)
+
+
+def png_bytes(image: Image.Image, params: dict, extra_text: dict | None = None) -> bytes:
+    """PNG bytes of `image` with its recipe in text chunks (deterministic unless `extra_text` varies)."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", infotext(params))
+    info.add_text(RECIPE_KEY, json.dumps(params, sort_keys=True))
+    for key, value in (extra_text or {}).items():
+        info.add_text(key, value)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write a file so that readers see either nothing or all of it, never a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_recipe(image: Image.Image) -> dict | None:
+    """Our JSON recipe from a PNG made here, or None."""
+    text = image.info.get(RECIPE_KEY)
+    return json.loads(text) if text else None

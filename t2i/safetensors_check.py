@@ -1,0 +1,57 @@
+"""Check a user's .safetensors file's header before any loader touches it.
+
+safetensors itself never runs code, but a hostile or truncated file can still claim absurd sizes;
+we refuse those with a clear message instead of letting a loader fail deep inside.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+from .request import RequestError
+
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+               "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+MAX_HEADER_BYTES = 100 << 20
+
+
+def read_safetensors_header(path: Path, max_bytes: int) -> dict:
+    """The parsed header of `path` (tensor entries and `__metadata__`), after structural checks."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise RequestError(f"{path.name} is {size >> 20} MB; the limit is {max_bytes >> 20} MB")
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise RequestError(f"{path.name} is not a safetensors file (too short)")
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len > min(MAX_HEADER_BYTES, size - 8):
+            raise RequestError(f"{path.name} is not a valid safetensors file (bad header length)")
+        try:
+            header = json.loads(handle.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RequestError(f"{path.name} is not a valid safetensors file (unreadable header)") from exc
+    if not isinstance(header, dict):
+        raise RequestError(f"{path.name} is not a valid safetensors file (header is not a table)")
+    data_size = size - 8 - header_len
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if (not isinstance(entry, dict) or entry.get("dtype") not in DTYPE_BYTES
+                or not isinstance(entry.get("shape"), list)
+                or not all(isinstance(d, int) and d >= 0 for d in entry["shape"])):
+            raise RequestError(f"{path.name}: tensor {name!r} has an invalid entry")
+        start, end = entry.get("data_offsets", (None, None))
+        expected = math.prod(entry["shape"]) * DTYPE_BYTES[entry["dtype"]]
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= data_size
+                and end - start == expected):
+            raise RequestError(f"{path.name}: tensor {name!r} points outside the file or has the wrong size")
+    return header
+
+
+def check_safetensors_file(path: Path, max_bytes: int) -> list[str]:
+    """Tensor names in a checked safetensors file."""
+    return [k for k in read_safetensors_header(path, max_bytes) if k != "__metadata__"]

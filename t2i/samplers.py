@@ -1,0 +1,29 @@
+"""Sampler names users know from AUTOMATIC1111, mapped to diffusers schedulers.
+
+A fresh scheduler is built for every request from the model's own scheduler config: diffusers
+schedulers keep per-run state and are not safe to share between concurrent requests.
+"""
+
+from __future__ import annotations
+
+from diffusers import (
+    DDIMScheduler, DPMSolverMultistepScheduler, DPMSolverSDEScheduler, EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler, LCMScheduler, UniPCMultistepScheduler,
+)
+
+SAMPLERS = {
+    "Euler": (EulerDiscreteScheduler, {}),
+    "Euler a": (EulerAncestralDiscreteScheduler, {}),
+    "DPM++ 2M": (DPMSolverMultistepScheduler, {}),
+    "DPM++ 2M Karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
+    "DPM++ SDE Karras": (DPMSolverSDEScheduler, {"use_karras_sigmas": True}),
+    "DDIM": (DDIMScheduler, {}),
+    "UniPC": (UniPCMultistepScheduler, {}),
+    "LCM": (LCMScheduler, {}),
+}
+
+
+def make_scheduler(name: str, base_config: dict):
+    """A new scheduler for sampler `name`, keeping the model's noise schedule from `base_config`."""
+    cls, overrides = SAMPLERS[name]
+    return cls.from_config(base_config, **overrides)

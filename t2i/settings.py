@@ -1,0 +1,59 @@
+"""Settings: every knob is an environment variable, with its default here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent / "embedded" / "model"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    device: str = field(default_factory=lambda: _env("T2I_DEVICE", "auto"))  # auto | cpu | cuda | cuda:N | mps
+    dtype: str = field(default_factory=lambda: _env("T2I_DTYPE", "auto"))  # auto | float32 | float16 | bfloat16
+    default_model: str = field(default_factory=lambda: _env("T2I_MODEL", "embedded"))
+    model_cache_size: int = field(default_factory=lambda: int(_env("T2I_MODEL_CACHE_SIZE", "2")))
+    max_prompt_chars: int = field(default_factory=lambda: int(_env("T2I_MAX_PROMPT_CHARS", "4000")))
+    max_side: int = field(default_factory=lambda: int(_env("T2I_MAX_SIDE", "2048")))
+    max_pixels: int = field(default_factory=lambda: int(_env("T2I_MAX_PIXELS", str(1536 * 1536))))
+    max_steps: int = field(default_factory=lambda: int(_env("T2I_MAX_STEPS", "150")))
+    max_images: int = field(default_factory=lambda: int(_env("T2I_MAX_IMAGES", "16")))  # batch count x size
+    max_upload_mb: int = field(default_factory=lambda: int(_env("T2I_MAX_UPLOAD_MB", "20")))
+    queue_size: int = field(default_factory=lambda: int(_env("T2I_QUEUE_SIZE", "32")))
+    host: str = field(default_factory=lambda: _env("T2I_HOST", "127.0.0.1"))
+    port: int = field(default_factory=lambda: int(_env("T2I_PORT", "7860")))
+    share: bool = field(default_factory=lambda: _env("T2I_SHARE", "0") == "1")
+    # uploads and results live outside the app folder, one sub-folder per session
+    data_dir: Path = field(default_factory=lambda: Path(_env("T2I_DATA_DIR", os.path.join(tempfile.gettempdir(), "t2i"))))
+    styles_dirs: tuple[Path, ...] = field(default_factory=lambda: tuple(
+        Path(p) for p in _env("T2I_STYLES_DIRS", "").split(os.pathsep) if p))
+    preview_every: int = field(default_factory=lambda: int(_env("T2I_PREVIEW_EVERY", "2")))  # steps between previews
+
+
+def resolve_device(name: str):
+    """The torch device for a setting value ('auto' picks CUDA, then MPS, then CPU)."""
+    import torch
+
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_dtype(name: str, device):
+    """The torch dtype for a setting value ('auto': float16 on CUDA, float32 elsewhere)."""
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]

@@ -1,0 +1,319 @@
+"""Style presets: Fooocus-style JSON lists and A1111 styles.csv files, loaded on demand.
+
+Nothing is read at import time; call :func:`load_styles` with the folders to scan.
+
+Semantics
+---------
+* A style prompt is a template containing ``{prompt}`` exactly once (more is an error).
+* Styles are applied in order, each wrapping the result of the previous one (A1111's
+  ``apply_styles_to_prompt``).
+* Negative prompts follow A1111's ``merge_prompts``: a style negative containing
+  ``{prompt}`` wraps the current negative; otherwise the two are joined with ", ",
+  skipping empties (user negative first, then each style's in order).
+* Prompts without ``{prompt}`` (A1111 csv, or a JSON entry) are stored as ``"{prompt}, text"``.
+* When the text substituted for ``{prompt}`` is empty, the separators next to it are tidied,
+  so ``"{prompt}, text"`` with an empty prompt gives ``"text"`` exactly as A1111 does.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Iterable
+from typing import NamedTuple
+
+BUILTIN_STYLES_DIR = Path(__file__).resolve().parent.parent / "styles"
+
+PLACEHOLDER = "{prompt}"
+MAX_NAME_CHARS = 200
+STYLE_FILE_SUFFIXES = (".json", ".csv")
+
+
+class UnknownStyleError(ValueError):
+    """A style name that is not in the library."""
+
+    def __init__(self, name: str):
+        super().__init__(f"unknown style {name!r}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Style:
+    name: str
+    prompt: str = PLACEHOLDER
+    negative_prompt: str = ""
+    source: str = ""
+
+
+@dataclass
+class StyleLibrary:
+    styles: dict[str, Style] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def get(self, name: str) -> Style | None:
+        """Return the style whose name matches case-insensitively, or None."""
+        key = _key(name)
+        for style_name, style in self.styles.items():
+            if _key(style_name) == key:
+                return style
+        return None
+
+    def names(self) -> list[str]:
+        """Return display names in load order."""
+        return list(self.styles)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __len__(self) -> int:
+        return len(self.styles)
+
+
+class StyledPrompt(NamedTuple):
+    prompt: str
+    negative_prompt: str
+
+
+def _key(name: str) -> str:
+    return name.strip().casefold()
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _check_name(raw: object) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError("entry has no name")
+    name = raw.strip()
+    if len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"name longer than {MAX_NAME_CHARS} characters")
+    if any(ch in name for ch in "\r\n\t\x00"):
+        raise ValueError(f"name {name[:40]!r} contains control characters")
+    return name
+
+
+def _check_text(raw: object, what: str, name: str) -> str:
+    if raw is None:
+        return ""
+    if not isinstance(raw, str):
+        raise ValueError(f"style {name!r}: {what} is not a string")
+    if raw.count(PLACEHOLDER) > 1:
+        raise ValueError(f"style {name!r}: {what} contains {PLACEHOLDER} more than once")
+    return raw
+
+
+def _normalize_prompt(prompt: str) -> str:
+    """A prompt without {prompt} gets the user prompt in front, joined with ", " (A1111)."""
+    prompt = prompt.strip()
+    if PLACEHOLDER in prompt:
+        return prompt
+    return f"{PLACEHOLDER}, {prompt}" if prompt else PLACEHOLDER
+
+
+def _parse_json(text: str, source: str) -> tuple[list[Style], list[str]]:
+    """Parse a Fooocus list; raise ValueError for a file-level problem, list entry problems."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, list):
+        raise ValueError(f"expected a JSON list of styles, got {type(data).__name__}")
+    styles: list[Style] = []
+    problems: list[str] = []
+    for i, entry in enumerate(data):
+        try:
+            if not isinstance(entry, dict):
+                raise ValueError(f"expected an object, got {type(entry).__name__}")
+            name = _check_name(entry.get("name"))
+            prompt = _normalize_prompt(_check_text(entry.get("prompt"), "prompt", name))
+            negative = _check_text(entry.get("negative_prompt"), "negative_prompt", name)
+            styles.append(Style(name, prompt, negative, source))
+        except ValueError as exc:
+            problems.append(f"{source}: entry {i + 1}: {exc}; skipped")
+    return styles, problems
+
+
+def _parse_csv(text: str, source: str) -> tuple[list[Style], list[str]]:
+    """Parse an A1111 styles.csv; raise ValueError for a file-level problem, list row problems."""
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""), skipinitialspace=True)
+        fields = [f.strip() for f in (reader.fieldnames or [])]
+        if "name" not in fields or not ({"prompt", "text"} & set(fields)):
+            raise ValueError("expected a CSV header with columns name,prompt,negative_prompt")
+        reader.fieldnames = fields
+        rows = list(reader)
+    except csv.Error as exc:
+        raise ValueError(f"invalid CSV ({exc})") from None
+    styles: list[Style] = []
+    problems: list[str] = []
+    for i, row in enumerate(rows):
+        raw_name = row.get("name") or ""
+        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+            continue  # blank line
+        if raw_name.lstrip().startswith("#"):
+            continue  # A1111 treats these rows as comments
+        try:
+            name = _check_name(raw_name)
+            # A1111 still reads the old "name,text" header
+            prompt = _normalize_prompt(_check_text(row.get("prompt", row.get("text")), "prompt", name))
+            negative = _check_text(row.get("negative_prompt"), "negative_prompt", name)
+            styles.append(Style(name, prompt, negative.strip(), source))
+        except ValueError as exc:
+            problems.append(f"{source}: row {i + 2}: {exc}; skipped")
+    return styles, problems
+
+
+def _parse_file(data: bytes, suffix: str, source: str) -> tuple[list[Style], list[str]]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    if suffix == ".json":
+        return _parse_json(text, source)
+    if suffix == ".csv":
+        return _parse_csv(text, source)
+    raise ValueError(f"unsupported file type {suffix!r} (expected .json or .csv)")
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def load_styles(folders: list[Path]) -> StyleLibrary:
+    """Load every *.json (Fooocus) and *.csv (A1111) style file in the folders; never raises for bad content."""
+    library = StyleLibrary()
+    seen: dict[str, Style] = {}
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.exists():
+            continue
+        if not folder.is_dir():
+            library.problems.append(f"{folder}: not a folder; skipped")
+            continue
+        files = sorted(
+            p for p in folder.iterdir()
+            if p.suffix.lower() in STYLE_FILE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        )
+        for path in files:
+            source = str(path)
+            try:
+                styles, problems = _parse_file(path.read_bytes(), path.suffix.lower(), source)
+            except (OSError, ValueError) as exc:
+                library.problems.append(f"{source}: {exc}; file skipped")
+                continue
+            library.problems.extend(problems)
+            for style in styles:
+                first = seen.get(_key(style.name))
+                if first is not None:
+                    library.problems.append(
+                        f"{source}: duplicate style name {style.name!r} "
+                        f"(already defined in {first.source}); skipped"
+                    )
+                    continue
+                seen[_key(style.name)] = style
+                library.styles[style.name] = style
+    return library
+
+
+_SEPARATORS = ",;. \t\r\n"
+
+
+def _merge(template: str, text: str) -> str:
+    """A1111 merge_prompts, plus tidying of the separators around an empty insertion."""
+    text = text.strip()
+    if PLACEHOLDER not in template:
+        return ", ".join(part for part in (text, template.strip()) if part)
+    if text:
+        return template.replace(PLACEHOLDER, text).strip()
+    before, after = (part.strip() for part in template.split(PLACEHOLDER, 1))
+    if not before:
+        return after.lstrip(_SEPARATORS)
+    if not after:
+        return before.rstrip(_SEPARATORS)
+    if after[0] in ",;.":  # "photo of {prompt}, sharp" -> "photo of, sharp"
+        return before.rstrip(",;. \t") + after
+    return f"{before} {after}"
+
+
+def apply_styles(prompt: str, negative: str, names: list[str], library: StyleLibrary) -> StyledPrompt:
+    """Apply the named styles in order; return StyledPrompt(prompt, negative_prompt) (a 2-tuple)."""
+    chosen: list[Style] = []
+    used: set[str] = set()
+    for name in names:
+        style = library.get(name) if isinstance(name, str) else None
+        if style is None:
+            raise UnknownStyleError(str(name))
+        if _key(style.name) in used:
+            continue  # selecting a style twice applies it once
+        used.add(_key(style.name))
+        chosen.append(style)
+    positive, negative_out = prompt.strip(), negative.strip()
+    for style in chosen:
+        positive = _merge(style.prompt, positive)
+        negative_out = _merge(style.negative_prompt, negative_out)
+    return StyledPrompt(positive, negative_out)
+
+
+def safe_file_stem(stem: str, max_chars: int = 64) -> str:
+    """Reduce a file stem to [A-Za-z0-9_-] characters; 'styles' if nothing is left."""
+    stem = stem.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-")[:max_chars].strip("_-")
+    return cleaned or "styles"
+
+
+def import_style_file(
+    path: Path,
+    dest_folder: Path,
+    max_bytes: int = 1_000_000,
+    *,
+    existing_names: Iterable[str] = (),
+) -> list[str]:
+    """Validate an uploaded .json/.csv style file, copy it into dest_folder safely, return its style names."""
+    path, dest_folder = Path(path), Path(dest_folder)
+    suffix = path.suffix.lower()
+    if suffix not in STYLE_FILE_SUFFIXES:
+        raise ValueError(f"unsupported style file type {suffix or '(none)'!r}: expected .json or .csv")
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read style file: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise ValueError(f"style file is larger than {max_bytes} bytes")
+
+    stem = safe_file_stem(path.stem)
+    styles, problems = _parse_file(data, suffix, f"{stem}{suffix}")  # ValueError propagates
+    if problems:
+        raise ValueError("invalid style file: " + "; ".join(problems[:5]))
+    if not styles:
+        raise ValueError("style file contains no styles")
+
+    taken = {_key(n): "an existing style" for n in existing_names}
+    for style in load_styles([dest_folder]).styles.values():
+        taken.setdefault(_key(style.name), Path(style.source).name)
+    seen: set[str] = set()
+    for style in styles:
+        key = _key(style.name)
+        if key in seen:
+            raise ValueError(f"style {style.name!r} appears twice in the file")
+        if key in taken:
+            raise ValueError(f"style {style.name!r} already exists ({taken[key]})")
+        seen.add(key)
+
+    dest_folder.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        target = dest_folder / (f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}")
+        if target.resolve().parent != dest_folder.resolve():  # belt and braces
+            raise ValueError("unsafe file name")
+        try:
+            with target.open("xb") as fh:  # never overwrite
+                fh.write(data)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise ValueError(f"too many style files named {stem!r}")
+    return [style.name for style in styles]
