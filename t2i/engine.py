@@ -84,6 +84,8 @@ class Engine:
                     generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
                     callback_on_step_end=callback, output_type="pil",
                 ).images
+                if request.mask is not None:  # keep unmasked pixels exactly (the VAE round trip shifts them)
+                    images = [Image.composite(image, extra["image"], extra["mask_image"]) for image in images]
                 for image, seed in zip(images, seeds):
                     params = self._parameters(request, model, styled, seed, width, height)
                     result.images.append(GeneratedImage(image=image, seed=seed, parameters=params))

@@ -1,0 +1,100 @@
+"""The studio's core actions as plain functions over plain values, for any front end (Gradio, HTTP, tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from PIL import Image
+
+from .engine import Engine, ProgressEvent
+from .jobs import load_image_file, save_result, session_folder, stream_generation
+from .metadata import infotext
+from .request import GenerationRequest, GenerationResult, RequestError
+from .samplers import SAMPLERS
+from .settings import Settings
+
+
+@dataclass
+class GenerateForm:
+    """The generate form as a front end sends it; image fields are uploaded file paths."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: list[str] = field(default_factory=list)
+    sampler: str = "Euler"
+    steps: int | float = 20
+    cfg: float = 7.0
+    width: int | float = 0
+    height: int | float = 0
+    seed: int | float = -1
+    batch_count: int | float = 1
+    batch_size: int | float = 1
+    model: str = ""
+    init_image: str | None = None
+    mask: str | None = None
+    strength: float = 0.75
+
+
+@dataclass
+class StudioUpdate:
+    """One update for the page: progress with a preview, or the finished images."""
+
+    progress: ProgressEvent | None = None
+    preview: Image.Image | None = None
+    files: list[Path] = field(default_factory=list)
+    info: str = ""
+    seed: int | None = None
+
+
+def _whole(name: str, value) -> int:
+    """A whole number from a form field (UI widgets may send 20.0 for 20); refuses fractions and text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value % 1:
+        raise RequestError(f"{name} must be a whole number; got {value!r}")
+    return int(value)
+
+
+class Studio:
+    """Holds the engine and settings; every method is one user action."""
+
+    def __init__(self, settings: Settings | None = None, engine: Engine | None = None):
+        self.settings = settings or Settings()
+        self.engine = engine or Engine(self.settings)
+
+    def request_from_form(self, form: GenerateForm) -> GenerationRequest:
+        """A GenerationRequest from form values, with uploaded images decoded under the size caps."""
+        max_bytes = self.settings.max_upload_mb << 20
+        images = {name: load_image_file(path, max_bytes, self.settings.max_pixels, what=name.replace("_", " "))
+                  for name in ("init_image", "mask") if (path := getattr(form, name))}
+        return GenerationRequest(
+            prompt=form.prompt, negative_prompt=form.negative_prompt or "", styles=tuple(form.styles or ()),
+            steps=_whole("steps", form.steps), cfg=form.cfg, sampler=form.sampler, width=_whole("width", form.width),
+            height=_whole("height", form.height), seed=_whole("seed", form.seed),
+            batch_count=_whole("batch count", form.batch_count), batch_size=_whole("batch size", form.batch_size),
+            init_image=images.get("init_image"), mask=images.get("mask"), strength=form.strength,
+            model=form.model or "",
+        )
+
+    def generate(self, form: GenerateForm, session: str) -> Iterator[StudioUpdate]:
+        """Run a generation, yielding previews while sampling and then the saved PNG files."""
+        request = self.request_from_form(form)
+        for event in stream_generation(self.engine, request):
+            if isinstance(event, GenerationResult):
+                files = save_result(event, session_folder(self.settings.data_dir, session))
+                first = event.images[0]
+                yield StudioUpdate(files=files, info=infotext(first.parameters), seed=first.seed)
+            else:
+                yield StudioUpdate(progress=event, preview=event.previews[0] if event.previews else None)
+
+    def sampler_names(self) -> list[str]:
+        """Sampler names in the order users see them."""
+        return list(SAMPLERS)
+
+    def style_names(self) -> list[str]:
+        """Names of the loaded style presets."""
+        return self.engine.styles.names()
+
+    def model_choices(self) -> list[str]:
+        """Models to offer: the default, the embedded one, and any already loaded."""
+        return list(dict.fromkeys([self.settings.default_model, "embedded", *self.engine.models.loaded()]))

@@ -1,0 +1,21 @@
+"""The Gradio front end (the only package besides app.py that imports gradio)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import gradio as gr
+
+from t2i.studio import Studio
+
+from .generate_tab import create_generate_tab
+
+
+def build_app(studio: Studio, gpu: Callable = lambda fn: fn) -> gr.Blocks:
+    """The whole page, with the queue configured from settings."""
+    with gr.Blocks(title="t2i studio", analytics_enabled=False) as demo:
+        gr.Markdown("## t2i studio\nText to image on the embedded shapes-world model or any Stable Diffusion model.")
+        with gr.Tab("Generate"):
+            create_generate_tab(studio, gpu)
+    demo.queue(max_size=studio.settings.queue_size, default_concurrency_limit=1)
+    return demo

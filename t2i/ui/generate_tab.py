@@ -1,0 +1,88 @@
+"""The Generate tab: widgets wired to Studio actions, every event a named API endpoint."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import gradio as gr
+
+from t2i.request import RequestError
+from t2i.studio import GenerateForm, Studio
+
+log = logging.getLogger(__name__)
+MODEL_WORK = "model"  # one concurrency group for everything that runs a model
+
+
+def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> None:
+    """Build the tab inside the current Blocks; `gpu` wraps model work (spaces.GPU on ZeroGPU)."""
+    settings = studio.settings
+    with gr.Row():
+        with gr.Column(scale=3):
+            prompt = gr.Textbox(label="Prompt", value="", lines=3, elem_id="prompt",
+                                placeholder="a red circle in the top left on a blue background")
+            negative = gr.Textbox(label="Negative prompt", value="", lines=2, elem_id="negative")
+        with gr.Column(scale=1, min_width=160):
+            generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
+            stop_btn = gr.Button("Stop", elem_id="stop")
+    with gr.Row():
+        with gr.Column(scale=1):
+            styles = gr.Dropdown(label="Styles", choices=studio.style_names(), value=[], multiselect=True)
+            model = gr.Dropdown(label="Model", choices=studio.model_choices(), value=settings.default_model,
+                                allow_custom_value=True, info="'embedded', a diffusers folder, a .safetensors file or a hub id")
+            sampler = gr.Dropdown(label="Sampler", choices=studio.sampler_names(), value="Euler")
+            steps = gr.Slider(label="Steps", minimum=1, maximum=settings.max_steps, value=20, step=1)
+            cfg = gr.Slider(label="CFG scale", minimum=0, maximum=30, value=7.0, step=0.5)
+            with gr.Row():
+                width = gr.Number(label="Width", value=0, precision=0, info="0 = model's size")
+                height = gr.Number(label="Height", value=0, precision=0, info="0 = model's size")
+            with gr.Row():
+                seed = gr.Number(label="Seed", value=-1, precision=0, info="-1 = random", elem_id="seed")
+                random_btn = gr.Button("🎲", scale=0, min_width=48)
+                reuse_btn = gr.Button("♻️", scale=0, min_width=48)
+            with gr.Row():
+                batch_count = gr.Slider(label="Batch count", minimum=1, maximum=settings.max_images, value=1, step=1)
+                batch_size = gr.Slider(label="Batch size", minimum=1, maximum=settings.max_images, value=1, step=1)
+            with gr.Accordion("img2img / inpainting", open=False):
+                init_image = gr.Image(label="Init image", type="filepath", value=None, sources=["upload", "clipboard"])
+                mask = gr.Image(label="Mask (white = repaint)", type="filepath", value=None, sources=["upload"])
+                strength = gr.Slider(label="Denoising strength", minimum=0.01, maximum=1, value=0.75, step=0.01)
+        with gr.Column(scale=2):
+            preview = gr.Image(label="Preview", type="pil", interactive=False, visible=False, height=256)
+            gallery = gr.Gallery(label="Images", type="filepath", columns=4, height=420, elem_id="gallery",
+                                 buttons=["download", "fullscreen"], interactive=False)
+            info = gr.Textbox(label="Generation parameters", value="", lines=4, interactive=False, elem_id="info")
+            last_seed = gr.Number(label="Last seed", value=-1, precision=0, interactive=False)
+
+    def generate(prompt, negative, styles, model, sampler, steps, cfg, width, height, seed, batch_count,
+                 batch_size, init_image, mask, strength, request: gr.Request, progress=gr.Progress()):
+        form = GenerateForm(prompt=prompt, negative_prompt=negative, styles=styles or [], model=model,
+                            sampler=sampler, steps=steps, cfg=cfg, width=width, height=height, seed=seed,
+                            batch_count=batch_count, batch_size=batch_size, init_image=init_image, mask=mask,
+                            strength=strength)
+        try:
+            for update in studio.generate(form, request.session_hash if request else ""):
+                if update.progress is not None:
+                    event = update.progress
+                    progress((event.step, event.total_steps), desc=f"batch {event.batch}/{event.total_batches}")
+                    if update.preview is not None:
+                        yield gr.update(value=update.preview, visible=True), gr.update(), gr.update(), gr.update()
+                else:
+                    yield (gr.update(value=None, visible=False), [str(p) for p in update.files], update.info,
+                           update.seed)
+        except RequestError as exc:
+            raise gr.Error(str(exc)) from exc
+        except Exception as exc:  # the page gets a message; the server keeps serving
+            log.exception("generation failed")
+            raise gr.Error(f"generation failed: {type(exc).__name__}: {exc}") from exc
+
+    run = generate_btn.click(
+        gpu(generate),
+        inputs=[prompt, negative, styles, model, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
+                init_image, mask, strength],
+        outputs=[preview, gallery, info, last_seed], api_name="generate", concurrency_id=MODEL_WORK,
+        concurrency_limit=1,
+    )
+    stop_btn.click(lambda: None, None, None, cancels=[run], api_name="stop", queue=False)
+    random_btn.click(lambda: -1, None, seed, api_name="random_seed", queue=False)
+    reuse_btn.click(lambda s: s, last_seed, seed, api_name="reuse_seed", queue=False)

@@ -1,0 +1,103 @@
+"""The real app on 127.0.0.1, driven through gradio_client: every named endpoint, and bad input."""
+
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from t2i.eval.analyzer import analyze
+
+gradio_client = pytest.importorskip("gradio_client")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    env = {**os.environ, "T2I_DATA_DIR": str(tmp_path_factory.mktemp("app-data")), "T2I_DEVICE": "cpu",
+           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(process.stdout.read())
+            time.sleep(0.5)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return gradio_client.Client(server, verbose=False)
+
+
+def _images(gallery):
+    return [Image.open(item["image"] if isinstance(item, dict) else item[0]) for item in gallery]
+
+
+def test_generate_endpoint_returns_measured_images_with_recipes(client):
+    preview, gallery, info, seed = client.predict(
+        prompt="a large green triangle at the bottom on a white background", seed=11, steps=20,
+        batch_size=2, api_name="/generate")
+    images = _images(gallery)
+    assert len(images) == 2 and seed == 11
+    assert "Seed: 11" in info and "Seed: 12" in images[1].info["parameters"]
+    found = analyze(images[0])
+    assert found.background == "white" and found.objects[0].colour == "green"
+
+
+def test_same_request_gives_the_same_pixels_through_the_api(client):
+    runs = [_images(client.predict(prompt="a red ring", seed=5, steps=10, api_name="/generate")[1])[0]
+            for _ in range(2)]
+    assert np.array_equal(np.asarray(runs[0]), np.asarray(runs[1]))
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"prompt": ""}, "prompt is empty"),
+    ({"prompt": "x" * 10_000}, "characters"),
+    ({"width": 7}, "width must be"),
+    ({"width": 100000}, "width must be"),
+    ({"steps": 0}, "steps must be"),
+    ({"steps": 1_000_000}, "steps must be"),
+    ({"cfg": math.nan}, "cfg"),
+    ({"sampler": "Nope"}, "unknown sampler"),
+    ({"model": "nothing-here"}, "unknown model"),
+    ({"styles": ["Nope"]}, "unknown style"),
+])
+def test_bad_input_is_a_clear_error_and_the_server_keeps_serving(client, fields, message):
+    fields = {"prompt": "a red circle", "steps": 2, **fields}
+    with pytest.raises(Exception, match=message):
+        client.predict(**fields, api_name="/generate")
+    assert client.predict(prompt="a red circle", steps=2, seed=1, api_name="/generate")[1]
+
+
+def test_corrupt_init_image_is_a_clear_error(client, tmp_path):
+    corrupt = tmp_path / "broken.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50)
+    with pytest.raises(Exception, match="init image could not be read"):
+        client.predict(prompt="a red circle", steps=2, init_image=gradio_client.handle_file(str(corrupt)),
+                       api_name="/generate")
+
+
+def test_seed_endpoints(client):
+    assert client.predict(api_name="/random_seed") == -1
+    assert client.predict(api_name="/reuse_seed") == -1  # the last-seed field of a fresh session
+    assert client.predict(api_name="/stop") is None

@@ -1,0 +1,49 @@
+"""The embedded model's training script: resumable after kill -9, deterministic, clear about bad paths."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from safetensors.torch import load_file
+
+TINY = ["--vae-steps", "3", "--n-scenes", "64", "--batch", "4", "--checkpoint-every", "1"]
+
+
+def train(work, out, *extra, wait=True):
+    cmd = [sys.executable, "-m", "t2i.embedded.train", "--work", str(work), "--out", str(out), *TINY, *extra]
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def test_killed_run_resumes_from_its_checkpoint_with_the_same_result(tmp_path):
+    straight = train(tmp_path / "a", tmp_path / "out-a", "--unet-steps", "12")
+    assert straight.returncode == 0, straight.stderr
+
+    process = train(tmp_path / "b", tmp_path / "out-b", "--unet-steps", "400", wait=False)
+    step_file = tmp_path / "b" / "denoiser_ckpt" / "step.json"
+    deadline = time.time() + 300
+    while not step_file.exists() and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = json.loads(step_file.read_text())["step"]
+    assert 1 <= killed_at < 12
+
+    resumed = train(tmp_path / "b", tmp_path / "out-b", "--unet-steps", "12")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming denoiser_ckpt from step" in resumed.stdout
+    a = load_file(str(tmp_path / "out-a" / "unet" / "diffusion_pytorch_model.safetensors"))
+    b = load_file(str(tmp_path / "out-b" / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert all((a[k] == b[k]).all() for k in a)  # same seed -> same weights, interrupted or not
+
+
+def test_unwritable_output_is_reported(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    done = train(tmp_path / "work", blocker / "model", "--unet-steps", "1")
+    assert done.returncode == 2
+    assert "cannot write to" in done.stderr and "Traceback" not in done.stderr
