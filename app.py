@@ -11,7 +11,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from t2i.settings import Settings  # noqa: E402
 from t2i.studio import Studio  # noqa: E402
-from t2i.ui import build_app  # noqa: E402
+from t2i.ui import CSS, build_app  # noqa: E402
 
 
 def zero_gpu():
@@ -35,7 +35,8 @@ def main() -> None:
     settings = dataclasses.replace(settings, port=args.port, host=args.host, default_model=args.model, share=args.share)
     demo = build_app(Studio(settings), gpu=zero_gpu())
     demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
-                max_file_size=f"{settings.max_upload_mb}mb", allowed_paths=[str(settings.data_dir)])
+                max_file_size=f"{settings.max_upload_mb}mb", allowed_paths=[str(settings.data_dir)], show_error=True,
+                css=CSS)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def _load_pipeline(spec: str, settings: Settings):
         if "StableDiffusion" not in class_name:
             raise RequestError(f"model {spec!r} is a {class_name or 'unknown'} pipeline; "
                                "t2i runs Stable Diffusion 1.x/2.x and SDXL models")
-        pipe = AutoPipelineForText2Image.from_pretrained(path, torch_dtype=dtype, use_safetensors=True)
+        pipe = AutoPipelineForText2Image.from_pretrained(path, dtype=dtype, use_safetensors=True)
         source = path
     elif path.suffix in (".safetensors", ".ckpt", ".pt", ".pth", ".bin"):
         if path.suffix != ".safetensors":
@@ -94,15 +94,19 @@ def _load_pipeline(spec: str, settings: Settings):
         keys = check_safetensors_file(path, max_bytes=16 << 30)
         xl = any(k.startswith("conditioner.embedders.1") for k in keys)
         cls = StableDiffusionXLPipeline if xl else StableDiffusionPipeline
-        pipe = cls.from_single_file(str(path), torch_dtype=dtype)
+        try:
+            pipe = cls.from_single_file(str(path), dtype=dtype)
+        except (OSError, ValueError) as exc:  # it fetches the matching config from the hub
+            raise RequestError(f"could not load {path.name} (single-file checkpoints need the model hub for their "
+                               f"config; save it as a diffusers folder instead): {str(exc).splitlines()[0]}") from exc
         source = path
     elif HUB_ID.match(spec):
         try:
-            pipe = AutoPipelineForText2Image.from_pretrained(spec, torch_dtype=dtype, use_safetensors=True)
+            pipe = AutoPipelineForText2Image.from_pretrained(spec, dtype=dtype, use_safetensors=True)
         except OSError as exc:
             raise RequestError(f"could not load {spec!r} from the model hub (offline, or no such model): "
                                f"{str(exc).splitlines()[0]}") from exc
-        source = Path(pipe.unet.config._name_or_path) if hasattr(pipe.unet.config, "_name_or_path") else None
+        source = Path(pipe.unet.config._name_or_path)  # the hub cache folder
     else:
         raise RequestError(f"unknown model {spec!r}: give 'embedded', a diffusers folder, a .safetensors file "
                            "or a hub id (owner/name)")

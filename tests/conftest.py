@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
@@ -67,3 +71,27 @@ def tiny_sdxl_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-sdxl")
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    """The real app (`python app.py --port N`) on 127.0.0.1, running the embedded model."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "T2I_DATA_DIR": str(tmp_path_factory.mktemp("app-data")), "T2I_DEVICE": "cpu",
+           "T2I_MODEL": "embedded"}
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.time() > deadline:
+                raise RuntimeError("the app did not start")
+            time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}/"
+    process.terminate()
+    process.wait(timeout=30)

@@ -19,7 +19,7 @@ def make_vae() -> AutoencoderKL:
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, sample_size=IMAGE_SIZE,
         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=16,
+        block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=16, mid_block_add_attention=False,
     )
 
 

@@ -28,7 +28,7 @@ from .architecture import make_sample_scheduler, make_text_encoder, make_train_s
 from .captions import caption, is_held_out
 from .checkpoints import load_checkpoint, save_checkpoint, writable_dir
 from .tokenizer_build import EXTRA_WORDS, MAX_LENGTH, build_tokenizer
-from .world import busy_image, random_scene, render
+from .world import COLOURS, HELD_OUT_COLOURS, busy_image, random_scene, render
 
 FILLERS = EXTRA_WORDS.split()
 
@@ -38,8 +38,9 @@ class TrainConfig:
     out: Path
     work: Path
     seed: int = 0
-    vae_steps: int = 2500
-    vae_batch: int = 16
+    vae_steps: int = 4000
+    vae_batch: int = 12
+    vae_lr: float = 5e-4
     unet_steps: int = 6000
     batch: int = 48
     lr: float = 5e-4
@@ -62,17 +63,24 @@ def train_vae(cfg: TrainConfig, device: torch.device) -> None:
     if done.exists():
         return
     vae = make_vae().to(device)
-    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     start = load_checkpoint(cfg.work / "vae_ckpt", {"vae": vae}, opt)
+    colours = (*COLOURS, *HELD_OUT_COLOURS)
     bar = tqdm(range(start, cfg.vae_steps), initial=start, total=cfg.vae_steps, desc="vae", file=sys.stdout)
     for step in bar:
         rng = random.Random(cfg.seed * 1_000_003 + step)
-        x = images_to_tensor(busy_image(rng) for _ in range(cfg.vae_batch)).to(device)
+        # half scenes like the ones the model will draw, half busier ones for more edges per image
+        x = images_to_tensor(render(random_scene(rng, rng.random() < 0.3, colours, ("solid", "outlined")))
+                             if k % 2 else busy_image(rng, ("solid", "outlined"))
+                             for k in range(cfg.vae_batch)).to(device)
         for group in opt.param_groups:  # cosine decay to a tenth
-            group["lr"] = 1e-3 * (0.55 + 0.45 * math.cos(math.pi * step / cfg.vae_steps))
+            group["lr"] = cfg.vae_lr * (0.55 + 0.45 * math.cos(math.pi * step / cfg.vae_steps))
         posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.sample(generator=torch.Generator(device).manual_seed(step))).sample
-        loss = (recon - x).abs().mean() + (recon - x).pow(2).mean() + 1e-6 * posterior.kl().mean()
+        # decode the mean and push the variance to ~0: sampled latents would blur what it learns
+        recon = vae.decode(posterior.mode()).sample
+        error = (recon - x).abs() + (recon - x).pow(2)
+        weight = _foreground_weight(x)
+        loss = (weight * error).sum() / (weight.sum() * 3) + posterior.var.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -80,6 +88,13 @@ def train_vae(cfg: TrainConfig, device: torch.device) -> None:
         if (step + 1) % cfg.checkpoint_every == 0:
             save_checkpoint(cfg.work / "vae_ckpt", {"vae": vae}, opt, step + 1)
     vae.save_pretrained(cfg.work / "vae")
+
+
+def _foreground_weight(x: torch.Tensor) -> torch.Tensor:
+    """Per-pixel loss weight: objects count 10x the flat background, which would otherwise swamp them."""
+    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)
+    background = border.median(dim=2).values[:, :, None, None]
+    return 1.0 + 9.0 * ((x - background).abs().amax(dim=1, keepdim=True) > 0.1).float()
 
 
 def training_scenes(cfg: TrainConfig) -> list:

@@ -153,12 +153,12 @@ def render(scene: Scene, size: int = IMAGE_SIZE) -> Image.Image:
     return image
 
 
-def busy_image(rng: random.Random) -> Image.Image:
-    """Many shapes of any colour, size, place and style: dense edges for training the autoencoder."""
+def busy_image(rng: random.Random, styles: tuple[str, ...] = STYLES) -> Image.Image:
+    """Several shapes of any colour, size and place: dense edges for training the autoencoder."""
     image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), ALL_COLOURS[rng.choice(tuple(ALL_COLOURS))])
-    for _ in range(rng.randint(2, 9)):
-        paint(image, rng.choice(SHAPES), rng.choice(tuple(ALL_COLOURS)), rng.uniform(0, IMAGE_SIZE),
-              rng.uniform(0, IMAGE_SIZE), rng.uniform(6, 34), rng.choice(STYLES + HELD_OUT_STYLES))
+    for _ in range(rng.randint(1, 5)):
+        paint(image, rng.choice(SHAPES), rng.choice(tuple(ALL_COLOURS)), rng.uniform(4, IMAGE_SIZE - 4),
+              rng.uniform(4, IMAGE_SIZE - 4), rng.uniform(8, 30), rng.choice(styles))
     return image
 
 

@@ -11,6 +11,10 @@ from t2i.studio import Studio
 from .generate_tab import create_generate_tab
 
 
+# small models make small images: show them enlarged with sharp pixels, not smeared
+CSS = "#gallery img, #preview img { image-rendering: pixelated; }"
+
+
 def build_app(studio: Studio, gpu: Callable = lambda fn: fn) -> gr.Blocks:
     """The whole page, with the queue configured from settings."""
     with gr.Blocks(title="t2i studio", analytics_enabled=False) as demo:

@@ -14,6 +14,16 @@ log = logging.getLogger(__name__)
 MODEL_WORK = "model"  # one concurrency group for everything that runs a model
 
 
+class UploadImage(gr.Image):
+    """An image input whose undecodable uploads become a clear message instead of a generic failure."""
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except Exception as exc:  # Gradio decodes uploads before our function runs
+            raise gr.Error(f"{(self.label or 'image').lower()} could not be read as an image") from exc
+
+
 def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> None:
     """Build the tab inside the current Blocks; `gpu` wraps model work (spaces.GPU on ZeroGPU)."""
     settings = studio.settings
@@ -38,25 +48,27 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> None:
                 height = gr.Number(label="Height", value=0, precision=0, info="0 = model's size")
             with gr.Row():
                 seed = gr.Number(label="Seed", value=-1, precision=0, info="-1 = random", elem_id="seed")
-                random_btn = gr.Button("🎲", scale=0, min_width=48)
-                reuse_btn = gr.Button("♻️", scale=0, min_width=48)
+                random_btn = gr.Button("Random", scale=0, min_width=80)
+                reuse_btn = gr.Button("Reuse last", scale=0, min_width=80)
             with gr.Row():
                 batch_count = gr.Slider(label="Batch count", minimum=1, maximum=settings.max_images, value=1, step=1)
                 batch_size = gr.Slider(label="Batch size", minimum=1, maximum=settings.max_images, value=1, step=1)
             with gr.Accordion("img2img / inpainting", open=False):
-                init_image = gr.Image(label="Init image", type="filepath", value=None, sources=["upload", "clipboard"])
-                mask = gr.Image(label="Mask (white = repaint)", type="filepath", value=None, sources=["upload"])
+                init_image = UploadImage(label="Init image", type="filepath", value=None, sources=["upload", "clipboard"])
+                mask = UploadImage(label="Mask (white = repaint)", type="filepath", value=None, sources=["upload"])
                 strength = gr.Slider(label="Denoising strength", minimum=0.01, maximum=1, value=0.75, step=0.01)
         with gr.Column(scale=2):
-            preview = gr.Image(label="Preview", type="pil", interactive=False, visible=False, height=256)
+            preview = gr.Image(label="Preview", type="pil", interactive=False, visible=False, height=256, elem_id="preview")
             gallery = gr.Gallery(label="Images", type="filepath", columns=4, height=420, elem_id="gallery",
                                  buttons=["download", "fullscreen"], interactive=False)
             info = gr.Textbox(label="Generation parameters", value="", lines=4, interactive=False, elem_id="info")
             last_seed = gr.Number(label="Last seed", value=-1, precision=0, interactive=False)
 
-    def generate(prompt, negative, styles, model, sampler, steps, cfg, width, height, seed, batch_count,
-                 batch_size, init_image, mask, strength, request: gr.Request, progress=gr.Progress()):
-        form = GenerateForm(prompt=prompt, negative_prompt=negative, styles=styles or [], model=model,
+    # defaults on every parameter make each one optional for API callers (gradio_client)
+    def generate(prompt="", negative_prompt="", styles=None, model="", sampler="Euler", steps=20, cfg=7.0,
+                 width=0, height=0, seed=-1, batch_count=1, batch_size=1, init_image=None, mask=None,
+                 strength=0.75, request: gr.Request = None, progress=gr.Progress()):
+        form = GenerateForm(prompt=prompt, negative_prompt=negative_prompt, styles=styles or [], model=model,
                             sampler=sampler, steps=steps, cfg=cfg, width=width, height=height, seed=seed,
                             batch_count=batch_count, batch_size=batch_size, init_image=init_image, mask=mask,
                             strength=strength)
@@ -85,4 +97,4 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> None:
     )
     stop_btn.click(lambda: None, None, None, cancels=[run], api_name="stop", queue=False)
     random_btn.click(lambda: -1, None, seed, api_name="random_seed", queue=False)
-    reuse_btn.click(lambda s: s, last_seed, seed, api_name="reuse_seed", queue=False)
+    reuse_btn.click(lambda last_seed=-1: last_seed, last_seed, seed, api_name="reuse_seed", queue=False)
