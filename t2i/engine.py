@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from .settings import Settings
 from .styles import BUILTIN_STYLES_DIR, UnknownStyleError, apply_styles, load_styles
 
 VERSION = "0.1.0"
+log = logging.getLogger(__name__)
 
 
 class GenerationCancelled(Exception):
@@ -46,10 +48,8 @@ class Engine:
         self.settings = settings or Settings()
         self.models = ModelCache(self.settings)
         self.styles = load_styles([BUILTIN_STYLES_DIR, *self.settings.styles_dirs])
-
-    def reload_styles(self) -> None:
-        """Read the style folders again (after a user added a file)."""
-        self.styles = load_styles([BUILTIN_STYLES_DIR, *self.settings.styles_dirs])
+        for problem in self.styles.problems:  # a broken style file is skipped, not fatal
+            log.warning("style skipped: %s", problem)
 
     def generate(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:

@@ -16,36 +16,35 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is n
 ARTIFACTS = os.environ.get("T2I_TEST_ARTIFACTS", "artifacts")
 
 
-def test_type_prompt_click_generate_and_see_the_image(app_url):
+@pytest.fixture
+def page(app_url):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(app_url)
-        page.locator("#prompt textarea").fill("a large blue circle in the center on a yellow background")
-        page.locator("#seed input").fill("4")
-        page.locator("#generate").click()
-        image = page.locator("#gallery img").first
-        image.wait_for(timeout=120_000)
-        src = image.get_attribute("src")
-        os.makedirs(ARTIFACTS, exist_ok=True)
-        page.screenshot(path=os.path.join(ARTIFACTS, "browser-generate.png"), full_page=True)
-        info = page.locator("#info textarea").input_value()
+        yield page
         browser.close()
+
+
+def test_type_prompt_click_generate_and_see_the_image(page, app_url):
+    page.locator("#prompt textarea").fill("a large blue circle in the center on a yellow background")
+    page.locator("#seed input").fill("4")
+    page.locator("#generate").click()
+    image = page.locator("#gallery img").first
+    image.wait_for(timeout=120_000)
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page.screenshot(path=os.path.join(ARTIFACTS, "browser-generate.png"), full_page=True)
+    assert "Seed: 4" in page.locator("#info textarea").input_value()
+    src = image.get_attribute("src")
     data = urllib.request.urlopen(src if src.startswith("http") else app_url.rstrip("/") + src).read()
-    generated = Image.open(BytesIO(data))
-    analysis = analyze(generated)
+    analysis = analyze(Image.open(BytesIO(data)))
     assert analysis.background == "yellow" and analysis.objects[0].colour == "blue"
-    assert "Seed: 4" in info
 
 
-def test_bad_input_shows_an_error_in_the_page(app_url):
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page()
-        page.goto(app_url)
-        page.locator("#prompt textarea").fill("a (red circle")
-        page.locator("#generate").click()
-        page.get_by_text("unbalanced '('").first.wait_for(timeout=60_000)
-        browser.close()
+def test_bad_input_shows_an_error_in_the_page(page):
+    page.locator("#prompt textarea").fill("a (red circle")
+    page.locator("#generate").click()
+    page.get_by_text("unbalanced '('").first.wait_for(timeout=60_000)
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page.screenshot(path=os.path.join(ARTIFACTS, "browser-error.png"))

@@ -4,7 +4,8 @@
 
 Stages, each resumable from the work folder: (1) the tokenizer, (2) the VAE on fresh renders,
 (3) encode a fixed training set once (on CPU, re-encoding every step would cost more than the UNet),
-(4) UNet + text encoder on the cached latents, with EMA, (5) export a plain diffusers folder.
+(4) UNet + text encoder on the cached latents, with EMA, (5) the decoder refined on the frozen encoder,
+(6) export a plain diffusers folder. Stages 4 and 5 only read stage 2-3 outputs and may run side by side.
 Every batch is drawn from an RNG seeded by (seed, step), so a resumed run gives the same weights.
 """
 
@@ -31,6 +32,7 @@ from .tokenizer_build import EXTRA_WORDS, MAX_LENGTH, build_tokenizer
 from .world import COLOURS, HELD_OUT_COLOURS, busy_image, random_scene, render
 
 FILLERS = EXTRA_WORDS.split()
+STAGES = ("all", "tokenizer", "vae", "decoder", "encode", "denoiser", "export")
 
 
 @dataclass
@@ -41,6 +43,8 @@ class TrainConfig:
     vae_steps: int = 4000
     vae_batch: int = 12
     vae_lr: float = 5e-4
+    decoder_steps: int = 3000
+    decoder_lr: float = 2e-4
     unet_steps: int = 6000
     batch: int = 48
     lr: float = 5e-4
@@ -65,22 +69,14 @@ def train_vae(cfg: TrainConfig, device: torch.device) -> None:
     vae = make_vae().to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     start = load_checkpoint(cfg.work / "vae_ckpt", {"vae": vae}, opt)
-    colours = (*COLOURS, *HELD_OUT_COLOURS)
     bar = tqdm(range(start, cfg.vae_steps), initial=start, total=cfg.vae_steps, desc="vae", file=sys.stdout)
     for step in bar:
-        rng = random.Random(cfg.seed * 1_000_003 + step)
-        # half scenes like the ones the model will draw, half busier ones for more edges per image
-        x = images_to_tensor(render(random_scene(rng, rng.random() < 0.3, colours, ("solid", "outlined")))
-                             if k % 2 else busy_image(rng, ("solid", "outlined"))
-                             for k in range(cfg.vae_batch)).to(device)
+        x = _autoencoder_batch(random.Random(cfg.seed * 1_000_003 + step), cfg.vae_batch, device)
         for group in opt.param_groups:  # cosine decay to a tenth
             group["lr"] = cfg.vae_lr * (0.55 + 0.45 * math.cos(math.pi * step / cfg.vae_steps))
         posterior = vae.encode(x).latent_dist
         # decode the mean and push the variance to ~0: sampled latents would blur what it learns
-        recon = vae.decode(posterior.mode()).sample
-        error = (recon - x).abs() + (recon - x).pow(2)
-        weight = _foreground_weight(x)
-        loss = (weight * error).sum() / (weight.sum() * 3) + posterior.var.mean()
+        loss = _reconstruction_loss(vae.decode(posterior.mode()).sample, x) + posterior.var.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -90,11 +86,49 @@ def train_vae(cfg: TrainConfig, device: torch.device) -> None:
     vae.save_pretrained(cfg.work / "vae")
 
 
-def _foreground_weight(x: torch.Tensor) -> torch.Tensor:
-    """Per-pixel loss weight: objects count 10x the flat background, which would otherwise swamp them."""
+def _autoencoder_batch(rng: random.Random, n: int, device: torch.device) -> torch.Tensor:
+    """Half scenes like the ones the model will draw, half busier ones for more edges per image."""
+    colours = (*COLOURS, *HELD_OUT_COLOURS)
+    return images_to_tensor(render(random_scene(rng, rng.random() < 0.3, colours, ("solid", "outlined")))
+                            if k % 2 else busy_image(rng, ("solid", "outlined")) for k in range(n)).to(device)
+
+
+def _reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """L1 + L2, with object pixels weighted 10x: the flat background would otherwise swamp them."""
     border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)
     background = border.median(dim=2).values[:, :, None, None]
-    return 1.0 + 9.0 * ((x - background).abs().amax(dim=1, keepdim=True) > 0.1).float()
+    weight = 1.0 + 9.0 * ((x - background).abs().amax(dim=1, keepdim=True) > 0.1).float()
+    error = (recon - x).abs() + (recon - x).pow(2)
+    return (weight * error).sum() / (weight.sum() * x.shape[1])
+
+
+def refine_decoder(cfg: TrainConfig, device: torch.device) -> None:
+    """Stage 5: sharpen the decoder on the frozen encoder; the denoiser's latents stay valid.
+
+    Independent of stage 4, so it can run beside it (`--stage decoder`).
+    """
+    from diffusers import AutoencoderKL
+
+    if (cfg.work / "vae_refined" / "diffusion_pytorch_model.safetensors").exists():
+        return
+    vae = AutoencoderKL.from_pretrained(cfg.work / "vae").to(device)
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.decoder_lr, weight_decay=0.0)
+    start = load_checkpoint(cfg.work / "decoder_ckpt", {"vae": vae}, opt)
+    bar = tqdm(range(start, cfg.decoder_steps), initial=start, total=cfg.decoder_steps, desc="decoder",
+               file=sys.stdout)
+    for step in bar:
+        x = _autoencoder_batch(random.Random(cfg.seed * 1_000_003 + 900_001 + step), cfg.vae_batch, device)
+        with torch.no_grad():
+            latents = vae.encode(x).latent_dist.mode()
+        loss = _reconstruction_loss(vae.decode(latents).sample, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if (step + 1) % cfg.checkpoint_every == 0:
+            save_checkpoint(cfg.work / "decoder_ckpt", {"vae": vae}, opt, step + 1)
+    vae.save_pretrained(cfg.work / "vae_refined")
 
 
 def training_scenes(cfg: TrainConfig) -> list:
@@ -198,7 +232,7 @@ def export(cfg: TrainConfig, scaling_factor: float) -> None:
     ema = EMAModel(params)
     load_checkpoint(cfg.work / "denoiser_ckpt", {"unet": unet, "text_encoder": text_encoder}, None, ema)
     ema.copy_to(params)
-    vae = AutoencoderKL.from_pretrained(cfg.work / "vae")
+    vae = AutoencoderKL.from_pretrained(cfg.work / "vae_refined")
     vae.register_to_config(scaling_factor=scaling_factor)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=make_sample_scheduler(), safety_checker=None,
@@ -214,11 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the embedded shapes-world model (resumable).")
     parser.add_argument("--out", type=Path, required=True, help="folder for the finished diffusers model")
     parser.add_argument("--work", type=Path, required=True, help="folder for checkpoints and cached latents")
-    for field in ("seed", "vae_steps", "unet_steps", "batch", "n_scenes", "checkpoint_every"):
+    parser.add_argument("--stage", choices=STAGES, default="all",
+                        help="run one stage (each needs the ones before it, except decoder and denoiser)")
+    for field in ("seed", "vae_steps", "decoder_steps", "unet_steps", "batch", "n_scenes", "checkpoint_every"):
         parser.add_argument("--" + field.replace("_", "-"), type=int, default=TrainConfig.__dataclass_fields__[field].default)
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
-    args = parser.parse_args(argv)
-    cfg = TrainConfig(**vars(args))
+    args = vars(parser.parse_args(argv))
+    stage = args.pop("stage")
+    cfg = TrainConfig(**args)
     for folder in (cfg.work, cfg.out):
         problem = writable_dir(folder)
         if problem:
@@ -226,13 +263,19 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.use_deterministic_algorithms(True, warn_only=True)
-    if not (cfg.work / "tokenizer" / "vocab.json").exists():
+    if stage in ("all", "tokenizer") and not (cfg.work / "tokenizer" / "vocab.json").exists():
         build_tokenizer(cfg.work / "tokenizer")
-    train_vae(cfg, device)
-    scaling_factor = encode_training_set(cfg, device)
-    train_denoiser(cfg, device)
-    export(cfg, scaling_factor)
-    print(f"saved the model to {cfg.out}")
+    if stage in ("all", "vae"):
+        train_vae(cfg, device)
+    if stage in ("all", "decoder"):
+        refine_decoder(cfg, device)
+    if stage in ("all", "encode", "denoiser", "export"):
+        scaling_factor = encode_training_set(cfg, device)
+    if stage in ("all", "denoiser"):
+        train_denoiser(cfg, device)
+    if stage in ("all", "export"):
+        export(cfg, scaling_factor)
+        print(f"saved the model to {cfg.out}")
     return 0
 
 

@@ -65,8 +65,12 @@ def _template_box_ratio(shape: str) -> tuple[float, float, float, float]:
     return w / extent, h / extent, dx / extent, dy / extent
 
 
-def _best_shape(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[str, float, float]:
-    """Best-matching shape, its IoU, and the nominal extent its template had at this box."""
+def _best_shape(coverage: np.ndarray, box: tuple[int, int, int, int]) -> tuple[str, float, float]:
+    """Best-matching shape, its soft IoU with `coverage` (0..1 per pixel), and its template's nominal extent.
+
+    Soft coverage rather than a thresholded mask: small shapes drawn by a model have blurred edges,
+    and a hard threshold turns a small star or heart into a blob.
+    """
     x0, y0, x1, y1 = box
     w, h = x1 - x0 + 1, y1 - y0 + 1
     scores, extents = {}, {}
@@ -75,9 +79,8 @@ def _best_shape(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[str, 
         extent = extents[shape] = max(w / rw, h / rh)
         cx = (x0 + x1) / 2 + 0.5 - rdx * extent
         cy = (y0 + y1) / 2 + 0.5 - rdy * extent
-        template = np.asarray(shape_mask(shape, cx, cy, extent, mask.shape[0])) > 127
-        union = np.logical_or(template, mask).sum()
-        scores[shape] = np.logical_and(template, mask).sum() / max(union, 1)
+        template = np.asarray(shape_mask(shape, cx, cy, extent, coverage.shape[0]), dtype=np.float32) / 255
+        scores[shape] = np.minimum(template, coverage).sum() / max(np.maximum(template, coverage).sum(), 1e-6)
     best = max(scores, key=scores.get)
     return best, float(scores[best]), extents[best]
 
@@ -130,7 +133,8 @@ def analyze(image: Image.Image) -> Analysis:
         box = (xs.min(), ys.min(), xs.max(), ys.max())
         core = mask & (distance >= np.percentile(distance[mask], 50))
         colour = nearest_colour(np.median(pixels[core], axis=0), OBJECT_COLOURS)
-        shape, score, extent = _best_shape(mask, box)
+        coverage = np.clip(distance / np.median(distance[core]), 0, 1) * ndimage.binary_dilation(mask)
+        shape, score, extent = _best_shape(coverage, box)
         size = list(SIZES)[_classify(extent, size_edges)]
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         position = by_cell[(_classify(cx, grid), _classify(cy, grid))]
