@@ -4,8 +4,7 @@
 
 Stages, each resumable from the work folder: (1) the tokenizer, (2) the VAE on fresh renders,
 (3) encode a fixed training set once (on CPU, re-encoding every step would cost more than the UNet),
-(4) UNet + text encoder on the cached latents, with EMA, (5) the decoder refined on the frozen encoder,
-(6) export a plain diffusers folder. Stages 4 and 5 only read stage 2-3 outputs and may run side by side.
+(4) UNet + text encoder on the cached latents, with EMA, (5) export a plain diffusers folder.
 Every batch is drawn from an RNG seeded by (seed, step), so a resumed run gives the same weights.
 """
 
@@ -32,7 +31,7 @@ from .tokenizer_build import EXTRA_WORDS, MAX_LENGTH, build_tokenizer
 from .world import COLOURS, HELD_OUT_COLOURS, busy_image, random_scene, render
 
 FILLERS = EXTRA_WORDS.split()
-STAGES = ("all", "tokenizer", "vae", "decoder", "encode", "denoiser", "export")
+STAGES = ("all", "tokenizer", "vae", "encode", "denoiser", "export")
 
 
 @dataclass
@@ -43,8 +42,6 @@ class TrainConfig:
     vae_steps: int = 4000
     vae_batch: int = 12
     vae_lr: float = 5e-4
-    decoder_steps: int = 3000
-    decoder_lr: float = 2e-4
     unet_steps: int = 6000
     batch: int = 48
     lr: float = 5e-4
@@ -100,35 +97,6 @@ def _reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     weight = 1.0 + 9.0 * ((x - background).abs().amax(dim=1, keepdim=True) > 0.1).float()
     error = (recon - x).abs() + (recon - x).pow(2)
     return (weight * error).sum() / (weight.sum() * x.shape[1])
-
-
-def refine_decoder(cfg: TrainConfig, device: torch.device) -> None:
-    """Stage 5: sharpen the decoder on the frozen encoder; the denoiser's latents stay valid.
-
-    Independent of stage 4, so it can run beside it (`--stage decoder`).
-    """
-    from diffusers import AutoencoderKL
-
-    if (cfg.work / "vae_refined" / "diffusion_pytorch_model.safetensors").exists():
-        return
-    vae = AutoencoderKL.from_pretrained(cfg.work / "vae").to(device)
-    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.decoder_lr, weight_decay=0.0)
-    start = load_checkpoint(cfg.work / "decoder_ckpt", {"vae": vae}, opt)
-    bar = tqdm(range(start, cfg.decoder_steps), initial=start, total=cfg.decoder_steps, desc="decoder",
-               file=sys.stdout)
-    for step in bar:
-        x = _autoencoder_batch(random.Random(cfg.seed * 1_000_003 + 900_001 + step), cfg.vae_batch, device)
-        with torch.no_grad():
-            latents = vae.encode(x).latent_dist.mode()
-        loss = _reconstruction_loss(vae.decode(latents).sample, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if (step + 1) % cfg.checkpoint_every == 0:
-            save_checkpoint(cfg.work / "decoder_ckpt", {"vae": vae}, opt, step + 1)
-    vae.save_pretrained(cfg.work / "vae_refined")
 
 
 def training_scenes(cfg: TrainConfig) -> list:
@@ -232,7 +200,7 @@ def export(cfg: TrainConfig, scaling_factor: float) -> None:
     ema = EMAModel(params)
     load_checkpoint(cfg.work / "denoiser_ckpt", {"unet": unet, "text_encoder": text_encoder}, None, ema)
     ema.copy_to(params)
-    vae = AutoencoderKL.from_pretrained(cfg.work / "vae_refined")
+    vae = AutoencoderKL.from_pretrained(cfg.work / "vae")
     vae.register_to_config(scaling_factor=scaling_factor)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=make_sample_scheduler(), safety_checker=None,
@@ -249,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the finished diffusers model")
     parser.add_argument("--work", type=Path, required=True, help="folder for checkpoints and cached latents")
     parser.add_argument("--stage", choices=STAGES, default="all",
-                        help="run one stage (each needs the ones before it, except decoder and denoiser)")
-    for field in ("seed", "vae_steps", "decoder_steps", "unet_steps", "batch", "n_scenes", "checkpoint_every"):
+                        help="run one stage (each needs the ones before it)")
+    for field in ("seed", "vae_steps", "unet_steps", "batch", "n_scenes", "checkpoint_every"):
         parser.add_argument("--" + field.replace("_", "-"), type=int, default=TrainConfig.__dataclass_fields__[field].default)
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     args = vars(parser.parse_args(argv))
@@ -267,8 +235,6 @@ def main(argv: list[str] | None = None) -> int:
         build_tokenizer(cfg.work / "tokenizer")
     if stage in ("all", "vae"):
         train_vae(cfg, device)
-    if stage in ("all", "decoder"):
-        refine_decoder(cfg, device)
     if stage in ("all", "encode", "denoiser", "export"):
         scaling_factor = encode_training_set(cfg, device)
     if stage in ("all", "denoiser"):
