@@ -1,7 +1,7 @@
 """Cheap live previews: a linear map from latents to RGB, fitted once per model from its own VAE.
 
 Decoding every step with the VAE would cost as much as sampling; a 4->3 linear map costs nothing.
-The map is fitted (least squares) on a few flat-colour images encoded by the model's VAE, so it
+The map is fitted (least squares) on random colour grids encoded by the model's VAE, so it
 works for any SD-family VAE without hard-coded constants.
 """
 
@@ -17,15 +17,18 @@ from .models import LoadedModel
 @torch.no_grad()
 def _fit_latent_to_rgb(model: LoadedModel) -> torch.Tensor:
     vae = model.pipeline.vae
+    factor = model.pipeline.vae_scale_factor
     rng = np.random.default_rng(0)
-    colours = rng.uniform(-1, 1, size=(24, 3)).astype(np.float32)
-    images = torch.from_numpy(colours)[:, :, None, None].expand(24, 3, 64, 64)
+    # 4x4 grids of random colours, so each latent pixel is fitted against the colour it covers
+    grids = torch.from_numpy(rng.uniform(-1, 1, size=(16, 3, 4, 4)).astype(np.float32))
+    images = torch.nn.functional.interpolate(grids, size=(16 * factor, 16 * factor), mode="nearest")
     param = next(vae.parameters())
     latents = vae.encode(images.to(param.device, param.dtype)).latent_dist.mode().float().cpu()
     latents = latents * vae.config.scaling_factor
-    features = latents.mean(dim=(2, 3))  # flat images: one latent vector per colour
+    targets = torch.nn.functional.avg_pool2d(images, factor)
+    features = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
     design = torch.cat([features, torch.ones(len(features), 1)], dim=1)
-    return torch.linalg.lstsq(design, torch.from_numpy(colours)).solution  # (channels + 1) x 3
+    return torch.linalg.lstsq(design, targets.permute(0, 2, 3, 1).reshape(-1, 3)).solution  # (channels + 1) x 3
 
 
 def latents_to_preview(model: LoadedModel, latents: torch.Tensor) -> list[Image.Image]:

@@ -205,8 +205,11 @@ def export(cfg: TrainConfig, scaling_factor: float) -> None:
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=make_sample_scheduler(), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
-    # stored as float16 to halve the download; from_pretrained loads them back as float32
-    pipe.to(torch.float16).save_pretrained(cfg.out, safe_serialization=True)
+    # UNet and VAE stored as float16 to halve the download (diffusers loads them back as float32); the text
+    # encoder stays float32, since transformers would load it as float16 and mix dtypes in the pipeline
+    pipe.unet.to(torch.float16)
+    pipe.vae.to(torch.float16)
+    pipe.save_pretrained(cfg.out, safe_serialization=True)
     for name in ("vocab.json", "merges.txt"):  # the CLIP-format files, beside transformers' tokenizer.json
         shutil.copy(cfg.work / "tokenizer" / name, cfg.out / "tokenizer" / name)
     (cfg.out / "training_config.json").write_text(json.dumps(asdict(cfg), default=str, indent=2))
