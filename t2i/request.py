@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from PIL import Image
 
@@ -87,9 +87,9 @@ class GenerationRequest:
 
     def recipe(self) -> dict:
         """The request's plain fields (no images), for metadata and links."""
-        fields = asdict(self, dict_factory=lambda items: {k: v for k, v in items if k not in ("init_image", "mask")})
-        fields["styles"] = list(self.styles)
-        return fields
+        recipe = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("init_image", "mask")}
+        recipe["styles"] = list(self.styles)
+        return recipe
 
 
 @dataclass
