@@ -56,9 +56,3 @@ def write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def read_recipe(image: Image.Image) -> dict | None:
-    """Our JSON recipe from a PNG made here, or None."""
-    text = image.info.get(RECIPE_KEY)
-    return json.loads(text) if text else None

@@ -139,8 +139,9 @@ class ModelCache:
             self._models[spec] = model
             while len(self._models) > max(1, self.settings.model_cache_size):
                 _, evicted = self._models.popitem(last=False)
-                with evicted.lock:  # wait for its running job, then let it go
-                    del evicted
+                with evicted.lock:  # let a job still running on it finish before its memory goes
+                    pass
+                del evicted
                 gc.collect()
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()

@@ -64,5 +64,5 @@ def test_corrupt_init_image_is_a_clear_error(client, tmp_path):
 
 def test_seed_endpoints(client):
     assert client.predict(api_name="/random_seed") == -1
-    assert client.predict(api_name="/reuse_seed") == -1  # the last-seed field of a fresh session
+    assert client.predict(last_seed=123, api_name="/reuse_seed") == 123
     assert client.predict(api_name="/stop") == ()

@@ -69,9 +69,10 @@ def score_single(case: EvalCase, image) -> dict:
 
 def score_pair(case: EvalCase, image) -> float:
     """1.0 when both objects are found with the right shape and colour and in the right relation."""
+    detected = analyze(image).objects[:4]
     found = []
     for want in case.scene.objects:
-        matches = [d for d in analyze(image).objects[:4] if d.shape == want.shape and d.colour == want.colour]
+        matches = [d for d in detected if d.shape == want.shape and d.colour == want.colour]
         if not matches:
             return 0.0
         found.append(matches[0])
