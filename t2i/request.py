@@ -36,6 +36,8 @@ class GenerationRequest:
     strength: float = 0.75
     mask: Image.Image | None = None  # white = repaint
     model: str = ""  # "": the default model
+    # units of adapter/conditioner plugins by plugin name, e.g. {"lora": [{"name": "ink", "weight": 0.8}]}
+    plugin_units: dict = field(default_factory=dict)
 
     @property
     def mode(self) -> str:
@@ -87,8 +89,12 @@ class GenerationRequest:
 
     def recipe(self) -> dict:
         """The request's plain fields (no images), for metadata and links."""
-        recipe = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("init_image", "mask")}
+        recipe = {f.name: getattr(self, f.name) for f in fields(self)
+                  if f.name not in ("init_image", "mask", "plugin_units")}
         recipe["styles"] = list(self.styles)
+        if self.plugin_units:  # image parameters (e.g. a control image) cannot travel in a recipe
+            recipe["plugin_units"] = {name: [{k: v for k, v in unit.items() if not isinstance(v, Image.Image)}
+                                             for unit in units] for name, units in self.plugin_units.items()}
         return recipe
 
 

@@ -35,6 +35,14 @@ class Settings:
     styles_dirs: tuple[Path, ...] = field(default_factory=lambda: tuple(
         Path(p) for p in _env("T2I_STYLES_DIRS", "").split(os.pathsep) if p))
     preview_every: int = field(default_factory=lambda: int(_env("T2I_PREVIEW_EVERY", "2")))  # steps between previews
+    # plugins: extra folders, whether installed (entry-point) plugins load, and names to switch off
+    plugin_dirs: tuple[Path, ...] = field(default_factory=lambda: tuple(
+        Path(p) for p in _env("T2I_PLUGIN_DIRS", "").split(os.pathsep) if p))
+    entry_point_plugins: bool = field(default_factory=lambda: _env("T2I_ENTRY_POINT_PLUGINS", "1") == "1")
+    disabled_plugins: tuple[str, ...] = field(default_factory=lambda: tuple(
+        n.strip() for n in _env("T2I_DISABLED_PLUGINS", "").split(",") if n.strip()))
+    # safety: what happens to a flagged image ("block", "blur" or "black"); clients cannot change it
+    safety_action: str = field(default_factory=lambda: _env("T2I_SAFETY_ACTION", "block"))
 
 
 def resolve_device(name: str):

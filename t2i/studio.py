@@ -35,6 +35,8 @@ class GenerateForm:
     init_image: str | None = None
     mask: str | None = None
     strength: float = 0.75
+    # enabled units per plugin, values by parameter name; image parameters are uploaded file paths
+    plugin_units: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -64,8 +66,7 @@ class Studio:
 
     def request_from_form(self, form: GenerateForm) -> GenerationRequest:
         """A GenerationRequest from form values, with uploaded images decoded under the size caps."""
-        max_bytes = self.settings.max_upload_mb << 20
-        images = {name: load_image_file(path, max_bytes, self.settings.max_pixels, what=name.replace("_", " "))
+        images = {name: self._upload(path, name.replace("_", " "))
                   for name in ("init_image", "mask") if (path := getattr(form, name))}
         return GenerationRequest(
             prompt=form.prompt, negative_prompt=form.negative_prompt or "", styles=tuple(form.styles or ()),
@@ -73,8 +74,31 @@ class Studio:
             height=_whole("height", form.height), seed=_whole("seed", form.seed),
             batch_count=_whole("batch count", form.batch_count), batch_size=_whole("batch size", form.batch_size),
             init_image=images.get("init_image"), mask=images.get("mask"), strength=form.strength,
-            model=form.model or "",
+            model=form.model or "", plugin_units=self._plugin_units(form.plugin_units),
         )
+
+    def _upload(self, path: str, what: str) -> Image.Image:
+        """An uploaded image, decoded under the caps and passed through the image safety checkers."""
+        image = load_image_file(path, self.settings.max_upload_mb << 20, self.settings.max_pixels, what=what)
+        if self.engine.safety.screen_image(image, what).flagged:
+            raise RequestError(f"the {what} was refused by the safety checker")
+        return image
+
+    def _plugin_units(self, units: dict) -> dict:
+        """Form units with their image parameters (file paths) decoded like any upload."""
+        if not isinstance(units, dict):
+            raise RequestError("plugin units must be a mapping of plugin name to a list of units")
+        decoded = {}
+        for name, plugin_units in units.items():
+            plugin = self.engine.plugins.plugins.get(name)
+            image_params = {p.name for p in plugin.params if p.type == "image"} if plugin else set()
+            if not isinstance(plugin_units, list):  # the engine's validation names the problem
+                decoded[name] = plugin_units
+                continue
+            decoded[name] = [{k: self._upload(v, f"{name} {k}") if k in image_params and isinstance(v, (str, Path))
+                              else v for k, v in unit.items()} if isinstance(unit, dict) else unit
+                             for unit in plugin_units]
+        return decoded
 
     def generate(self, form: GenerateForm, session: str) -> Iterator[StudioUpdate]:
         """Run a generation, yielding previews while sampling and then the saved PNG files."""

@@ -20,8 +20,9 @@ from t2i.settings import EMBEDDED_MODEL_DIR, Settings
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory) -> Settings:
+    # installed (entry-point) plugins stay out: tests see the built-in plugins only
     return Settings(data_dir=tmp_path_factory.mktemp("t2i-data"), device="cpu", dtype="float32",
-                    default_model="embedded")
+                    default_model="embedded", entry_point_plugins=False)
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +81,7 @@ def app_url(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "T2I_DATA_DIR": str(tmp_path_factory.mktemp("app-data")), "T2I_DEVICE": "cpu",
-           "T2I_MODEL": "embedded"}
+           "T2I_MODEL": "embedded", "T2I_ENTRY_POINT_PLUGINS": "0"}
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
