@@ -11,6 +11,13 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 RECIPE_KEY = "t2i_recipe"
+INFOTEXT_EXTRA_KEY = "infotext_extra"  # params[...]: {field: value} that plugins add (LoRA hashes, ControlNet units)
+
+
+def quote(value) -> str:
+    """A value as A1111 writes it: JSON-quoted when it holds a comma, colon or newline, else as it is."""
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ",:\n") else text
 
 
 def infotext(params: dict) -> str:
@@ -24,12 +31,13 @@ def infotext(params: dict) -> str:
         fields.append(("Denoising strength", params["strength"]))
     if params.get("styles"):
         fields.append(("Styles", json.dumps(params["styles"])))
+    fields.extend(params.get(INFOTEXT_EXTRA_KEY, {}).items())
     fields.append(("Version", params.get("generator", "t2i")))
     lines = [params.get("final_prompt", params["prompt"])]
     negative = params.get("final_negative_prompt", params.get("negative_prompt", ""))
     if negative:
         lines.append(f"Negative prompt: {negative}")
-    lines.append(", ".join(f"{k}: {v}" for k, v in fields))
+    lines.append(", ".join(f"{k}: {quote(v)}" for k, v in fields))
     return "\n".join(lines)
 
 
