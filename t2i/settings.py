@@ -43,6 +43,10 @@ class Settings:
         n.strip() for n in _env("T2I_DISABLED_PLUGINS", "").split(",") if n.strip()))
     # safety: what happens to a flagged image ("block", "blur" or "black"); clients cannot change it
     safety_action: str = field(default_factory=lambda: _env("T2I_SAFETY_ACTION", "block"))
+    # labelling: an invisible watermark on outputs (1 = on); C2PA manifests signed with a PEM key + cert chain
+    watermark: bool = field(default_factory=lambda: _env("T2I_WATERMARK", "0") == "1")
+    c2pa_key: str = field(default_factory=lambda: _env("T2I_C2PA_KEY", ""))
+    c2pa_cert: str = field(default_factory=lambda: _env("T2I_C2PA_CERT", ""))
 
 
 def resolve_device(name: str):
