@@ -43,6 +43,14 @@ class Settings:
         n.strip() for n in _env("T2I_DISABLED_PLUGINS", "").split(",") if n.strip()))
     # safety: what happens to a flagged image ("block", "blur" or "black"); clients cannot change it
     safety_action: str = field(default_factory=lambda: _env("T2I_SAFETY_ACTION", "block"))
+    # an optional JSON policy file (thresholds per checker, and any of the safety settings below); see README
+    safety_config: str = field(default_factory=lambda: _env("T2I_SAFETY_CONFIG", ""))
+    safety_checkers: tuple[str, ...] = field(default_factory=lambda: tuple(  # "": every loaded checker runs
+        n.strip() for n in _env("T2I_SAFETY_CHECKERS", "").split(",") if n.strip()))
+    safety_timeout_s: float = field(default_factory=lambda: float(_env("T2I_SAFETY_TIMEOUT", "10")))
+    safety_audit_log: str = field(default_factory=lambda: _env("T2I_SAFETY_AUDIT_LOG", ""))  # "": data_dir/
+    # fail closed: with no image checker loaded no image is served, unless the operator allows it here
+    safety_allow_unchecked_images: bool = field(default_factory=lambda: _env("T2I_SAFETY_ALLOW_UNCHECKED", "0") == "1")
     # labelling: an invisible watermark on outputs (1 = on); C2PA manifests signed with a PEM key + cert chain
     watermark: bool = field(default_factory=lambda: _env("T2I_WATERMARK", "0") == "1")
     c2pa_key: str = field(default_factory=lambda: _env("T2I_C2PA_KEY", ""))
