@@ -12,7 +12,8 @@ from typing import Iterator
 from PIL import Image, UnidentifiedImageError
 
 from .engine import Engine, GenerationCancelled, ProgressEvent
-from .metadata import png_bytes, write_atomically
+from .labels import Labeller
+from .metadata import write_atomically
 from .request import GenerationRequest, GenerationResult, RequestError
 
 SESSION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -76,8 +77,8 @@ def session_folder(data_dir: Path, session: str) -> Path:
     return folder
 
 
-def save_result(result: GenerationResult, folder: Path) -> list[Path]:
-    """Write each image of a result as a PNG with its recipe; returns the paths.
+def save_result(result: GenerationResult, folder: Path, labeller: Labeller = Labeller()) -> list[Path]:
+    """Write each image of a result as a PNG with its recipe and AI-generated labels; returns the paths.
 
     Each file gets a unique id chunk: Gradio caches files by content hash, and byte-identical
     outputs served at once can collide there (see PITFALLS).
@@ -88,6 +89,6 @@ def save_result(result: GenerationResult, folder: Path) -> list[Path]:
             continue
         name = f"{item.seed}-{uuid.uuid4().hex[:12]}.png"
         path = folder / name
-        write_atomically(path, png_bytes(item.image, item.parameters, {"t2i_file_id": name}))
+        write_atomically(path, labeller.png(item.image, item.parameters, {"t2i_file_id": name}, title=name))
         paths.append(path)
     return paths

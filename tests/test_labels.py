@@ -1,0 +1,219 @@
+"""AI-generated labelling: XMP + our chunk on every saved PNG, the invisible watermark (measured), C2PA signing."""
+
+import dataclasses
+import datetime
+import io
+import json
+import os
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from t2i.jobs import save_result
+from t2i.labels import (AI_SOURCE_TYPE, LABEL_KEY, XMP_KEY, Labeller, add_watermark, read_c2pa, read_label,
+                        read_watermark)
+from t2i.pnginfo import read_png
+from t2i.request import GenerationRequest, RequestError
+
+ARTIFACTS = os.environ.get("T2I_TEST_ARTIFACTS", "artifacts")
+PROMPTS = ["a small red star in the top-left corner on a blue background", "a green ring on a yellow background",
+           "a large purple heart in the center on a white background", "a blue square at the bottom right on a black "
+           "background", "a yellow triangle left of a red circle on a green background", "an orange circle on a gray "
+           "background"]
+
+
+def generate(engine, prompt=PROMPTS[0], seed=1):
+    return engine.generate(GenerationRequest(prompt=prompt, seed=seed, steps=8))
+
+
+def test_every_saved_png_says_it_is_ai_generated(engine, tmp_path):
+    path, = save_result(generate(engine), tmp_path)
+    data = path.read_bytes()
+    assert read_label(data) == AI_SOURCE_TYPE
+    with Image.open(path) as image:
+        xmp, label = image.info[XMP_KEY], json.loads(image.info[LABEL_KEY])
+    # the packet is well-formed XML, read here by the standard library's own parser
+    ns = {"Iptc4xmpExt": "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"}
+    root = ET.fromstring(xmp[xmp.index("<x:xmpmeta"):xmp.index("</x:xmpmeta>") + len("</x:xmpmeta>")])
+    assert root.find(".//Iptc4xmpExt:DigitalSourceType", ns).text == AI_SOURCE_TYPE
+    assert label == {"ai_generated": True, "digital_source_type": AI_SOURCE_TYPE, "generator": label["generator"]}
+    assert label["generator"].startswith("t2i ")
+    assert read_png(data).form["prompt"] == PROMPTS[0]  # the recipe is still there
+
+
+def test_labels_keep_outputs_deterministic(engine):
+    labeller = Labeller()
+    first, second = generate(engine).images[0], generate(engine).images[0]
+    assert labeller.png(first.image, first.parameters) == labeller.png(second.image, second.parameters)
+
+
+def test_unlabelled_png_has_no_label():
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
+    assert read_label(buffer.getvalue()) is None
+    assert read_c2pa(buffer.getvalue()) is None
+
+
+# --------------------------------------------------------------------------- watermark
+
+
+def round_trip(image, fmt, **options):
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def textured(seed):
+    """A photo-like 512x512 image (smooth colour fields plus grain), the kind the library's tests use."""
+    rng = np.random.default_rng(seed)
+    base = Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).resize((512, 512), Image.BICUBIC)
+    grain = rng.normal(0, 8, (512, 512, 3))
+    return Image.fromarray(np.clip(np.asarray(base, dtype=float) + grain, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def watermark_measurement(engine):
+    """Detection rates over 12 embedded-model images and 6 photo-like controls, written to artifacts.
+
+    JPEG is measured with PIL's default 4:2:0 chroma subsampling and with 4:4:4 (subsampling=0).
+    """
+    shapes = [generate(engine, PROMPTS[i % len(PROMPTS)], seed=i).images[0].image for i in range(12)]
+    controls = [textured(i) for i in range(6)]
+    marked = [add_watermark(image) for image in shapes]
+    marked_controls = [add_watermark(image) for image in controls]
+
+    def rate(images):
+        return sum(read_watermark(image).detected for image in images) / len(images)
+
+    upscaled = [image.resize(m.size, Image.NEAREST) for image, m in zip(shapes, marked)]
+    diff = np.concatenate([(np.asarray(m, float) - np.asarray(u, float)).ravel() for m, u in zip(marked, upscaled)])
+    result = {
+        "images": len(shapes), "size_in": list(shapes[0].size), "size_out": list(marked[0].size),
+        "shapes_unmarked_false_positive": rate(upscaled),
+        "shapes_png": rate([round_trip(m, "PNG") for m in marked]),
+        "shapes_jpeg90": rate([round_trip(m, "JPEG", quality=90) for m in marked]),
+        "shapes_jpeg90_444": rate([round_trip(m, "JPEG", quality=90, subsampling=0) for m in marked]),
+        "shapes_bits_png": [read_watermark(round_trip(m, "PNG")).matched for m in marked],
+        "shapes_bits_jpeg90": [read_watermark(round_trip(m, "JPEG", quality=90)).matched for m in marked],
+        "controls_png": rate([round_trip(m, "PNG") for m in marked_controls]),
+        "controls_jpeg90": rate([round_trip(m, "JPEG", quality=90) for m in marked_controls]),
+        "controls_jpeg90_444": rate([round_trip(m, "JPEG", quality=90, subsampling=0) for m in marked_controls]),
+        "controls_unmarked_false_positive": rate(controls),
+        "psnr_db": float(10 * np.log10(255 ** 2 / np.mean(diff ** 2))),
+    }
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    with open(os.path.join(ARTIFACTS, "watermark-measurement.json"), "w") as handle:
+        json.dump(result, handle, indent=1)
+    return result
+
+
+def test_watermark_survives_a_png_round_trip(watermark_measurement):
+    m = watermark_measurement
+    assert m["size_in"] == [64, 64] and m["size_out"] == [256, 256]  # enlarged to the library's minimum
+    assert m["controls_png"] == 1.0 and m["shapes_png"] >= 0.5  # measured: 7 of 12 shapes images
+    assert m["shapes_unmarked_false_positive"] == 0 and m["controls_unmarked_false_positive"] == 0
+    assert m["psnr_db"] > 35  # invisible: well under one grey level on average
+
+
+def test_watermark_survives_jpeg90_without_chroma_subsampling(watermark_measurement):
+    # the library documents JPEG robustness on photographs; dwtDct (as SDXL calls it) marks only the U channel
+    assert watermark_measurement["controls_jpeg90_444"] >= 0.8
+
+
+@pytest.mark.xfail(strict=True, reason="saturated flat colours clip the U-channel mark; measured 7 of 12")
+def test_watermark_survives_png_on_every_shapes_image(watermark_measurement):
+    assert watermark_measurement["shapes_png"] >= 0.9
+
+
+@pytest.mark.xfail(strict=True, reason="JPEG's default 4:2:0 chroma subsampling erases the U-channel mark; "
+                                       "measured 0 of 6 photo-like and 0 of 12 shapes images at quality 90")
+def test_watermark_survives_default_jpeg90(watermark_measurement):
+    assert watermark_measurement["controls_jpeg90"] >= 0.8 and watermark_measurement["shapes_jpeg90"] >= 0.8
+
+
+def test_watermark_is_off_by_default_and_on_by_setting(engine, settings, tmp_path):
+    item = generate(engine).images[0]
+    assert Labeller.from_settings(settings).watermark is False
+    on = Labeller.from_settings(dataclasses.replace(settings, watermark=True))
+    image = Image.open(io.BytesIO(on.png(item.image, item.parameters)))
+    assert image.size == (256, 256) and read_watermark(image).detected
+    with pytest.raises(RequestError, match="256x256"):
+        read_watermark(item.image)
+
+
+# --------------------------------------------------------------------------- C2PA
+
+
+@pytest.fixture(scope="module")
+def c2pa_files(tmp_path_factory):
+    """A throwaway CA and an ES256 signing certificate it issued (C2PA refuses self-signed signers)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def name(common):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common),
+                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "t2i tests")])
+
+    def usage(**on):
+        flags = dict(digital_signature=False, content_commitment=False, key_encipherment=False,
+                     data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                     encipher_only=False, decipher_only=False)
+        return x509.KeyUsage(**{**flags, **on})
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+
+    def certificate(subject, public_key, *extensions):
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(name("t2i test CA"))
+                   .public_key(public_key).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=7)))
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(ca_key, hashes.SHA256())
+
+    ca = certificate(name("t2i test CA"), ca_key.public_key(), (x509.BasicConstraints(ca=True, path_length=None), True),
+                     (usage(key_cert_sign=True, crl_sign=True), True))
+    leaf = certificate(name("t2i test signer"), key.public_key(),
+                       (x509.BasicConstraints(ca=False, path_length=None), True), (usage(digital_signature=True), True),
+                       (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False),
+                       (x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False))
+    folder = tmp_path_factory.mktemp("c2pa")
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    (folder / "chain.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM)
+                                       + ca.public_bytes(serialization.Encoding.PEM))
+    return folder / "key.pem", folder / "chain.pem"
+
+
+def test_c2pa_manifest_signed_with_the_operator_key(engine, settings, c2pa_files, tmp_path):
+    key, chain = c2pa_files
+    labeller = Labeller.from_settings(dataclasses.replace(settings, c2pa_key=str(key), c2pa_cert=str(chain)))
+    assert labeller.c2pa.alg == "es256"
+    path, = save_result(generate(engine), tmp_path, labeller)
+    data = path.read_bytes()
+    manifest = read_c2pa(data)
+    assert manifest["validation_state"] == "Valid"  # signature and data hash check out (the test CA is untrusted)
+    assert manifest["signature_info"]["common_name"] == "t2i test signer"
+    action, = next(a["data"]["actions"] for a in manifest["assertions"] if a["label"].startswith("c2pa.actions"))
+    assert (action["action"], action["digitalSourceType"]) == ("c2pa.created", AI_SOURCE_TYPE)
+    assert read_label(data) == AI_SOURCE_TYPE and read_png(data).form["prompt"] == PROMPTS[0]
+
+    pixels = Image.open(io.BytesIO(data))
+    tampered = bytearray(data)
+    idat = data.index(b"IDAT") + 8
+    tampered[idat] ^= 0xFF  # one byte of image data changed after signing
+    assert pixels.size == (64, 64) and read_c2pa(bytes(tampered))["validation_state"] == "Invalid"
+
+
+def test_c2pa_settings_are_checked(settings, c2pa_files, tmp_path):
+    key, chain = c2pa_files
+    with pytest.raises(ValueError, match="both T2I_C2PA_KEY and T2I_C2PA_CERT"):
+        Labeller.from_settings(dataclasses.replace(settings, c2pa_key=str(key)))
+    with pytest.raises(ValueError, match="not an unencrypted PEM private key"):
+        Labeller.from_settings(dataclasses.replace(settings, c2pa_key=str(chain), c2pa_cert=str(chain)))
+    with pytest.raises(ValueError, match="no PEM certificate"):
+        Labeller.from_settings(dataclasses.replace(settings, c2pa_key=str(key), c2pa_cert=str(key)))
