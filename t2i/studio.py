@@ -10,6 +10,7 @@ from PIL import Image
 
 from .engine import Engine, ProgressEvent
 from .jobs import load_image_file, save_result, session_folder, stream_generation
+from .labels import Labeller
 from .metadata import infotext
 from .request import GenerationRequest, GenerationResult, RequestError
 from .samplers import SAMPLERS
@@ -63,6 +64,7 @@ class Studio:
     def __init__(self, settings: Settings | None = None, engine: Engine | None = None):
         self.settings = settings or Settings()
         self.engine = engine or Engine(self.settings)
+        self.labeller = Labeller.from_settings(self.settings)
 
     def request_from_form(self, form: GenerateForm) -> GenerationRequest:
         """A GenerationRequest from form values, with uploaded images decoded under the size caps."""
@@ -105,7 +107,7 @@ class Studio:
         request = self.request_from_form(form)
         for event in stream_generation(self.engine, request):
             if isinstance(event, GenerationResult):
-                files = save_result(event, session_folder(self.settings.data_dir, session))
+                files = save_result(event, session_folder(self.settings.data_dir, session), self.labeller)
                 first = event.images[0]
                 yield StudioUpdate(files=files, info=infotext(first.parameters), seed=first.seed)
             else:
