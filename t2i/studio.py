@@ -108,14 +108,22 @@ class Studio:
         for event in stream_generation(self.engine, request):
             if isinstance(event, GenerationResult):
                 files = save_result(event, session_folder(self.settings.data_dir, session), self.labeller)
+                notices = [item.notice for item in event.images if item.notice]
+                if not files:  # the safety gate withheld every image: a refusal, like a refused prompt
+                    raise RequestError(notices[0])
                 first = event.images[0]
-                yield StudioUpdate(files=files, info=infotext(first.parameters), seed=first.seed)
+                yield StudioUpdate(files=files, info="\n".join([infotext(first.parameters), *notices]),
+                                   seed=first.seed)
             else:
                 yield StudioUpdate(progress=event, preview=event.previews[0] if event.previews else None)
 
     def sampler_names(self) -> list[str]:
         """Sampler names in the order users see them."""
         return list(SAMPLERS)
+
+    def plugins(self):
+        """Plugins whose units a request can use (adapters, conditioners), for building the form."""
+        return self.engine.plugins.user_facing()
 
     def style_names(self) -> list[str]:
         """Names of the loaded style presets."""

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
@@ -16,6 +17,8 @@ import torch
 
 from t2i.engine import Engine
 from t2i.settings import EMBEDDED_MODEL_DIR, Settings
+
+EXAMPLE_PLUGINS_DIR = Path(__file__).resolve().parent / "example_plugins"
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +84,8 @@ def app_url(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "T2I_DATA_DIR": str(tmp_path_factory.mktemp("app-data")), "T2I_DEVICE": "cpu",
-           "T2I_MODEL": "embedded", "T2I_ENTRY_POINT_PLUGINS": "0"}
+           "T2I_MODEL": "embedded", "T2I_ENTRY_POINT_PLUGINS": "0",
+           "T2I_PLUGIN_DIRS": str(EXAMPLE_PLUGINS_DIR)}  # the README's example plugin, to test generated widgets
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180

@@ -66,3 +66,14 @@ def test_seed_endpoints(client):
     assert client.predict(api_name="/random_seed") == -1
     assert client.predict(last_seed=123, api_name="/reuse_seed") == 123
     assert client.predict(api_name="/stop") == ()
+
+
+def test_plugin_parameters_are_generated_api_parameters(client):
+    """The example plugin's declared parameter becomes `tint_1_amount`; enabling it reddens the image."""
+    plain = dict(prompt="a white square on a gray background", seed=4, steps=8, api_name="/generate")
+    base = np.asarray(_images(client.predict(**plain)[1])[0].convert("RGB"), dtype=float)
+    tinted = np.asarray(_images(client.predict(**plain, tint_1_enabled=True, tint_1_amount=1.0)[1])[0].convert("RGB"),
+                        dtype=float)
+    assert tinted[..., 0].mean() > base[..., 0].mean() + 20
+    with pytest.raises(gradio_client.exceptions.AppError, match="greater than maximum value 2.0"):  # the slider checks first
+        client.predict(**plain, tint_1_enabled=True, tint_1_amount=7.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
-import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,38 +14,7 @@ from t2i.engine import Engine
 from t2i.plugins import Adapter, Param, PluginManager
 from t2i.request import GenerationRequest, RequestError
 
-# The README's example: an adapter that tints the image by scaling the VAE decoder's output bias.
-# It shows every part a plugin has: a name, a kind, parameters as data, a hook that undoes itself.
-EXAMPLE_PLUGIN = '''
-import contextlib
-import torch
-from t2i.plugins import Adapter, Param
-
-
-class Tint(Adapter):
-    """Shifts the decoded colours toward red: a toy adapter to show how plugins work."""
-
-    name = "tint"
-    label = "Tint"
-    max_units = 1
-    params = (Param("amount", "float", default=0.5, minimum=0.0, maximum=2.0, step=0.1, label="Amount"),)
-
-    @contextlib.contextmanager
-    def activate(self, model, units):
-        bias = model.pipeline.vae.decoder.conv_out.bias
-        saved = bias.detach().clone()
-        with torch.no_grad():
-            bias[0] += units[0]["amount"]  # channel 0 is red
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                bias.copy_(saved)
-
-
-def register(settings):
-    return [Tint()]
-'''
+EXAMPLE_PLUGIN = (Path(__file__).parent / "example_plugins" / "tint.py").read_text()  # also README's example
 
 
 @pytest.fixture

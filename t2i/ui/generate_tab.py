@@ -10,18 +10,11 @@ import gradio as gr
 from t2i.request import RequestError
 from t2i.studio import GenerateForm, Studio
 
+from .plugin_panels import create_plugin_panels, units_from_values
+from .widgets import UploadImage
+
 log = logging.getLogger(__name__)
 MODEL_WORK = "model"  # one concurrency group for everything that runs a model
-
-
-class UploadImage(gr.Image):
-    """An image input whose undecodable uploads become a clear message instead of a generic failure."""
-
-    def preprocess(self, payload):
-        try:
-            return super().preprocess(payload)
-        except Exception as exc:  # Gradio decodes uploads before our function runs
-            raise gr.Error(f"{(self.label or 'image').lower()} could not be read as an image") from exc
 
 
 def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> None:
@@ -57,6 +50,8 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> None:
                 init_image = UploadImage(label="Init image", type="filepath", value=None, sources=["upload", "clipboard"])
                 mask = UploadImage(label="Mask (white = repaint)", type="filepath", value=None, sources=["upload"])
                 strength = gr.Slider(label="Denoising strength", minimum=0.01, maximum=1, value=0.75, step=0.01)
+            plugins = studio.plugins()
+            plugin_widgets = create_plugin_panels(plugins)
         with gr.Column(scale=2):
             preview = gr.Image(label="Preview", type="pil", interactive=False, visible=False, height=256, elem_id="preview")
             gallery = gr.Gallery(label="Images", type="filepath", columns=4, height=420, elem_id="gallery",
@@ -67,11 +62,11 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> None:
     # defaults on every parameter make each one optional for API callers (gradio_client)
     def generate(prompt="", negative_prompt="", styles=None, model="", sampler="Euler", steps=20, cfg=7.0,
                  width=0, height=0, seed=-1, batch_count=1, batch_size=1, init_image=None, mask=None,
-                 strength=0.75, request: gr.Request = None, progress=gr.Progress()):
+                 strength=0.75, request: gr.Request = None, progress=gr.Progress(), **plugin_values):
         form = GenerateForm(prompt=prompt, negative_prompt=negative_prompt, styles=styles or [], model=model,
                             sampler=sampler, steps=steps, cfg=cfg, width=width, height=height, seed=seed,
                             batch_count=batch_count, batch_size=batch_size, init_image=init_image, mask=mask,
-                            strength=strength)
+                            strength=strength, plugin_units=units_from_values(plugins, plugin_values))
         try:
             for update in studio.generate(form, request.session_hash if request else ""):
                 if update.progress is not None:
@@ -92,6 +87,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> None:
         gpu(generate),
         inputs=[prompt, negative, styles, model, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
                 init_image, mask, strength],
+        inputs_kwargs=plugin_widgets,  # one named API parameter per plugin unit field, e.g. lora_1_weight
         outputs=[preview, gallery, info, last_seed], api_name="generate", concurrency_id=MODEL_WORK,
         concurrency_limit=1,
     )

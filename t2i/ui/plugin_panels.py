@@ -1,0 +1,82 @@
+"""Widgets for adapter and conditioner plugins, generated from the parameters each plugin declares.
+
+Every parameter of every unit becomes one widget and one named API parameter,
+`<plugin>_<unit>_<param>` (e.g. `lora_1_weight`), plus `<plugin>_<unit>_enabled`.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from t2i.plugins import Param, Plugin
+
+from .widgets import UploadImage
+
+
+def unit_key(plugin: Plugin, unit: int, name: str) -> str:
+    """The widget and API parameter name of one parameter of one unit (units count from 1)."""
+    return f"{plugin.name}_{unit}_{name}"
+
+
+def widget_for(plugin: Plugin, param: Param, key: str) -> gr.Component:
+    """The Gradio input for one declared parameter, with its default, range and help text."""
+    common = dict(label=param.label or param.name.replace("_", " "), info=param.help or None, elem_id=key)
+    if param.type in ("float", "int") and param.minimum is not None and param.maximum is not None:
+        step = param.step or (1 if param.type == "int" else (param.maximum - param.minimum) / 100)
+        return gr.Slider(minimum=param.minimum, maximum=param.maximum, step=step, value=param.default, **common)
+    if param.type in ("float", "int"):
+        return gr.Number(value=param.default, precision=0 if param.type == "int" else None, **common)
+    if param.type == "bool":
+        return gr.Checkbox(value=bool(param.default), **common)
+    if param.type == "choice":
+        return gr.Dropdown(choices=plugin.choices(param), value=param.default, **common)
+    if param.type == "image":
+        return UploadImage(type="filepath", value=None, sources=["upload", "clipboard"], label=common["label"],
+                           elem_id=key, height=160)
+    return gr.Textbox(value=param.default or "", **common)
+
+
+def create_plugin_panels(plugins: list[Plugin]) -> dict[str, gr.Component]:
+    """One accordion per plugin with a row of widgets per unit; returns the widgets by API name."""
+    widgets: dict[str, gr.Component] = {}
+    for plugin in plugins:
+        with gr.Accordion(plugin.label or plugin.name, open=False, elem_id=f"plugin-{plugin.name}"):
+            for unit in range(1, plugin.max_units + 1):
+                with gr.Group(), gr.Row():
+                    key = unit_key(plugin, unit, "enabled")
+                    widgets[key] = gr.Checkbox(label=f"{plugin.label or plugin.name} {unit}", value=False,
+                                               elem_id=key, scale=0, min_width=120)
+                    for param in plugin.params:
+                        key = unit_key(plugin, unit, param.name)
+                        widgets[key] = widget_for(plugin, param, key)
+            choice_params = [p for p in plugin.params if p.type == "choice"]
+            if choice_params:
+                refresh = gr.Button("Refresh lists", size="sm")
+                targets = [widgets[unit_key(plugin, u, p.name)] for u in range(1, plugin.max_units + 1)
+                           for p in choice_params]
+
+                def refresh_choices(plugin=plugin, choice_params=choice_params):
+                    updates = [gr.update(choices=plugin.choices(p)) for p in choice_params]
+                    return updates * plugin.max_units
+
+                refresh.click(refresh_choices, None, targets, api_name=f"refresh_{plugin.name}", queue=False)
+    return widgets
+
+
+def units_from_values(plugins: list[Plugin], values: dict) -> dict[str, list[dict]]:
+    """Enabled units per plugin from flat widget values; empty fields are left out so defaults apply."""
+    units: dict[str, list[dict]] = {}
+    for plugin in plugins:
+        for unit in range(1, plugin.max_units + 1):
+            if not values.get(unit_key(plugin, unit, "enabled")):
+                continue
+            entry = {}
+            for param in plugin.params:
+                value = values.get(unit_key(plugin, unit, param.name))
+                if value is None or value == "":
+                    continue
+                if param.type == "int" and isinstance(value, float) and value.is_integer():
+                    value = int(value)  # number widgets send 3.0 for 3
+                entry[param.name] = value
+            units.setdefault(plugin.name, []).append(entry)
+    return units
