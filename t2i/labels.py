@@ -201,3 +201,17 @@ class Labeller:
         if self.c2pa is not None:
             data = sign_c2pa(data, self.c2pa, generator, title)
         return data
+
+
+def describe_labels(data: bytes) -> list[str]:
+    """One line per AI-generated label a PNG carries (XMP source type, C2PA manifest, watermark)."""
+    lines = []
+    if (source := read_label(data)) is not None:
+        lines.append(f"XMP digital source type: {source.rsplit('/', 1)[-1]}")
+    if (manifest := read_c2pa(data)) is not None:
+        signer = manifest.get("signature_info", {}).get("common_name", "unknown signer")
+        lines.append(f"C2PA manifest signed by {signer} ({manifest['validation_state']})")
+    with Image.open(io.BytesIO(data)) as image:
+        if image.width * image.height >= WATERMARK_MIN_PIXELS and read_watermark(image).detected:
+            lines.append("invisible watermark: detected")
+    return lines

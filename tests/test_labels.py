@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from t2i.jobs import save_result
-from t2i.labels import (AI_SOURCE_TYPE, LABEL_KEY, XMP_KEY, Labeller, add_watermark, read_c2pa, read_label,
-                        read_watermark)
+from t2i.labels import (AI_SOURCE_TYPE, LABEL_KEY, XMP_KEY, Labeller, add_watermark, describe_labels, read_c2pa,
+                        read_label, read_watermark)
 from t2i.pnginfo import read_png
 from t2i.request import GenerationRequest, RequestError
 
@@ -217,3 +217,15 @@ def test_c2pa_settings_are_checked(settings, c2pa_files, tmp_path):
         Labeller.from_settings(dataclasses.replace(settings, c2pa_key=str(chain), c2pa_cert=str(chain)))
     with pytest.raises(ValueError, match="no PEM certificate"):
         Labeller.from_settings(dataclasses.replace(settings, c2pa_key=str(key), c2pa_cert=str(key)))
+
+
+def test_describe_labels_lists_what_a_png_carries(engine, settings, c2pa_files):
+    key, chain = c2pa_files
+    item = generate(engine).images[0]
+    everything = Labeller.from_settings(dataclasses.replace(settings, watermark=True, c2pa_key=str(key),
+                                                            c2pa_cert=str(chain)))
+    assert describe_labels(everything.png(item.image, item.parameters)) == [
+        "XMP digital source type: trainedAlgorithmicMedia", "C2PA manifest signed by t2i test signer (Valid)",
+        "invisible watermark: detected"]
+    assert describe_labels(Labeller().png(item.image, item.parameters)) == [
+        "XMP digital source type: trainedAlgorithmicMedia"]
