@@ -15,7 +15,7 @@ from .samplers import SAMPLERS
 def _generate(args) -> int:
     from .engine import Engine
     from .metadata import png_bytes, write_atomically
-    from .request import GenerationRequest
+    from .request import GenerationRequest, RequestError
 
     out = Path(args.output)
     if out.suffix.lower() != ".png":
@@ -26,13 +26,16 @@ def _generate(args) -> int:
         batch_count=args.batch_count, batch_size=args.batch_size, model=args.model,
     )
     result = Engine().generate(request)
+    withheld = [item.notice for item in result.images if item.image is None]
+    if withheld:  # the safety gate held an image back: refuse the whole run, write nothing
+        raise RequestError(f"{withheld[0]}; no file written")
     paths = [out] if len(result.images) == 1 else [
         out.with_name(f"{out.stem}-{i + 1}{out.suffix}") for i in range(len(result.images))]
     # encode everything first, so a failure part-way leaves no partial set of files
     blobs = [png_bytes(item.image, item.parameters) for item in result.images]
     for path, blob, item in zip(paths, blobs, result.images):
         write_atomically(path, blob)
-        print(f"{path}  seed={item.seed}")
+        print(f"{path}  seed={item.seed}" + (f"  ({item.notice})" if item.notice else ""))
     return 0
 
 

@@ -69,7 +69,8 @@ class Engine:
             styled = apply_styles(prompt, request.negative_prompt, list(request.styles), self.styles)
         except UnknownStyleError as exc:
             raise RequestError(str(exc)) from exc
-        self.safety.check_prompts(styled.prompt, styled.negative_prompt)
+        audit_id = secrets.token_hex(6)  # ties this request's safety verdicts together in the audit log
+        self.safety.check_prompts(styled.prompt, styled.negative_prompt, request_id=audit_id)
         model = self.models.get(request.model)
         width = request.width or model.native_size
         height = request.height or model.native_size
@@ -93,7 +94,7 @@ class Engine:
             for batch in range(request.batch_count):
                 seeds = [(base_seed + batch * request.batch_size + k) % (MAX_SEED + 1)
                          for k in range(request.batch_size)]
-                callback = self._step_callback(model, request, batch, on_progress, cancel)
+                callback = self._step_callback(model, request, batch, on_progress, cancel, audit_id)
                 # 3. denoise and decode; one generator per image so each image is reproducible by its seed
                 images = pipe(
                     **embeds, **extra, num_inference_steps=request.steps, guidance_scale=request.cfg,
@@ -106,7 +107,7 @@ class Engine:
                 # 4. every image through the safety gate, one by one
                 for image, seed in zip(images, seeds):
                     params = self._parameters(request, model, styled, seed, width, height, described)
-                    screened = self.safety.screen_image(image, "image")
+                    screened = self.safety.screen_image(image, "image", request_id=audit_id)
                     result.images.append(GeneratedImage(image=screened.image, seed=seed, parameters=params,
                                                         notice=screened.notice))
         return result
@@ -121,7 +122,7 @@ class Engine:
             inputs["mask_image"] = request.mask.convert("L").resize((width, height), Image.Resampling.NEAREST)
         return inputs
 
-    def _step_callback(self, model, request, batch, on_progress, cancel):
+    def _step_callback(self, model, request, batch, on_progress, cancel, audit_id):
         every = max(1, self.settings.preview_every)
 
         def callback(pipe, step, timestep, kwargs):
@@ -132,7 +133,7 @@ class Engine:
                 previews = None
                 if done % every == 0 and done < pipe.num_timesteps:
                     # a preview that would be flagged is not shown: None in its place
-                    previews = [None if self.safety.screen_image(p, "preview").flagged else p
+                    previews = [None if self.safety.screen_image(p, "preview", request_id=audit_id).flagged else p
                                 for p in latents_to_preview(model, kwargs["latents"])]
                 on_progress(ProgressEvent(done, pipe.num_timesteps, batch + 1, request.batch_count, previews))
             return kwargs

@@ -1,28 +1,87 @@
-"""The safety gate: runs every prompt checker and image checker plugin, and fails closed.
+"""The safety gate: runs the prompt and image checker plugins under the operator's policy, and fails closed.
 
-A checker that raises counts as a flag (the image is withheld, the prompt refused): an outage of the
-checker must never let content through. What happens to a flagged image is the operator's policy
-(Settings.safety_action); no request field can change it.
+- A checker that raises or runs past the policy's timeout counts as a flag: an outage of a checker must
+  never let content through. The error is logged and the server keeps serving.
+- With no image checker loaded, every image is withheld unless the operator explicitly allows unchecked
+  images (T2I_SAFETY_ALLOW_UNCHECKED=1).
+- The negative prompt is checked alone and as what it asks for, "<prompt> without <negative>", so a
+  negative prompt cannot take the clothes off an innocent-looking prompt.
+- Every verdict goes to a JSON-lines audit log (no prompt text, no image data) for tuning thresholds.
+
+The policy comes from Settings (env vars) and an optional JSON file (T2I_SAFETY_CONFIG) whose keys
+override them; no request field can change it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
 
 from PIL import Image, ImageFilter
 
-from .plugins import PluginManager, Verdict
+from .plugins import Plugin, PluginManager, Verdict
 from .request import RequestError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 ACTIONS = ("block", "blur", "black")
 PROMPT_REFUSED = "this prompt was refused by the content policy"
+POLICY_KEYS = ("action", "checkers", "thresholds", "timeout_s", "audit_log", "allow_unchecked_images")
 
 
 class PromptRefused(RequestError):
     """A prompt checker flagged the prompt; the message does not say which word matched."""
+
+
+@dataclass(frozen=True)
+class SafetyPolicy:
+    """What the operator decided: the action on flagged images, which checkers run, thresholds, limits."""
+
+    action: str = "block"
+    checkers: tuple[str, ...] = ()  # empty: every loaded checker runs
+    thresholds: dict = field(default_factory=dict)  # checker name -> {score name: threshold}
+    timeout_s: float = 10.0
+    audit_log: Path | None = None
+    allow_unchecked_images: bool = False
+
+    def thresholds_for(self, checker: str, defaults: dict[str, float]) -> dict[str, float]:
+        """A checker's thresholds: its documented defaults with the operator's overrides; unknown names raise."""
+        given = self.thresholds.get(checker, {})
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise ValueError(f"safety policy: {checker} has no score {unknown[0]!r}; known: {', '.join(defaults)}")
+        return {**defaults, **{name: float(value) for name, value in given.items()}}
+
+
+def load_policy(settings: Settings) -> SafetyPolicy:
+    """The policy from settings, overridden by the JSON config file if one is set; bad values raise."""
+    values = {"action": settings.safety_action, "checkers": settings.safety_checkers, "thresholds": {},
+              "timeout_s": settings.safety_timeout_s,
+              "audit_log": settings.safety_audit_log or settings.data_dir / "safety_audit.jsonl",
+              "allow_unchecked_images": settings.safety_allow_unchecked_images}
+    if settings.safety_config:
+        with open(settings.safety_config, encoding="utf-8") as file:
+            given = json.load(file)
+        if not isinstance(given, dict) or set(given) - set(POLICY_KEYS):
+            raise ValueError(f"safety config {settings.safety_config}: expected an object with keys from "
+                             f"{', '.join(POLICY_KEYS)}")
+        values.update(given)
+    policy = SafetyPolicy(action=values["action"], checkers=tuple(values["checkers"]),
+                          thresholds=dict(values["thresholds"]), timeout_s=float(values["timeout_s"]),
+                          audit_log=Path(values["audit_log"]) if values["audit_log"] else None,
+                          allow_unchecked_images=bool(values["allow_unchecked_images"]))
+    if policy.action not in ACTIONS:
+        raise ValueError(f"T2I_SAFETY_ACTION must be one of {', '.join(ACTIONS)}; got {policy.action!r}")
+    if not policy.timeout_s > 0:
+        raise ValueError(f"safety timeout must be positive; got {policy.timeout_s!r}")
+    return policy
 
 
 @dataclass
@@ -34,35 +93,97 @@ class ScreenedImage:
     notice: str = ""
 
 
+class _Missing(Plugin):
+    """Stands in for a checker the policy names but that did not load: it flags everything."""
+
+    def __init__(self, name: str, kind: str):
+        self.name, self.kind = name, kind
+
+    def check_prompt(self, text: str) -> Verdict:
+        return Verdict(True, f"checker {self.name} is required by the policy but not loaded")
+
+    check_image = check_prompt
+
+
+class AuditLog:
+    """Appends one JSON object per verdict; thread-safe, never holds prompt text or image data."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._lock = threading.Lock()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, request_id: str, what: str, checker: str, verdict: Verdict, seconds: float) -> None:
+        """Record one verdict (a failure to write is logged, never fatal to serving)."""
+        if self.path is None:
+            return
+        entry = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "request_id": request_id,
+                 "what": what, "checker": checker, "flagged": verdict.flagged, "reason": verdict.reason,
+                 "scores": verdict.scores, "seconds": round(seconds, 4)}
+        try:
+            with self._lock, open(self.path, "a", encoding="utf-8") as file:
+                file.write(json.dumps(entry, default=float) + "\n")
+        except OSError:
+            log.exception("could not write the safety audit log %s", self.path)
+
+
 class SafetyGate:
-    """Applies the loaded checkers to prompts and images under the operator's policy."""
+    """Applies the policy's checkers to prompts and images."""
 
-    def __init__(self, plugins: PluginManager, settings: Settings):
-        if settings.safety_action not in ACTIONS:
-            raise ValueError(f"T2I_SAFETY_ACTION must be one of {', '.join(ACTIONS)}; got {settings.safety_action!r}")
-        self.action = settings.safety_action
-        self.prompt_checkers = plugins.of_kind("prompt_check")
-        self.image_checkers = plugins.of_kind("image_check")
+    def __init__(self, plugins: PluginManager, settings: Settings, policy: SafetyPolicy | None = None):
+        self.policy = policy or load_policy(settings)
+        self.action = self.policy.action
+        self.prompt_checkers = self._select(plugins, "prompt_check")
+        self.image_checkers = self._select(plugins, "image_check")
+        self.audit = AuditLog(self.policy.audit_log)
+        if not self.image_checkers:
+            log.warning("no image safety checker is loaded: %s", "images are served UNCHECKED (operator's choice)"
+                        if self.policy.allow_unchecked_images else "every image will be withheld (fail closed)")
 
-    def check_prompts(self, *texts: str) -> None:
-        """Raise PromptRefused if any checker flags any of the texts (prompt, negative, style-expanded)."""
-        for text in texts:
+    def _select(self, plugins: PluginManager, kind: str) -> list:
+        loaded = plugins.of_kind(kind)
+        if not self.policy.checkers:
+            return loaded
+        named = [p for p in plugins.plugins.values() if p.name in self.policy.checkers]
+        missing = [n for n in self.policy.checkers if n not in plugins.plugins]
+        for name in missing:
+            log.error("safety checker %s is named by the policy but not loaded: everything it would judge is "
+                      "refused", name)
+        return [p for p in named if p.kind == kind] + [_Missing(n, kind) for n in missing]
+
+    def check_prompts(self, prompt: str, negative_prompt: str = "", request_id: str = "") -> None:
+        """Raise PromptRefused if a checker flags the prompt, the negative prompt, or what they ask for together."""
+        request_id = request_id or secrets.token_hex(6)
+        texts = [("prompt", prompt), ("negative prompt", negative_prompt)]
+        if prompt and negative_prompt:
+            texts.append(("prompt without negative", f"{prompt} without {negative_prompt}"))
+        for what, text in texts:
             if not text:
                 continue
             for checker in self.prompt_checkers:
-                verdict = _run(checker.name, checker.check_prompt, text)
-                if verdict.flagged:
-                    log.info("prompt refused by %s: %s", checker.name, verdict.reason)
+                if self._judge(checker, checker.check_prompt, text, what, request_id).flagged:
                     raise PromptRefused(PROMPT_REFUSED)
 
-    def screen_image(self, image: Image.Image, what: str = "image") -> ScreenedImage:
+    def screen_image(self, image: Image.Image, what: str = "image", request_id: str = "") -> ScreenedImage:
         """Run every image checker; a flagged image is blocked, blurred or blacked out by policy."""
+        request_id = request_id or secrets.token_hex(6)
+        if not self.image_checkers and not self.policy.allow_unchecked_images:
+            verdict = Verdict(True, "no image checker is loaded")
+            self.audit.write(request_id, what, "none", verdict, 0.0)
+            return ScreenedImage(self._apply_policy(image), True, f"{what} withheld: no safety checker is available")
         for checker in self.image_checkers:
-            verdict = _run(checker.name, checker.check_image, image)
-            if verdict.flagged:
-                log.info("%s flagged by %s: %s", what, checker.name, verdict.reason)
+            if self._judge(checker, checker.check_image, image, what, request_id).flagged:
                 return ScreenedImage(self._apply_policy(image), True, f"{what} withheld by the safety checker")
         return ScreenedImage(image)
+
+    def _judge(self, checker, check: Callable, value, what: str, request_id: str) -> Verdict:
+        start = time.perf_counter()
+        verdict = _run_with_timeout(checker.name, check, value, self.policy.timeout_s)
+        self.audit.write(request_id, what, checker.name, verdict, time.perf_counter() - start)
+        if verdict.flagged:
+            log.info("%s flagged by %s (request %s): %s", what, checker.name, request_id, verdict.reason)
+        return verdict
 
     def _apply_policy(self, image: Image.Image) -> Image.Image | None:
         if self.action == "blur":
@@ -72,9 +193,28 @@ class SafetyGate:
         return None
 
 
-def _run(name: str, check, value) -> Verdict:
-    try:
-        return check(value)
-    except Exception as exc:  # fail closed: a checker that cannot judge flags
-        log.exception("safety checker %s failed", name)
+def _run_with_timeout(name: str, check: Callable, value, timeout_s: float) -> Verdict:
+    """The checker's verdict, or a flag when it raises, times out or returns something else (fail closed)."""
+    outcome: dict = {}
+
+    def work():
+        try:
+            outcome["verdict"] = check(value)
+        except BaseException as exc:  # handed back below; the checker's thread must not die silently
+            outcome["error"] = exc
+
+    # a daemon thread: a hung checker cannot be killed, but it must not hold up serving or exit
+    worker = threading.Thread(target=work, name=f"t2i-safety-{name}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        log.error("safety checker %s timed out after %.1f s", name, timeout_s)
+        return Verdict(True, f"checker {name} timed out after {timeout_s:g} s")
+    if "error" in outcome:
+        exc = outcome["error"]
+        log.error("safety checker %s failed", name, exc_info=(type(exc), exc, exc.__traceback__))
         return Verdict(True, f"checker {name} failed: {type(exc).__name__}")
+    if not isinstance(outcome.get("verdict"), Verdict):
+        log.error("safety checker %s returned %r, not a Verdict", name, outcome.get("verdict"))
+        return Verdict(True, f"checker {name} returned no verdict")
+    return outcome["verdict"]

@@ -41,6 +41,14 @@ class Settings:
     entry_point_plugins: bool = field(default_factory=lambda: _env("T2I_ENTRY_POINT_PLUGINS", "1") == "1")
     disabled_plugins: tuple[str, ...] = field(default_factory=lambda: tuple(
         n.strip() for n in _env("T2I_DISABLED_PLUGINS", "").split(",") if n.strip()))
+    # LoRA library: .safetensors files (uploads and the trainer's outputs land here), scanned on refresh
+    lora_dir: Path = field(default_factory=lambda: Path(_env("T2I_LORA_DIR", os.path.join(
+        _env("T2I_DATA_DIR", os.path.join(tempfile.gettempdir(), "t2i")), "loras"))))
+    # ControlNet: library folders of diffusers ControlNet folders, and where weighted preprocessors (HED,
+    # MiDaS, OpenPose, ...) load their weights from: a folder holding the files, or a hub id
+    controlnet_dirs: tuple[Path, ...] = field(default_factory=lambda: tuple(
+        Path(p) for p in _env("T2I_CONTROLNET_DIRS", "").split(os.pathsep) if p))
+    annotators: str = field(default_factory=lambda: _env("T2I_ANNOTATORS", "lllyasviel/Annotators"))
     # safety: what happens to a flagged image ("block", "blur" or "black"); clients cannot change it
     safety_action: str = field(default_factory=lambda: _env("T2I_SAFETY_ACTION", "block"))
     # an optional JSON policy file (thresholds per checker, and any of the safety settings below); see README
@@ -51,6 +59,9 @@ class Settings:
     safety_audit_log: str = field(default_factory=lambda: _env("T2I_SAFETY_AUDIT_LOG", ""))  # "": data_dir/
     # fail closed: with no image checker loaded no image is served, unless the operator allows it here
     safety_allow_unchecked_images: bool = field(default_factory=lambda: _env("T2I_SAFETY_ALLOW_UNCHECKED", "0") == "1")
+    # diffusers' StableDiffusionSafetyChecker: a local folder or a hub id found in the local hub cache ("": off)
+    safety_sd_checker: str = field(default_factory=lambda: _env("T2I_SD_SAFETY_CHECKER",
+                                                                "CompVis/stable-diffusion-safety-checker"))
     # labelling: an invisible watermark on outputs (1 = on); C2PA manifests signed with a PEM key + cert chain
     watermark: bool = field(default_factory=lambda: _env("T2I_WATERMARK", "0") == "1")
     c2pa_key: str = field(default_factory=lambda: _env("T2I_C2PA_KEY", ""))

@@ -23,9 +23,11 @@ EXAMPLE_PLUGINS_DIR = Path(__file__).resolve().parent / "example_plugins"
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory) -> Settings:
-    # installed (entry-point) plugins stay out: tests see the built-in plugins only
+    # installed (entry-point) plugins stay out: tests see the built-in plugins only. Discovery loads the
+    # built-in image checker; tests that build a PluginManager of their own plugins get unchecked images
+    # (the app refuses that unless its operator sets T2I_SAFETY_ALLOW_UNCHECKED=1; tests/test_safety_gate.py)
     return Settings(data_dir=tmp_path_factory.mktemp("t2i-data"), device="cpu", dtype="float32",
-                    default_model="embedded", entry_point_plugins=False)
+                    default_model="embedded", entry_point_plugins=False, safety_allow_unchecked_images=True)
 
 
 @pytest.fixture(scope="session")
