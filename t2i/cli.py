@@ -6,10 +6,12 @@ Every failure prints one clear line on stderr, exits non-zero, and writes no fil
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from .samplers import SAMPLERS
+from .settings import Settings
 
 
 def _generate(args) -> int:
@@ -24,8 +26,10 @@ def _generate(args) -> int:
         prompt=args.prompt, negative_prompt=args.negative, styles=tuple(args.style), steps=args.steps,
         cfg=args.cfg, sampler=args.sampler, width=args.width, height=args.height, seed=args.seed,
         batch_count=args.batch_count, batch_size=args.batch_size, model=args.model,
+        plugin_units={"lora": [_lora_unit(text) for text in args.lora]} if args.lora else {},
     )
-    result = Engine().generate(request)
+    # the person at the command line owns the machine: LoRAs may be named by file path, not only from the library
+    result = Engine(dataclasses.replace(Settings(), lora_local_paths=True)).generate(request)
     withheld = [item.notice for item in result.images if item.image is None]
     if withheld:  # the safety gate held an image back: refuse the whole run, write nothing
         raise RequestError(f"{withheld[0]}; no file written")
@@ -37,6 +41,15 @@ def _generate(args) -> int:
         write_atomically(path, blob)
         print(f"{path}  seed={item.seed}" + (f"  ({item.notice})" if item.notice else ""))
     return 0
+
+
+def _lora_unit(text: str) -> dict:
+    """A LoRA unit from `PATH_OR_NAME[:WEIGHT]` (the weight is whatever follows the last colon, if a number)."""
+    name, _, weight = text.rpartition(":")
+    try:
+        return {"name": name, "weight": float(weight)} if name else {"name": text, "weight": 1.0}
+    except ValueError:
+        return {"name": text, "weight": 1.0}
 
 
 def _evaluate(args) -> int:
@@ -62,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--height", type=int, default=0)
     gen.add_argument("--model", default="", help="'embedded', a diffusers folder, a .safetensors file or a hub id")
     gen.add_argument("--style", action="append", default=[], help="style preset name (repeatable)")
+    gen.add_argument("--lora", action="append", default=[], metavar="PATH_OR_NAME:WEIGHT",
+                     help="a LoRA file, diffusers folder, library name or hub id, with its weight (repeatable)")
     gen.add_argument("--batch-size", type=int, default=1)
     gen.add_argument("--batch-count", type=int, default=1)
     gen.set_defaults(run=_generate)
