@@ -41,9 +41,15 @@ class Settings:
     entry_point_plugins: bool = field(default_factory=lambda: _env("T2I_ENTRY_POINT_PLUGINS", "1") == "1")
     disabled_plugins: tuple[str, ...] = field(default_factory=lambda: tuple(
         n.strip() for n in _env("T2I_DISABLED_PLUGINS", "").split(",") if n.strip()))
+    # generate requests per minute per client address (bursts up to the same number); 0 turns the limit off
+    rate_limit_per_minute: float = field(default_factory=lambda: float(_env("T2I_RATE_LIMIT", "60")))
     # LoRA library: .safetensors files (uploads and the trainer's outputs land here), scanned on refresh
     lora_dir: Path = field(default_factory=lambda: Path(_env("T2I_LORA_DIR", os.path.join(
         _env("T2I_DATA_DIR", os.path.join(tempfile.gettempdir(), "t2i")), "loras"))))
+    lora_cache_size: int = field(default_factory=lambda: int(_env("T2I_LORA_CACHE_SIZE", "8")))  # adapters kept loaded per model
+    lora_max_mb: int = field(default_factory=lambda: int(_env("T2I_LORA_MAX_MB", "1024")))  # LoRA file size cap
+    # LoRAs named by local file path, not only from the library (the CLI turns this on; a shared server should not)
+    lora_local_paths: bool = field(default_factory=lambda: _env("T2I_LORA_LOCAL_PATHS", "0") == "1")
     # ControlNet: library folders of diffusers ControlNet folders, and where weighted preprocessors (HED,
     # MiDaS, OpenPose, ...) load their weights from: a folder holding the files, or a hub id
     controlnet_dirs: tuple[Path, ...] = field(default_factory=lambda: tuple(

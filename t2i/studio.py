@@ -12,6 +12,7 @@ from .engine import Engine, ProgressEvent
 from .jobs import load_image_file, save_result, session_folder, stream_generation
 from .labels import Labeller
 from .metadata import infotext
+from .ratelimit import RateLimiter
 from .request import GenerationRequest, GenerationResult, RequestError
 from .samplers import SAMPLERS
 from .settings import Settings
@@ -65,6 +66,7 @@ class Studio:
         self.settings = settings or Settings()
         self.engine = engine or Engine(self.settings)
         self.labeller = Labeller.from_settings(self.settings)
+        self.rate_limiter = RateLimiter(self.settings.rate_limit_per_minute)
 
     def request_from_form(self, form: GenerateForm) -> GenerationRequest:
         """A GenerationRequest from form values, with uploaded images decoded under the size caps."""
@@ -102,8 +104,12 @@ class Studio:
                              for unit in plugin_units]
         return decoded
 
-    def generate(self, form: GenerateForm, session: str) -> Iterator[StudioUpdate]:
-        """Run a generation, yielding previews while sampling and then the saved PNG files."""
+    def generate(self, form: GenerateForm, session: str, client: str = "") -> Iterator[StudioUpdate]:
+        """Run a generation, yielding previews while sampling and then the saved PNG files.
+
+        `client` (an address) is what the rate limit counts; without one the session is counted.
+        """
+        self.rate_limiter.acquire(client or session)
         request = self.request_from_form(form)
         for event in stream_generation(self.engine, request):
             if isinstance(event, GenerationResult):

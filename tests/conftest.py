@@ -86,7 +86,7 @@ def app_url(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "T2I_DATA_DIR": str(tmp_path_factory.mktemp("app-data")), "T2I_DEVICE": "cpu",
-           "T2I_MODEL": "embedded", "T2I_ENTRY_POINT_PLUGINS": "0",
+           "T2I_MODEL": "embedded", "T2I_ENTRY_POINT_PLUGINS": "0", "T2I_RATE_LIMIT": "0",
            "T2I_PLUGIN_DIRS": str(EXAMPLE_PLUGINS_DIR)}  # the README's example plugin, to test generated widgets
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
