@@ -1,0 +1,131 @@
+"""Training configuration: one dataclass, validated up front, and the presets a beginner picks from."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from t2i.request import RequestError
+
+METHODS = ("lora", "dreambooth")
+PRECISIONS = ("auto", "no", "fp16", "bf16")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+TRIGGER = re.compile(r"^[^\s<>:,()\[\]]{2,32}$")  # one word that A1111/compel syntax leaves alone
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything one training run needs besides its images; saved as config.json in the run folder."""
+
+    name: str = ""
+    trigger: str = ""  # the word that calls the style or subject up; empty: `name` is used
+    method: str = "lora"  # "lora": captions per image; "dreambooth": instance prompt with a rare token
+    base_model: str = "embedded"
+    rank: int = 8
+    alpha: float = 8.0
+    learning_rate: float = 1e-3
+    text_encoder_lr: float = 5e-5
+    train_text_encoder: bool = False
+    steps: int = 300
+    batch_size: int = 4
+    gradient_accumulation: int = 1
+    seed: int = 0
+    resolution: int = 0  # 0: the base model's native size
+    buckets: bool = True  # aspect-ratio buckets; False: centre crop to a square
+    use_captions: bool = True  # per-image captions (.txt) when given; else the instance prompt
+    caption_dropout: float = 0.1  # fraction of samples trained with an empty prompt (keeps CFG working)
+    instance_prompt: str = ""  # "" -> "a {trigger} {class_word}" for DreamBooth
+    class_word: str = "shape"
+    prior_preservation: bool = False
+    class_prompt: str = ""  # "" -> "a {class_word}"
+    num_class_images: int = 12
+    prior_loss_weight: float = 1.0
+    checkpoint_every: int = 50
+    sample_every: int = 100
+    sample_prompts: tuple[str, ...] = ()  # "" -> one prompt with the trigger, one without
+    max_bad_losses: int = 5  # stop after this many NaN/Inf losses in a row
+    mixed_precision: str = "auto"  # "auto": fp16/bf16 on a GPU, off on CPU
+    gradient_checkpointing: bool = True  # used only on a GPU, where memory rather than time is short
+
+    @property
+    def trigger_word(self) -> str:
+        return self.trigger or self.name
+
+    @property
+    def instance_text(self) -> str:
+        return self.instance_prompt or f"a {self.trigger_word} {self.class_word}"
+
+    @property
+    def class_text(self) -> str:
+        return self.class_prompt or f"a {self.class_word}"
+
+    def validate(self) -> None:
+        """Raise RequestError for the first invalid value; nothing is corrected silently."""
+        if not NAME.match(self.name):
+            raise RequestError(f"name must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or "
+                               f"digit; got {self.name!r}")
+        if not TRIGGER.match(self.trigger_word):
+            raise RequestError(f"trigger must be one word of 2-32 characters without spaces or <>:,()[]; "
+                               f"got {self.trigger_word!r}")
+        if self.method not in METHODS:
+            raise RequestError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
+        if self.mixed_precision not in PRECISIONS:
+            raise RequestError(f"mixed_precision must be one of {', '.join(PRECISIONS)}; got {self.mixed_precision!r}")
+        ranges = {"rank": (1, 256), "steps": (1, 100_000), "batch_size": (1, 256), "gradient_accumulation": (1, 256),
+                  "checkpoint_every": (1, 100_000), "sample_every": (0, 100_000), "num_class_images": (0, 1000),
+                  "max_bad_losses": (1, 1000), "resolution": (0, 2048), "seed": (0, 2**32 - 1)}
+        for name, (low, high) in ranges.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise RequestError(f"{name} must be a whole number from {low} to {high}; got {value!r}")
+        for name, low, high in (("alpha", 1e-3, 1024), ("learning_rate", 1e-7, 1.0), ("text_encoder_lr", 0.0, 1.0),
+                                ("caption_dropout", 0.0, 0.9), ("prior_loss_weight", 0.0, 10.0)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+                raise RequestError(f"{name} must be a number from {low} to {high}; got {value!r}")
+        if self.resolution and self.resolution % 8:
+            raise RequestError(f"resolution must be a multiple of 8; got {self.resolution}")
+        if self.prior_preservation and (self.method != "dreambooth" or self.num_class_images < 1):
+            raise RequestError("prior preservation needs method 'dreambooth' and at least 1 class image")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainingConfig":
+        """Read a config written by to_json; unknown keys are an error (a config from another version)."""
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RequestError(f"unknown training setting {unknown[0]!r}")
+        data["sample_prompts"] = tuple(data.get("sample_prompts", ()))
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainingConfig":
+        return cls.from_json(Path(path).read_text())
+
+
+# A beginner picks images and a name; these fill in the rest. Tuned on the embedded model (bench/train_style.py).
+PRESETS: dict[str, TrainingConfig] = {
+    "quick style": TrainingConfig(),
+    "subject": TrainingConfig(method="dreambooth", use_captions=False, prior_preservation=True, rank=8, alpha=8.0,
+                              learning_rate=5e-4, steps=400, caption_dropout=0.0),
+}
+DEFAULT_PRESET = "quick style"
+
+
+def config_from_preset(preset: str = DEFAULT_PRESET, **overrides) -> TrainingConfig:
+    """A preset with some fields changed, validated; an unknown preset or field is a RequestError."""
+    if preset not in PRESETS:
+        raise RequestError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    known = {f.name for f in fields(TrainingConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise RequestError(f"unknown training setting {unknown[0]!r}")
+    config = replace(PRESETS[preset], **overrides)
+    config.validate()
+    return config

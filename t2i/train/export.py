@@ -1,0 +1,121 @@
+"""Write a finished LoRA: diffusers/PEFT file with our metadata, a kohya/A1111-keyed copy, and a model card."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import StableDiffusionPipeline
+from diffusers.utils import convert_state_dict_to_kohya
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .config import TrainingConfig
+
+TRIGGER_KEY = "t2i_trigger_words"  # JSON list; the LoRA plugin reads it (and kohya's ss_tag_frequency)
+
+
+@dataclass
+class ExportedLora:
+    """Paths of the files one training wrote into the LoRA library."""
+
+    diffusers: Path
+    kohya: Path
+    card: Path
+
+
+def lora_metadata(config: TrainingConfig, dataset_size: int, steps: int, version: str) -> dict[str, str]:
+    """Safetensors metadata (all values strings, as the format requires)."""
+    return {TRIGGER_KEY: json.dumps([config.trigger_word]), "t2i_base_model": config.base_model,
+            "t2i_method": config.method, "t2i_steps": str(steps), "t2i_rank": str(config.rank),
+            "t2i_alpha": str(config.alpha), "t2i_dataset_size": str(dataset_size), "t2i_version": version,
+            "ss_tag_frequency": json.dumps({config.trigger_word: {config.trigger_word: dataset_size}}),
+            "ss_network_dim": str(config.rank), "ss_network_alpha": str(config.alpha)}
+
+
+def to_kohya(weights: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+    """kohya/A1111 keys for "unet."/"text_encoder." peft weights: lora_unet_*, lora_te_text_model_*, alphas.
+
+    diffusers writes the text encoder as `lora_te1_` + the module path; transformers 5 has no `text_model.` in
+    that path, but A1111, ComfyUI and kohya's own loader expect `lora_te_text_model_encoder_...`.
+    """
+    kohya = {}
+    for key, value in convert_state_dict_to_kohya(weights).items():
+        if key.startswith("lora_te1_"):
+            key = "lora_te_text_model_" + key[len("lora_te1_"):].removeprefix("text_model_")
+        if key.endswith(".alpha"):  # diffusers writes alpha = rank; ours may differ
+            value = torch.tensor(float(alpha))
+        kohya[key] = value.detach().contiguous().cpu()
+    return kohya
+
+
+def _write_atomically(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_lora(folder: Path, config: TrainingConfig, unet_weights: dict, text_weights: dict,
+                unet_lora_config: dict, text_lora_config: dict | None, metadata: dict[str, str],
+                card: str) -> ExportedLora:
+    """Write `<name>.safetensors` (what save_lora_weights writes, plus metadata), `<name>.kohya.safetensors`
+    and `<name>.README.md` into the LoRA library folder; each file appears whole or not at all."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = ExportedLora(folder / f"{config.name}.safetensors", folder / f"{config.name}.kohya.safetensors",
+                         folder / f"{config.name}.README.md")
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        StableDiffusionPipeline.save_lora_weights(
+            scratch, unet_lora_layers=unet_weights, text_encoder_lora_layers=text_weights or None,
+            unet_lora_adapter_metadata=unet_lora_config, text_encoder_lora_adapter_metadata=text_lora_config,
+            weight_name="lora.safetensors", safe_serialization=True)
+        with safe_open(Path(scratch) / "lora.safetensors", "pt") as handle:
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+            merged = {**(handle.metadata() or {}), **metadata}
+    _write_atomically(paths.diffusers, lambda tmp: save_file(tensors, str(tmp), metadata=merged))
+    kohya_meta = {k: v for k, v in metadata.items() if not k.startswith("lora_adapter")}
+    _write_atomically(paths.kohya, lambda tmp: save_file(to_kohya(tensors, config.alpha), str(tmp),
+                                                         metadata=kohya_meta))
+    _write_atomically(paths.card, lambda tmp: tmp.write_text(card, encoding="utf-8"))
+    return paths
+
+
+def model_card(config: TrainingConfig, dataset_size: int, steps: int, final_loss: float | None,
+               version: str) -> str:
+    """A Hugging Face style model card for the LoRA."""
+    loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
+    return f"""---
+base_model: {config.base_model}
+library_name: diffusers
+license: other
+tags: [lora, text-to-image, t2i-studio]
+instance_prompt: {config.trigger_word}
+---
+
+# {config.name}
+
+A {'DreamBooth-' if config.method == 'dreambooth' else ''}LoRA for `{config.base_model}`, trained with t2i studio
+{version}. Write **`{config.trigger_word}`** in the prompt to call it up.
+
+| setting | value |
+|---|---|
+| method | {config.method} |
+| images | {dataset_size} |
+| steps | {steps} (batch {config.batch_size} x {config.gradient_accumulation} accumulation) |
+| rank / alpha | {config.rank} / {config.alpha} |
+| learning rate | {config.learning_rate} |
+| text encoder trained | {config.train_text_encoder} |
+| prior preservation | {config.prior_preservation} |
+| final loss | {loss} |
+
+Files: `{config.name}.safetensors` (diffusers/PEFT keys; `pipe.load_lora_weights(path)`), and
+`{config.name}.kohya.safetensors` (kohya/A1111 keys, for AUTOMATIC1111 and ComfyUI).
+"""
