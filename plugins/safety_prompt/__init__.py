@@ -1,0 +1,14 @@
+"""Prompt moderation: normalisation against evasion, maintained word lists with an allow-list of everyday
+contexts, and alt-profanity-check's shipped offensive-language classifier. Runs offline."""
+
+from __future__ import annotations
+
+from t2i.safety import load_policy
+
+from .checker import PromptModeration
+
+
+def register(settings):
+    """The prompt checker with the operator's thresholds ({"thresholds": {"prompt_moderation": {...}}})."""
+    policy = load_policy(settings)
+    return [PromptModeration(policy.thresholds_for(PromptModeration.name, PromptModeration.default_thresholds))]
