@@ -18,7 +18,7 @@ DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16
 MAX_HEADER_BYTES = 100 << 20
 
 
-def read_safetensors_header(path: Path, max_bytes: int) -> dict:
+def read_safetensors_header(path: Path, max_bytes: int, max_header_bytes: int = MAX_HEADER_BYTES) -> dict:
     """The parsed header of `path` (tensor entries and `__metadata__`), after structural checks."""
     size = path.stat().st_size
     if size > max_bytes:
@@ -28,8 +28,11 @@ def read_safetensors_header(path: Path, max_bytes: int) -> dict:
         if len(prefix) < 8:
             raise RequestError(f"{path.name} is not a safetensors file (too short)")
         (header_len,) = struct.unpack("<Q", prefix)
-        if header_len > min(MAX_HEADER_BYTES, size - 8):
+        if header_len > size - 8:
             raise RequestError(f"{path.name} is not a valid safetensors file (bad header length)")
+        if header_len > max_header_bytes:  # checked before reading: a huge header costs time and memory
+            raise RequestError(f"{path.name}: its header is {header_len >> 20} MB; the limit is "
+                               f"{max_header_bytes >> 20} MB")
         try:
             header = json.loads(handle.read(header_len))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

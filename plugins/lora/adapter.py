@@ -1,0 +1,139 @@
+"""The LoRA adapter: resolves units to checked files, keeps loaded adapters in a bounded LRU, sets them per run.
+
+Isolation between requests rests on three rules:
+- adapters are named by the file's content hash, never by a name a user typed;
+- `activate` runs with the model lock held, sets exactly the requested adapters and weights, and
+  disables every LoRA layer on exit, so the next request starts from the plain model;
+- an adapter evicted from the LRU is deleted from the model (`delete_adapters`), so its memory returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections import OrderedDict
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from t2i.lora_files import LoraFile, LoraLibrary, check_lora_fits, load_lora_tensors
+from t2i.plugins import Adapter, Param
+from t2i.request import RequestError
+
+WEIGHT = Param("weight", "float", default=1.0, minimum=-2.0, maximum=2.0, step=0.05, label="Weight",
+               help="0 turns the LoRA off; negative weights push away from what it learned")
+NAME = Param("name", "choice", label="LoRA", help="a LoRA from the library folder (or a hub id: owner/name)")
+PROMPT_TAG = re.compile(r"<lora:([^<>]*)>")
+
+
+class LoraAdapter(Adapter):
+    """LoRAs from the library folder, several at once, each with its own weight."""
+
+    name = "lora"
+    label = "LoRA"
+    params = (NAME, WEIGHT)
+    max_units = 5
+
+    def __init__(self, settings):
+        self.library = LoraLibrary(settings.lora_dir, settings.lora_max_mb << 20, settings.lora_local_paths)
+        self.capacity = max(1, settings.lora_cache_size)
+
+    def choices(self, param: Param) -> list[str]:
+        """The library's LoRAs, listed afresh each time (a trainer or an upload may just have added one)."""
+        return self.library.names() if param.name == "name" else list(param.choices)
+
+    def unit_from_values(self, values: Mapping) -> dict:
+        """A unit naming a known LoRA (library, allowed local path or hub id) with a weight in range."""
+        unknown = sorted(set(values) - {"name", "weight"})
+        if unknown:
+            raise RequestError(f"lora: unknown parameter {unknown[0]!r}; expected: name, weight")
+        weight = values.get("weight", WEIGHT.default)
+        try:
+            WEIGHT.check(weight)
+        except RequestError as exc:
+            raise RequestError(f"lora: {exc}") from None
+        name = values.get("name")
+        self.library.resolve(name)  # before the model lock: unknown names, bad headers, downloads
+        return {"name": name, "weight": weight}
+
+    def units_from_prompt(self, prompt: str) -> tuple[str, list[dict]]:
+        """Units from `<lora:name>` / `<lora:name:weight>` tags, and the prompt without the tags."""
+        units = []
+        for match in PROMPT_TAG.finditer(prompt):
+            fields = match.group(1).split(":")
+            if len(fields) > 2 or not fields[0].strip():
+                raise RequestError(f"{match.group(0)}: write <lora:name> or <lora:name:weight>")
+            try:
+                weight = float(fields[1]) if len(fields) == 2 else WEIGHT.default
+            except ValueError:
+                raise RequestError(f"{match.group(0)}: the weight must be a number") from None
+            units.append(self.unit_from_values({"name": fields[0].strip(), "weight": weight}))
+        if not units:
+            return prompt, []
+        return re.sub(r"\s{2,}", " ", PROMPT_TAG.sub("", prompt)).strip(), units
+
+    @contextlib.contextmanager
+    def activate(self, model, units: list[dict]):
+        """Load what is missing, set exactly these adapters and weights, and disable all LoRA layers on exit."""
+        loras = [self.library.resolve(unit["name"]) for unit in units]
+        names = [lora.adapter_name for lora in loras]
+        if len(set(names)) < len(names):
+            raise RequestError("lora: the same LoRA is listed twice; give it once with the combined weight")
+        resident = model.cache.setdefault("lora", ResidentAdapters(self.capacity, self.library.max_bytes))
+        for lora in loras:
+            resident.ensure(model.pipeline, lora, keep=names)
+        pipe = model.pipeline
+        try:
+            pipe.set_adapters(names, adapter_weights=[float(unit["weight"]) for unit in units])
+            pipe.enable_lora()
+            yield
+        finally:
+            pipe.disable_lora()
+
+    def describe(self, units: list[dict]) -> dict[str, str]:
+        """A1111's 'Lora hashes' field: name and 12-digit content hash of each LoRA used."""
+        entries = []
+        for unit in units:
+            lora = self.library.resolve(unit["name"])
+            shown = Path(lora.name).name.removesuffix(".safetensors")  # no local folders in image metadata
+            entries.append(f"{shown.replace(':', '').replace(',', '')}: {lora.short_hash}")
+        return {"Lora hashes": ", ".join(entries)}
+
+    def trigger_words(self, name: str) -> tuple[str, ...]:
+        """The trigger words a LoRA's file declares (ours, or kohya's most frequent tags)."""
+        return self.library.resolve(name).trigger_words
+
+
+class ResidentAdapters:
+    """The adapters loaded into one model, least recently used deleted (for real) beyond `capacity`."""
+
+    def __init__(self, capacity: int, max_bytes: int):
+        self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.loaded: OrderedDict[str, LoraFile] = OrderedDict()  # adapter name -> file
+
+    def ensure(self, pipe, lora: LoraFile, keep: list[str]) -> None:
+        """Make `lora` resident in `pipe`; checks happen before the model is touched."""
+        if lora.adapter_name in self.loaded:
+            self.loaded.move_to_end(lora.adapter_name)
+        else:
+            tensors = load_lora_tensors(lora, self.max_bytes)
+            check_lora_fits(pipe, tensors, lora.name)
+            try:
+                pipe.load_lora_weights(tensors, adapter_name=lora.adapter_name)
+            except (ValueError, RuntimeError, KeyError) as exc:
+                self._delete(pipe, lora.adapter_name)  # a part may already be injected
+                raise RequestError(f"LoRA {lora.name!r} could not be loaded: {str(exc).splitlines()[0][:200]}") from exc
+            self.loaded[lora.adapter_name] = lora
+        # a request may use more LoRAs than the capacity; the extra ones go when a later request runs
+        for name in [n for n in self.loaded if n not in keep][:max(0, len(self.loaded) - self.capacity)]:
+            self._delete(pipe, name)
+            del self.loaded[name]
+
+    @staticmethod
+    def _delete(pipe, adapter_name: str) -> None:
+        if any(adapter_name in names for names in pipe.get_list_adapters().values()):
+            pipe.delete_adapters([adapter_name])
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
