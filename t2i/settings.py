@@ -48,10 +48,10 @@ class Settings:
         _env("T2I_DATA_DIR", os.path.join(tempfile.gettempdir(), "t2i")), "loras"))))
     lora_cache_size: int = field(default_factory=lambda: int(_env("T2I_LORA_CACHE_SIZE", "8")))  # adapters kept loaded per model
     lora_max_mb: int = field(default_factory=lambda: int(_env("T2I_LORA_MAX_MB", "1024")))  # LoRA file size cap
-    # trainer: CPU threads of a training process (0: half the cores, leaving the rest to generation)
-    train_threads: int = field(default_factory=lambda: int(_env("T2I_TRAIN_THREADS", "0")))
     # LoRAs named by local file path, not only from the library (the CLI turns this on; a shared server should not)
     lora_local_paths: bool = field(default_factory=lambda: _env("T2I_LORA_LOCAL_PATHS", "0") == "1")
+    # trainer: CPU threads of a training process (0: half the cores, leaving the rest to generation)
+    train_threads: int = field(default_factory=lambda: int(_env("T2I_TRAIN_THREADS", "0")))
     # ControlNet: library folders of diffusers ControlNet folders, and where weighted preprocessors (HED,
     # MiDaS, OpenPose, ...) load their weights from: a folder holding the files, or a hub id
     controlnet_dirs: tuple[Path, ...] = field(default_factory=lambda: tuple(
