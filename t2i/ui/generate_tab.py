@@ -17,8 +17,11 @@ log = logging.getLogger(__name__)
 MODEL_WORK = "model"  # one concurrency group for everything that runs a model
 
 
-def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> None:
-    """Build the tab inside the current Blocks; `gpu` wraps model work (spaces.GPU on ZeroGPU)."""
+def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
+    """Build the tab inside the current Blocks; `gpu` wraps model work (spaces.GPU on ZeroGPU).
+
+    Returns the form widgets by GenerateForm field name, plus the results gallery and the recipe link widgets.
+    """
     settings = studio.settings
     with gr.Row():
         with gr.Column(scale=3):
@@ -58,6 +61,10 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> None:
                                  buttons=["download", "fullscreen"], interactive=False)
             info = gr.Textbox(label="Generation parameters", value="", lines=4, interactive=False, elem_id="info")
             last_seed = gr.Number(label="Last seed", value=-1, precision=0, interactive=False)
+            with gr.Row():
+                link = gr.Textbox(label="Recipe link", value="", interactive=False, elem_id="recipe_link",
+                                  buttons=["copy"], scale=4)
+                copy_link = gr.Button("Copy link", elem_id="copy_link", scale=1, min_width=100)
 
     # defaults on every parameter make each one optional for API callers (gradio_client)
     def generate(prompt="", negative_prompt="", styles=None, model="", sampler="Euler", steps=20, cfg=7.0,
@@ -94,3 +101,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> None:
     stop_btn.click(lambda: None, None, None, cancels=[run], api_name="stop", queue=False)
     random_btn.click(lambda: -1, None, seed, api_name="random_seed", queue=False)
     reuse_btn.click(lambda last_seed=-1: last_seed, last_seed, seed, api_name="reuse_seed", queue=False)
+    return {"prompt": prompt, "negative_prompt": negative, "styles": styles, "steps": steps, "cfg": cfg,
+            "sampler": sampler, "width": width, "height": height, "seed": seed, "batch_count": batch_count,
+            "batch_size": batch_size, "strength": strength, "model": model, "init_image": init_image,
+            "gallery": gallery, "link": link, "copy_link": copy_link}
