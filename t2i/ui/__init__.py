@@ -9,6 +9,7 @@ import gradio as gr
 from t2i.studio import Studio
 
 from .generate_tab import create_generate_tab
+from .recipe_tab import create_recipe_tab, wire_recipe_links
 
 
 # small models make small images: show them enlarged with sharp pixels, not smeared
@@ -19,7 +20,11 @@ def build_app(studio: Studio, gpu: Callable = lambda fn: fn) -> gr.Blocks:
     """The whole page, with the queue configured from settings."""
     with gr.Blocks(title="t2i studio", analytics_enabled=False) as demo:
         gr.Markdown("## t2i studio\nText to image on the embedded shapes-world model or any Stable Diffusion model.")
-        with gr.Tab("Generate"):
-            create_generate_tab(studio, gpu)
+        with gr.Tabs() as tabs:
+            with gr.Tab("Generate", id="generate"):
+                form = create_generate_tab(studio, gpu)
+            with gr.Tab("PNG info", id="png_info"):
+                create_recipe_tab(studio, form, tabs)
+        wire_recipe_links(demo, studio, form)
     demo.queue(max_size=studio.settings.queue_size, default_concurrency_limit=1)
     return demo
