@@ -4,8 +4,8 @@
   never let content through. The error is logged and the server keeps serving.
 - With no image checker loaded, every image is withheld unless the operator explicitly allows unchecked
   images (T2I_SAFETY_ALLOW_UNCHECKED=1).
-- The negative prompt is checked alone and as what it asks for, "<prompt> without <negative>", so a
-  negative prompt cannot take the clothes off an innocent-looking prompt.
+- The negative prompt is checked alone and as what it asks for, "<prompt>; without <item>; ..." for each of
+  its comma-separated items, so a negative prompt cannot take the clothes off an innocent-looking prompt.
 - Every verdict goes to a JSON-lines audit log (no prompt text, no image data) for tuning thresholds.
 
 The policy comes from Settings (env vars) and an optional JSON file (T2I_SAFETY_CONFIG) whose keys
@@ -156,8 +156,9 @@ class SafetyGate:
         """Raise PromptRefused if a checker flags the prompt, the negative prompt, or what they ask for together."""
         request_id = request_id or secrets.token_hex(6)
         texts = [("prompt", prompt), ("negative prompt", negative_prompt)]
-        if prompt and negative_prompt:
-            texts.append(("prompt without negative", f"{prompt} without {negative_prompt}"))
+        if prompt and negative_prompt:  # each comma-separated negative item is something the image is without
+            items = [item.strip() for item in negative_prompt.split(",") if item.strip()]
+            texts.append(("prompt without negative", "; ".join([prompt, *(f"without {item}" for item in items)])))
         for what, text in texts:
             if not text:
                 continue
