@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 BUILTIN_STYLES_DIR = Path(__file__).resolve().parent.parent / "styles"
+PREVIEWS_DIR = BUILTIN_STYLES_DIR / "previews"  # thumbnails made by scripts/style_previews.py
 
 PLACEHOLDER = "{prompt}"
 MAX_NAME_CHARS = 200
@@ -262,6 +263,11 @@ def safe_file_stem(stem: str, max_chars: int = 64) -> str:
     stem = stem.replace("\\", "/").rsplit("/", 1)[-1]
     cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-")[:max_chars].strip("_-")
     return cleaned or "styles"
+
+
+def preview_path(name: str) -> Path:
+    """Where the preview thumbnail of the style `name` lives (it may not exist)."""
+    return PREVIEWS_DIR / f"{safe_file_stem(name)}.png"
 
 
 def import_style_file(

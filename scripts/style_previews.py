@@ -1,0 +1,43 @@
+"""Render one preview thumbnail per built-in style preset with the embedded model into styles/previews/.
+
+    python scripts/style_previews.py [--prompt TEXT] [--seed N] [--steps N]
+
+The embedded model knows only the shapes world, so a preview shows how a preset's words steer it,
+not what the preset gives on a general model. Same arguments, same machine: same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from t2i.engine import Engine  # noqa: E402
+from t2i.labels import Labeller  # noqa: E402
+from t2i.metadata import write_atomically  # noqa: E402
+from t2i.request import GenerationRequest  # noqa: E402
+from t2i.settings import Settings  # noqa: E402
+from t2i.styles import BUILTIN_STYLES_DIR, load_styles, preview_path  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prompt", default="a large red circle in the center on a blue background")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+    engine = Engine(Settings(device="cpu", dtype="float32", default_model="embedded"))
+    library = load_styles([BUILTIN_STYLES_DIR])
+    labeller = Labeller()
+    for name in library.names():
+        request = GenerationRequest(prompt=args.prompt, styles=(name,), seed=args.seed, steps=args.steps)
+        item = engine.generate(request).images[0]
+        path = preview_path(name)
+        write_atomically(path, labeller.png(item.image, item.parameters))
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
