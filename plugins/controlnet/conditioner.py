@@ -1,0 +1,96 @@
+"""The ControlNet conditioner: up to three units, each a control image, a preprocessor, a model, a scale and a
+guidance window (start and end as fractions of the sampling steps).
+
+Per request, under the model lock, it builds diffusers' ControlNet variant of the pipeline for the mode
+(txt2img, img2img, inpaint; SD 1.x/2.x or SDXL) with `AutoPipelineFor*.from_pipe`, which shares the
+loaded components, so nothing of one request is left on the model for the next.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
+from PIL import Image
+
+from t2i.plugins import Conditioner, Param
+from t2i.request import RequestError
+
+from .models import EMBEDDED_NAME, library, load_controlnet, short_hash
+from .preprocessors import PREPROCESSORS, Preprocessors
+
+PIPELINES = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
+             "inpaint": AutoPipelineForInpainting}
+
+
+class ControlNet(Conditioner):
+    """Steers composition with control images (edges, scribbles, depth, pose) through ControlNet models."""
+
+    name = "controlnet"
+    label = "ControlNet"
+    max_units = 3
+    params = (
+        Param("image", "image", label="Control image", help="the picture to take edges, depth or pose from"),
+        Param("preprocessor", "choice", default="canny", choices=tuple(PREPROCESSORS), label="Preprocessor",
+              help="'none' uses the image as the control map; HED, MiDaS, OpenPose ... need their weights"),
+        Param("model", "choice", default=EMBEDDED_NAME, label="ControlNet model"),
+        Param("scale", "float", default=1.0, minimum=0.0, maximum=2.0, step=0.05, label="Control weight"),
+        Param("start", "float", default=0.0, minimum=0.0, maximum=1.0, step=0.05, label="Starting step",
+              help="fraction of the steps before the ControlNet starts"),
+        Param("end", "float", default=1.0, minimum=0.0, maximum=1.0, step=0.05, label="Ending step",
+              help="fraction of the steps after which it stops; end = start: no effect"),
+    )
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.preprocessors = Preprocessors(settings.annotators)
+
+    def models(self) -> dict[str, str]:
+        """ControlNet model names -> folders or hub ids, scanned now (the library may change)."""
+        return library(self.settings.controlnet_dirs)
+
+    def choices(self, param: Param) -> list[str]:
+        return list(self.models()) if param.name == "model" else list(param.choices)
+
+    def unit_from_values(self, values: Mapping[str, Any]) -> dict:
+        unit = super().unit_from_values(values)
+        if unit["start"] > unit["end"]:
+            raise RequestError(f"{self.name}: start ({unit['start']}) must not be after end ({unit['end']})")
+        return unit
+
+    def preview(self, unit: dict, width: int, height: int) -> Image.Image:
+        """The control map a unit's preprocessor makes from its image, at the generation size."""
+        return self.preprocessors.run(unit["preprocessor"], unit["image"], width, height)
+
+    def prepare(self, model, pipe, mode: str, units: list[dict], width: int, height: int):
+        """The ControlNet pipeline for `mode` sharing `pipe`'s components, and its control arguments."""
+        active = [u for u in units if u["end"] > u["start"]]  # an empty guidance window does nothing
+        if not active:
+            return pipe, {}
+        sources = self.models()
+        controlnets = []
+        for unit in active:
+            if unit["model"] not in sources:  # the library changed since the unit was checked
+                raise RequestError(f"{self.name}: ControlNet model {unit['model']!r} is no longer available")
+            controlnets.append(load_controlnet(model, unit["model"], sources[unit["model"]]))
+        maps = [self.preview(unit, width, height) for unit in active]
+        single = len(active) == 1
+        pipe = PIPELINES[mode].from_pipe(pipe, controlnet=controlnets[0] if single else controlnets)
+        kwargs = {
+            "image" if mode == "txt2img" else "control_image": maps[0] if single else maps,
+            "controlnet_conditioning_scale": active[0]["scale"] if single else [u["scale"] for u in active],
+            "control_guidance_start": [u["start"] for u in active],
+            "control_guidance_end": [u["end"] for u in active],
+        }
+        return pipe, kwargs
+
+    def describe(self, units: list[dict]) -> dict[str, str]:
+        """A1111's 'ControlNet N' fields (quoted by the infotext writer): module, model [hash], weight, window."""
+        sources = self.models()
+        fields = {}
+        for k, unit in enumerate(units):
+            digest = short_hash(sources.get(unit["model"], ""))
+            model = f"{unit['model']} [{digest}]" if digest else unit["model"]
+            fields[f"ControlNet {k}"] = (f"Module: {unit['preprocessor']}, Model: {model}, Weight: {unit['scale']}, "
+                                         f"Guidance Start: {unit['start']}, Guidance End: {unit['end']}")
+        return fields
