@@ -24,10 +24,10 @@ from safetensors.torch import load_file
 from .request import RequestError
 from .safetensors_check import read_safetensors_header
 
-MAX_HEADER_BYTES = 8 << 20  # real LoRA headers, kohya metadata included, are well under 1 MB
+MAX_HEADER_BYTES = 4 << 20  # real LoRA headers, kohya metadata included, are under 1 MB; parsing 4 MB takes < 1 s
 MAX_TENSORS = 20_000  # a full SDXL LoRA (UNet + both text encoders, with alphas) has about 2,500
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
-TRIGGER_WORDS_KEY = "t2i_trigger_words"  # our own metadata key: comma-separated words
+TRIGGER_WORDS_KEY = "t2i_trigger_words"  # our own metadata key: a JSON list (or comma-separated words)
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"  # what diffusers' save_lora_weights writes
 LIBRARY_NAME = re.compile(r"^\w[\w.+-]{0,99}$")  # names that are safe as file names
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
@@ -72,8 +72,14 @@ def read_lora_header(path: Path, max_bytes: int) -> dict:
 
 def trigger_words(metadata: dict) -> tuple[str, ...]:
     """Trigger words from a file's metadata: our own key, else kohya's most frequent training tags."""
-    ours = metadata.get(TRIGGER_WORDS_KEY, "")
-    if ours.strip():
+    ours = metadata.get(TRIGGER_WORDS_KEY, "").strip()
+    if ours.startswith("["):  # the trainer writes a JSON list
+        try:
+            words = json.loads(ours)
+        except ValueError:
+            words = []
+        return tuple(w.strip() for w in words if isinstance(w, str) and w.strip())
+    if ours:
         return tuple(w.strip() for w in ours.split(",") if w.strip())
     try:  # kohya: {"<dataset folder>": {"<tag>": count}}; other tools write it differently or not at all
         frequency = json.loads(metadata.get("ss_tag_frequency", "{}"))
@@ -106,7 +112,8 @@ def check_lora_fits(pipe, tensors: dict[str, torch.Tensor], label: str) -> None:
     for key, value in state_dict.items():
         component, _, rest = key.partition(".")
         if component not in LORA_COMPONENTS or getattr(pipe, component, None) is None:
-            raise RequestError(f"LoRA {label!r} has a key for a part this model lacks: {key!r}")
+            raise RequestError(f"{label!r} is not a LoRA this model can take: {key!r} belongs to none of "
+                               f"its parts ({', '.join(c for c in LORA_COMPONENTS if getattr(pipe, c, None) is not None)})")
         parts.setdefault(component, {})[rest] = value
     problems, total = [], 0
     for component, weights in parts.items():

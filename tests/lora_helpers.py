@@ -85,3 +85,13 @@ def to_kohya(source: Path, out: Path, tag_frequency: dict | None = None) -> Path
     metadata = {"ss_tag_frequency": json.dumps(tag_frequency)} if tag_frequency else None
     save_file(kohya, out, metadata=metadata)
     return out
+
+
+def random_lora_weights(model: torch.nn.Module, prefix: str, targets: list[str], rank: int = 2,
+                        scale: float = 0.5) -> dict[str, torch.Tensor]:
+    """Untrained LoRA weights (peft keys under `prefix`) that fit `model` (which keeps the adapter: a scratch copy)."""
+    model.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=targets, init_lora_weights=False),
+                      adapter_name="scratch")
+    weights = {f"{prefix}.{k}": (v * scale).detach().contiguous()
+               for k, v in get_peft_model_state_dict(model, adapter_name="scratch").items()}
+    return weights

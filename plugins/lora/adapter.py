@@ -81,15 +81,17 @@ class LoraAdapter(Adapter):
         if len(set(names)) < len(names):
             raise RequestError("lora: the same LoRA is listed twice; give it once with the combined weight")
         resident = model.cache.setdefault("lora", ResidentAdapters(self.capacity, self.library.max_bytes))
-        for lora in loras:
-            resident.ensure(model.pipeline, lora, keep=names)
         pipe = model.pipeline
         try:
+            for lora in loras:
+                resident.ensure(pipe, lora, keep=names)
             pipe.set_adapters(names, adapter_weights=[float(unit["weight"]) for unit in units])
             pipe.enable_lora()
             yield
         finally:
-            pipe.disable_lora()
+            # also after a failed load: a LoRA loaded just before it would otherwise stay switched on
+            if any(pipe.get_list_adapters().values()):
+                pipe.disable_lora()
 
     def describe(self, units: list[dict]) -> dict[str, str]:
         """A1111's 'Lora hashes' field: name and 12-digit content hash of each LoRA used."""

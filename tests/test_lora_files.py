@@ -1,0 +1,140 @@
+"""Bad LoRA files are refused quickly with a clear message, and the model serves the next request unchanged."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import struct
+import time
+
+import numpy as np
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+from safetensors.torch import save_file
+
+from lora_helpers import TEXT_TARGETS, UNET_TARGETS, random_lora_weights
+from t2i.engine import Engine
+from t2i.lora_files import trigger_words
+from t2i.request import GenerationRequest, RequestError
+from t2i.settings import EMBEDDED_MODEL_DIR
+
+
+def _raw(path, header: dict, data: bytes = b"", claimed: int | None = None):
+    """A file in safetensors layout with any header, optionally claiming a header length it does not have."""
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text) if claimed is None else claimed) + text + data)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, tiny_sdxl_dir):
+    """One good LoRA and every kind of bad one, by name."""
+    folder = tmp_path_factory.mktemp("bad-loras")
+    embedded = UNet2DConditionModel.from_pretrained(EMBEDDED_MODEL_DIR / "unet")
+    good = random_lora_weights(embedded, "unet", UNET_TARGETS)
+    save_file(good, folder / "good.safetensors")
+    data = (folder / "good.safetensors").read_bytes()
+    (folder / "truncated.safetensors").write_bytes(data[: len(data) // 2])
+    torch.save({"unet.x.lora_A.weight": torch.zeros(2, 2)}, folder / "pickle.safetensors")
+    _raw(folder / "overclaiming.safetensors", {}, b"{}" * 50, claimed=10**6)
+    _raw(folder / "huge_header.safetensors", {"__metadata__": {"pad": "x" * (50 << 20)}})
+    for count in (30_000, 100_000):
+        _raw(folder / f"tensors_{count}.safetensors",
+             {f"t{i}": {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]} for i in range(count)},
+             b"\0" * 4 * count)
+    nan = dict(good)
+    nan[next(iter(nan))] = torch.full_like(nan[next(iter(nan))], float("nan"))
+    save_file(nan, folder / "nan.safetensors")
+    save_file({k: v.to(torch.int32) for k, v in good.items()}, folder / "integers.safetensors")
+    tiny_xl = UNet2DConditionModel.from_pretrained(tiny_sdxl_dir / "unet")
+    save_file(random_lora_weights(tiny_xl, "unet", UNET_TARGETS), folder / "for_sdxl.safetensors")
+    # the embedded model's layer names with SD 1.5's widths (320 channels, 768-wide text)
+    save_file({k: torch.zeros(v.shape[0], 320) if "lora_A" in k else torch.zeros(320, v.shape[1])
+               for k, v in good.items()}, folder / "sd15_shapes.safetensors")
+    save_file({**good, "unet.no_such_block.to_q.lora_A.weight": torch.zeros(2, 64),
+               "unet.no_such_block.to_q.lora_B.weight": torch.zeros(64, 2)}, folder / "unknown_keys.safetensors")
+    save_file({"model.diffusion_model.input_blocks.1.weight": torch.zeros(4, 4)}, folder / "not_lora.safetensors")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lora_engine(settings, library):
+    return Engine(dataclasses.replace(settings, lora_dir=library))
+
+
+PLAIN = GenerationRequest(prompt="a red square on a white background", seed=5, steps=6)
+
+
+@pytest.fixture(scope="module")
+def plain(lora_engine) -> np.ndarray:
+    return np.asarray(lora_engine.generate(PLAIN).images[0].image)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("pickle", "not a valid safetensors file"),
+    ("truncated", "points outside the file"),
+    ("overclaiming", "not a valid safetensors file"),
+    ("huge_header", "header is 50 MB; the limit is 4 MB"),
+    ("tensors_30000", "holds 30000 tensors; a LoRA has at most 20000"),
+    ("tensors_100000", r"header is \d+ MB; the limit is 4 MB"),  # too big to be worth parsing
+    ("nan", "NaN or infinite"),
+    ("integers", "floating point"),
+    ("for_sdxl", "does not fit this model"),
+    ("sd15_shapes", "does not fit this model.*shape"),
+    ("unknown_keys", "does not fit this model.*no_such_block.to_q: no such layer"),
+    ("not_lora", "not a LoRA this model can take: 'model.diffusion_model"),
+])
+def test_bad_files_are_refused_quickly_and_the_model_is_unchanged(lora_engine, plain, name, message):
+    engine = Engine(lora_engine.settings, plugins=lora_engine.plugins)  # a freshly loaded model each time
+    pipe = engine.models.get("").pipeline
+    good = engine.plugins.plugins["lora"].library.resolve("good").adapter_name
+    # the good LoRA first: loaded fresh for this request, it must not stay switched on after the refusal
+    request = dataclasses.replace(PLAIN, plugin_units={"lora": [{"name": "good", "weight": 1.0}, {"name": name}]})
+    started = time.perf_counter()
+    with pytest.raises(RequestError, match=message) as refused:
+        engine.generate(request)
+    elapsed = time.perf_counter() - started
+    print(f"{name}: refused in {elapsed:.2f} s: {refused.value}")
+    assert elapsed < 2
+    assert {n for names in pipe.get_list_adapters().values() for n in names} <= {good}
+    assert np.array_equal(np.asarray(engine.generate(PLAIN).images[0].image), plain)
+
+
+def test_good_file_loads_and_changes_the_image(lora_engine, plain):
+    request = dataclasses.replace(PLAIN, plugin_units={"lora": [{"name": "good", "weight": 1.0}]})
+    changed = np.asarray(lora_engine.generate(request).images[0].image, dtype=float)
+    assert np.abs(changed - plain).mean() > 2
+
+
+def test_text_encoder_lora_for_another_width_is_refused(lora_engine, library, tiny_sdxl_dir):
+    from transformers import CLIPTextModel
+
+    tiny_text = CLIPTextModel.from_pretrained(tiny_sdxl_dir / "text_encoder")  # 32 wide; ours is 128
+    save_file(random_lora_weights(tiny_text, "text_encoder", TEXT_TARGETS), library / "narrow_text.safetensors")
+    request = dataclasses.replace(PLAIN, plugin_units={"lora": [{"name": "narrow_text"}]})
+    with pytest.raises(RequestError, match="does not fit this model.*text_encoder.encoder.layers"):
+        lora_engine.generate(request)
+
+
+def test_local_paths_only_when_allowed(lora_engine, library, settings):
+    path = str(library / "good.safetensors")
+    with pytest.raises(RequestError, match="unknown LoRA"):
+        lora_engine.plugins.units_for_request({"lora": [{"name": path}]})
+    allowed = Engine(dataclasses.replace(settings, lora_dir=library, lora_local_paths=True))
+    assert allowed.plugins.units_for_request({"lora": [{"name": path}]}) == {"lora": [{"name": path, "weight": 1.0}]}
+
+
+def test_hub_ids_fail_clearly_offline(lora_engine):
+    with pytest.raises(RequestError, match="could not fetch LoRA 'someone/some-lora' from the model hub"):
+        lora_engine.plugins.units_for_request({"lora": [{"name": "someone/some-lora"}]})
+
+
+@pytest.mark.parametrize("metadata, words", [
+    ({"t2i_trigger_words": '["zqx", "teal"]'}, ("zqx", "teal")),
+    ({"t2i_trigger_words": "zqx, teal style"}, ("zqx", "teal style")),
+    ({"ss_tag_frequency": json.dumps({"1_a": {"zqx": 5, "ring": 7}, "2_b": {"zqx": 4}})}, ("zqx", "ring")),
+    ({"ss_tag_frequency": "not json"}, ()),
+    ({}, ()),
+])
+def test_trigger_words_from_metadata(metadata, words):
+    assert trigger_words(metadata) == words
