@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 from PIL import Image
 
+from .fastpath import feature_cache
 from .models import ModelCache
 from .plugins import PluginManager, activated
 from .previews import latents_to_preview
@@ -96,12 +97,13 @@ class Engine:
                          for k in range(request.batch_size)]
                 callback = self._step_callback(model, request, batch, on_progress, cancel, audit_id)
                 # 3. denoise and decode; one generator per image so each image is reproducible by its seed
-                images = pipe(
-                    **embeds, **extra, num_inference_steps=request.steps, guidance_scale=request.cfg,
-                    width=width, height=height, num_images_per_prompt=request.batch_size,
-                    generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-                    callback_on_step_end=callback, output_type="pil",
-                ).images
+                with feature_cache(pipe.unet, model.cache["fast_path"].cache_interval):
+                    images = pipe(
+                        **embeds, **extra, num_inference_steps=request.steps, guidance_scale=request.cfg,
+                        width=width, height=height, num_images_per_prompt=request.batch_size,
+                        generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+                        callback_on_step_end=callback, output_type="pil",
+                    ).images
                 if request.mask is not None:  # keep unmasked pixels exactly (the VAE round trip shifts them)
                     images = [Image.composite(image, extra["image"], extra["mask_image"]) for image in images]
                 # 4. every image through the safety gate, one by one

@@ -21,6 +21,7 @@ from diffusers import (
     StableDiffusionXLPipeline,
 )
 
+from .fastpath import apply_fast_path, plan_for
 from .request import RequestError
 from .safetensors_check import check_safetensors_file
 from .settings import EMBEDDED_MODEL_DIR, Settings, resolve_device, resolve_dtype
@@ -114,10 +115,12 @@ def _load_pipeline(spec: str, settings: Settings):
         raise RequestError(f"model {spec!r} loaded as {type(pipe).__name__}; t2i runs SD 1.x/2.x and SDXL")
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
+    fast_path = plan_for(settings.speed, device)
+    apply_fast_path(pipe, fast_path)
     family = "sdxl" if isinstance(pipe, StableDiffusionXLPipeline) else "sd"
     short_hash = _short_hash(source) if source is not None and source.exists() else ""
     name = "embedded" if spec == "embedded" else (path.name if path.exists() else spec)
-    return LoadedModel(name=name, family=family, pipeline=pipe, short_hash=short_hash)
+    return LoadedModel(name=name, family=family, pipeline=pipe, short_hash=short_hash, cache={"fast_path": fast_path})
 
 
 class ModelCache:
