@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--pairs", type=int, default=100, help="number of two-object prompts")
     ev.add_argument("--speed-runs", type=int, default=7)
     ev.set_defaults(run=_evaluate)
+    from .train.cli import add_train_parser  # light: the trainer's heavy imports happen when it runs
+
+    add_train_parser(sub)
     return parser
 
 

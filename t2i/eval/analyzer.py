@@ -3,6 +3,8 @@
 Background: the median colour of the border. Objects: connected regions that differ from it.
 Colour: nearest named colour to the region's core pixels. Size and position: from the region's box.
 Shape: the best intersection-over-union among templates rendered at the region's box.
+Style (solid, outlined, striped, dotted): the same matching against templates drawn in each style by the
+world's own painter; a patterned object is many small pieces, so pieces a pixel or two apart are grouped first.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ from PIL import Image
 from scipy import ndimage
 
 from t2i.embedded.world import (
-    ALL_COLOURS, BACKGROUND_ONLY_COLOURS, COLOURS, GRID_CENTRES, HELD_OUT_COLOURS, IMAGE_SIZE, POSITIONS, SHAPES,
-    SIZES, shape_mask,
+    ALL_COLOURS, BACKGROUND_ONLY_COLOURS, COLOURS, GRID_CENTRES, HELD_OUT_COLOURS, HELD_OUT_STYLES, IMAGE_SIZE,
+    POSITIONS, SHAPES, SIZES, STYLES, paint, shape_mask,
 )
 
 FOREGROUND_DISTANCE = 70.0  # RGB distance from the background that counts as an object pixel
 MIN_AREA = 6  # pixels; smaller regions are noise
 OBJECT_COLOURS = {**COLOURS, **HELD_OUT_COLOURS}
 BACKGROUND_COLOURS = {**COLOURS, **BACKGROUND_ONLY_COLOURS, **HELD_OUT_COLOURS}
+ALL_STYLES = STYLES + HELD_OUT_STYLES
+STYLE_MARGIN = 0.05  # a pattern style must beat solid by this much IoU: blurred model edges are not a style
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class DetectedObject:
     centre: tuple[float, float]
     area: int
     shape_score: float  # IoU with the best template
+    style: str = "solid"  # solid, outlined, striped or dotted
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,53 @@ def _best_shape(coverage: np.ndarray, box: tuple[int, int, int, int]) -> tuple[s
     return best, float(scores[best]), extents[best]
 
 
+def _styled_template(shape: str, style: str, cx: float, cy: float, extent: float, size: int) -> np.ndarray:
+    """Coverage (0..1) of a shape drawn in a style, by the same painter that renders the world."""
+    canvas = Image.new("RGB", (size, size), (0, 0, 0))
+    paint(canvas, shape, "white", cx, cy, extent, style)
+    return np.asarray(canvas, dtype=np.float32)[..., 0] / ALL_COLOURS["white"][0]
+
+
+def _best_style(coverage: np.ndarray, box: tuple[int, int, int, int], solid_shape: str,
+                solid_score: float) -> tuple[str, str]:
+    """The (style, shape) whose styled template best matches `coverage`; solid unless a pattern clearly wins."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0 + 1, y1 - y0 + 1
+    best = ("solid", solid_shape, solid_score + STYLE_MARGIN)
+    for shape in SHAPES:
+        rw, rh, rdx, rdy = _template_box_ratio(shape)
+        box_extent = max(w / rw, h / rh)
+        for style in HELD_OUT_STYLES:
+            # a 3 px outline matches only at the right extent, and a thresholded box runs up to 1.5 px wide
+            for extent in (box_extent - 1.5, box_extent - 1, box_extent - 0.5, box_extent) if style == "outlined" \
+                    else (box_extent,):
+                cx = (x0 + x1) / 2 + 0.5 - rdx * extent
+                cy = (y0 + y1) / 2 + 0.5 - rdy * extent
+                template = _styled_template(shape, style, cx, cy, extent, coverage.shape[0])
+                score = np.minimum(template, coverage).sum() / max(np.maximum(template, coverage).sum(), 1e-6)
+                if score > best[2]:
+                    best = (style, shape, float(score))
+    return best[0], best[1]
+
+
+def _group_pieces(foreground: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Foreground with same-coloured pieces up to 2 px apart joined (stripes and dots are 2 px apart).
+
+    Joined per colour: two objects of different colours side by side must stay apart.
+    """
+    pieces, count = ndimage.label(foreground)
+    names = list(OBJECT_COLOURS)
+    table = np.array([OBJECT_COLOURS[n] for n in names], dtype=np.float32)
+    nearest = np.argmin(np.linalg.norm(pixels[..., None, :] - table[None, None], axis=3), axis=2)
+    grouped = foreground.copy()
+    piece_colour = ndimage.labeled_comprehension(nearest, pieces, range(1, count + 1),
+                                                 lambda v: np.bincount(v).argmax(), int, -1)
+    for colour in set(piece_colour.tolist()):
+        same = np.isin(pieces, 1 + np.flatnonzero(piece_colour == colour))
+        grouped |= ndimage.binary_closing(same, np.ones((3, 3), bool))
+    return grouped
+
+
 def _split_by_colour(mask: np.ndarray, pixels: np.ndarray, core: np.ndarray) -> list[np.ndarray]:
     """Split a region where objects of different colours touch into one mask per colour."""
     names = list(OBJECT_COLOURS)
@@ -114,7 +166,8 @@ def analyze(image: Image.Image) -> Analysis:
                              pixels[:, :2].reshape(-1, 3), pixels[:, -2:].reshape(-1, 3)])
     bg_rgb = np.median(border, axis=0)
     distance = np.linalg.norm(pixels - bg_rgb, axis=2)
-    labels, count = ndimage.label(distance > FOREGROUND_DISTANCE)
+    foreground = distance > FOREGROUND_DISTANCE
+    labels, count = ndimage.label(_group_pieces(foreground, pixels))
     objects = []
     unit = IMAGE_SIZE / 64
     size_edges = [SIZES[s] * unit for s in SIZES]
@@ -122,7 +175,7 @@ def analyze(image: Image.Image) -> Analysis:
     by_cell = {v: k for k, v in POSITIONS.items()}
     regions = []
     for index in range(1, count + 1):
-        region = labels == index
+        region = (labels == index) & foreground
         if region.sum() >= MIN_AREA:
             regions += _split_by_colour(region, pixels, region & (distance >= np.percentile(distance[region], 50)))
     for mask in regions:
@@ -135,10 +188,11 @@ def analyze(image: Image.Image) -> Analysis:
         colour = nearest_colour(np.median(pixels[core], axis=0), OBJECT_COLOURS)
         coverage = np.clip(distance / np.median(distance[core]), 0, 1) * ndimage.binary_dilation(mask)
         shape, score, extent = _best_shape(coverage, box)
+        style, shape = _best_style(coverage, box, shape, score)
         size = list(SIZES)[_classify(extent, size_edges)]
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         position = by_cell[(_classify(cx, grid), _classify(cy, grid))]
-        objects.append(DetectedObject(shape, colour, size, position, (float(cx), float(cy)), area, score))
+        objects.append(DetectedObject(shape, colour, size, position, (float(cx), float(cy)), area, score, style))
     objects.sort(key=lambda o: -o.area)
     background = nearest_colour(bg_rgb, BACKGROUND_COLOURS)
     return Analysis(background, tuple(int(v) for v in bg_rgb), tuple(objects))

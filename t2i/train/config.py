@@ -38,7 +38,9 @@ class TrainingConfig:
     caption_dropout: float = 0.1  # fraction of samples trained with an empty prompt (keeps CFG working)
     instance_prompt: str = ""  # "" -> "a {trigger} {class_word}" for DreamBooth
     class_word: str = "shape"
-    prior_preservation: bool = False
+    # prior preservation: also train on base-model images of the class prompt (DreamBooth) or of the captions
+    # without the trigger (a style), so the LoRA changes nothing unless the trigger is in the prompt
+    prior_preservation: bool = True
     class_prompt: str = ""  # "" -> "a {class_word}"
     num_class_images: int = 12
     prior_loss_weight: float = 1.0
@@ -87,8 +89,8 @@ class TrainingConfig:
                 raise RequestError(f"{name} must be a number from {low} to {high}; got {value!r}")
         if self.resolution and self.resolution % 8:
             raise RequestError(f"resolution must be a multiple of 8; got {self.resolution}")
-        if self.prior_preservation and (self.method != "dreambooth" or self.num_class_images < 1):
-            raise RequestError("prior preservation needs method 'dreambooth' and at least 1 class image")
+        if self.prior_preservation and self.num_class_images < 1:
+            raise RequestError("prior preservation needs at least 1 class image")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)

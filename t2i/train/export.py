@@ -56,6 +56,7 @@ def to_kohya(weights: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.
 def _write_atomically(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
+    os.chmod(tmp, 0o644)  # library files are read by the app, maybe as another user
     try:
         write(Path(tmp))
         os.replace(tmp, path)

@@ -82,6 +82,7 @@ class TrainingData:
     members: dict[tuple[int, int], list[int]]  # image indices per bucket, in the order of `latents`
     prompts: list[str]
     class_latents: torch.Tensor | None
+    class_prompts: list[str]
 
 
 def _encode_images(vae, images, device) -> torch.Tensor:
@@ -92,16 +93,17 @@ def _encode_images(vae, images, device) -> torch.Tensor:
     return torch.cat(chunks) * vae.config.scaling_factor
 
 
-def _class_images(pipe, config: TrainingConfig, folder: Path, resolution: int, log: ProgressLog):
+def _class_images(pipe, config: TrainingConfig, prompts: list[str], folder: Path, resolution: int,
+                  log: ProgressLog):
     """Class images from the base model (prior preservation), made once and kept for a resumed run."""
     folder.mkdir(exist_ok=True)
     from PIL import Image
 
     images = []
-    for index in range(config.num_class_images):
+    for index, prompt in enumerate(prompts):
         path = folder / f"{index:04d}.png"
         if not path.exists():
-            image = pipe(config.class_text, num_inference_steps=20, width=resolution, height=resolution,
+            image = pipe(prompt, num_inference_steps=20, width=resolution, height=resolution,
                          generator=torch.Generator("cpu").manual_seed(config.seed + index)).images[0]
             image.save(path)
         images.append(Image.open(path).convert("RGB"))
@@ -120,11 +122,16 @@ def prepare_data(pipe, config: TrainingConfig, run_dir: Path, resolution: int, l
     trigger = config.trigger_word
     prompts = [f"{trigger}, {item.caption}" if config.method == "lora" and config.use_captions and item.caption
                else config.instance_text for item in dataset.items]
-    class_latents = None
+    class_latents, class_prompts = None, []
     if config.prior_preservation:
-        made = _class_images(pipe, config, run_dir / "class_images", resolution, log)
+        # DreamBooth: the class prompt; a style: each caption without the trigger, so that the base model's own
+        # answer to it stays the answer when the trigger is absent (no leak of the style into every prompt)
+        sources = [item.caption for item in dataset.items if item.caption] if config.method == "lora" else []
+        sources = sources or [config.class_text]
+        class_prompts = [sources[i % len(sources)] for i in range(config.num_class_images)]
+        made = _class_images(pipe, config, class_prompts, run_dir / "class_images", resolution, log)
         class_latents = _encode_images(pipe.vae, [fit(i, (resolution, resolution)) for i in made], pipe.device)
-    return TrainingData(latents, groups, prompts, class_latents)
+    return TrainingData(latents, groups, prompts, class_latents, class_prompts)
 
 
 def _tokens(tokenizer, prompts: list[str]) -> torch.Tensor:
@@ -170,7 +177,7 @@ def training_loss(unet, schedule, data: TrainingData, embeddings: TextEmbeddings
     loss = _diffusion_loss(unet, schedule, latents, embeddings(prompts), generator)
     if data.class_latents is not None:
         pick = torch.randint(0, len(data.class_latents), (config.batch_size,), generator=generator)
-        class_embeds = embeddings([config.class_text] * config.batch_size)
+        class_embeds = embeddings([data.class_prompts[i] for i in pick.tolist()])
         loss = loss + config.prior_loss_weight * _diffusion_loss(unet, schedule, data.class_latents[pick],
                                                                  class_embeds, generator)
     return loss
@@ -243,7 +250,7 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
         part.requires_grad_(False)
     resolution = config.resolution or model.native_size
     data = prepare_data(pipe, config, run_dir, resolution, log)
-    embeddings = TextEmbeddings(pipe, data.prompts + [config.class_text], config.train_text_encoder)
+    embeddings = TextEmbeddings(pipe, data.prompts + data.class_prompts, config.train_text_encoder)
 
     # 1. LoRA layers (seeded, so a fresh start is reproducible) and the optimizer
     torch.manual_seed(config.seed)

@@ -1,0 +1,86 @@
+"""`python -m t2i train`: check a folder of images, train a LoRA in a child process, print its path last."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from .config import DEFAULT_PRESET, METHODS, PRESETS
+
+
+def add_train_parser(sub) -> None:
+    """The `train` subcommand of the t2i command line."""
+    train = sub.add_parser("train", help="train a LoRA (style) or DreamBooth-LoRA (subject) on a folder of images")
+    train.add_argument("--images", type=Path, help="folder (or .zip) of images, with optional same-name .txt captions")
+    train.add_argument("--name", help="name of the LoRA file in the library")
+    train.add_argument("--trigger", default="", help="word that calls the LoRA up (default: the name)")
+    train.add_argument("--method", choices=METHODS, default=None, help="default: the preset's")
+    train.add_argument("--preset", default=DEFAULT_PRESET, help="one of: " + ", ".join(PRESETS))
+    train.add_argument("--steps", type=int, default=None)
+    train.add_argument("--rank", type=int, default=None)
+    train.add_argument("--learning-rate", type=float, default=None)
+    train.add_argument("--batch-size", type=int, default=None)
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--class-word", default=None, help="DreamBooth class, e.g. 'shape' or 'dog'")
+    train.add_argument("--text-encoder", action="store_true", default=None, help="train the text encoder too")
+    train.add_argument("--no-prior", action="store_true", help="skip prior preservation (class images)")
+    train.add_argument("--checkpoint-every", type=int, default=None)
+    train.add_argument("--sample-every", type=int, default=None)
+    train.add_argument("--base-model", default=None, help="'embedded', a diffusers folder or a hub id")
+    train.add_argument("--resume", default="", help="id of an interrupted run to continue from its last checkpoint")
+    train.set_defaults(run=_train)
+
+
+def _overrides(args) -> dict:
+    names = {"trigger": "trigger", "method": "method", "steps": "steps", "rank": "rank",
+             "learning_rate": "learning_rate", "batch_size": "batch_size", "seed": "seed", "class_word": "class_word",
+             "text_encoder": "train_text_encoder", "checkpoint_every": "checkpoint_every",
+             "sample_every": "sample_every", "base_model": "base_model"}
+    values = {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) not in (None, "")}
+    if args.method == "dreambooth" and args.preset == DEFAULT_PRESET:
+        values["use_captions"] = False  # DreamBooth trains on the instance prompt
+    if args.no_prior:
+        values["prior_preservation"] = False
+    return values
+
+
+def _train(args) -> int:
+    from t2i.plugins import PluginManager
+    from t2i.request import RequestError
+    from t2i.safety import SafetyGate
+    from t2i.settings import Settings
+
+    from .config import config_from_preset
+    from .dataset import prepare_dataset
+    from .runner import TrainingRunner
+
+    settings = Settings()
+    runner = TrainingRunner(settings)
+    if args.resume:
+        run_id = args.resume
+    else:
+        if not args.images or not args.name:
+            raise RequestError("--images and --name are required (or --resume RUN_ID)")
+        config = config_from_preset(args.preset, name=args.name, **_overrides(args))
+        safety = SafetyGate(PluginManager.discover(settings), settings)
+        dataset = prepare_dataset([args.images], safety=safety)
+        for note in dataset.notes:
+            print(f"note: {note}", file=sys.stderr)
+        run_id = runner.create_run(dataset, config)
+    print(f"run {run_id} in {runner.folder(run_id)}", file=sys.stderr)
+    runner.submit(run_id)
+    shown = -1
+    while True:
+        status = runner.status(run_id)
+        if status.step != shown and status.steps:
+            loss = f" loss {status.losses[-1][1]:.4f}" if status.losses else ""
+            print(f"step {status.step}/{status.steps}{loss}", file=sys.stderr)
+            shown = status.step
+        if status.finished and not runner.is_active(run_id):
+            break
+        time.sleep(1.0)
+    if status.state != "done":
+        raise RequestError(f"training {status.state}: {status.message} (resume with --resume {run_id})")
+    print(status.lora)
+    return 0
