@@ -57,7 +57,8 @@ def test_copy_link_gives_a_link_to_the_image_just_made(browser, app_url):
     wait_for_value(page.locator("#prompt textarea"), "a green ring on a yellow background")
     page.locator("#generate").click()
     page.locator("#gallery img").first.wait_for(timeout=120_000)
-    assert "Steps: 7, Sampler: Euler, CFG scale: 7.0, Seed: 1234" in page.locator("#info textarea").input_value()
+    info = page.locator("#info textarea").input_value()
+    assert "Steps: 7," in info and "Seed: 1234," in info
     page.locator("#copy_link").click()
     link = page.locator("#recipe_link textarea")
     page.wait_for_function("el => el.value.startsWith('http')", arg=link.element_handle(), timeout=30_000)
