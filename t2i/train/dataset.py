@@ -172,7 +172,9 @@ def _decode(raw: _RawFile, limits: DatasetLimits, notes: list[str]) -> Image.Ima
             image = ImageOps.exif_transpose(image)
     except RequestError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError, EOFError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, for headers past twice its limit
+        raise RequestError(f"{name} is too large to decode (a decompression bomb?): {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise RequestError(f"{name} could not be decoded as an image ({type(exc).__name__}: {exc})") from exc
     if min(image.size) < limits.min_side:
         raise RequestError(f"{name} is {image.width}x{image.height}; images need at least {limits.min_side} pixels "
