@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -79,26 +80,41 @@ def tiny_sdxl_dir(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
-    """The real app (`python app.py --port N`) on 127.0.0.1, running the embedded model."""
+@contextlib.contextmanager
+def running_app(data_dir, **env):
+    """The real app (`python app.py --port N`) on 127.0.0.1 with the embedded model and extra env vars; its URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "T2I_DATA_DIR": str(tmp_path_factory.mktemp("app-data")), "T2I_DEVICE": "cpu",
-           "T2I_MODEL": "embedded", "T2I_ENTRY_POINT_PLUGINS": "0", "T2I_RATE_LIMIT": "0",
-           "T2I_PLUGIN_DIRS": str(EXAMPLE_PLUGINS_DIR)}  # the README's example plugin, to test generated widgets
+    env = {**os.environ, "T2I_DATA_DIR": str(data_dir), "T2I_DEVICE": "cpu", "T2I_MODEL": "embedded",
+           "T2I_ENTRY_POINT_PLUGINS": "0", "T2I_RATE_LIMIT": "0", **env}
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.time() > deadline:
-                raise RuntimeError("the app did not start")
-            time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}/"
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("the app did not start")
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def launch_app():
+    """running_app, for tests that need the app with settings of their own (e.g. extra plugin folders)."""
+    return running_app
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    """The real app on 127.0.0.1, running the embedded model."""
+    # the README's example plugin, to test generated widgets
+    with running_app(tmp_path_factory.mktemp("app-data"), T2I_PLUGIN_DIRS=str(EXAMPLE_PLUGINS_DIR)) as url:
+        yield url

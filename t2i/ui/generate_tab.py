@@ -10,6 +10,8 @@ import gradio as gr
 from t2i.request import RequestError
 from t2i.studio import GenerateForm, Studio
 
+from .control_preview import create_control_preview
+from .lora_library import create_lora_library
 from .plugin_panels import create_plugin_panels, units_from_values
 from .widgets import UploadImage
 
@@ -55,6 +57,8 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
                 strength = gr.Slider(label="Denoising strength", minimum=0.01, maximum=1, value=0.75, step=0.01)
             plugins = studio.plugins()
             plugin_widgets = create_plugin_panels(plugins)
+            create_lora_library(plugins, prompt)
+            create_control_preview(studio, plugins, plugin_widgets, model, width, height, MODEL_WORK)
         with gr.Column(scale=2):
             preview = gr.Image(label="Preview", type="pil", interactive=False, visible=False, height=256, elem_id="preview")
             gallery = gr.Gallery(label="Images", type="filepath", columns=4, height=420, elem_id="gallery",

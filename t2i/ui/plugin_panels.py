@@ -28,8 +28,8 @@ def widget_for(plugin: Plugin, param: Param, key: str) -> gr.Component:
         return gr.Number(value=param.default, precision=0 if param.type == "int" else None, **common)
     if param.type == "bool":
         return gr.Checkbox(value=bool(param.default), **common)
-    if param.type == "choice":
-        return gr.Dropdown(choices=plugin.choices(param), value=param.default, **common)
+    if param.type == "choice":  # live lists (a LoRA uploaded after start) pass; the plugin validates the value
+        return gr.Dropdown(choices=plugin.choices(param), value=param.default, allow_custom_value=True, **common)
     if param.type == "image":
         return UploadImage(type="filepath", value=None, sources=["upload", "clipboard"], label=common["label"],
                            elem_id=key, height=160)
