@@ -26,7 +26,9 @@ def _generate(args) -> int:
         prompt=args.prompt, negative_prompt=args.negative, styles=tuple(args.style), steps=args.steps,
         cfg=args.cfg, sampler=args.sampler, width=args.width, height=args.height, seed=args.seed,
         batch_count=args.batch_count, batch_size=args.batch_size, model=args.model,
-        plugin_units={"lora": [_lora_unit(text) for text in args.lora]} if args.lora else {},
+        plugin_units={name: units for name, units in (
+            ("lora", [_lora_unit(text) for text in args.lora]),
+            ("controlnet", [_control_unit(text, Settings()) for text in args.control])) if units},
     )
     # the person at the command line owns the machine: LoRAs may be named by file path, not only from the library
     result = Engine(dataclasses.replace(Settings(), lora_local_paths=True)).generate(request)
@@ -50,6 +52,36 @@ def _lora_unit(text: str) -> dict:
         return {"name": name, "weight": float(weight)} if name else {"name": text, "weight": 1.0}
     except ValueError:
         return {"name": text, "weight": 1.0}
+
+
+def _control_unit(text: str, settings: Settings) -> dict:
+    """A ControlNet unit from `TYPE[@MODEL]:IMAGE[:SCALE[:START:END]]` (TYPE is the preprocessor)."""
+    from .jobs import load_image_file
+    from .request import RequestError
+
+    parts = text.split(":")
+    numbers = []
+    while len(parts) > 2 and len(numbers) < 3 and _is_number(parts[-1]):
+        numbers.insert(0, float(parts.pop()))
+    kind, path = parts[0], ":".join(parts[1:])
+    if not kind or not path or len(numbers) == 2:
+        raise RequestError(f"--control expects TYPE:IMAGE[:SCALE[:START:END]]; got {text!r}")
+    if not Path(path).is_file():
+        raise RequestError(f"control image {path!r} does not exist")
+    preprocessor, _, model = kind.partition("@")
+    unit = {"preprocessor": preprocessor, "image": load_image_file(
+        path, settings.max_upload_mb << 20, settings.max_pixels, "control image").convert("RGB")}
+    unit.update({"model": model} if model else {})
+    unit.update(zip(("scale", "start", "end"), numbers))
+    return unit
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _evaluate(args) -> int:
@@ -77,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--style", action="append", default=[], help="style preset name (repeatable)")
     gen.add_argument("--lora", action="append", default=[], metavar="PATH_OR_NAME:WEIGHT",
                      help="a LoRA file, diffusers folder, library name or hub id, with its weight (repeatable)")
+    gen.add_argument("--control", action="append", default=[], metavar="TYPE[@MODEL]:IMAGE[:SCALE[:START:END]]",
+                     help="a ControlNet unit: preprocessor (canny, threshold, none, ...), optional ControlNet model "
+                          "(default embedded-edges), control image, weight, start and end fractions (repeatable)")
     gen.add_argument("--batch-size", type=int, default=1)
     gen.add_argument("--batch-count", type=int, default=1)
     gen.set_defaults(run=_generate)
