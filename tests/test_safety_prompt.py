@@ -88,3 +88,12 @@ def test_the_classifier_scores_abuse_and_the_threshold_is_the_operators(engine):
     abuse = checker.check_prompt("a poster saying you stupid bitch")
     assert abuse.flagged and abuse.scores["profanity"] >= 0.9 and abuse.scores["blocklist"] == 0
     assert checker.check_prompt("a poster saying have a nice day").scores["profanity"] < 0.5
+
+
+@pytest.mark.parametrize("text", [
+    "a (red:1.2) circle, [blue] background", "(a red ball)1.3 red+ ++", '("red circle", "blue sky").and()',
+    "a red*? (circle)*1.2", "**bold** __under__ ##tag", "a \\(literal\\) bracket", "r*d c#rcle", "50% off $5 @home"])
+def test_prompt_syntax_is_judged_not_crashed_on(engine, text):
+    # a crash would fail closed and refuse a harmless prompt, so the checker must read any syntax
+    verdict = engine.plugins.plugins["prompt_moderation"].check_prompt(text)
+    assert not verdict.flagged, verdict.reason

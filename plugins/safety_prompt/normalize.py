@@ -71,12 +71,12 @@ def joined_chunks(text: str) -> list[str]:
 
 
 def masked_chunks(text: str) -> list[str]:
-    """Chunks that hide letters behind '*', '#' or '_' between letters, as regex patterns ('p*rn' -> 'p.rn')."""
+    """Words that hide letters behind '*', '#' or '_' ('p*rn', 'n__de'), as regex patterns ('p.rn')."""
     found = []
     for chunk in text.split():
         core = chunk.strip(".,;:()[]{}\"'")
-        if re.fullmatch(r"[^\s*#_]+(?:[*#_]+[^\s*#_]*)+", core) and re.search(r"[a-z]", core):
-            found.append(re.sub(r"[*#_]", ".", fold(core)))
+        if re.fullmatch(r"[a-z0-9@$!|€+]+(?:[*#_]+[a-z0-9@$!|€+]*)+", core):
+            found.append("".join("." if c in "*#_" else re.escape(c) for c in fold(core)))
     return found
 
 
