@@ -1,0 +1,83 @@
+"""Latency of the safety checks on CPU: each checker per prompt and per image, and a whole generation
+with and without live previews (every preview is screened too). Prints a table, then JSON on the last line.
+
+    python bench/safety_latency.py [--runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from t2i.embedded.captions import corpus  # noqa: E402
+from t2i.engine import Engine  # noqa: E402
+from t2i.plugins import PluginManager  # noqa: E402
+from t2i.request import GenerationRequest  # noqa: E402
+from t2i.settings import Settings  # noqa: E402
+
+BENIGN = Path(__file__).resolve().parent.parent / "tests" / "data" / "safety_benign.txt"
+
+
+def interleaved(variants: dict, values) -> dict:
+    """Median and 95th-percentile milliseconds of each variant over the values, after one warm-up call;
+    the variants run in turn on each value so that drifting machine load hits all alike."""
+    times = {name: [] for name in variants}
+    for fn in variants.values():
+        fn(values[0])  # warm-up
+    for value in values:
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn(value)
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: {"median_ms": round(statistics.median(t), 2), "p95_ms": round(float(np.percentile(t, 95)), 2),
+                   "n": len(t)} for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    settings = Settings(device="cpu", dtype="float32", entry_point_plugins=False,
+                        data_dir=Path(tempfile.mkdtemp(prefix="t2i-bench-")))
+    plugins = PluginManager.discover(settings)
+    prompts = [line for line in BENIGN.read_text().splitlines() if line and not line.startswith("#")][:args.runs]
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(args.runs)]
+    large = [image.resize((512, 512)) for image in images]
+    rows = {}
+    for checker in plugins.of_kind("prompt_check"):
+        rows.update(interleaved({f"{checker.name} per prompt": checker.check_prompt}, prompts))
+    for checker in plugins.of_kind("image_check"):
+        rows.update(interleaved({f"{checker.name} per 64x64 image": checker.check_image}, images))
+        rows.update(interleaved({f"{checker.name} per 512x512 image": checker.check_image}, large))
+    engine = Engine(settings, plugins=plugins)
+    unchecked = Engine(dataclasses.replace(settings, safety_allow_unchecked_images=True),
+                       plugins=PluginManager(p for p in plugins.plugins.values() if p.kind == "prompt_check"))
+    requests = [GenerationRequest(prompt=p, seed=i, steps=20) for i, p in enumerate(corpus(args.runs // 2))]
+    rows.update(interleaved({
+        "generation, no image checker": unchecked.generate,
+        "generation, checked output": engine.generate,
+        "generation + previews, checked": lambda r: engine.generate(r, on_progress=lambda event: None),
+    }, requests))
+    print(f"{'check':<40} {'median ms':>10} {'p95 ms':>10} {'n':>5}")
+    for name, row in rows.items():
+        print(f"{name:<40} {row['median_ms']:>10.2f} {row['p95_ms']:>10.2f} {row['n']:>5}")
+    print(json.dumps({"device": "cpu", "torch_threads": 1, "preview_every": settings.preview_every, "steps": 20,
+                      "results": rows}))
+
+
+if __name__ == "__main__":
+    main()
