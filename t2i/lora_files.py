@@ -29,7 +29,7 @@ MAX_TENSORS = 20_000  # a full SDXL LoRA (UNet + both text encoders, with alphas
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 TRIGGER_WORDS_KEY = "t2i_trigger_words"  # our own metadata key: a JSON list (or comma-separated words)
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"  # what diffusers' save_lora_weights writes
-LIBRARY_NAME = re.compile(r"^\w[\w.+-]{0,99}$")  # names that are safe as file names
+UPLOAD_NAME = re.compile(r"^\w[\w.+-]{0,99}$")  # names an upload may be saved under
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 LORA_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 
@@ -180,6 +180,8 @@ class LoraLibrary:
         """Names in the library folder now (one directory listing, so new files show up at once)."""
         found = []
         for entry in os.scandir(self.folder) if self.folder.is_dir() else ():
+            if entry.name.startswith("."):  # uploads in progress, and hidden files
+                continue
             if entry.name.endswith(".safetensors") and entry.is_file():
                 found.append(entry.name.removesuffix(".safetensors"))
             elif entry.is_dir() and (Path(entry.path) / WEIGHTS_NAME).is_file():
@@ -207,7 +209,7 @@ class LoraLibrary:
 
     def add(self, source: Path, name: str) -> LoraFile:
         """Copy a checked .safetensors file into the library as `name`; an existing name is refused."""
-        if not LIBRARY_NAME.match(name or ""):
+        if not UPLOAD_NAME.match(name or ""):
             raise RequestError(f"LoRA name {name!r} may hold only letters, digits and . _ + - (at most 100)")
         if name in self.names():
             raise RequestError(f"a LoRA named {name!r} is already in the library")
@@ -225,7 +227,7 @@ class LoraLibrary:
     def _path_for(self, name: str) -> Path:
         if not isinstance(name, str) or not name.strip():
             raise RequestError("a LoRA name is required")
-        if LIBRARY_NAME.match(name):
+        if _plain_name(name):  # names with folders in them never reach outside the library
             for candidate in (self.folder / f"{name}.safetensors", self.folder / name / WEIGHTS_NAME):
                 if candidate.is_file():
                     return candidate
@@ -241,6 +243,11 @@ class LoraLibrary:
             return _download(name)
         shown = ", ".join(self.names()[:20]) or "none yet"
         raise RequestError(f"unknown LoRA {name!r}; the library ({self.folder}) has: {shown}")
+
+
+def _plain_name(name: str) -> bool:
+    """A name that is one file or folder name (as A1111 names LoRAs, spaces allowed), not a path."""
+    return len(name) <= 200 and not name.startswith(".") and not any(c in name for c in "/\\\0")
 
 
 def _download(repo_id: str) -> Path:
