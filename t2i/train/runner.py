@@ -91,6 +91,8 @@ class TrainingRunner:
     def create_run(self, dataset: Dataset, config: TrainingConfig) -> str:
         """A new run folder holding the checked dataset and the config; returns its id."""
         config.validate()
+        if (self.settings.lora_dir / f"{config.name}.safetensors").exists():
+            raise RequestError(f"the LoRA library already has {config.name!r}; choose another name")
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}-{secrets.token_hex(3)}"
         folder = self.folder(run_id)
         folder.mkdir(parents=True)

@@ -11,6 +11,7 @@ from t2i.studio import Studio
 from .generate_tab import create_generate_tab
 from .recipe_tab import create_recipe_tab, wire_recipe_links
 from .styles_tab import create_styles_tab
+from .train_tab import create_train_tab
 
 
 # small models make small images: show them enlarged with sharp pixels, not smeared
@@ -28,6 +29,8 @@ def build_app(studio: Studio, gpu: Callable = lambda fn: fn) -> gr.Blocks:
                 create_recipe_tab(studio, form, tabs)
             with gr.Tab("Styles", id="styles"):
                 create_styles_tab(studio)
+            with gr.Tab("Train", id="train"):
+                create_train_tab(studio)
         wire_recipe_links(demo, studio, form)
     demo.queue(max_size=studio.settings.queue_size, default_concurrency_limit=1)
     return demo
