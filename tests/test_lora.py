@@ -99,10 +99,17 @@ def test_prompt_tag_and_units_give_the_same_image_and_record_hashes(lora_engine,
     ("a circle <lora:red:3>", "weight must be from -2.0 to 2.0"),
     ("a circle <lora:red:1:2:3>", "write <lora:name>"),
     ("a circle <lora:red:1> <lora:red:0.5>", "listed twice"),
+    ("a circle" + " <lora:red:0.1>" * 6, "at most 5 LoRAs per request"),
 ])
 def test_bad_prompt_tags_are_refused(lora_engine, prompt, message):
     with pytest.raises(RequestError, match=message):
         lora_engine.generate(_request(prompt=prompt, steps=2))
+
+
+def test_rows_and_prompt_tags_together_are_capped(lora_engine):
+    rows = _request(prompt="a circle" + " <lora:blue:0.1>" * 3, loras=[("red", 0.1)] * 3, steps=2)
+    with pytest.raises(RequestError, match="at most 5 LoRAs per request; got 6"):
+        lora_engine.generate(rows)
 
 
 def test_trigger_words_from_our_key_and_from_kohya_tags(lora_engine):

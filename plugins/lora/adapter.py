@@ -60,6 +60,8 @@ class LoraAdapter(Adapter):
     def units_from_prompt(self, prompt: str) -> tuple[str, list[dict]]:
         """Units from `<lora:name>` / `<lora:name:weight>` tags, and the prompt without the tags."""
         units = []
+        if len(PROMPT_TAG.findall(prompt)) > self.max_units:  # counted before any file is read or fetched
+            raise RequestError(f"lora: at most {self.max_units} LoRAs per request")
         for match in PROMPT_TAG.finditer(prompt):
             fields = match.group(1).split(":")
             if len(fields) > 2 or not fields[0].strip():
@@ -76,6 +78,8 @@ class LoraAdapter(Adapter):
     @contextlib.contextmanager
     def activate(self, model, units: list[dict]):
         """Load what is missing, set exactly these adapters and weights, and disable all LoRA layers on exit."""
+        if len(units) > self.max_units:  # prompt tags and rows together
+            raise RequestError(f"lora: at most {self.max_units} LoRAs per request; got {len(units)}")
         loras = [self.library.resolve(unit["name"]) for unit in units]
         names = [lora.adapter_name for lora in loras]
         if len(set(names)) < len(names):
