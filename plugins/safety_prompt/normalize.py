@@ -48,7 +48,7 @@ def readable(text: str) -> str:
 
 
 def fold(word: str) -> str:
-    """The coarse matching form of a word: leetspeak decoded, look-alike letters merged, repeats collapsed."""
+    """The coarse matching form of a word: leetspeak decoded and look-alike letters merged (l, 1, |, ! -> i)."""
     return word.translate(LEET)
 
 
