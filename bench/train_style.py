@@ -1,0 +1,168 @@
+"""Measure the trainer's "done when" numbers on the embedded model and print them (JSON on the last line).
+
+1. Style: a LoRA ("quick style" preset) on 12 renders of a style held back from base training (default
+   "outlined"; dotted and striped do not survive the embedded VAE's 4x downsampling), captioned without the
+   style word. The analyzer's `style` field is read on a fixed prompt set, with and without the trigger.
+2. Subject: a DreamBooth-LoRA ("subject" preset) on 12 renders of a shape the base model never saw (a diamond),
+   instance prompt "a zdm shape". A generated object counts as the subject when a diamond template fits its
+   foreground better than every known shape's template.
+
+    python bench/train_style.py [--style outlined] [--steps N] [--prompts 20] [--skip-subject]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from t2i.embedded.world import (  # noqa: E402
+    ALL_COLOURS, COLOURS, IMAGE_SIZE, POSITIONS, SHAPES, SUPERSAMPLE, Scene, ShapeObject, position_centre, render,
+    shape_mask,
+)
+from t2i.eval.analyzer import FOREGROUND_DISTANCE, analyze  # noqa: E402
+from t2i.train.config import config_from_preset  # noqa: E402
+from t2i.train.dataset import prepare_dataset  # noqa: E402
+
+OBJECT_COLOURS = [c for c in COLOURS if c != "white"]
+SHAPES_NO_RING = [s for s in SHAPES if s != "ring"]  # an outlined circle and a ring are one drawing
+
+
+def _phrase(obj: ShapeObject) -> str:
+    where = "in the center" if obj.position == "center" else f"at the {obj.position}"
+    return f"a {obj.size} {obj.colour} {obj.shape} {where}"
+
+
+def style_images(folder: Path, style: str, count: int) -> None:
+    rng = random.Random(0)
+    folder.mkdir(parents=True)
+    for i in range(count):
+        obj = ShapeObject(rng.choice(SHAPES_NO_RING), rng.choice(OBJECT_COLOURS), rng.choice(["medium", "large"]),
+                          rng.choice(list(POSITIONS)), style)
+        render(Scene((obj,), "white")).save(folder / f"{i}.png")
+        (folder / f"{i}.txt").write_text(_phrase(obj))
+
+
+def diamond_mask(cx: float, cy: float, extent: float, size: int = IMAGE_SIZE) -> np.ndarray:
+    s, r = SUPERSAMPLE, extent / 2
+    big = Image.new("L", (size * s, size * s), 0)
+    ImageDraw.Draw(big).polygon([(cx * s, (cy - r) * s), ((cx + r) * s, cy * s), (cx * s, (cy + r) * s),
+                                 ((cx - r) * s, cy * s)], fill=255)
+    return np.asarray(big.resize((size, size), Image.Resampling.BOX), dtype=np.float32) / 255
+
+
+def subject_images(folder: Path, count: int) -> None:
+    rng = random.Random(1)
+    folder.mkdir(parents=True)
+    for i in range(count):
+        colour, background = rng.sample(OBJECT_COLOURS, 1)[0], "white"
+        cx, cy = position_centre(rng.choice(list(POSITIONS)))
+        extent = rng.choice([17, 25])
+        image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), ALL_COLOURS[background])
+        mask = Image.fromarray((diamond_mask(cx, cy, extent) * 255).astype("uint8"))
+        image.paste(Image.new("RGB", image.size, ALL_COLOURS[colour]), (0, 0), mask)
+        image.save(folder / f"{i}.png")
+
+
+def is_diamond(image: Image.Image) -> bool:
+    """Whether the largest object fits a diamond template better than every known shape's template."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    border = np.concatenate([pixels[:2].reshape(-1, 3), pixels[-2:].reshape(-1, 3)])
+    foreground = np.linalg.norm(pixels - np.median(border, axis=0), axis=2) > FOREGROUND_DISTANCE
+    labels, count = ndimage.label(foreground)
+    if not count:
+        return False
+    region = labels == 1 + int(np.argmax(ndimage.sum(foreground, labels, range(1, count + 1))))
+    ys, xs = np.nonzero(region)
+    cx, cy, extent = (xs.min() + xs.max()) / 2 + 0.5, (ys.min() + ys.max()) / 2 + 0.5, max(np.ptp(xs), np.ptp(ys)) + 1
+
+    def iou(template: np.ndarray) -> float:
+        return float(np.minimum(template, region).sum() / max(np.maximum(template, region).sum(), 1e-6))
+
+    known = max(iou(np.asarray(shape_mask(s, cx, cy, extent), dtype=np.float32) / 255) for s in SHAPES)
+    return iou(diamond_mask(cx, cy, extent)) > known
+
+
+def train(images: Path, work: Path, preset: str, name: str, trigger: str, steps: int | None) -> tuple[Path, float]:
+    overrides = {"name": name, "trigger": trigger, "sample_every": 0, "checkpoint_every": 100}
+    if steps:
+        overrides["steps"] = steps
+    config = config_from_preset(preset, **overrides)
+    run = work / name
+    prepare_dataset([images]).save(run / "dataset")
+    (run / "config.json").write_text(config.to_json())
+    began = time.time()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "T2I_TRAIN_THREADS": os.environ.get("T2I_TRAIN_THREADS", "2")}
+    done = subprocess.run([sys.executable, "-m", "t2i.train.lora_trainer", str(run), "--lora-dir", str(work / "loras")],
+                          env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(done.stderr[-2000:])
+    return Path(done.stdout.strip().splitlines()[-1]), time.time() - began
+
+
+def generate(lora: Path, prompts: list[str]) -> list[Image.Image]:
+    from diffusers import StableDiffusionPipeline
+
+    from t2i.settings import EMBEDDED_MODEL_DIR
+
+    pipe = StableDiffusionPipeline.from_pretrained(EMBEDDED_MODEL_DIR, safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_lora_weights(str(lora))
+    return [pipe(p, num_inference_steps=20, generator=torch.Generator().manual_seed(i)).images[0]
+            for i, p in enumerate(prompts)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--style", default="outlined")
+    parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--prompts", type=int, default=20)
+    parser.add_argument("--skip-subject", action="store_true")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.mkdtemp(prefix="t2i-bench-train-")))
+    args = parser.parse_args()
+    rng = random.Random(7)
+    objects = [ShapeObject(rng.choice(SHAPES_NO_RING), rng.choice(OBJECT_COLOURS), "large") for _ in range(args.prompts)]
+    results = {}
+
+    style_images(args.work / "style", args.style, args.images)
+    lora, seconds = train(args.work / "style", args.work, "quick style", "bench_style", "zqx", args.steps)
+    rates = {}
+    for label, prompts in (("with_trigger", [f"zqx, {_phrase(o)}" for o in objects]),
+                           ("without_trigger", [_phrase(o) for o in objects])):
+        found = [any(d.style == args.style for d in analyze(image).objects) for image in generate(lora, prompts)]
+        rates[label] = sum(found) / len(found)
+    results["style"] = {"style": args.style, "train_seconds": round(seconds, 1), **rates}
+    print(f"style {args.style}: trained in {seconds:.0f} s; detected in {rates['with_trigger']:.0%} with the trigger, "
+          f"{rates['without_trigger']:.0%} without (targets: >= 80%, <= 10%, <= 600 s)")
+
+    if not args.skip_subject:
+        subject_images(args.work / "subject", args.images)
+        lora, seconds = train(args.work / "subject", args.work, "subject", "bench_subject", "zdm", args.steps)
+        rates = {}
+        for label, prompts in (("with_trigger", ["a zdm shape"] * args.prompts),
+                               ("without_trigger", ["a shape"] * args.prompts)):
+            found = [is_diamond(image) for image in generate(lora, prompts)]
+            rates[label] = sum(found) / len(found)
+        results["subject"] = {"subject": "diamond", "train_seconds": round(seconds, 1), **rates}
+        print(f"subject diamond: trained in {seconds:.0f} s; detected in {rates['with_trigger']:.0%} with the token, "
+              f"{rates['without_trigger']:.0%} without")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
