@@ -12,7 +12,7 @@ from t2i.studio import GenerateForm, Studio
 
 from .control_preview import create_control_preview
 from .lora_library import create_lora_library
-from .plugin_panels import create_plugin_panels, units_from_values
+from .plugin_panels import accept_plugin_values, create_plugin_panels, units_from_values
 from .widgets import UploadImage
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,8 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
                             batch_count=batch_count, batch_size=batch_size, init_image=init_image, mask=mask,
                             strength=strength, plugin_units=units_from_values(plugins, plugin_values))
         try:
-            for update in studio.generate(form, request.session_hash if request else ""):
+            client = request.client.host if request and request.client else ""
+            for update in studio.generate(form, request.session_hash if request else "", client):
                 if update.progress is not None:
                     event = update.progress
                     progress((event.step, event.total_steps), desc=f"batch {event.batch}/{event.total_batches}")
@@ -95,7 +96,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
             raise gr.Error(f"generation failed: {type(exc).__name__}: {exc}") from exc
 
     run = generate_btn.click(
-        gpu(generate),
+        gpu(accept_plugin_values(generate, plugin_widgets)),
         inputs=[prompt, negative, styles, model, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
                 init_image, mask, strength],
         inputs_kwargs=plugin_widgets,  # one named API parameter per plugin unit field, e.g. lora_1_weight

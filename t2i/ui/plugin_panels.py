@@ -6,6 +6,9 @@ Every parameter of every unit becomes one widget and one named API parameter,
 
 from __future__ import annotations
 
+import inspect
+from typing import Callable
+
 import gradio as gr
 
 from t2i.plugins import Param, Plugin
@@ -80,3 +83,15 @@ def units_from_values(plugins: list[Plugin], values: dict) -> dict[str, list[dic
                 entry[param.name] = value
             units.setdefault(plugin.name, []).append(entry)
     return units
+
+
+def accept_plugin_values(fn: Callable, widgets: dict[str, gr.Component]) -> Callable:
+    """Declare each widget as an optional keyword parameter of `fn` (which takes them as **kwargs).
+
+    Gradio marks an API parameter optional only when the function declares a default for it, and a
+    bare **kwargs declares none: without this, every plugin field would be a required API parameter.
+    """
+    params = [p for p in inspect.signature(fn).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    params += [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=None) for key in widgets]
+    fn.__signature__ = inspect.Signature(params)
+    return fn
