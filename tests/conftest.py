@@ -91,7 +91,7 @@ def running_app(data_dir, **env):
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 180
+        deadline = time.time() + 600  # generous: a loaded machine imports torch + diffusers slowly
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
