@@ -241,7 +241,9 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     threads = settings.train_threads or max(1, (os.cpu_count() or 2) // 2)
     torch.set_num_threads(threads)  # leave cores to the web server, which keeps generating meanwhile
     accelerator = _accelerator(config, settings.device)
-    model = ModelCache(replace(settings, device=str(accelerator.device), dtype="float32")).get(config.base_model)
+    # float32 weights and no inference-only speed tricks (low precision, block caching): gradients flow here
+    model = ModelCache(replace(settings, device=str(accelerator.device), dtype="float32",
+                               speed="quality")).get(config.base_model)
     if model.family != "sd":
         raise TrainingStopped(f"training supports Stable Diffusion 1.x/2.x models; {config.base_model!r} is SDXL")
     pipe = model.pipeline
