@@ -90,3 +90,22 @@ def test_cli_trains_a_folder_and_prints_the_lora_last(train_env):
     bad = subprocess.run([sys.executable, "-m", "t2i", "train", "--images", str(images), "--name", "cli_bad"],
                          env=env, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: broken.jpg could not")
+
+
+def test_training_studio_checks_uploads_and_refuses_bad_tokens(tmp_path, settings):
+    from t2i.plugins import PluginManager
+    from t2i.safety import SafetyGate
+    from t2i.train.studio import TrainingStudio
+
+    studio = TrainingStudio(dataclasses.replace(settings, data_dir=tmp_path / "data"),
+                            SafetyGate(PluginManager(), settings))
+    folder = _teal_images(tmp_path / "images", count=4)
+    checked = studio.check_upload([str(p) for p in sorted(folder.iterdir())])
+    assert len(checked.files) == 4 and all(Path(f).exists() for f in checked.files)
+    assert sorted(checked.captions) == sorted(p.read_text() for p in folder.glob("*.txt"))
+    with pytest.raises(RequestError, match="check the uploaded images first"):
+        studio.start("../../etc", checked.captions, "quick style", "mine")
+    with pytest.raises(RequestError, match="1 captions for 4 images"):
+        studio.start(checked.token, ["only one"], "quick style", "mine")
+    with pytest.raises(RequestError, match="upload some images"):
+        studio.check_upload([])
