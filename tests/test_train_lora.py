@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
@@ -19,7 +18,7 @@ from diffusers import StableDiffusionPipeline
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from t2i.embedded.world import COLOURS, SHAPES, Scene, ShapeObject, render
+from t2i.embedded.world import SHAPES, Scene, ShapeObject, render
 from t2i.settings import EMBEDDED_MODEL_DIR
 from t2i.train.config import config_from_preset
 from t2i.train.dataset import prepare_dataset
