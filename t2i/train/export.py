@@ -73,7 +73,7 @@ def export_lora(folder: Path, config: TrainingConfig, unet_weights: dict, text_w
     folder.mkdir(parents=True, exist_ok=True)
     paths = ExportedLora(folder / f"{config.name}.safetensors", folder / f"{config.name}.kohya.safetensors",
                          folder / f"{config.name}.README.md")
-    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as scratch:  # hidden from the library listing
         StableDiffusionPipeline.save_lora_weights(
             scratch, unet_lora_layers=unet_weights, text_encoder_lora_layers=text_weights or None,
             unet_lora_adapter_metadata=unet_lora_config, text_encoder_lora_adapter_metadata=text_lora_config,
