@@ -1,0 +1,59 @@
+"""Calling the running app's /generate through gradio_client, and reading what came back."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from gradio_client import Client
+from PIL import Image
+
+MAX_UPLOAD_MB = 1  # the reliability app's upload cap (T2I_MAX_UPLOAD_MB)
+
+
+@dataclass
+class Output:
+    """What one /generate call returned: decoded pixels and recipe text per image, and the info box."""
+
+    pixels: list[np.ndarray]
+    recipes: list[str]
+    info: str
+
+    def same_as(self, other: "Output") -> bool:
+        """Identical pixels and recipes, image by image."""
+        return (self.info == other.info and self.recipes == other.recipes and len(self.pixels) == len(other.pixels)
+                and all(np.array_equal(a, b) for a, b in zip(self.pixels, other.pixels)))
+
+
+def empty_required(client: Client) -> dict:
+    """None for every /generate parameter without a default (e.g. a ControlNet unit's image)."""
+    info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/generate"]["parameters"]
+    return {p["parameter_name"]: None for p in info if not p["parameter_has_default"]}
+
+
+def read_output(result) -> Output:
+    """An Output from /generate's (preview, gallery, info, seed)."""
+    pixels, recipes = [], []
+    for item in result[1]:
+        with Image.open(item["image"] if isinstance(item, dict) else item[0]) as image:
+            recipes.append(image.info.get("parameters", ""))
+            pixels.append(np.asarray(image.convert("RGB")))
+    return Output(pixels, recipes, result[2])
+
+
+def generate(client: Client, **fields) -> Output:
+    """Run /generate with `fields` (all other parameters at their defaults)."""
+    return read_output(client.predict(**{**empty_required(client), **fields}, api_name="/generate"))
+
+
+def output_files(data_dir: Path) -> dict[Path, str]:
+    """Every file under the app's session folders, with its sha256."""
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (data_dir / "sessions").rglob("*") if p.is_file()}
+
+
+def outputs_on_tmpfs(data_dir: Path) -> bool:
+    """Whether the outputs folder is its own (tiny) tmpfs, so a disk-full test can fill it."""
+    return subprocess.run(["mountpoint", "-q", str(data_dir / "sessions")]).returncode == 0

@@ -1,0 +1,87 @@
+"""The reliability suite: one real app on 127.0.0.1 with two LoRAs, a failing plugin and a tmpfs for outputs.
+
+Tests add their numbers to `REPORT`; the summary table is printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+from safetensors.torch import save_file
+
+from lora_helpers import UNET_TARGETS, random_lora_weights
+from t2i.embedded.controlnet_train import heldout_controls
+from app_calls import MAX_UPLOAD_MB
+from t2i.settings import EMBEDDED_MODEL_DIR
+
+FAULT_PLUGINS_DIR = Path(__file__).resolve().parent / "fault_plugins"
+
+REPORT: dict[str, list] = {"load": [], "faults": [], "hostile": [], "lost": []}
+
+
+@pytest.fixture(scope="session")
+def reliability_data(tmp_path_factory) -> Path:
+    """A data folder holding LoRAs `tint_a` and `tint_b`; its `sessions/` (the outputs) is a 32 MB tmpfs if we may mount."""
+    data = tmp_path_factory.mktemp("reliability-data")
+    unet = UNet2DConditionModel.from_pretrained(EMBEDDED_MODEL_DIR / "unet")
+    (data / "loras").mkdir()
+    for name, seed in (("tint_a", 1), ("tint_b", 2)):
+        torch.manual_seed(seed)
+        # scale 2: strong enough that A, B and A+B give clearly different images
+        save_file(random_lora_weights(unet, "unet", UNET_TARGETS, scale=2.0), data / "loras" / f"{name}.safetensors")
+        unet.delete_adapters("scratch")
+    sessions = data / "sessions"
+    sessions.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(sessions)],
+                             capture_output=True).returncode == 0
+    yield data
+    if mounted:
+        subprocess.run(["umount", "-l", str(sessions)], check=False)
+
+
+@pytest.fixture(scope="session")
+def reliability_url(reliability_data, launch_app):
+    """The real app with the fault plugin, a 1 MB upload cap and the rate limit off."""
+    with launch_app(reliability_data, T2I_PLUGIN_DIRS=str(FAULT_PLUGINS_DIR),
+                     T2I_MAX_UPLOAD_MB=str(MAX_UPLOAD_MB)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def report() -> dict[str, list]:
+    """Where tests put the numbers of the summary table."""
+    return REPORT
+
+
+@pytest.fixture(scope="session")
+def control_image(tmp_path_factory) -> Path:
+    """A held-out shapes-world picture for the ControlNet unit."""
+    image, _, _ = heldout_controls(1)[0]
+    path = tmp_path_factory.mktemp("control") / "control.png"
+    image.save(path)
+    return path
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not any(REPORT.values()):
+        return
+    write = terminalreporter.write_line
+    write("")
+    write("reliability summary")
+    write(f"{'check':<16} result")
+    for load in REPORT["load"]:
+        write(f"{'load held':<16} clients {load['clients']}, requests {load['requests']}, failures "
+              f"{load['failures']}, p50 {load['p50']:.2f} s, p95 {load['p95']:.2f} s, {load['throughput']:.2f} req/s")
+    faults = REPORT["faults"]
+    if faults:
+        write(f"{'faults survived':<16} {sum(ok for _, ok in faults)} of {len(faults)} "
+              f"({', '.join(name for name, _ in faults)})")
+    hostile = REPORT["hostile"]
+    if hostile:
+        write(f"{'hostile inputs':<16} {len(hostile)} tried, {sum(hostile)} refused")
+    if REPORT["lost"]:
+        write(f"{'data lost':<16} {sum(REPORT['lost'])} files")
