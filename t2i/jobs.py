@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import queue
 import re
 import threading
@@ -19,13 +20,14 @@ from .request import GenerationRequest, GenerationResult, RequestError
 SESSION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-def stream_generation(engine: Engine, request: GenerationRequest) -> Iterator[ProgressEvent | GenerationResult]:
+def stream_generation(engine: Engine, request: GenerationRequest,
+                      cancel: threading.Event | None = None) -> Iterator[ProgressEvent | GenerationResult]:
     """Run `request` in a worker thread, yielding progress events and then the result.
 
-    Closing the iterator early (a client went away) cancels the run at the next step.
+    Setting `cancel`, or closing the iterator early (a client went away), stops the run at the next step.
     """
     events: queue.Queue = queue.Queue()
-    cancel = threading.Event()
+    cancel = cancel or threading.Event()
     outcome: dict = {}
 
     def work():
@@ -84,11 +86,18 @@ def save_result(result: GenerationResult, folder: Path, labeller: Labeller = Lab
     outputs served at once can collide there (see PITFALLS).
     """
     paths = []
-    for item in result.images:
-        if item.image is None:
-            continue
-        name = f"{item.seed}-{uuid.uuid4().hex[:12]}.png"
-        path = folder / name
-        write_atomically(path, labeller.png(item.image, item.parameters, {"t2i_file_id": name}, title=name))
-        paths.append(path)
+    try:
+        for item in result.images:
+            if item.image is None:
+                continue
+            name = f"{item.seed}-{uuid.uuid4().hex[:12]}.png"
+            path = folder / name
+            write_atomically(path, labeller.png(item.image, item.parameters, {"t2i_file_id": name}, title=name))
+            paths.append(path)
+    except OSError as exc:
+        for path in paths:  # all of a result or none of it: no half batch left behind
+            path.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise RequestError("no space left on the server to save the images; nothing was saved") from exc
+        raise
     return paths

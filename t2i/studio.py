@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -67,6 +68,8 @@ class Studio:
         self.engine = engine or Engine(self.settings)
         self.labeller = Labeller.from_settings(self.settings)
         self.rate_limiter = RateLimiter(self.settings.rate_limit_per_minute)
+        self._running: dict[str, set[threading.Event]] = {}  # session -> cancel events of its runs
+        self._running_lock = threading.Lock()
 
     def request_from_form(self, form: GenerateForm) -> GenerationRequest:
         """A GenerationRequest from form values, with uploaded images decoded under the size caps."""
@@ -120,7 +123,25 @@ class Studio:
         """
         self.rate_limiter.acquire(client or session)
         request = self.request_from_form(form)
-        for event in stream_generation(self.engine, request):
+        cancel = threading.Event()
+        with self._running_lock:
+            self._running.setdefault(session, set()).add(cancel)
+        try:
+            yield from self._stream(request, session, cancel)
+        finally:
+            with self._running_lock:  # an ended session leaves nothing behind
+                self._running[session].discard(cancel)
+                if not self._running[session]:
+                    del self._running[session]
+
+    def stop(self, session: str) -> None:
+        """Stop the session's running generations at their next step (the Stop button, also over the API)."""
+        with self._running_lock:
+            for cancel in self._running.get(session, ()):
+                cancel.set()
+
+    def _stream(self, request: GenerationRequest, session: str, cancel: threading.Event) -> Iterator[StudioUpdate]:
+        for event in stream_generation(self.engine, request, cancel):
             if isinstance(event, GenerationResult):
                 files = save_result(event, session_folder(self.settings.data_dir, session), self.labeller)
                 notices = [item.notice for item in event.images if item.notice]

@@ -103,7 +103,11 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
         outputs=[preview, gallery, info, last_seed], api_name="generate", concurrency_id=MODEL_WORK,
         concurrency_limit=1,
     )
-    stop_btn.click(lambda: None, None, None, cancels=[run], api_name="stop", queue=False)
+    def stop(request: gr.Request = None):
+        # the page cancels `run` itself; API callers have only this call, so the studio stops the session's runs too
+        studio.stop(request.session_hash if request else "")
+
+    stop_btn.click(stop, None, None, cancels=[run], api_name="stop", queue=False)
     random_btn.click(lambda: -1, None, seed, api_name="random_seed", queue=False)
     reuse_btn.click(lambda last_seed=-1: last_seed, last_seed, seed, api_name="reuse_seed", queue=False)
     return {"prompt": prompt, "negative_prompt": negative, "styles": styles, "steps": steps, "cfg": cfg,

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from gradio_client import Client
+import torch
+from gradio_client import Client, handle_file
 from PIL import Image
+from safetensors.torch import save_file
 
 MAX_UPLOAD_MB = 1  # the reliability app's upload cap (T2I_MAX_UPLOAD_MB)
 
@@ -57,3 +59,40 @@ def output_files(data_dir: Path) -> dict[Path, str]:
 def outputs_on_tmpfs(data_dir: Path) -> bool:
     """Whether the outputs folder is its own (tiny) tmpfs, so a disk-full test can fill it."""
     return subprocess.run(["mountpoint", "-q", str(data_dir / "sessions")]).returncode == 0
+
+
+def write_test_loras(folder: Path) -> None:
+    """LoRAs `tint_a` and `tint_b` for the embedded model (untrained, strong enough to change every image)."""
+    from diffusers import UNet2DConditionModel
+
+    from lora_helpers import UNET_TARGETS, random_lora_weights
+    from t2i.settings import EMBEDDED_MODEL_DIR
+
+    unet = UNet2DConditionModel.from_pretrained(EMBEDDED_MODEL_DIR / "unet")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, seed in (("tint_a", 1), ("tint_b", 2)):
+        torch.manual_seed(seed)
+        save_file(random_lora_weights(unet, "unet", UNET_TARGETS, scale=2.0), folder / f"{name}.safetensors")
+        unet.delete_adapters("scratch")
+
+
+def write_control_image(path: Path) -> Path:
+    """A held-out shapes-world picture for a ControlNet unit."""
+    from t2i.embedded.controlnet_train import heldout_controls
+
+    heldout_controls(1)[0][0].save(path)
+    return path
+
+
+def request_mix(control_image: Path) -> dict[str, dict]:
+    """The load mix: name -> /generate fields (few steps: it measures isolation and latency, not quality)."""
+    base = dict(prompt="a large red circle in the middle on a white background", seed=21, steps=6)
+    return {
+        "base": base,
+        "lora_a": {**base, "lora_1_enabled": True, "lora_1_name": "tint_a"},
+        "lora_b": {**base, "lora_1_enabled": True, "lora_1_name": "tint_b", "lora_1_weight": 0.8},
+        "lora_a_b": {**base, "prompt": base["prompt"] + " <lora:tint_a:1> <lora:tint_b:0.8>"},
+        "controlnet": {**base, "prompt": "a blue shape on a yellow background", "controlnet_1_enabled": True,
+                       "controlnet_1_image": handle_file(str(control_image))},
+        "batch": {**base, "seed": 33, "batch_size": 2},
+    }

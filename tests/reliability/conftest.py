@@ -9,17 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
-from diffusers import UNet2DConditionModel
-from safetensors.torch import save_file
 
-from lora_helpers import UNET_TARGETS, random_lora_weights
-from t2i.embedded.controlnet_train import heldout_controls
-from app_calls import MAX_UPLOAD_MB
-from t2i.settings import EMBEDDED_MODEL_DIR
+from app_calls import MAX_UPLOAD_MB, write_control_image, write_test_loras
 
 FAULT_PLUGINS_DIR = Path(__file__).resolve().parent / "fault_plugins"
-
 REPORT: dict[str, list] = {"load": [], "faults": [], "hostile": [], "lost": []}
 
 
@@ -27,13 +20,7 @@ REPORT: dict[str, list] = {"load": [], "faults": [], "hostile": [], "lost": []}
 def reliability_data(tmp_path_factory) -> Path:
     """A data folder holding LoRAs `tint_a` and `tint_b`; its `sessions/` (the outputs) is a 32 MB tmpfs if we may mount."""
     data = tmp_path_factory.mktemp("reliability-data")
-    unet = UNet2DConditionModel.from_pretrained(EMBEDDED_MODEL_DIR / "unet")
-    (data / "loras").mkdir()
-    for name, seed in (("tint_a", 1), ("tint_b", 2)):
-        torch.manual_seed(seed)
-        # scale 2: strong enough that A, B and A+B give clearly different images
-        save_file(random_lora_weights(unet, "unet", UNET_TARGETS, scale=2.0), data / "loras" / f"{name}.safetensors")
-        unet.delete_adapters("scratch")
+    write_test_loras(data / "loras")
     sessions = data / "sessions"
     sessions.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(sessions)],
@@ -60,10 +47,7 @@ def report() -> dict[str, list]:
 @pytest.fixture(scope="session")
 def control_image(tmp_path_factory) -> Path:
     """A held-out shapes-world picture for the ControlNet unit."""
-    image, _, _ = heldout_controls(1)[0]
-    path = tmp_path_factory.mktemp("control") / "control.png"
-    image.save(path)
-    return path
+    return write_control_image(tmp_path_factory.mktemp("control") / "control.png")
 
 
 def pytest_terminal_summary(terminalreporter):

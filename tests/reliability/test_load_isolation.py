@@ -11,30 +11,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import Client
 
-from app_calls import generate
+from app_calls import generate, request_mix
 
 CLIENTS = 8
 REPEATS = 7  # 6 kinds x 7 = 42 requests
 
 
-def kinds(control_image) -> dict[str, dict]:
-    """The request mix: name -> /generate fields (few steps: the test measures isolation, not quality)."""
-    base = dict(prompt="a large red circle in the middle on a white background", seed=21, steps=6)
-    return {
-        "base": base,
-        "lora_a": {**base, "lora_1_enabled": True, "lora_1_name": "tint_a"},
-        "lora_b": {**base, "lora_1_enabled": True, "lora_1_name": "tint_b", "lora_1_weight": 0.8},
-        "lora_a_b": {**base, "prompt": base["prompt"] + " <lora:tint_a:1> <lora:tint_b:0.8>"},
-        "controlnet": {**base, "prompt": "a blue shape on a yellow background", "controlnet_1_enabled": True,
-                       "controlnet_1_image": handle_file(str(control_image))},
-        "batch": {**base, "seed": 33, "batch_size": 2},
-    }
-
-
 def test_concurrent_mix_equals_each_request_run_alone(reliability_url, control_image, report):
-    mix = kinds(control_image)
+    mix = request_mix(control_image)
     solo_client = Client(reliability_url, verbose=False)
     alone = {name: generate(solo_client, **fields) for name, fields in mix.items()}
     # the mix must be able to show a leak: every kind differs from the others
