@@ -10,8 +10,11 @@ Switches (each measured in bench/ and checked against the slow path in tests/tes
 SDPA attention needs no switch: diffusers uses `AttnProcessor2_0` (torch's scaled_dot_product_attention) by
 default whenever torch has it.
 
-`T2I_SPEED` is `quality` (no switch), `fast` (every switch that helps on this device) or a comma list of
-switches such as `channels_last,cache=3`.
+`T2I_SPEED` is `auto` (the default: `fast` for SD-size UNets, `quality` for small ones such as the embedded
+model, where the fast path measured no gain), `quality` (no switch), `fast` (channels-last and low precision
+where this device computes it natively) or a comma list of switches such as `channels_last,low_precision,cache=2`. `fast` leaves the feature
+cache off: on the embedded model's fidelity benchmark caching every 2nd step cost 6 points of colour accuracy,
+while channels-last + bf16 stayed within 1.25 points on every attribute (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from functools import lru_cache
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
-FAST_CACHE_INTERVAL = 2  # chosen from bench/ and the fidelity benchmark: see BENCHMARKS.md
 _CAST_HOOK = "t2i_low_precision"
 _CACHE_HOOK = "t2i_feature_cache"
+AUTO_FAST_MIN_PARAMETERS = 100_000_000  # SD 1.5's UNet (0.86B) steps 2.4x faster; the embedded one (5M) gains 0
 _UNCAST = ("timestep", "time_ids")  # integers in float tensors: bfloat16 would round 999 to 1000
 
 
@@ -57,14 +60,15 @@ def _low_precision_dtype(device: torch.device) -> torch.dtype | None:
     return None  # no native reduced precision here: float32 is faster than emulated bf16
 
 
-def plan_for(speed: str, device: torch.device) -> FastPath:
-    """The switches a `T2I_SPEED` value turns on for `device`; an unknown value raises ValueError."""
+def plan_for(speed: str, device: torch.device, unet_parameters: int = 0) -> FastPath:
+    """The switches a `T2I_SPEED` value turns on for `device` and a UNet of that size; unknown values raise."""
     speed = speed.strip().lower()
+    if speed == "auto":
+        speed = "fast" if unet_parameters >= AUTO_FAST_MIN_PARAMETERS else "quality"
     if speed == "quality":
         return FastPath()
     if speed == "fast":
-        return FastPath(channels_last=True, unet_dtype=_low_precision_dtype(device),
-                        cache_interval=FAST_CACHE_INTERVAL)
+        return FastPath(channels_last=True, unet_dtype=_low_precision_dtype(device))
     plan = {}
     for switch in (s.strip() for s in speed.split(",") if s.strip()):
         name, _, value = switch.partition("=")
@@ -75,10 +79,10 @@ def plan_for(speed: str, device: torch.device) -> FastPath:
         elif name == "cache" and value.isdigit() and int(value) >= 1:
             plan["cache_interval"] = int(value)
         else:
-            raise ValueError(f"T2I_SPEED: unknown switch {switch!r}; use quality, fast, or a comma list of "
+            raise ValueError(f"T2I_SPEED: unknown switch {switch!r}; use auto, quality, fast, or a comma list of "
                              "channels_last, low_precision, cache=N")
     if not plan:
-        raise ValueError("T2I_SPEED is empty; use quality, fast, or a comma list of switches")
+        raise ValueError("T2I_SPEED is empty; use auto, quality, fast, or a comma list of switches")
     return FastPath(**plan)
 
 

@@ -115,7 +115,7 @@ def _load_pipeline(spec: str, settings: Settings):
         raise RequestError(f"model {spec!r} loaded as {type(pipe).__name__}; t2i runs SD 1.x/2.x and SDXL")
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
-    fast_path = plan_for(settings.speed, device)
+    fast_path = plan_for(settings.speed, device, sum(p.numel() for p in pipe.unet.parameters()))
     apply_fast_path(pipe, fast_path)
     family = "sdxl" if isinstance(pipe, StableDiffusionXLPipeline) else "sd"
     short_hash = _short_hash(source) if source is not None and source.exists() else ""

@@ -74,8 +74,8 @@ class Settings:
     watermark: bool = field(default_factory=lambda: _env("T2I_WATERMARK", "0") == "1")
     c2pa_key: str = field(default_factory=lambda: _env("T2I_C2PA_KEY", ""))
     c2pa_cert: str = field(default_factory=lambda: _env("T2I_C2PA_CERT", ""))
-    # speed switches (t2i/fastpath.py): quality | fast | a comma list such as channels_last,low_precision,cache=2
-    speed: str = field(default_factory=lambda: _env("T2I_SPEED", "quality"))
+    # speed switches (t2i/fastpath.py): auto | quality | fast | a comma list such as channels_last,low_precision,cache=2
+    speed: str = field(default_factory=lambda: _env("T2I_SPEED", "auto"))
 
 
 def resolve_device(name: str):
