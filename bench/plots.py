@@ -40,7 +40,7 @@ def main() -> None:
     if result := _load("sd15"):
         passes = result["unet_passes"]
         values = {"plain pass": passes["plain_s"], "fast full pass": passes["fast_full_s"],
-                  "fast cached pass": passes["fast_cached_s"], "fast mean step": passes["fast_step_s"]}
+                  "fast cached pass": passes["fast_cached_s"], "fast + cache mean step": passes["fast_step_s"]}
         if "images" in result:
             values.update({"plain image": result["images"]["plain_s"], "fast image": result["images"]["fast_s"]})
         bars("sd15", f"SD 1.5 architecture, {result['size']}px, {result['device']}", values, "seconds (median)")
