@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from gradio_client import Client
-from gradio_client.exceptions import QueueError
+from gradio_client.utils import QueueError
 
 from app_calls import empty_required, generate, read_output
 
