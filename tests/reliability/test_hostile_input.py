@@ -1,10 +1,13 @@
 """Hostile input over plain HTTP and the API: file-route traversal, oversized uploads, a 1 MB prompt, a PNG
-header bomb as init image, a pickle named .safetensors as a LoRA. Each is refused clearly; the server keeps serving.
+header bomb as init image, a pickle named .safetensors as a LoRA, a file input pointing at a loopback URL.
+Each is refused clearly; the server keeps serving.
 """
 
 from __future__ import annotations
 
+import http.server
 import struct
+import threading
 import zlib
 
 import httpx
@@ -98,4 +101,36 @@ def test_a_pickle_named_safetensors_is_refused_as_a_lora(client, reference, tmp_
         client.predict(handle_file(str(pickle)), "evil", api_name="/lora_upload")
     report["hostile"].append(refusal is not None)
     assert "evil" not in str(client.predict(None, api_name="/lora_refresh"))
+    still_serving(client, reference)
+
+
+@pytest.fixture
+def canary():
+    """An HTTP listener on loopback that records every request it gets (it should get none)."""
+    hits = []
+
+    class Record(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            self.wfile.write(png_header_bomb(8, 8))
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Record)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/canary.png", hits
+    server.shutdown()
+
+
+def test_a_file_input_pointing_at_a_loopback_url_is_never_fetched(client, reference, canary, report):
+    url, hits = canary
+    pointed = {"path": url, "url": url, "orig_name": "canary.png", "meta": {"_type": "gradio.FileData"}}
+    with pytest.raises(Exception, match="failed validation"):  # Gradio's check of URLs in file data
+        generate(client, **NORMAL, init_image=pointed)
+    report["hostile"].append(not hits)
+    assert hits == []
     still_serving(client, reference)
