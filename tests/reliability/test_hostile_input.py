@@ -134,3 +134,11 @@ def test_a_file_input_pointing_at_a_loopback_url_is_never_fetched(client, refere
     report["hostile"].append(not hits)
     assert hits == []
     still_serving(client, reference)
+
+
+@pytest.mark.parametrize("name", ["../loras/tint_a", "..\\loras\\tint_a", "/etc/passwd", "tint_a/../../../etc/passwd",
+                                  ".tint_a", "tint_a\0"])
+def test_lora_names_cannot_leave_the_library(client, reference, name, report):
+    with pytest.raises(Exception, match="unknown LoRA|a LoRA name") as refusal:
+        generate(client, **NORMAL, lora_1_enabled=True, lora_1_name=name)
+    report["hostile"].append(refusal is not None)
