@@ -10,7 +10,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import pytest
 from gradio_client import Client
 
 from app_calls import generate, request_mix
