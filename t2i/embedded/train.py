@@ -42,7 +42,7 @@ class TrainConfig:
     vae_steps: int = 4000
     vae_batch: int = 12
     vae_lr: float = 5e-4
-    unet_steps: int = 5000
+    unet_steps: int = 8250
     batch: int = 48
     lr: float = 5e-4
     n_scenes: int = 30000

@@ -83,9 +83,13 @@ def run_benchmark(model: str = "embedded", steps: int = 20, n_single: int = 200,
                   speed_runs: int = 7) -> dict:
     """Generate and judge the held-out prompt sets; print a table and a final JSON line; return the numbers."""
     from t2i.engine import Engine
+    from t2i.plugins import PluginManager
     from t2i.request import GenerationRequest
+    from t2i.settings import Settings
 
-    engine = Engine()
+    # the model alone is judged: no plugins, so no safety checker can withhold an image or add its time
+    # (bench/safety_latency.py measures the checkers)
+    engine = Engine(Settings(safety_allow_unchecked_images=True), plugins=PluginManager())
 
     def generate(case: EvalCase):
         request = GenerationRequest(prompt=case.prompt, steps=steps, seed=case.seed, model=model)
