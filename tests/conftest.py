@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from t2i.engine import Engine
-from t2i.settings import EMBEDDED_MODEL_DIR, Settings
+from t2i.settings import Settings
+from tiny_components import clip_config, tiny_parts
 
 EXAMPLE_PLUGINS_DIR = Path(__file__).resolve().parent / "example_plugins"
 
@@ -36,45 +37,20 @@ def engine(settings) -> Engine:
     return Engine(settings)
 
 
-def _tiny_parts(cross_dim: int, **unet_extra):
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
-    from transformers import CLIPTokenizer
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=cross_dim, attention_head_dim=2, norm_num_groups=32, **unet_extra)
-    vae = AutoencoderKL(block_out_channels=(32, 32), norm_num_groups=32, latent_channels=4, sample_size=64,
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       steps_offset=1)
-    tokenizer = CLIPTokenizer.from_pretrained(EMBEDDED_MODEL_DIR / "tokenizer")
-    return unet, vae, scheduler, tokenizer
-
-
-def _clip_config(tokenizer, **extra):
-    from transformers import CLIPTextConfig
-
-    return CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                          num_attention_heads=4, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id, **extra)
-
-
 @pytest.fixture(scope="session")
 def tiny_sdxl_dir(tmp_path_factory):
     """An SDXL-shaped pipeline (two text encoders, pooled embeddings) with random weights, saved to a folder."""
     from diffusers import StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    unet, vae, scheduler, tokenizer = _tiny_parts(
+    unet, vae, scheduler, tokenizer = tiny_parts(
         64, addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=80,
         transformer_layers_per_block=(1, 1))
     torch.manual_seed(1)
     pipe = StableDiffusionXLPipeline(
         vae=vae, unet=unet, scheduler=scheduler, tokenizer=tokenizer, tokenizer_2=tokenizer,
-        text_encoder=CLIPTextModel(_clip_config(tokenizer)),
-        text_encoder_2=CLIPTextModelWithProjection(_clip_config(tokenizer, projection_dim=32)))
+        text_encoder=CLIPTextModel(clip_config(tokenizer)),
+        text_encoder_2=CLIPTextModelWithProjection(clip_config(tokenizer, projection_dim=32)))
     folder = tmp_path_factory.mktemp("tiny-sdxl")
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from conftest import _clip_config, _tiny_parts
+from tiny_components import clip_config, tiny_parts
 from t2i.engine import Engine
 from t2i.request import GenerationRequest, RequestError
 
@@ -34,9 +34,9 @@ def tiny_setup(tmp_path_factory, tiny_sdxl_dir):
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    unet, vae, scheduler, tokenizer = _tiny_parts(32)
+    unet, vae, scheduler, tokenizer = tiny_parts(32)
     torch.manual_seed(1)
-    sd = StableDiffusionPipeline(vae=vae, text_encoder=CLIPTextModel(_clip_config(tokenizer)), tokenizer=tokenizer,
+    sd = StableDiffusionPipeline(vae=vae, text_encoder=CLIPTextModel(clip_config(tokenizer)), tokenizer=tokenizer,
                                  unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                  requires_safety_checker=False)
     sd_dir = tmp_path_factory.mktemp("tiny-sd")
