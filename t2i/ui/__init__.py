@@ -15,7 +15,9 @@ from .train_tab import create_train_tab
 
 
 # small models make small images: show them enlarged with sharp pixels, not smeared
-CSS = "#gallery img, #preview img { image-rendering: pixelated; }"
+CSS = ("#gallery img, #preview img { image-rendering: pixelated; }"
+       # a single result is shown whole, not cropped to fill the gallery's box
+       " #gallery img { object-fit: contain !important; }")
 
 
 def build_app(studio: Studio, gpu: Callable = lambda fn: fn) -> gr.Blocks:
