@@ -17,7 +17,8 @@ from .train_tab import create_train_tab
 # small models make small images: show them enlarged with sharp pixels, not smeared
 CSS = ("#gallery img, #preview img { image-rendering: pixelated; }"
        # a single result is shown whole, not cropped to fill the gallery's box
-       " #gallery img { object-fit: contain !important; }")
+       " #gallery img { object-fit: contain !important; }"
+       " #gallery .thumbnail-lg { width: auto !important; height: 100% !important; aspect-ratio: 1 / 1; }")
 
 
 def build_app(studio: Studio, gpu: Callable = lambda fn: fn) -> gr.Blocks:
