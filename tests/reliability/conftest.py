@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from gradio_client import Client
 
 from app_calls import MAX_UPLOAD_MB, write_control_image, write_test_loras
 
@@ -69,3 +70,9 @@ def pytest_terminal_summary(terminalreporter):
         write(f"{'hostile inputs':<16} {len(hostile)} tried, {sum(hostile)} refused")
     if REPORT["lost"]:
         write(f"{'data lost':<16} {sum(REPORT['lost'])} files")
+
+
+@pytest.fixture(scope="module")
+def client(reliability_url):
+    """A gradio_client connected to the reliability suite's app."""
+    return Client(reliability_url, verbose=False)

@@ -29,11 +29,6 @@ NEXT_WITHIN_S = 30
 
 
 @pytest.fixture(scope="module")
-def client(reliability_url):
-    return Client(reliability_url, verbose=False)
-
-
-@pytest.fixture(scope="module")
 def reference(client):
     """The normal request's output, and the output files that exist after it (these must never change)."""
     return generate(client, **NORMAL)

@@ -35,11 +35,6 @@ NORMAL = dict(prompt="a blue triangle on a white background", seed=3, steps=4)
 
 
 @pytest.fixture(scope="module")
-def client(reliability_url):
-    return Client(reliability_url, verbose=False)
-
-
-@pytest.fixture(scope="module")
 def reference(client):
     return generate(client, **NORMAL)
 
