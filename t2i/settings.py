@@ -20,6 +20,10 @@ class Settings:
     dtype: str = field(default_factory=lambda: _env("T2I_DTYPE", "auto"))  # auto | float32 | float16 | bfloat16
     default_model: str = field(default_factory=lambda: _env("T2I_MODEL", "embedded"))
     model_cache_size: int = field(default_factory=lambda: int(_env("T2I_MODEL_CACHE_SIZE", "2")))
+    # bytes (GiB) the cached models' weights may hold on their device; 0: only the count above bounds the cache
+    model_cache_gb: float = field(default_factory=lambda: float(_env("T2I_MODEL_CACHE_GB", "0")))
+    # single-file checkpoints: a local diffusers folder whose configs they load with ("": the local hub cache)
+    single_file_config: str = field(default_factory=lambda: _env("T2I_SINGLE_FILE_CONFIG", ""))
     max_prompt_chars: int = field(default_factory=lambda: int(_env("T2I_MAX_PROMPT_CHARS", "4000")))
     max_side: int = field(default_factory=lambda: int(_env("T2I_MAX_SIDE", "2048")))
     max_pixels: int = field(default_factory=lambda: int(_env("T2I_MAX_PIXELS", str(1536 * 1536))))
