@@ -1,5 +1,5 @@
 """Marking images as AI-generated: IPTC digital source type in XMP, our own chunk, an optional invisible
-watermark (the `invisible-watermark` dwtDct method, as SDXL uses), and an optional signed C2PA manifest.
+watermark (the `invisible-watermark` dwtDctSvd method, in luma), and an optional signed C2PA manifest.
 
 The XMP and chunk labels are deterministic, so a replayed recipe still gives identical bytes. A C2PA
 manifest holds a fresh id and signature, so signed files differ from run to run by design.
@@ -23,10 +23,14 @@ from .settings import Settings
 AI_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 XMP_KEY = "XML:com.adobe.xmp"
 LABEL_KEY = "t2i_ai_generated"
-# SDXL's 48-bit message (diffusers' StableDiffusionXLWatermarker), so existing SDXL detectors find ours too
+# SDXL's 48-bit message (diffusers' StableDiffusionXLWatermarker); ours is in luma by dwtDctSvd, not in U by dwtDct
 WATERMARK_BITS = [int(bit) for bit in bin(0b101100111110110010010000011110111011000110011110)[2:]]
 WATERMARK_MIN_PIXELS = 256 * 256  # imwatermark refuses smaller images
 WATERMARK_MIN_MATCH = 40  # of 48 bits; a random image reaches it with probability ~1e-6
+# the quantisation step of each 8x8-pixel block's largest singular value (8x the mean luma of a flat block):
+# 32 puts a flat block's two bit values on whole luma levels (mean = 1 or 3 mod 4), which JPEG keeps
+WATERMARK_SCALE = 32
+WATERMARK_PASSES = 3
 
 _XMP = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
 <x:xmpmeta xmlns:x="adobe:ns:meta/">
@@ -64,22 +68,36 @@ def read_label(data: bytes) -> str | None:
 
 
 def add_watermark(image: Image.Image) -> Image.Image:
-    """The image with the SDXL watermark bits embedded (dwtDct).
+    """The image with SDXL's 48 watermark bits in its luma, by imwatermark's dwtDctSvd embedding.
 
     Images under 256x256 pixels are first enlarged by a whole factor with nearest-neighbour
-    sampling (pixels stay sharp), because the library refuses smaller images.
+    sampling (pixels stay sharp), because the library refuses smaller images. The library's own
+    `WatermarkEncoder.encode` is not used, for reasons measured in tests/test_labels.py:
+    its default marks the U channel, which JPEG's 4:2:0 chroma subsampling halves (0 of 6 detected
+    after JPEG q90); it casts to uint8 between colour spaces, which wraps around at 0 and 255; and it
+    swaps the horizontal and vertical wavelet details on the way back (33 dB PSNR on textured images).
+    Here the library's block embedding (`encode_frame`) runs on a floating-point luma channel.
     """
     import cv2
-    from imwatermark import WatermarkEncoder
+    import pywt
+    from imwatermark.dwtDctSvd import EmbedDwtDctSvd
 
     rgb = image.convert("RGB")
     factor = math.ceil(math.sqrt(WATERMARK_MIN_PIXELS / (rgb.width * rgb.height)))
     if factor > 1:
         rgb = rgb.resize((rgb.width * factor, rgb.height * factor), Image.Resampling.NEAREST)
-    encoder = WatermarkEncoder()
-    encoder.set_watermark("bits", WATERMARK_BITS)
-    bgr = encoder.encode(cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2BGR), "dwtDct")
-    return Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    pixels = np.asarray(rgb, dtype=np.float32)
+    height, width = pixels.shape[0] // 4 * 4, pixels.shape[1] // 4 * 4  # whole 4x4 wavelet blocks, as the library
+    embedder = EmbedDwtDctSvd(WATERMARK_BITS, len(WATERMARK_BITS), scales=[WATERMARK_SCALE, 0, 0])
+    # where one channel sits at 0 or 255 the clip undoes part of a luma change; embedding again on the
+    # clipped result lets the other channels carry it (3 passes: every saturated test colour is marked)
+    for _ in range(WATERMARK_PASSES):
+        yuv = cv2.cvtColor(pixels, cv2.COLOR_RGB2YUV)
+        approx, details = pywt.dwt2(yuv[:height, :width, 0].astype(np.float64), "haar")
+        embedder.encode_frame(approx, WATERMARK_SCALE)
+        yuv[:height, :width, 0] = pywt.idwt2((approx, details), "haar")
+        pixels = np.clip(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB), 0, 255)
+    return Image.fromarray(np.round(pixels).astype(np.uint8))
 
 
 @dataclass(frozen=True)
@@ -95,14 +113,14 @@ class WatermarkReading:
 
 
 def read_watermark(image: Image.Image) -> WatermarkReading:
-    """Decode the dwtDct watermark bits from an image and count those matching ours."""
+    """Decode the watermark bits with imwatermark's own decoder (dwtDctSvd, luma) and count those matching ours."""
     import cv2
     from imwatermark import WatermarkDecoder
 
     if image.width * image.height < WATERMARK_MIN_PIXELS:
         raise RequestError(f"the image is {image.width}x{image.height}; a watermark needs 256x256 pixels or more")
     bgr = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
-    bits = WatermarkDecoder("bits", len(WATERMARK_BITS)).decode(bgr, "dwtDct")
+    bits = WatermarkDecoder("bits", len(WATERMARK_BITS)).decode(bgr, "dwtDctSvd", scales=[WATERMARK_SCALE, 0, 0])
     return WatermarkReading(sum(int(a) == b for a, b in zip(bits, WATERMARK_BITS)))
 
 
