@@ -68,14 +68,17 @@ class LoadedModel:
         return self._mode_pipelines[mode]
 
     def memory_bytes(self) -> int:
-        """Bytes held by the parameters and buffers of this model's pipelines, each storage counted once."""
+        """Bytes held by the parameters and buffers of this model's pipelines and of the modules its helpers keep
+        in `cache` (such as loaded ControlNets), each storage counted once."""
+        modules = [m for pipe in (self.pipeline, *self._mode_pipelines.values()) for m in pipe.components.values()]
+        for helper in self.cache.values():
+            modules.extend(helper.values() if isinstance(helper, dict) else [helper])
         storages = {}
-        for pipe in (self.pipeline, *self._mode_pipelines.values()):
-            for module in pipe.components.values():
-                if isinstance(module, torch.nn.Module):
-                    for tensor in itertools.chain(module.parameters(), module.buffers()):
-                        storage = tensor.untyped_storage()
-                        storages[(tensor.device, storage.data_ptr())] = storage.nbytes()
+        for module in modules:
+            if isinstance(module, torch.nn.Module):
+                for tensor in itertools.chain(module.parameters(), module.buffers()):
+                    storage = tensor.untyped_storage()
+                    storages[(tensor.device, storage.data_ptr())] = storage.nbytes()
         return sum(storages.values())
 
 
@@ -114,13 +117,14 @@ def _single_file_config(path: Path, header: dict, pipeline_class, settings: Sett
             return Path(snapshot_download(repo, allow_patterns=CONFIG_FILES, local_files_only=local_files_only))
         except OSError:  # not cached / offline / unreachable
             continue
-    raise RequestError(f"{path.name} is a single-file checkpoint and no configs for it are available offline: set "
-                       f"T2I_SINGLE_FILE_CONFIG to a local diffusers folder of the same architecture (such as "
-                       f"{repo}), or load it once with the network and save it as a diffusers folder")
+    raise RequestError(f"{path.name} is a single-file checkpoint and the configs of its parts were not found "
+                       f"({repo} is not in the local hub cache, and the hub cannot be reached): set "
+                       "T2I_SINGLE_FILE_CONFIG to a local diffusers folder of the same architecture, or save the "
+                       "model as a diffusers folder")
 
 
 def _load_single_file(path: Path, dtype, settings: Settings):
-    """A single-file (A1111/Civitai layout) .safetensors checkpoint as a pipeline; offline when its configs are local."""
+    """A single-file (A1111/Civitai layout) .safetensors checkpoint as a pipeline; offline with local configs."""
     if path.suffix != ".safetensors":
         raise RequestError(f"{path.name}: only .safetensors checkpoints are loaded (pickle files can run code)")
     if not path.is_file():

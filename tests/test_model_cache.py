@@ -148,3 +148,20 @@ def test_eviction_waits_for_the_run_holding_the_model(settings, tiny_sd_dirs):
     gc.collect()
     assert not loader.is_alive() and released() is None
     assert cache.loaded() == [tiny_sd_dirs[0]]
+
+
+def test_controlnets_a_model_keeps_count_toward_its_size(settings, tmp_path):
+    from diffusers import ControlNetModel
+    from plugins.controlnet.models import load_controlnet
+
+    cache = cache_with(settings)
+    model = cache.get("embedded")
+    before = model.memory_bytes()
+    folder = tmp_path / "controlnet"
+    ControlNetModel.from_unet(model.pipeline.unet, conditioning_embedding_out_channels=(16, 32, 64)).save_pretrained(
+        folder, safe_serialization=True)
+    with model.lock:
+        controlnet = load_controlnet(model, "shapes", str(folder))
+    added = sum(t.numel() * t.element_size() for t in [*controlnet.parameters(), *controlnet.buffers()])
+    assert added > 0 and model.memory_bytes() == before + added
+    assert cache.sizes()["embedded"] == before + added
