@@ -16,29 +16,32 @@ from .settings import Settings
 
 def _generate(args) -> int:
     from .engine import Engine
-    from .metadata import png_bytes, write_atomically
+    from .labels import Labeller
+    from .metadata import write_atomically
     from .request import GenerationRequest, RequestError
 
     out = Path(args.output)
     if out.suffix.lower() != ".png":
         raise ValueError(f"output must be a .png file; got {out.name!r}")
+    settings = Settings()
+    labeller = Labeller.from_settings(settings)  # the app's labels (T2I_WATERMARK, T2I_C2PA_*), checked before any work
     request = GenerationRequest(
         prompt=args.prompt, negative_prompt=args.negative, styles=tuple(args.style), steps=args.steps,
         cfg=args.cfg, sampler=args.sampler, width=args.width, height=args.height, seed=args.seed,
         batch_count=args.batch_count, batch_size=args.batch_size, model=args.model,
         plugin_units={name: units for name, units in (
             ("lora", [_lora_unit(text) for text in args.lora]),
-            ("controlnet", [_control_unit(text, Settings()) for text in args.control])) if units},
+            ("controlnet", [_control_unit(text, settings) for text in args.control])) if units},
     )
     # the person at the command line owns the machine: LoRAs may be named by file path, not only from the library
-    result = Engine(dataclasses.replace(Settings(), lora_local_paths=True)).generate(request)
+    result = Engine(dataclasses.replace(settings, lora_local_paths=True)).generate(request)
     withheld = [item.notice for item in result.images if item.image is None]
     if withheld:  # the safety gate held an image back: refuse the whole run, write nothing
         raise RequestError(f"{withheld[0]}; no file written")
     paths = [out] if len(result.images) == 1 else [
         out.with_name(f"{out.stem}-{i + 1}{out.suffix}") for i in range(len(result.images))]
     # encode everything first, so a failure part-way leaves no partial set of files
-    blobs = [png_bytes(item.image, item.parameters) for item in result.images]
+    blobs = [labeller.png(item.image, item.parameters, title=path.name) for path, item in zip(paths, result.images)]
     for path, blob, item in zip(paths, blobs, result.images):
         write_atomically(path, blob)
         print(f"{path}  seed={item.seed}" + (f"  ({item.notice})" if item.notice else ""))

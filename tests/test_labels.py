@@ -1,7 +1,6 @@
 """AI-generated labelling: XMP + our chunk on every saved PNG, the invisible watermark (measured), C2PA signing."""
 
 import dataclasses
-import datetime
 import io
 import json
 import os
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from c2pa_helpers import make_c2pa_files
 from t2i.jobs import save_result
 from t2i.labels import (AI_SOURCE_TYPE, LABEL_KEY, WATERMARK_MIN_MATCH, XMP_KEY, Labeller, add_watermark,
                         describe_labels, read_c2pa, read_label, read_watermark)
@@ -146,45 +146,7 @@ def test_watermark_is_off_by_default_and_on_by_setting(engine, settings, tmp_pat
 
 @pytest.fixture(scope="module")
 def c2pa_files(tmp_path_factory):
-    """A throwaway CA and an ES256 signing certificate it issued (C2PA refuses self-signed signers)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    def name(common):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common),
-                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "t2i tests")])
-
-    def usage(**on):
-        flags = dict(digital_signature=False, content_commitment=False, key_encipherment=False,
-                     data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                     encipher_only=False, decipher_only=False)
-        return x509.KeyUsage(**{**flags, **on})
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-
-    def certificate(subject, public_key, *extensions):
-        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(name("t2i test CA"))
-                   .public_key(public_key).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=7)))
-        for extension, critical in extensions:
-            builder = builder.add_extension(extension, critical=critical)
-        return builder.sign(ca_key, hashes.SHA256())
-
-    ca = certificate(name("t2i test CA"), ca_key.public_key(), (x509.BasicConstraints(ca=True, path_length=None), True),
-                     (usage(key_cert_sign=True, crl_sign=True), True))
-    leaf = certificate(name("t2i test signer"), key.public_key(),
-                       (x509.BasicConstraints(ca=False, path_length=None), True), (usage(digital_signature=True), True),
-                       (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False),
-                       (x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False))
-    folder = tmp_path_factory.mktemp("c2pa")
-    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                       serialization.NoEncryption()))
-    (folder / "chain.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM)
-                                       + ca.public_bytes(serialization.Encoding.PEM))
-    return folder / "key.pem", folder / "chain.pem"
+    return make_c2pa_files(tmp_path_factory.mktemp("c2pa"))
 
 
 def test_c2pa_manifest_signed_with_the_operator_key(engine, settings, c2pa_files, tmp_path):
