@@ -38,6 +38,7 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path(_env("T2I_DATA_DIR", os.path.join(tempfile.gettempdir(), "t2i"))))
     styles_dirs: tuple[Path, ...] = field(default_factory=lambda: tuple(
         Path(p) for p in _env("T2I_STYLES_DIRS", "").split(os.pathsep) if p))
+    styles_max_kb: int = field(default_factory=lambda: int(_env("T2I_STYLES_MAX_KB", "1024")))  # a style file upload
     preview_every: int = field(default_factory=lambda: int(_env("T2I_PREVIEW_EVERY", "2")))  # steps between previews
     # plugins: extra folders, whether installed (entry-point) plugins load, and names to switch off
     plugin_dirs: tuple[Path, ...] = field(default_factory=lambda: tuple(

@@ -17,6 +17,7 @@ from .ratelimit import RateLimiter
 from .request import GenerationRequest, GenerationResult, RequestError
 from .samplers import SAMPLERS
 from .settings import Settings
+from .styles import SessionStyles, UnknownStyleError, apply_styles, read_style_upload
 
 
 @dataclass
@@ -67,16 +68,29 @@ class Studio:
         self.settings = settings or Settings()
         self.engine = engine or Engine(self.settings)
         self.labeller = Labeller.from_settings(self.settings)
+        self.session_styles = SessionStyles(self.engine.styles)  # presets a session uploaded, for that session only
         self.rate_limiter = RateLimiter(self.settings.rate_limit_per_minute)
         self._running: dict[str, set[threading.Event]] = {}  # session -> cancel events of its runs
         self._running_lock = threading.Lock()
 
-    def request_from_form(self, form: GenerateForm) -> GenerationRequest:
-        """A GenerationRequest from form values, with uploaded images decoded under the size caps."""
+    def request_from_form(self, form: GenerateForm, session: str = "") -> GenerationRequest:
+        """A GenerationRequest from form values, with uploaded images decoded under the size caps.
+
+        When a chosen style is one the session imported, every chosen style is applied here (the engine
+        knows only the shared presets), so the recipe holds the styled prompt and no style names.
+        """
         images = {name: self._upload(path, name.replace("_", " "))
                   for name in ("init_image", "mask") if (path := getattr(form, name))}
+        prompt, negative, styles = form.prompt, form.negative_prompt or "", tuple(form.styles or ())
+        if (isinstance(prompt, str) and prompt.strip() and isinstance(negative, str)
+                and self.session_styles.uses_imported(session, styles)):
+            try:
+                prompt, negative = apply_styles(prompt, negative, list(styles), self.session_styles.library(session))
+            except UnknownStyleError as exc:
+                raise RequestError(str(exc)) from exc
+            styles = ()
         return GenerationRequest(
-            prompt=form.prompt, negative_prompt=form.negative_prompt or "", styles=tuple(form.styles or ()),
+            prompt=prompt, negative_prompt=negative, styles=styles,
             steps=_whole("steps", form.steps), cfg=form.cfg, sampler=form.sampler, width=_whole("width", form.width),
             height=_whole("height", form.height), seed=_whole("seed", form.seed),
             batch_count=_whole("batch count", form.batch_count), batch_size=_whole("batch size", form.batch_size),
@@ -122,7 +136,7 @@ class Studio:
         `client` (an address) is what the rate limit counts; without one the session is counted.
         """
         self.rate_limiter.acquire(client or session)
-        request = self.request_from_form(form)
+        request = self.request_from_form(form, session)
         cancel = threading.Event()
         with self._running_lock:
             self._running.setdefault(session, set()).add(cancel)
@@ -161,9 +175,23 @@ class Studio:
         """Plugins whose units a request can use (adapters, conditioners), for building the form."""
         return self.engine.plugins.user_facing()
 
-    def style_names(self) -> list[str]:
-        """Names of the loaded style presets."""
-        return self.engine.styles.names()
+    def style_names(self, session: str = "") -> list[str]:
+        """Names of the shared style presets, then those the session imported."""
+        return self.engine.styles.names() + self.session_styles.imported(session)
+
+    def import_styles(self, path: str | Path, session: str) -> list[str]:
+        """Import an uploaded A1111 styles.csv or Fooocus .json for this session only; the new style names.
+
+        The file is parsed in memory and not kept.
+        """
+        try:
+            return self.session_styles.add(session, read_style_upload(path, self.settings.styles_max_kb << 10))
+        except ValueError as exc:
+            raise RequestError(str(exc)) from exc
+
+    def forget_styles(self, session: str) -> None:
+        """Drop the styles a session imported."""
+        self.session_styles.forget(session)
 
     def model_choices(self) -> list[str]:
         """Models to offer: the default, the embedded one, and any already loaded."""

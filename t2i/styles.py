@@ -21,6 +21,8 @@ import csv
 import io
 import json
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterable
@@ -270,15 +272,16 @@ def preview_path(name: str) -> Path:
     return PREVIEWS_DIR / f"{safe_file_stem(name)}.png"
 
 
-def import_style_file(
-    path: Path,
-    dest_folder: Path,
-    max_bytes: int = 1_000_000,
-    *,
-    existing_names: Iterable[str] = (),
-) -> list[str]:
-    """Validate an uploaded .json/.csv style file, copy it into dest_folder safely, return its style names."""
-    path, dest_folder = Path(path), Path(dest_folder)
+def read_style_upload(path: Path, max_bytes: int = 1_000_000) -> list[Style]:
+    """Read an uploaded .json (Fooocus) or .csv (A1111) style file whole: every entry valid, names unique.
+
+    Raises ValueError with a message for the user; unlike :func:`load_styles` nothing is skipped.
+    """
+    return _read_upload(Path(path), max_bytes)[1]
+
+
+def _read_upload(path: Path, max_bytes: int) -> tuple[bytes, list[Style]]:
+    """The bytes of an uploaded style file and its styles, read once (see read_style_upload)."""
     suffix = path.suffix.lower()
     if suffix not in STYLE_FILE_SUFFIXES:
         raise ValueError(f"unsupported style file type {suffix or '(none)'!r}: expected .json or .csv")
@@ -289,25 +292,36 @@ def import_style_file(
         raise ValueError(f"cannot read style file: {exc.strerror or exc}") from None
     if len(data) > max_bytes:
         raise ValueError(f"style file is larger than {max_bytes} bytes")
-
-    stem = safe_file_stem(path.stem)
-    styles, problems = _parse_file(data, suffix, f"{stem}{suffix}")  # ValueError propagates
+    styles, problems = _parse_file(data, suffix, f"{safe_file_stem(path.stem)}{suffix}")  # ValueError propagates
     if problems:
         raise ValueError("invalid style file: " + "; ".join(problems[:5]))
     if not styles:
         raise ValueError("style file contains no styles")
+    seen: set[str] = set()
+    for style in styles:
+        if _key(style.name) in seen:
+            raise ValueError(f"style {style.name!r} appears twice in the file")
+        seen.add(_key(style.name))
+    return data, styles
 
+
+def import_style_file(
+    path: Path,
+    dest_folder: Path,
+    max_bytes: int = 1_000_000,
+    *,
+    existing_names: Iterable[str] = (),
+) -> list[str]:
+    """Validate an uploaded .json/.csv style file, copy it into dest_folder safely, return its style names."""
+    path, dest_folder = Path(path), Path(dest_folder)
+    data, styles = _read_upload(path, max_bytes)
+    suffix, stem = path.suffix.lower(), safe_file_stem(path.stem)
     taken = {_key(n): "an existing style" for n in existing_names}
     for style in load_styles([dest_folder]).styles.values():
         taken.setdefault(_key(style.name), Path(style.source).name)
-    seen: set[str] = set()
     for style in styles:
-        key = _key(style.name)
-        if key in seen:
-            raise ValueError(f"style {style.name!r} appears twice in the file")
-        if key in taken:
-            raise ValueError(f"style {style.name!r} already exists ({taken[key]})")
-        seen.add(key)
+        if _key(style.name) in taken:
+            raise ValueError(f"style {style.name!r} already exists ({taken[_key(style.name)]})")
 
     dest_folder.mkdir(parents=True, exist_ok=True)
     for n in range(1, 1000):
@@ -323,3 +337,60 @@ def import_style_file(
     else:
         raise ValueError(f"too many style files named {stem!r}")
     return [style.name for style in styles]
+
+
+class SessionStyles:
+    """Presets that each session imported, held in memory only (never written to disk), on top of shared ones.
+
+    Bounded: at most `max_styles` per session, and the `max_sessions` most recently used sessions are kept
+    (an older session's imports are forgotten; it can upload them again).
+    """
+
+    def __init__(self, shared: StyleLibrary, max_sessions: int = 256, max_styles: int = 1000):
+        self.shared = shared
+        self.max_sessions, self.max_styles = max_sessions, max_styles
+        self._sessions: OrderedDict[str, dict[str, Style]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, session: str, styles: list[Style]) -> list[str]:
+        """Add a session's imported styles; refuses names already taken (shared or imported before) and overflow."""
+        if not session:
+            raise ValueError("importing styles needs a session")
+        with self._lock:
+            own = self._sessions.get(session, {})
+            for style in styles:
+                if style.name in self.shared or _key(style.name) in own:
+                    where = "a shared style" if style.name in self.shared else "imported before in this session"
+                    raise ValueError(f"style {style.name!r} already exists ({where})")
+            if len(own) + len(styles) > self.max_styles:
+                raise ValueError(f"a session may import at most {self.max_styles} styles; "
+                                 f"this one has {len(own)} and the file adds {len(styles)}")
+            self._sessions[session] = {**own, **{_key(style.name): style for style in styles}}
+            self._sessions.move_to_end(session)
+            while len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
+        return [style.name for style in styles]
+
+    def imported(self, session: str) -> list[str]:
+        """Names the session imported, in import order."""
+        with self._lock:
+            return [style.name for style in self._sessions.get(session, {}).values()]
+
+    def uses_imported(self, session: str, names: Iterable) -> bool:
+        """Whether any of `names` is a style the session imported."""
+        with self._lock:
+            own = self._sessions.get(session, {})
+            return any(isinstance(name, str) and _key(name) in own for name in names)
+
+    def library(self, session: str) -> StyleLibrary:
+        """The shared presets followed by the session's own."""
+        with self._lock:
+            own = list(self._sessions.get(session, {}).values())
+            if own:
+                self._sessions.move_to_end(session)
+        return StyleLibrary({**self.shared.styles, **{style.name: style for style in own}})
+
+    def forget(self, session: str) -> None:
+        """Drop a session's imported styles (its page closed, or the user asked)."""
+        with self._lock:
+            self._sessions.pop(session, None)

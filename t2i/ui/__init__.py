@@ -10,7 +10,7 @@ from t2i.studio import Studio
 
 from .generate_tab import create_generate_tab
 from .recipe_tab import create_recipe_tab, wire_recipe_links
-from .styles_tab import create_styles_tab
+from .styles_tab import create_styles_tab, wire_style_sessions
 from .train_tab import create_train_tab
 
 
@@ -31,9 +31,10 @@ def build_app(studio: Studio, gpu: Callable = lambda fn: fn) -> gr.Blocks:
             with gr.Tab("PNG info", id="png_info"):
                 create_recipe_tab(studio, form, tabs)
             with gr.Tab("Styles", id="styles"):
-                create_styles_tab(studio)
+                create_styles_tab(studio, form)
             with gr.Tab("Train", id="train"):
                 create_train_tab(studio)
         wire_recipe_links(demo, studio, form)
+        wire_style_sessions(demo, studio)
     demo.queue(max_size=studio.settings.queue_size, default_concurrency_limit=1)
     return demo
