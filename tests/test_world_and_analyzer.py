@@ -2,6 +2,8 @@
 
 import random
 
+from PIL import Image
+
 from t2i.embedded.captions import EVAL_TEMPLATES, TRAIN_TEMPLATES, caption, is_held_out
 from t2i.embedded.train import TrainConfig, training_scenes
 from t2i.embedded.world import COLOURS, POSITIONS, SHAPES, random_scene, render
@@ -49,3 +51,8 @@ def test_eval_wordings_are_not_training_wordings():
     rng = random.Random(5)
     train_starts = {caption(random_scene(rng), rng).split()[0] for _ in range(300)}
     assert "draw" not in train_starts and "please" not in train_starts
+
+
+def test_analyzer_reads_a_blank_image_as_background_only():
+    analysis = analyze(Image.new("RGB", (64, 64), (128, 128, 128)))
+    assert analysis.background == "gray" and analysis.objects == ()

@@ -26,6 +26,7 @@ MIN_AREA = 6  # pixels; smaller regions are noise
 OBJECT_COLOURS = {**COLOURS, **HELD_OUT_COLOURS}
 BACKGROUND_COLOURS = {**COLOURS, **BACKGROUND_ONLY_COLOURS, **HELD_OUT_COLOURS}
 ALL_STYLES = STYLES + HELD_OUT_STYLES
+TEMPLATE_BLURS = (0.0, 0.7, 1.2)  # Gaussian sigmas, in pixels at 64x64
 STYLE_MARGIN = 0.05  # a pattern style must beat solid by this much IoU: blurred model edges are not a style
 
 
@@ -70,11 +71,17 @@ def _template_box_ratio(shape: str) -> tuple[float, float, float, float]:
     return w / extent, h / extent, dx / extent, dy / extent
 
 
+def _soft_iou(template: np.ndarray, coverage: np.ndarray) -> float:
+    return float(np.minimum(template, coverage).sum() / max(np.maximum(template, coverage).sum(), 1e-6))
+
+
 def _best_shape(coverage: np.ndarray, box: tuple[int, int, int, int]) -> tuple[str, float, float]:
     """Best-matching shape, its soft IoU with `coverage` (0..1 per pixel), and its template's nominal extent.
 
     Soft coverage rather than a thresholded mask: small shapes drawn by a model have blurred edges,
-    and a hard threshold turns a small star or heart into a blob.
+    and a hard threshold turns a small star or heart into a blob. Each template is also tried blurred
+    (TEMPLATE_BLURS), so a small ring whose hole came out half filled still matches a blurred ring better
+    than a disc; a sharp render matches the sharp template best.
     """
     x0, y0, x1, y1 = box
     w, h = x1 - x0 + 1, y1 - y0 + 1
@@ -85,7 +92,8 @@ def _best_shape(coverage: np.ndarray, box: tuple[int, int, int, int]) -> tuple[s
         cx = (x0 + x1) / 2 + 0.5 - rdx * extent
         cy = (y0 + y1) / 2 + 0.5 - rdy * extent
         template = np.asarray(shape_mask(shape, cx, cy, extent, coverage.shape[0]), dtype=np.float32) / 255
-        scores[shape] = np.minimum(template, coverage).sum() / max(np.maximum(template, coverage).sum(), 1e-6)
+        scores[shape] = max(_soft_iou(ndimage.gaussian_filter(template, sigma) if sigma else template, coverage)
+                            for sigma in TEMPLATE_BLURS)
     best = max(scores, key=scores.get)
     return best, float(scores[best]), extents[best]
 
@@ -113,7 +121,7 @@ def _best_style(coverage: np.ndarray, box: tuple[int, int, int, int], solid_shap
                 cx = (x0 + x1) / 2 + 0.5 - rdx * extent
                 cy = (y0 + y1) / 2 + 0.5 - rdy * extent
                 template = _styled_template(shape, style, cx, cy, extent, coverage.shape[0])
-                score = np.minimum(template, coverage).sum() / max(np.maximum(template, coverage).sum(), 1e-6)
+                score = _soft_iou(template, coverage)
                 if score > best[2]:
                     best = (style, shape, float(score))
     return best[0], best[1]
@@ -125,6 +133,8 @@ def _group_pieces(foreground: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     Joined per colour: two objects of different colours side by side must stay apart.
     """
     pieces, count = ndimage.label(foreground)
+    if count == 0:  # a blank image: nothing to group
+        return foreground
     names = list(OBJECT_COLOURS)
     table = np.array([OBJECT_COLOURS[n] for n in names], dtype=np.float32)
     nearest = np.argmin(np.linalg.norm(pixels[..., None, :] - table[None, None], axis=3), axis=2)
