@@ -14,6 +14,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 MAX_UPLOAD_MB = 1  # the reliability app's upload cap (T2I_MAX_UPLOAD_MB)
+SAFETY_TIMEOUT_S = 5  # its safety timeout: a hung checker costs this much per image; real checkers take far less
 
 
 @dataclass

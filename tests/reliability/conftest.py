@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from app_calls import MAX_UPLOAD_MB, write_control_image, write_test_loras
+from app_calls import MAX_UPLOAD_MB, SAFETY_TIMEOUT_S, write_control_image, write_test_loras
 
 FAULT_PLUGINS_DIR = Path(__file__).resolve().parent / "fault_plugins"
 REPORT: dict[str, list] = {"load": [], "faults": [], "hostile": [], "lost": []}
@@ -32,10 +32,19 @@ def reliability_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def reliability_url(reliability_data, launch_app):
-    """The real app with the fault plugin, a 1 MB upload cap and the rate limit off."""
+def gradio_uploads(tmp_path_factory) -> Path:
+    """The app's own Gradio upload/cache folder (GRADIO_TEMP_DIR), apart from other apps on the machine."""
+    return tmp_path_factory.mktemp("gradio-uploads")
+
+
+@pytest.fixture(scope="session")
+def reliability_url(reliability_data, gradio_uploads, launch_app):
+    """The real app with the fault plugins, a 1 MB upload cap, the rate limit off, a short safety timeout
+    and a training lock of its own (a training elsewhere on the machine must not hold up its tests)."""
     with launch_app(reliability_data, T2I_PLUGIN_DIRS=str(FAULT_PLUGINS_DIR),
-                     T2I_MAX_UPLOAD_MB=str(MAX_UPLOAD_MB)) as url:
+                    T2I_MAX_UPLOAD_MB=str(MAX_UPLOAD_MB), T2I_SAFETY_TIMEOUT=str(SAFETY_TIMEOUT_S),
+                    T2I_TRAIN_LOCK=str(reliability_data / "train.lock"), T2I_TRAIN_THREADS="1",
+                    GRADIO_TEMP_DIR=str(gradio_uploads)) as url:
         yield url
 
 

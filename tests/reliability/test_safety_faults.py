@@ -1,0 +1,94 @@
+"""The image safety checker failing on the app path: it raises, or hangs past the policy's timeout.
+
+The gate fails closed: the client gets a clear "withheld" error, no unchecked image reaches the outputs
+folder, the audit log says why, and the next request from another client comes back correct.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from app_calls import SAFETY_TIMEOUT_S, generate, output_files
+from t2i.eval.analyzer import analyze
+
+NORMAL = dict(prompt="a large red circle in the middle on a white background", seed=4, steps=12)
+# steps=2 screens the final image only (no preview), so a hang costs one timeout
+CHECKED = dict(prompt="a blue square on a yellow background", seed=9, steps=2)
+
+
+@pytest.fixture(scope="module")
+def reference(client):
+    """The normal request's output while the checker passes everything; it must be a red circle on white."""
+    output = generate(client, **NORMAL)
+    found = analyze(Image.fromarray(output.pixels[0]))
+    assert found.background == "white" and (found.objects[0].colour, found.objects[0].shape) == ("red", "circle")
+    return output
+
+
+@pytest.fixture
+def checker_mode(reliability_data):
+    """Sets the faulty checker's mode in the running app; it passes again after the test."""
+    mode_file = reliability_data / "faulty_checker_mode"
+    yield mode_file.write_text
+    mode_file.unlink(missing_ok=True)
+
+
+def audit_entries(data_dir, since: int) -> list[dict]:
+    """The faulty checker's audit log entries after the first `since` lines."""
+    lines = (data_dir / "safety_audit.jsonl").read_text(encoding="utf-8").splitlines()[since:]
+    return [entry for entry in map(json.loads, lines) if entry["checker"] == "faulty_checker"]
+
+
+@pytest.mark.parametrize("mode, reason", [("raise", "checker faulty_checker failed: RuntimeError"),
+                                          ("hang", f"checker faulty_checker timed out after {SAFETY_TIMEOUT_S} s")])
+def test_a_failing_image_checker_withholds_the_image_and_the_app_keeps_serving(
+        mode, reason, client, reference, reliability_url, reliability_data, checker_mode, report):
+    before = output_files(reliability_data)
+    audit_lines = len((reliability_data / "safety_audit.jsonl").read_text(encoding="utf-8").splitlines())
+    checker_mode(mode)
+    started = time.perf_counter()
+    with pytest.raises(AppError, match="image withheld by the safety checker"):
+        generate(client, **CHECKED)
+    took = time.perf_counter() - started
+    checker_mode("pass")
+
+    assert output_files(reliability_data) == before  # no unchecked (or any) image was written
+    entries = audit_entries(reliability_data, audit_lines)
+    assert [(e["what"], e["flagged"], e["reason"]) for e in entries] == [("image", True, reason)]
+    if mode == "hang":  # the gate waited for the timeout, and not for the hung checker
+        assert SAFETY_TIMEOUT_S <= took < SAFETY_TIMEOUT_S + 30, took
+
+    other = Client(reliability_url, verbose=False)  # another user, right after
+    output = generate(other, **NORMAL)
+    ok = output.same_as(reference)
+    report["faults"].append((f"safety checker {'raises' if mode == 'raise' else 'hangs'}", ok))
+    assert ok
+
+
+def test_a_raising_checker_refuses_uploads_and_shows_no_preview(client, reference, reliability_data, checker_mode,
+                                                                  tmp_path):
+    init = tmp_path / "init.png"
+    Image.fromarray(reference.pixels[0]).save(init)
+    checker_mode("raise")
+    with pytest.raises(AppError, match="init image was refused by the safety checker"):
+        generate(client, **NORMAL, init_image=handle_file(str(init)))
+    # 12 steps send previews; each one the checker cannot judge is held back, never sent unchecked
+    job = client.submit(**NORMAL, api_name="/generate")
+    with pytest.raises(AppError, match="image withheld"):
+        job.result()
+    assert previews(job) == 0
+    checker_mode("pass")
+    job = client.submit(**NORMAL, api_name="/generate")
+    job.result()
+    assert previews(job) > 0  # the same request shows previews when the checker works
+
+
+def previews(job) -> int:
+    """How many preview images a finished /generate job sent."""
+    return sum(1 for update in job.outputs() if update and update[0] is not None)
