@@ -8,6 +8,7 @@
    foreground better than every known shape's template.
 
     python bench/train_style.py [--style outlined] [--steps N] [--prompts 20] [--skip-subject]
+                                [--targets attention|attention+conv] [--set FIELD=VALUE ...]
 """
 
 from __future__ import annotations
@@ -97,10 +98,17 @@ def is_diamond(image: Image.Image) -> bool:
     return iou(diamond_mask(cx, cy, extent)) > known
 
 
-def train(images: Path, work: Path, preset: str, name: str, trigger: str, steps: int | None) -> tuple[Path, float]:
-    overrides = {"name": name, "trigger": trigger, "sample_every": 0, "checkpoint_every": 100}
-    if steps:
-        overrides["steps"] = steps
+def _setting(text: str) -> tuple[str, object]:
+    """FIELD=VALUE from the command line; VALUE read as JSON when it parses (numbers, true/false), else text."""
+    field, _, value = text.partition("=")
+    try:
+        return field, json.loads(value)
+    except ValueError:
+        return field, value
+
+
+def train(images: Path, work: Path, preset: str, name: str, trigger: str, settings: dict) -> tuple[Path, float]:
+    overrides = {"name": name, "trigger": trigger, "sample_every": 0, "checkpoint_every": 100, **settings}
     config = config_from_preset(preset, **overrides)
     run = work / name
     prepare_dataset([images]).save(run / "dataset")
@@ -132,27 +140,32 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=12)
     parser.add_argument("--steps", type=int, default=None, help="default: the preset's")
     parser.add_argument("--prompts", type=int, default=20)
+    parser.add_argument("--targets", default=None, help="UNet layers with LoRA weights (default: the preset's)")
+    parser.add_argument("--set", type=_setting, action="append", default=[], metavar="FIELD=VALUE",
+                        help="any other training setting, e.g. --set learning_rate=1e-3 (both trainings)")
     parser.add_argument("--skip-subject", action="store_true")
     parser.add_argument("--work", type=Path, default=Path(tempfile.mkdtemp(prefix="t2i-bench-train-")))
     args = parser.parse_args()
     rng = random.Random(7)
     objects = [ShapeObject(rng.choice(SHAPES_NO_RING), rng.choice(OBJECT_COLOURS), "large") for _ in range(args.prompts)]
+    settings = dict(args.set)
+    settings.update({k: v for k, v in (("steps", args.steps), ("targets", args.targets)) if v})
     results = {}
 
     style_images(args.work / "style", args.style, args.images)
-    lora, seconds = train(args.work / "style", args.work, "quick style", "bench_style", "zqx", args.steps)
+    lora, seconds = train(args.work / "style", args.work, "quick style", "bench_style", "zqx", settings)
     rates = {}
     for label, prompts in (("with_trigger", [f"zqx, {_phrase(o)}" for o in objects]),
                            ("without_trigger", [_phrase(o) for o in objects])):
         found = [any(d.style == args.style for d in analyze(image).objects) for image in generate(lora, prompts)]
         rates[label] = sum(found) / len(found)
-    results["style"] = {"style": args.style, "train_seconds": round(seconds, 1), **rates}
+    results["style"] = {"style": args.style, "train_seconds": round(seconds, 1), "settings": settings, **rates}
     print(f"style {args.style}: trained in {seconds:.0f} s; detected in {rates['with_trigger']:.0%} with the trigger, "
           f"{rates['without_trigger']:.0%} without (targets: >= 80%, <= 10%, <= 600 s)")
 
     if not args.skip_subject:
         subject_images(args.work / "subject", args.images)
-        lora, seconds = train(args.work / "subject", args.work, "subject", "bench_subject", "zdm", args.steps)
+        lora, seconds = train(args.work / "subject", args.work, "subject", "bench_subject", "zdm", settings)
         rates = {}
         for label, prompts in (("with_trigger", ["a zdm shape"] * args.prompts),
                                ("without_trigger", ["a shape"] * args.prompts)):

@@ -11,6 +11,9 @@ from t2i.request import RequestError
 
 METHODS = ("lora", "dreambooth")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
+# which UNet layers get LoRA weights: "attention" (attention and feed-forward, as diffusers' scripts train), or
+# also the resnets' and resamplers' convolutions (kohya's LoCon), the only layers working at every resolution
+TARGETS = ("attention", "attention+conv")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TRIGGER = re.compile(r"^[^\s<>:,()\[\]]{2,32}$")  # one word that A1111/compel syntax leaves alone
 
@@ -25,6 +28,7 @@ class TrainingConfig:
     base_model: str = "embedded"
     rank: int = 8
     alpha: float = 8.0
+    targets: str = "attention"  # one of TARGETS
     learning_rate: float = 1e-3
     text_encoder_lr: float = 5e-5
     train_text_encoder: bool = False
@@ -73,6 +77,8 @@ class TrainingConfig:
                                f"got {self.trigger_word!r}")
         if self.method not in METHODS:
             raise RequestError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
+        if self.targets not in TARGETS:
+            raise RequestError(f"targets must be one of {', '.join(TARGETS)}; got {self.targets!r}")
         if self.mixed_precision not in PRECISIONS:
             raise RequestError(f"mixed_precision must be one of {', '.join(PRECISIONS)}; got {self.mixed_precision!r}")
         ranges = {"rank": (1, 256), "steps": (1, 100_000), "batch_size": (1, 256), "gradient_accumulation": (1, 256),

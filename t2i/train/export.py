@@ -30,11 +30,15 @@ class ExportedLora:
 
 def lora_metadata(config: TrainingConfig, dataset_size: int, steps: int, version: str) -> dict[str, str]:
     """Safetensors metadata (all values strings, as the format requires)."""
-    return {TRIGGER_KEY: json.dumps([config.trigger_word]), "t2i_base_model": config.base_model,
-            "t2i_method": config.method, "t2i_steps": str(steps), "t2i_rank": str(config.rank),
-            "t2i_alpha": str(config.alpha), "t2i_dataset_size": str(dataset_size), "t2i_version": version,
-            "ss_tag_frequency": json.dumps({config.trigger_word: {config.trigger_word: dataset_size}}),
-            "ss_network_dim": str(config.rank), "ss_network_alpha": str(config.alpha)}
+    metadata = {TRIGGER_KEY: json.dumps([config.trigger_word]), "t2i_base_model": config.base_model,
+                "t2i_method": config.method, "t2i_steps": str(steps), "t2i_rank": str(config.rank),
+                "t2i_alpha": str(config.alpha), "t2i_targets": config.targets, "t2i_dataset_size": str(dataset_size),
+                "t2i_version": version,
+                "ss_tag_frequency": json.dumps({config.trigger_word: {config.trigger_word: dataset_size}}),
+                "ss_network_dim": str(config.rank), "ss_network_alpha": str(config.alpha)}
+    if config.targets == "attention+conv":  # how kohya's sd-scripts records a LoCon network
+        metadata["ss_network_args"] = json.dumps({"conv_dim": str(config.rank), "conv_alpha": str(config.alpha)})
+    return metadata
 
 
 def to_kohya(weights: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
@@ -112,6 +116,7 @@ A {'DreamBooth-' if config.method == 'dreambooth' else ''}LoRA for `{config.base
 | images | {dataset_size} |
 | steps | {steps} (batch {config.batch_size} x {config.gradient_accumulation} accumulation) |
 | rank / alpha | {config.rank} / {config.alpha} |
+| UNet layers | {config.targets} |
 | learning rate | {config.learning_rate} |
 | text encoder trained | {config.train_text_encoder} |
 | prior preservation | {config.prior_preservation} |

@@ -42,7 +42,10 @@ from .config import TrainingConfig
 from .dataset import load_saved
 from .export import export_lora, lora_metadata, model_card
 
-UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
+ATTENTION_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
+# kohya's LoCon set: every layer of ResnetBlock2D, Downsample2D and Upsample2D ("conv" is the resamplers' layer)
+CONV_TARGETS = ["conv1", "conv2", "conv_shortcut", "time_emb_proj", "conv"]
+UNET_TARGETS = {"attention": ATTENTION_TARGETS, "attention+conv": ATTENTION_TARGETS + CONV_TARGETS}
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]  # kohya loaders expect all six
 LOCK_FILE = Path(tempfile.gettempdir()) / "t2i-training.lock"
 
@@ -257,7 +260,7 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     # 1. LoRA layers (seeded, so a fresh start is reproducible) and the optimizer
     torch.manual_seed(config.seed)
     pipe.unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, init_lora_weights="gaussian",
-                                     target_modules=UNET_TARGETS))
+                                     target_modules=UNET_TARGETS[config.targets]))
     groups = [{"params": [p for p in pipe.unet.parameters() if p.requires_grad], "lr": config.learning_rate}]
     if config.train_text_encoder:
         pipe.text_encoder.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha,
