@@ -9,9 +9,14 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from starlette.middleware import Middleware  # noqa: E402
+from starlette.middleware.trustedhost import TrustedHostMiddleware  # noqa: E402
+
 from t2i.settings import Settings  # noqa: E402
 from t2i.studio import Studio  # noqa: E402
 from t2i.ui import CSS, build_app  # noqa: E402
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 
 def zero_gpu():
@@ -21,6 +26,20 @@ def zero_gpu():
     except ImportError:
         return lambda fn: fn
     return spaces.GPU(duration=120)
+
+
+def served_folders(settings: Settings) -> list[str]:
+    """The data folders whose files the pages show (outputs, training uploads and samples); Gradio's file
+    route serves these, so the rest of the data folder (safety audit log, LoRA library) stays private."""
+    return [str(settings.data_dir / name) for name in ("sessions", "training-uploads", "training")]
+
+
+def app_options(settings: Settings) -> dict:
+    """FastAPI options. A loopback-only server accepts only loopback Host names: a DNS-rebinding page names its
+    own domain, is same-origin to itself, and CORS never stops it."""
+    if settings.host not in LOOPBACK_HOSTS or settings.share:  # a share tunnel forwards its own host name
+        return {}
+    return {"middleware": [Middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK_HOSTS))]}
 
 
 def main() -> None:
@@ -35,8 +54,8 @@ def main() -> None:
     settings = dataclasses.replace(settings, port=args.port, host=args.host, default_model=args.model, share=args.share)
     demo = build_app(Studio(settings), gpu=zero_gpu())
     demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
-                max_file_size=f"{settings.max_upload_mb}mb", allowed_paths=[str(settings.data_dir)], show_error=True,
-                css=CSS)
+                max_file_size=f"{settings.max_upload_mb}mb", allowed_paths=served_folders(settings), show_error=True,
+                css=CSS, app_kwargs=app_options(settings))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import torch
 from gradio_client import Client, handle_file
@@ -97,3 +98,27 @@ def request_mix(control_image: Path) -> dict[str, dict]:
                        "controlnet_1_image": handle_file(str(control_image))},
         "batch": {**base, "seed": 33, "batch_size": 2},
     }
+
+
+@dataclass
+class RawAnswer:
+    """What a plain-HTTP API call got: the HTTP status of each step, the final event and its data."""
+
+    statuses: list[int]
+    event: str
+    data: str
+
+
+def call_raw(url: str, client: Client, api_name: str, **fields) -> RawAnswer:
+    """Call an endpoint over plain HTTP (no client-side upload of local paths), other parameters at defaults."""
+    info = client.view_api(print_info=False, return_format="dict")["named_endpoints"][f"/{api_name}"]["parameters"]
+    data = [fields.get(p["parameter_name"], p["parameter_default"]) for p in info]
+    with httpx.Client(base_url=url, timeout=300) as http:
+        posted = http.post(f"gradio_api/call/{api_name}", json={"data": data})
+        if posted.status_code != 200:
+            return RawAnswer([posted.status_code], "", posted.text)
+        streamed = http.get(f"gradio_api/call/{api_name}/{posted.json()['event_id']}")
+    events = [line.split(":", 1)[1].strip() for line in streamed.text.splitlines() if line.startswith("event:")]
+    payloads = [line.split(":", 1)[1].strip() for line in streamed.text.splitlines() if line.startswith("data:")]
+    return RawAnswer([posted.status_code, streamed.status_code], events[-1] if events else "",
+                     payloads[-1] if payloads else "")
