@@ -66,7 +66,7 @@ class GenerationRequest:
             raise RequestError(f"steps must be from 1 to {settings.max_steps}; got {self.steps!r}")
         if not _is_number(self.cfg) or not 0 <= self.cfg <= 30:
             raise RequestError(f"cfg (guidance scale) must be a number from 0 to 30; got {self.cfg!r}")
-        if self.sampler not in SAMPLERS:
+        if not isinstance(self.sampler, str) or self.sampler not in SAMPLERS:
             raise RequestError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
         if not _is_int(self.seed) or not -1 <= self.seed <= MAX_SEED:
             raise RequestError(f"seed must be -1 (random) or from 0 to {MAX_SEED}; got {self.seed!r}")
@@ -86,6 +86,8 @@ class GenerationRequest:
                 raise RequestError(f"{name} must be an image")
         if not isinstance(self.styles, (tuple, list)) or not all(isinstance(s, str) for s in self.styles):
             raise RequestError("styles must be a list of style names")
+        if not isinstance(self.model, str):
+            raise RequestError(f"model must be a model name, folder, file or hub id; got {self.model!r}")
 
     def recipe(self) -> dict:
         """The request's plain fields (no images), for metadata and links."""
