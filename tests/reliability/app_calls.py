@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -109,16 +109,29 @@ class RawAnswer:
     data: str
 
 
-def call_raw(url: str, client: Client, api_name: str, **fields) -> RawAnswer:
-    """Call an endpoint over plain HTTP (no client-side upload of local paths), other parameters at defaults."""
-    info = client.view_api(print_info=False, return_format="dict")["named_endpoints"][f"/{api_name}"]["parameters"]
-    data = [fields.get(p["parameter_name"], p["parameter_default"]) for p in info]
-    with httpx.Client(base_url=url, timeout=300) as http:
-        posted = http.post(f"gradio_api/call/{api_name}", json={"data": data})
-        if posted.status_code != 200:
-            return RawAnswer([posted.status_code], "", posted.text)
-        streamed = http.get(f"gradio_api/call/{api_name}/{posted.json()['event_id']}")
-    events = [line.split(":", 1)[1].strip() for line in streamed.text.splitlines() if line.startswith("event:")]
-    payloads = [line.split(":", 1)[1].strip() for line in streamed.text.splitlines() if line.startswith("data:")]
-    return RawAnswer([posted.status_code, streamed.status_code], events[-1] if events else "",
-                     payloads[-1] if payloads else "")
+@dataclass
+class Endpoint:
+    """A named endpoint of the running app, called over plain HTTP (no client-side upload of local paths)."""
+
+    url: str
+    api_name: str
+    parameters: list[dict] = field(repr=False)
+
+    @classmethod
+    def of(cls, client: Client, url: str, api_name: str) -> "Endpoint":
+        info = client.view_api(print_info=False, return_format="dict")["named_endpoints"][f"/{api_name}"]
+        return cls(url, api_name, info["parameters"])
+
+    def call(self, **fields) -> RawAnswer:
+        """Call with `fields`, every other parameter at its default; the final event of the answer."""
+        data = [fields.get(p["parameter_name"], p["parameter_default"]) for p in self.parameters]
+        with httpx.Client(base_url=self.url, timeout=300) as http:
+            posted = http.post(f"gradio_api/call/{self.api_name}", json={"data": data})
+            if posted.status_code != 200:
+                return RawAnswer([posted.status_code], "", posted.text)
+            streamed = http.get(f"gradio_api/call/{self.api_name}/{posted.json()['event_id']}")
+        lines = streamed.text.splitlines()
+        events = [line.split(":", 1)[1].strip() for line in lines if line.startswith("event:")]
+        payloads = [line.split(":", 1)[1].strip() for line in lines if line.startswith("data:")]
+        return RawAnswer([posted.status_code, streamed.status_code], events[-1] if events else "",
+                         payloads[-1] if payloads else "")

@@ -24,7 +24,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from app_calls import call_raw, generate, output_files
+from app_calls import Endpoint, generate, output_files
 
 REPO = Path(__file__).resolve().parents[2]
 ROUTES = ["gradio_api/file={}", "file={}", "gradio_api/file/{}"]
@@ -117,11 +117,12 @@ def file_data(path) -> dict:
 def test_file_inputs_naming_symlinks_or_outside_paths_are_refused(reliability_url, client, reliability_data,
                                                                   planted, served, report):
     before = output_files(reliability_data)
-    accepted = call_raw(reliability_url, client, "generate", **NORMAL, init_image=file_data(served))
+    endpoint = Endpoint.of(client, reliability_url, "generate")
+    accepted = endpoint.call(**NORMAL, init_image=file_data(served))
     assert accepted.event == "complete", accepted  # a file in the upload folder is taken: the check works
     climbing = f"{served.parent}/{'../' * len(served.parts)}etc/passwd"
     for path in [*planted, "/etc/passwd", other_output(reliability_data), REPO / "app.py", climbing]:
-        answer = call_raw(reliability_url, client, "generate", **NORMAL, init_image=file_data(path))
+        answer = endpoint.call(**NORMAL, init_image=file_data(path))
         refused = (answer.event == "error" and "not uploaded by a user" in answer.data and "root:" not in answer.data
                    and all(status < 500 for status in answer.statuses))
         report["hostile"].append(refused)
