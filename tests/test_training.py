@@ -9,7 +9,7 @@ import time
 
 from safetensors.torch import load_file
 
-TINY = ["--vae-steps", "3", "--n-scenes", "64", "--batch", "4", "--checkpoint-every", "1"]
+TINY = ["--vae-steps", "3", "--decoder-steps", "2", "--low-noise-steps", "2", "--n-scenes", "64", "--batch", "4", "--checkpoint-every", "1"]
 
 
 def train(work, out, *extra, wait=True):

@@ -2,9 +2,10 @@
 
     python -m t2i.embedded.train --out t2i/embedded/model --work ~/.cache/t2i-train
 
-Stages, each resumable from the work folder: (1) the tokenizer, (2) the VAE on fresh renders,
-(3) encode a fixed training set once (on CPU, re-encoding every step would cost more than the UNet),
-(4) UNet + text encoder on the cached latents, with EMA, (5) export a plain diffusers folder.
+Stages, each resumable from the work folder: (1) the tokenizer, (2) the VAE on fresh renders, then its
+decoder alone (refine.py), (3) encode a fixed training set once (on CPU, re-encoding every step would cost
+more than the UNet), (4) UNet + text encoder on the cached latents, with EMA, then a short plain-epsilon
+stage for the low noise levels (refine.py), (5) export a plain diffusers folder.
 Every batch is drawn from an RNG seeded by (seed, step), so a resumed run gives the same weights.
 """
 
@@ -27,11 +28,12 @@ from tqdm import tqdm
 from .architecture import make_sample_scheduler, make_text_encoder, make_train_scheduler, make_unet, make_vae
 from .captions import caption, is_held_out
 from .checkpoints import load_checkpoint, save_checkpoint, writable_dir
+from .refine import refine_decoder, refine_low_noise
 from .tokenizer_build import EXTRA_WORDS, MAX_LENGTH, build_tokenizer
 from .world import COLOURS, HELD_OUT_COLOURS, busy_image, random_scene, render
 
 FILLERS = EXTRA_WORDS.split()
-STAGES = ("all", "tokenizer", "vae", "encode", "denoiser", "export")
+STAGES = ("all", "tokenizer", "vae", "decoder", "encode", "denoiser", "low_noise", "export")
 
 
 @dataclass
@@ -42,9 +44,13 @@ class TrainConfig:
     vae_steps: int = 4000
     vae_batch: int = 12
     vae_lr: float = 5e-4
+    decoder_steps: int = 1500  # decoder-only refinement (refine.py)
+    decoder_lr: float = 5e-4
     unet_steps: int = 8250
     batch: int = 48
     lr: float = 5e-4
+    low_noise_steps: int = 1000  # plain-epsilon refinement of the denoiser (refine.py)
+    low_noise_lr: float = 2e-4
     n_scenes: int = 30000
     pair_fraction: float = 0.3
     checkpoint_every: int = 250
@@ -138,9 +144,8 @@ def _training_caption(scene, rng: random.Random, cfg: TrainConfig) -> str:
     return text
 
 
-def train_denoiser(cfg: TrainConfig, device: torch.device) -> None:
-    """Stage 4: UNet and text encoder from scratch on cached latents, min-SNR weighted, with EMA."""
-    from diffusers.training_utils import EMAModel
+def load_denoiser_setup(cfg: TrainConfig, device: torch.device) -> dict:
+    """Tokenizer, cached latents, training scenes, noise schedule, and a freshly initialised UNet + text encoder."""
     from transformers import CLIPTokenizer
 
     tokenizer = CLIPTokenizer.from_pretrained(cfg.work / "tokenizer")
@@ -150,28 +155,44 @@ def train_denoiser(cfg: TrainConfig, device: torch.device) -> None:
     torch.manual_seed(cfg.seed)
     unet = make_unet().to(device)
     text_encoder = make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id).to(device)
+    return dict(tokenizer=tokenizer, latents=latents, scenes=scenes, unet=unet, text_encoder=text_encoder,
+                scheduler=make_train_scheduler(), device=device)
+
+
+def denoiser_batch(setup: dict, cfg: TrainConfig, rng: random.Random, gen: torch.Generator):
+    """One training batch: (noisy latents, timesteps, caption token ids, the noise added)."""
+    scheduler, device = setup["scheduler"], setup["device"]
+    idx = rng.sample(range(len(setup["scenes"])), cfg.batch)
+    ids = setup["tokenizer"]([_training_caption(setup["scenes"][i], rng, cfg) for i in idx], padding="max_length",
+                             max_length=MAX_LENGTH, truncation=True, return_tensors="pt").input_ids.to(device)
+    x0 = setup["latents"][idx].to(device)
+    noise = torch.randn(x0.shape, generator=gen) + cfg.offset_noise * torch.randn(
+        x0.shape[0], x0.shape[1], 1, 1, generator=gen)
+    noise = noise.to(device)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch,), generator=gen).to(device)
+    return scheduler.add_noise(x0, noise, t), t, ids, noise
+
+
+def train_denoiser(cfg: TrainConfig, device: torch.device) -> None:
+    """Stage 4: UNet and text encoder from scratch on cached latents, min-SNR weighted, with EMA."""
+    from diffusers.training_utils import EMAModel
+
+    setup = load_denoiser_setup(cfg, device)
+    unet, text_encoder = setup["unet"], setup["text_encoder"]
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
     ema = EMAModel(params, decay=0.9995, use_ema_warmup=True, power=0.75)
     models = {"unet": unet, "text_encoder": text_encoder}
     start = load_checkpoint(cfg.work / "denoiser_ckpt", models, opt, ema)
-    scheduler = make_train_scheduler()
-    alphas = scheduler.alphas_cumprod.to(device)
+    alphas = setup["scheduler"].alphas_cumprod.to(device)
     bar = tqdm(range(start, cfg.unet_steps), initial=start, total=cfg.unet_steps, desc="denoiser", file=sys.stdout)
     for step in bar:
         rng = random.Random(cfg.seed * 1_000_003 + 500_009 + step)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        idx = rng.sample(range(len(scenes)), cfg.batch)
-        ids = tokenizer([_training_caption(scenes[i], rng, cfg) for i in idx], padding="max_length",
-                        max_length=MAX_LENGTH, truncation=True, return_tensors="pt").input_ids.to(device)
-        x0 = latents[idx].to(device)
-        noise = torch.randn(x0.shape, generator=gen) + cfg.offset_noise * torch.randn(
-            x0.shape[0], x0.shape[1], 1, 1, generator=gen)
-        noise = noise.to(device)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch,), generator=gen).to(device)
+        noisy, t, ids, noise = denoiser_batch(setup, cfg, rng, gen)
         for group in opt.param_groups:  # linear warm-up, then constant (EMA does the averaging)
             group["lr"] = cfg.lr * min(1.0, (step + 1) / 300)
-        pred = unet(scheduler.add_noise(x0, noise, t), t, text_encoder(ids)[0]).sample
+        pred = unet(noisy, t, text_encoder(ids)[0]).sample
         snr = alphas[t] / (1 - alphas[t])
         weight = torch.clamp(snr, max=5.0) / snr  # min-SNR-5 for epsilon prediction
         loss = (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
@@ -198,9 +219,10 @@ def export(cfg: TrainConfig, scaling_factor: float) -> None:
     text_encoder = make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     ema = EMAModel(params)
-    load_checkpoint(cfg.work / "denoiser_ckpt", {"unet": unet, "text_encoder": text_encoder}, None, ema)
+    last_stage = "low_noise_ckpt" if cfg.low_noise_steps else "denoiser_ckpt"
+    load_checkpoint(cfg.work / last_stage, {"unet": unet, "text_encoder": text_encoder}, None, ema)
     ema.copy_to(params)
-    vae = AutoencoderKL.from_pretrained(cfg.work / "vae")
+    vae = AutoencoderKL.from_pretrained(cfg.work / ("vae_refined" if cfg.decoder_steps else "vae"))
     vae.register_to_config(scaling_factor=scaling_factor)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=make_sample_scheduler(), safety_checker=None,
@@ -221,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, required=True, help="folder for checkpoints and cached latents")
     parser.add_argument("--stage", choices=STAGES, default="all",
                         help="run one stage (each needs the ones before it)")
-    for field in ("seed", "vae_steps", "unet_steps", "batch", "n_scenes", "checkpoint_every"):
+    for field in ("seed", "vae_steps", "decoder_steps", "unet_steps", "low_noise_steps", "batch", "n_scenes",
+                  "checkpoint_every"):
         parser.add_argument("--" + field.replace("_", "-"), type=int, default=TrainConfig.__dataclass_fields__[field].default)
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     args = vars(parser.parse_args(argv))
@@ -238,10 +261,14 @@ def main(argv: list[str] | None = None) -> int:
         build_tokenizer(cfg.work / "tokenizer")
     if stage in ("all", "vae"):
         train_vae(cfg, device)
-    if stage in ("all", "encode", "denoiser", "export"):
+    if stage in ("all", "decoder") and cfg.decoder_steps:
+        refine_decoder(cfg, device)
+    if stage in ("all", "encode", "denoiser", "low_noise", "export"):
         scaling_factor = encode_training_set(cfg, device)
     if stage in ("all", "denoiser"):
         train_denoiser(cfg, device)
+    if stage in ("all", "low_noise") and cfg.low_noise_steps:
+        refine_low_noise(cfg, device)
     if stage in ("all", "export"):
         export(cfg, scaling_factor)
         print(f"saved the model to {cfg.out}")
