@@ -14,7 +14,7 @@ from PIL import Image
 from .fastpath import feature_cache
 from .models import ModelCache
 from .plugins import PluginManager, activated
-from .previews import latents_to_preview
+from .previews import latents_to_preview, preview_method
 from .prompts import encode_prompts
 from .request import MAX_SEED, GeneratedImage, GenerationRequest, GenerationResult, RequestError
 from .safety import SafetyGate
@@ -126,6 +126,7 @@ class Engine:
 
     def _step_callback(self, model, request, batch, on_progress, cancel, audit_id):
         every = max(1, self.settings.preview_every)
+        method = preview_method(model, self.settings.preview_method)
 
         def callback(pipe, step, timestep, kwargs):
             if cancel is not None and cancel.is_set():
@@ -136,7 +137,7 @@ class Engine:
                 if done % every == 0 and done < pipe.num_timesteps:
                     # a preview that would be flagged is not shown: None in its place
                     previews = [None if self.safety.screen_image(p, "preview", request_id=audit_id).flagged else p
-                                for p in latents_to_preview(model, kwargs["latents"])]
+                                for p in latents_to_preview(model, kwargs["latents"], method)]
                 on_progress(ProgressEvent(done, pipe.num_timesteps, batch + 1, request.batch_count, previews))
             return kwargs
 

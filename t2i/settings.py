@@ -40,6 +40,8 @@ class Settings:
         Path(p) for p in _env("T2I_STYLES_DIRS", "").split(os.pathsep) if p))
     styles_max_kb: int = field(default_factory=lambda: int(_env("T2I_STYLES_MAX_KB", "1024")))  # a style file upload
     preview_every: int = field(default_factory=lambda: int(_env("T2I_PREVIEW_EVERY", "2")))  # steps between previews
+    # live previews: full (the model's VAE), approx (a linear latent->RGB map), auto (full for small VAEs)
+    preview_method: str = field(default_factory=lambda: _env("T2I_PREVIEW_METHOD", "auto"))
     # plugins: extra folders, whether installed (entry-point) plugins load, and names to switch off
     plugin_dirs: tuple[Path, ...] = field(default_factory=lambda: tuple(
         Path(p) for p in _env("T2I_PLUGIN_DIRS", "").split(os.pathsep) if p))
