@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -19,6 +21,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from t2i.embedded.world import SHAPES, Scene, ShapeObject, render
+from t2i.engine import Engine
+from t2i.request import GenerationRequest
 from t2i.settings import EMBEDDED_MODEL_DIR
 from t2i.train.config import config_from_preset
 from t2i.train.dataset import prepare_dataset
@@ -85,9 +89,10 @@ def _image(pipe, prompt: str, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A 6-step run with the text encoder trained too, uninterrupted: the reference for the other tests."""
+    """A 6-step run with the text encoder and the UNet's convolutions trained too, uninterrupted: the reference
+    for the other tests."""
     tmp_path = tmp_path_factory.mktemp("reference")
-    run = _make_run(tmp_path, train_text_encoder=True, text_encoder_lr=1e-3)
+    run = _make_run(tmp_path, train_text_encoder=True, text_encoder_lr=1e-3, targets="attention+conv")
     process = _trainer(run, tmp_path / "loras", tmp_path)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
@@ -104,11 +109,15 @@ def test_training_writes_both_formats_with_metadata_and_card(trained):
         meta = handle.metadata()
         keys = list(handle.keys())
     assert json.loads(meta["t2i_trigger_words"]) == ["tlq"]
-    assert (meta["t2i_base_model"], meta["t2i_steps"], meta["t2i_rank"], meta["t2i_dataset_size"]) == \
-        ("embedded", "6", "4", "6")
+    assert (meta["t2i_base_model"], meta["t2i_steps"], meta["t2i_rank"], meta["t2i_dataset_size"],
+            meta["t2i_targets"]) == ("embedded", "6", "4", "6", "attention+conv")
+    assert json.loads(meta["ss_network_args"]) == {"conv_dim": "4", "conv_alpha": "4.0"}  # kohya's LoCon record
     assert any(k.startswith("unet.") for k in keys) and any(k.startswith("text_encoder.") for k in keys)
     kohya = load_file(lora.with_name("tealish.kohya.safetensors"))
     assert any(k.startswith("lora_unet_down_blocks_1_attentions_0") for k in kohya)
+    for layer in ("up_blocks_2_resnets_1_conv1", "up_blocks_2_resnets_1_conv_shortcut", "down_blocks_0_downsamplers_0_conv",
+                  "mid_block_resnets_0_time_emb_proj"):  # kohya LoCon names
+        assert kohya[f"lora_unet_{layer}.lora_down.weight"].ndim == (2 if "emb" in layer else 4)
     assert any(k.startswith("lora_te_text_model_encoder_layers_0_self_attn_out_proj") for k in kohya)
     assert all(float(v) == 4.0 for k, v in kohya.items() if k.endswith(".alpha"))
     card = lora.with_name("tealish.README.md").read_text()
@@ -128,9 +137,45 @@ def test_diffusers_and_kohya_files_load_and_agree(trained):
     assert np.abs(peft - kohya).mean() < 0.05 * np.abs(peft - base).mean()  # the two files are one LoRA
 
 
+def test_conv_weights_reach_the_model_through_the_lora_plugin(trained, settings):
+    """Both files, loaded by the LoRA plugin, change a resnet block at the 16x16 latent resolution, where the
+    embedded UNet has no attention (so only conv weights can act there); weight 0 is the plain model's bytes."""
+    _, lora = trained
+    engine = Engine(dataclasses.replace(settings, lora_dir=lora.parent))
+    adapter = engine.plugins.plugins["lora"]  # the plugin the engine uses, with its cache of loaded LoRAs
+    model = engine.models.get("embedded")
+    block = model.pipeline.unet.up_blocks[2].resnets[1]  # conv1, conv2, conv_shortcut, time_emb_proj
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(1, block.norm1.num_channels, 16, 16, generator=generator)
+    embedding = torch.randn(1, block.time_emb_proj.in_features, generator=generator)
+
+    def output(units=()) -> torch.Tensor:
+        with model.lock, adapter.activate(model, list(units)) if units else contextlib.nullcontext(), torch.no_grad():
+            return block(features, embedding)
+
+    plain = output()
+    changes = {}
+    for name in ("tealish", "tealish.kohya"):
+        adapted = output([{"name": name, "weight": 1.0}])
+        changes[name] = adapted
+        assert torch.equal(output([{"name": name, "weight": 0.0}]), plain)
+    shift = (changes["tealish"] - plain).norm() / plain.norm()
+    print(f"relative change of the 16x16 resnet block's output: {shift:.4f}")
+    assert shift > 1e-3
+    assert (changes["tealish"] - changes["tealish.kohya"]).norm() < 0.01 * (changes["tealish"] - plain).norm()
+    assert torch.equal(output(), plain)  # nothing left switched on
+
+    def image(units) -> bytes:
+        request = GenerationRequest(prompt="tlq, a large red star", seed=1, steps=8,
+                                    plugin_units={"lora": units} if units else {})
+        return engine.generate(request).images[0].image.tobytes()
+
+    assert image([{"name": "tealish.kohya", "weight": 0.0}]) == image([])
+
+
 def test_kill_9_at_a_checkpoint_then_resume_continues_exactly(trained, tmp_path):
     reference_run, reference = trained
-    run = _make_run(tmp_path, train_text_encoder=True, text_encoder_lr=1e-3)
+    run = _make_run(tmp_path, train_text_encoder=True, text_encoder_lr=1e-3, targets="attention+conv")
     process = _trainer(run, tmp_path / "loras", tmp_path)
     _wait_for(run, process, lambda e: e["event"] == "checkpoint" and e["step"] == 2)
     process.send_signal(signal.SIGKILL)

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import DEFAULT_PRESET, METHODS, PRESETS
+from .config import DEFAULT_PRESET, METHODS, PRESETS, TARGETS
 
 
 def add_train_parser(sub) -> None:
@@ -19,6 +19,8 @@ def add_train_parser(sub) -> None:
     train.add_argument("--preset", default=DEFAULT_PRESET, help="one of: " + ", ".join(PRESETS))
     train.add_argument("--steps", type=int, default=None)
     train.add_argument("--rank", type=int, default=None)
+    train.add_argument("--targets", choices=TARGETS, default=None,
+                       help="UNet layers the LoRA adapts (default: the preset's); 'attention+conv' also the convolutions")
     train.add_argument("--learning-rate", type=float, default=None)
     train.add_argument("--batch-size", type=int, default=None)
     train.add_argument("--seed", type=int, default=None)
@@ -33,7 +35,7 @@ def add_train_parser(sub) -> None:
 
 
 def _overrides(args) -> dict:
-    names = {"trigger": "trigger", "method": "method", "steps": "steps", "rank": "rank",
+    names = {"trigger": "trigger", "method": "method", "steps": "steps", "rank": "rank", "targets": "targets",
              "learning_rate": "learning_rate", "batch_size": "batch_size", "seed": "seed", "class_word": "class_word",
              "text_encoder": "train_text_encoder", "checkpoint_every": "checkpoint_every",
              "sample_every": "sample_every", "base_model": "base_model"}
