@@ -23,7 +23,14 @@ SAMPLERS = {
 }
 
 
+# Latent-diffusion values for options some schedulers default otherwise, used when the model's config does not
+# name them: DDIMScheduler defaults to clip_sample=True, which clips predicted *latents* to [-1, 1] and ruins
+# images of models whose config comes from a scheduler without that option (the embedded model's Euler config).
+LATENT_DEFAULTS = {"clip_sample": False, "set_alpha_to_one": False}
+
+
 def make_scheduler(name: str, base_config: dict):
     """A new scheduler for sampler `name`, keeping the model's noise schedule from `base_config`."""
     cls, overrides = SAMPLERS[name]
-    return cls.from_config(base_config, **overrides)
+    config = {**LATENT_DEFAULTS, **base_config}
+    return cls.from_config(config, **overrides)

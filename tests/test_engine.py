@@ -123,8 +123,7 @@ def test_inpainting_changes_only_the_masked_area(engine):
 
 @pytest.fixture(scope="module")
 def engine_without_plugins(settings):
-    """The engine with no plugins: sampler checks need every image, and NudeNet withholds a noisy
-    12-step DDIM image (FEMALE_BREAST_EXPOSED at 0.46, threshold 0.45): a false positive noted in the README."""
+    """The engine with no plugins: the sampler checks judge the model alone, never a withheld image."""
     return Engine(settings, plugins=PluginManager())
 
 
@@ -133,8 +132,10 @@ def test_every_sampler_runs(engine_without_plugins, sampler):
     steps = 4 if sampler == "LCM" else 12
     image = run(engine_without_plugins, prompt="a large black square on a white background", sampler=sampler, steps=steps,
                 cfg=1.5 if sampler == "LCM" else 7.0).images[0].image
-    assert analyze(image).background == "white" or sampler == "LCM"
     assert np.asarray(image).std() > 5  # not a flat or empty image
+    if sampler != "LCM":  # the embedded model is not distilled for LCM's few steps
+        analysis = analyze(image)
+        assert analysis.background == "white" and analysis.objects[0].colour == "black"
 
 
 def test_unknown_model_and_style_are_clear_errors(engine):

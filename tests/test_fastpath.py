@@ -3,8 +3,7 @@
 Speed is measured in bench/, never here. Tolerances, as the mean over the prompts of each image's mean absolute
 difference on 0..255 RGB: channels-last 0.5 (float rounding only), bf16 and `fast` 1.5, feature caching every 2nd step 6
 (it moves an object's edge by a pixel or two; no single image may differ by more than 25). The analyzer must
-read the same background and object colour, and the same shape wherever the slow path's shape is clear
-(template IoU >= 0.7: a small star at IoU 0.66 is a coin toss between star and circle).
+read the same background and object colour, and the object's pixels must overlap (mask IoU >= 0.85).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from t2i.embedded.controlnet_train import foreground_mask, mask_iou
 from t2i.engine import Engine
 from t2i.eval.analyzer import analyze
 from t2i.fastpath import FastPath, cpu_has_bf16, feature_cache, plan_for
@@ -27,7 +27,7 @@ PROMPTS = ("a small red star in the top left corner on a blue background",
            "a purple triangle on a yellow background")
 TOLERANCE = {"channels_last": 0.5, "low_precision": 1.5, "cache=2": 6.0, "fast": 1.5}
 MAX_IMAGE_MAE = 25.0
-CLEAR_SHAPE_IOU = 0.7
+SAME_OBJECT_IOU = 0.85  # foreground masks of the slow and fast image
 
 
 def _engine(settings, speed: str) -> Engine:
@@ -39,15 +39,10 @@ def _images(engine: Engine) -> list:
             for i, p in enumerate(PROMPTS)]
 
 
-def _reading(image, with_shape: bool = True) -> tuple:
+def _reading(image) -> tuple:
     analysis = analyze(image)
     top = analysis.objects[0] if analysis.objects else None
-    return analysis.background, top and top.colour, top and with_shape and top.shape
-
-
-def _shape_is_clear(image) -> bool:
-    objects = analyze(image).objects
-    return bool(objects) and objects[0].shape_score >= CLEAR_SHAPE_IOU
+    return analysis.background, top and top.colour
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +59,10 @@ def test_switch_stays_close_to_the_slow_path(settings, slow_images, speed):
             for slow, quick in zip(slow_images, fast)]
     assert np.mean(maes) <= TOLERANCE[speed] and max(maes) <= MAX_IMAGE_MAE, f"{speed}: pixel MAE {maes}"
     for slow, quick in zip(slow_images, fast):
-        clear = _shape_is_clear(slow)
-        assert _reading(quick, clear) == _reading(slow, clear)
+        assert _reading(quick) == _reading(slow)
+        # the same object drawn: its pixels overlap (the analyzer's shape label is too fragile for this, a 2 px
+        # spike on a circle made it read "triangle" at MAE 2.1)
+        assert mask_iou(foreground_mask(quick), foreground_mask(slow)) >= SAME_OBJECT_IOU
 
 
 def test_fast_path_is_deterministic_and_leaves_no_hooks(settings):
