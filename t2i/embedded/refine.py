@@ -81,7 +81,7 @@ def refine_low_noise(cfg, device: torch.device) -> None:
     """Continue from the denoiser's EMA weights on the plain epsilon loss, with a shorter EMA."""
     from diffusers.training_utils import EMAModel
 
-    from .train import denoiser_batch, load_denoiser_setup
+    from .train import denoiser_batch, denoiser_update, load_denoiser_setup
 
     setup = load_denoiser_setup(cfg, device)
     unet, text_encoder = setup["unet"], setup["text_encoder"]
@@ -107,13 +107,6 @@ def refine_low_noise(cfg, device: torch.device) -> None:
         ids = _mismatch_some_captions(ids, t, rng)
         pred = unet(noisy, t, text_encoder(ids)[0]).sample
         loss = (pred - noise).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema.step(params)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if not torch.isfinite(loss):
-            raise SystemExit(f"error: loss became {loss.item()} at low-noise step {step}; lower --low-noise-lr")
+        denoiser_update(loss, opt, params, ema, bar, f"low-noise step {step}; lower --low-noise-lr")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.low_noise_steps:
             save_checkpoint(folder, models, opt, step + 1, ema)

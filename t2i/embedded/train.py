@@ -173,6 +173,18 @@ def denoiser_batch(setup: dict, cfg: TrainConfig, rng: random.Random, gen: torch
     return scheduler.add_noise(x0, noise, t), t, ids, noise
 
 
+def denoiser_update(loss: torch.Tensor, opt, params: list, ema, bar, where: str) -> None:
+    """One optimizer step (gradients clipped to norm 1) and EMA update; stop on a non-finite loss."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    ema.step(params)
+    bar.set_postfix(loss=f"{loss.item():.4f}")
+    if not torch.isfinite(loss):
+        raise SystemExit(f"error: loss became {loss.item()} at {where}")
+
+
 def train_denoiser(cfg: TrainConfig, device: torch.device) -> None:
     """Stage 4: UNet and text encoder from scratch on cached latents, min-SNR weighted, with EMA."""
     from diffusers.training_utils import EMAModel
@@ -196,14 +208,7 @@ def train_denoiser(cfg: TrainConfig, device: torch.device) -> None:
         snr = alphas[t] / (1 - alphas[t])
         weight = torch.clamp(snr, max=5.0) / snr  # min-SNR-5 for epsilon prediction
         loss = (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema.step(params)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if not torch.isfinite(loss):
-            raise SystemExit(f"error: loss became {loss.item()} at step {step}; lower --lr and resume")
+        denoiser_update(loss, opt, params, ema, bar, f"step {step}; lower --lr and resume")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.unet_steps:
             save_checkpoint(cfg.work / "denoiser_ckpt", models, opt, step + 1, ema)
 
