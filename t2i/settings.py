@@ -59,6 +59,8 @@ class Settings:
     lora_local_paths: bool = field(default_factory=lambda: _env("T2I_LORA_LOCAL_PATHS", "0") == "1")
     # trainer: CPU threads of a training process (0: half the cores, leaving the rest to generation)
     train_threads: int = field(default_factory=lambda: int(_env("T2I_TRAIN_THREADS", "0")))
+    # seconds the trainer's "push to the Hub" waits for huggingface.co to answer before giving up
+    hub_timeout_s: float = field(default_factory=lambda: float(_env("T2I_HUB_TIMEOUT", "20")))
     # ControlNet: library folders of diffusers ControlNet folders, and where weighted preprocessors (HED,
     # MiDaS, OpenPose, ...) load their weights from: a folder holding the files, or a hub id
     controlnet_dirs: tuple[Path, ...] = field(default_factory=lambda: tuple(

@@ -1,4 +1,5 @@
-"""`python -m t2i train`: check a folder of images, train a LoRA in a child process, print its path last."""
+"""`python -m t2i train`: check a folder of images (or resume a run), train a LoRA in a child process, print its
+path last, and optionally push it to the Hugging Face Hub."""
 
 from __future__ import annotations
 
@@ -30,7 +31,12 @@ def add_train_parser(sub) -> None:
     train.add_argument("--checkpoint-every", type=int, default=None)
     train.add_argument("--sample-every", type=int, default=None)
     train.add_argument("--base-model", default=None, help="'embedded', a diffusers folder or a hub id")
-    train.add_argument("--resume", default="", help="id of an interrupted run to continue from its last checkpoint")
+    train.add_argument("--resume", default="", metavar="RUN_ID",
+                       help="continue an interrupted, cancelled or crashed run from its newest checkpoint")
+    train.add_argument("--push-to-hub", default="", metavar="REPO_ID",
+                       help="upload the finished LoRA to this Hugging Face model repo (token: HF_TOKEN or `hf auth "
+                            "login`); with --resume of a finished run, only upload")
+    train.add_argument("--private", action="store_true", help="create the Hub repo as private")
     train.set_defaults(run=_train)
 
 
@@ -59,8 +65,15 @@ def _train(args) -> int:
 
     settings = Settings()
     runner = TrainingRunner(settings)
+    if args.push_to_hub:  # a bad repo id or a missing token fails now, not after the training
+        from .hub import check_repo_id, find_token
+
+        check_repo_id(args.push_to_hub)
+        find_token()
     if args.resume:
         run_id = args.resume
+        if not (args.push_to_hub and runner.status(run_id).state == "done"):
+            runner.resume(run_id)
     else:
         if not args.images or not args.name:
             raise RequestError("--images and --name are required (or --resume RUN_ID)")
@@ -70,19 +83,36 @@ def _train(args) -> int:
         for note in dataset.notes:
             print(f"note: {note}", file=sys.stderr)
         run_id = runner.create_run(dataset, config)
+        runner.submit(run_id)
     print(f"run {run_id} in {runner.folder(run_id)}", file=sys.stderr)
-    runner.submit(run_id)
-    shown = -1
+    status = _follow(runner, run_id)
+    if status.state != "done":
+        resume = f"; continue {status.resume_point} with --resume {run_id}" if status.resumable else ""
+        raise RequestError(f"training {status.state}: {status.message}{resume}")
+    print(status.lora, flush=True)
+    if args.push_to_hub:
+        from .hub import push_run
+
+        try:
+            url = push_run(runner, run_id, args.push_to_hub, private=args.private)
+        except RequestError as exc:
+            raise RequestError(f"{exc}; push again with --resume {run_id} --push-to-hub {args.push_to_hub}") from exc
+        print(f"pushed to {url}", file=sys.stderr)
+    return 0
+
+
+def _follow(runner, run_id: str):
+    """Print the run's steps, losses and messages on stderr until it has finished; its final status."""
+    shown_step, shown_message = -1, ""
     while True:
         status = runner.status(run_id)
-        if status.step != shown and status.steps:
+        if status.step != shown_step and status.steps:
             loss = f" loss {status.losses[-1][1]:.4f}" if status.losses else ""
             print(f"step {status.step}/{status.steps}{loss}", file=sys.stderr)
-            shown = status.step
+            shown_step = status.step
+        if status.message and status.message != shown_message and not status.finished:
+            print(status.message, file=sys.stderr)
+            shown_message = status.message
         if status.finished and not runner.is_active(run_id):
-            break
+            return status
         time.sleep(1.0)
-    if status.state != "done":
-        raise RequestError(f"training {status.state}: {status.message} (resume with --resume {run_id})")
-    print(status.lora)
-    return 0

@@ -11,8 +11,11 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionPipeline
 from diffusers.utils import convert_state_dict_to_kohya
+from huggingface_hub import ModelCardData
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from t2i.models import HUB_ID
 
 from .config import TrainingConfig
 
@@ -26,6 +29,11 @@ class ExportedLora:
     diffusers: Path
     kohya: Path
     card: Path
+
+
+def library_paths(folder: Path, name: str) -> ExportedLora:
+    """Where the files of the LoRA `name` live in the library folder."""
+    return ExportedLora(folder / f"{name}.safetensors", folder / f"{name}.kohya.safetensors", folder / f"{name}.README.md")
 
 
 def lora_metadata(config: TrainingConfig, dataset_size: int, steps: int, version: str) -> dict[str, str]:
@@ -75,8 +83,7 @@ def export_lora(folder: Path, config: TrainingConfig, unet_weights: dict, text_w
     """Write `<name>.safetensors` (what save_lora_weights writes, plus metadata), `<name>.kohya.safetensors`
     and `<name>.README.md` into the LoRA library folder; each file appears whole or not at all."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = ExportedLora(folder / f"{config.name}.safetensors", folder / f"{config.name}.kohya.safetensors",
-                         folder / f"{config.name}.README.md")
+    paths = library_paths(folder, config.name)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as scratch:  # hidden from the library listing
         StableDiffusionPipeline.save_lora_weights(
             scratch, unet_lora_layers=unet_weights, text_encoder_lora_layers=text_weights or None,
@@ -93,21 +100,34 @@ def export_lora(folder: Path, config: TrainingConfig, unet_weights: dict, text_w
     return paths
 
 
-def model_card(config: TrainingConfig, dataset_size: int, steps: int, final_loss: float | None,
-               version: str) -> str:
-    """A Hugging Face style model card for the LoRA."""
-    loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
-    return f"""---
-base_model: {config.base_model}
-library_name: diffusers
-license: other
-tags: [lora, text-to-image, t2i-studio]
-instance_prompt: {config.trigger_word}
----
+def hub_base_model(spec: str) -> str | None:
+    """The base model as a Hub id when it is one (the Hub refuses other `base_model` values); else None."""
+    if spec == "embedded" or Path(spec).expanduser().exists() or Path(spec).suffix in (".safetensors", ".ckpt"):
+        return None
+    return spec if HUB_ID.match(spec) else None
 
+
+def card_front_matter(config: TrainingConfig) -> str:
+    """The model card's YAML metadata: base model (a Hub id only), trigger word as instance prompt, tags."""
+    tags = ["text-to-image", "stable-diffusion", "diffusers", "lora", "t2i"]
+    if config.method == "dreambooth":
+        tags.append("dreambooth")
+    data = ModelCardData(base_model=hub_base_model(config.base_model), library_name="diffusers", license="other",
+                         tags=tags, instance_prompt=config.trigger_word)
+    return f"---\n{data.to_yaml()}\n---\n"
+
+
+def model_card(config: TrainingConfig, dataset_size: int, steps: int, final_loss: float | None, version: str,
+               weights_file: str = "", kohya_file: str = "") -> str:
+    """A Hugging Face model card for the LoRA; the file names default to the library's."""
+    weights_file = weights_file or f"{config.name}.safetensors"
+    kohya_file = kohya_file or f"{config.name}.kohya.safetensors"
+    loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
+    base = hub_base_model(config.base_model) or Path(config.base_model).name  # no local paths in a shared card
+    return card_front_matter(config) + f"""
 # {config.name}
 
-A {'DreamBooth-' if config.method == 'dreambooth' else ''}LoRA for `{config.base_model}`, trained with t2i studio
+A {'DreamBooth-' if config.method == 'dreambooth' else ''}LoRA for `{base}`, trained with t2i studio
 {version}. Write **`{config.trigger_word}`** in the prompt to call it up.
 
 | setting | value |
@@ -122,6 +142,6 @@ A {'DreamBooth-' if config.method == 'dreambooth' else ''}LoRA for `{config.base
 | prior preservation | {config.prior_preservation} |
 | final loss | {loss} |
 
-Files: `{config.name}.safetensors` (diffusers/PEFT keys; `pipe.load_lora_weights(path)`), and
-`{config.name}.kohya.safetensors` (kohya/A1111 keys, for AUTOMATIC1111 and ComfyUI).
+Files: `{weights_file}` (diffusers/PEFT keys; `pipe.load_lora_weights(path)`), and
+`{kohya_file}` (kohya/A1111 keys, for AUTOMATIC1111 and ComfyUI).
 """

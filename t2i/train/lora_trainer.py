@@ -34,6 +34,7 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from t2i.engine import VERSION
 from t2i.models import ModelCache
+from t2i.request import RequestError
 from t2i.settings import Settings
 
 from .buckets import assign_buckets, fit
@@ -41,6 +42,7 @@ from .checkpoints import Checkpoint, latest_checkpoint, save_checkpoint
 from .config import TrainingConfig
 from .dataset import load_saved
 from .export import export_lora, lora_metadata, model_card
+from .runner import BUSY_EXIT, RUN_LOCK
 
 ATTENTION_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
 # kohya's LoCon set: every layer of ResnetBlock2D, Downsample2D and Upsample2D ("conv" is the resamplers' layer)
@@ -52,6 +54,10 @@ LOCK_FILE = Path(tempfile.gettempdir()) / "t2i-training.lock"
 
 class TrainingStopped(Exception):
     """Training cannot go on; the message says why and what to change."""
+
+
+class RunBusy(Exception):
+    """Another process already trains this run."""
 
 
 class ProgressLog:
@@ -74,6 +80,21 @@ def machine_lock(log: ProgressLog):
         except BlockingIOError:
             log.write("waiting", message="another training is running on this machine")
             fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold the run folder's lock, so that no second process trains (and later re-exports) the same run."""
+    with open(run_dir / RUN_LOCK, "a") as handle:
+        for _ in range(20):  # a status probe holds it for microseconds; a trainer holds it for good
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.05)
+        else:
+            raise RunBusy(f"run {run_dir.name} is already being trained by another process")
         yield
 
 
@@ -122,14 +143,14 @@ def prepare_data(pipe, config: TrainingConfig, run_dir: Path, resolution: int, l
     groups = assign_buckets(images, resolution, multiple, config.buckets)
     latents = {size: _encode_images(pipe.vae, [fit(images[i], size) for i in members], pipe.device)
                for size, members in groups.items()}
-    trigger = config.trigger_word
-    prompts = [f"{trigger}, {item.caption}" if config.method == "lora" and config.use_captions and item.caption
+    prompts = [_with_trigger(item.caption, config) if config.method == "lora" and config.use_captions and item.caption
                else config.instance_text for item in dataset.items]
     class_latents, class_prompts = None, []
     if config.prior_preservation:
         # DreamBooth: the class prompt; a style: each caption without the trigger, so that the base model's own
         # answer to it stays the answer when the trigger is absent (no leak of the style into every prompt)
-        sources = [item.caption for item in dataset.items if item.caption] if config.method == "lora" else []
+        sources = [_without_trigger(item.caption, config) for item in dataset.items if item.caption] \
+            if config.method == "lora" else []
         sources = sources or [config.class_text]
         class_prompts = [sources[i % len(sources)] for i in range(config.num_class_images)]
         made = _class_images(pipe, config, class_prompts, run_dir / "class_images", resolution, log)
@@ -231,9 +252,12 @@ def train(run_dir: Path, lora_dir: Path) -> Path:
     config = TrainingConfig.load(run_dir / "config.json")
     config.validate()
     log = ProgressLog(run_dir / "progress.jsonl")
-    with machine_lock(log):
+    with run_lock(run_dir), machine_lock(log):
         try:
             return _train(run_dir, lora_dir, config, log)
+        except RequestError as exc:  # e.g. the base model cannot be loaded: resuming would fail the same way
+            log.write("error", message=str(exc))
+            raise TrainingStopped(str(exc)) from exc
         except TrainingStopped as exc:
             log.write("error", message=str(exc))
             raise
@@ -339,6 +363,12 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     return exported.diffusers
 
 
+def _with_trigger(caption: str, config: TrainingConfig) -> str:
+    """The caption as trained: kept when it already names the trigger (a new colour word), else prefixed with it."""
+    words = caption.replace(",", " ").split()
+    return caption if config.trigger_word in words else f"{config.trigger_word}, {caption}"
+
+
 def _without_trigger(prompt: str, config: TrainingConfig) -> str:
     words = [w for w in prompt.replace(",", " , ").split() if w != config.trigger_word]
     return " ".join(words).replace(" , ", ", ").strip(" ,") or config.class_text
@@ -360,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingStopped as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except RunBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BUSY_EXIT
     return 0
 
 

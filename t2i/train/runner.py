@@ -2,11 +2,13 @@
 
 The trainer runs as a child process (`python -m t2i.train.lora_trainer`), never inside the web server; its
 progress file is the only channel back. Across processes (the app and the CLI at once) the trainer itself
-takes a machine-wide lock, so a second run waits and says so.
+takes a machine-wide lock, so a second run waits and says so, and a lock on its run folder, so that one run is
+never trained by two processes. An interrupted, cancelled or crashed run is resumed from its newest checkpoint.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -25,6 +27,8 @@ from .config import TrainingConfig
 from .dataset import Dataset
 
 RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6}$")
+RUN_LOCK = "run.lock"  # held by a run's trainer process for its whole life, also while it waits for its turn
+BUSY_EXIT = 4  # the trainer's exit code when another process already trains the run (it writes nothing)
 
 
 @dataclass
@@ -41,15 +45,36 @@ class RunStatus:
     sample_prompts: list[str] = field(default_factory=list)
     message: str = ""
     lora: str = ""  # the finished .safetensors
+    final_loss: float | None = None
+    name: str = ""  # the LoRA's name (config.json)
+    checkpoint: int = 0  # step of the newest complete checkpoint on disk; 0: none
+    resumed_from: int | None = None  # the checkpoint step the newest attempt continued from
+    resumable: bool = False  # stopped (interrupted, cancelled, crashed) and worth starting again
 
     @property
     def finished(self) -> bool:
         return self.state in ("done", "failed", "cancelled", "interrupted")
 
+    @property
+    def resume_point(self) -> str:
+        """Where a resume continues from, in words."""
+        if self.checkpoint:
+            return f"from the checkpoint at step {self.checkpoint}"
+        return "from step 0 (it stopped before its first checkpoint)"
+
+
+def newest_checkpoint_step(folder: Path) -> int:
+    """The step of a run's newest complete checkpoint (0: none), without loading it."""
+    steps = [json.loads((p / "step.json").read_text())["step"] for p in (folder / "checkpoints").glob("step-*")
+             if (p / "step.json").exists()]
+    return max(steps, default=0)
+
 
 def read_status(folder: Path, run_id: str) -> RunStatus:
     """Status from a run folder's progress.jsonl (the events of the newest attempt count)."""
-    status = RunStatus(run_id, "interrupted")
+    status = RunStatus(run_id, "interrupted", checkpoint=newest_checkpoint_step(folder), resumable=True)
+    if (folder / "config.json").exists():
+        status.name = json.loads((folder / "config.json").read_text()).get("name", "")
     progress = folder / "progress.jsonl"
     events = [json.loads(line) for line in progress.read_text(encoding="utf-8").splitlines() if line.strip()] \
         if progress.exists() else []
@@ -58,7 +83,9 @@ def read_status(folder: Path, run_id: str) -> RunStatus:
         if kind == "start":
             status.losses = [pair for pair in status.losses if pair[0] <= event["step"]]
             status.step, status.steps, status.message = event["step"], event["steps"], ""
+            status.state, status.resumable, status.resumed_from = "interrupted", True, None
             if event.get("resumed"):
+                status.resumed_from = event["step"]
                 status.message = f"resumed from the checkpoint at step {event['step']}"
         elif kind == "step":
             status.step, status.steps = event["step"], event["steps"]
@@ -70,11 +97,28 @@ def read_status(folder: Path, run_id: str) -> RunStatus:
             status.message = event["message"]
         if kind == "done":
             status.state, status.lora, status.message = "done", event["lora"], f"saved {event['lora']}"
+            status.final_loss, status.resumable = event.get("final_loss"), False
+            if status.resumed_from is not None:
+                status.message += f" (resumed from the checkpoint at step {status.resumed_from})"
         elif kind == "error":
-            status.state, status.message = "failed", event["message"]
+            # the trainer's own errors (NaN losses, an unusable model) would recur; a crash may not
+            status.state, status.message, status.resumable = "failed", event["message"], bool(event.get("resumable"))
     if (folder / "cancelled").exists() and status.state != "done":
-        status.state, status.message = "cancelled", "cancelled; start it again to continue from its last checkpoint"
+        status.state, status.message, status.resumable = "cancelled", f"cancelled at step {status.step}", True
     return status
+
+
+def trained_elsewhere(folder: Path) -> bool:
+    """Whether a trainer process holds the run's lock (it trains the run, or waits for its turn)."""
+    path = folder / RUN_LOCK
+    if not path.exists():
+        return False
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False  # closing the file released the probe's lock
 
 
 class TrainingRunner:
@@ -119,6 +163,26 @@ class TrainingRunner:
             self._start_next()
             return 0 if self._current == run_id else self._queue.index(run_id) + 1
 
+    def resume(self, run_id: str) -> int:
+        """Queue a stopped run again; it continues from its newest checkpoint. Returns its queue position."""
+        status = self.status(run_id)
+        if status.state in ("queued", "waiting", "running"):
+            raise RequestError(f"run {run_id} is already {status.state}")
+        if status.state == "done":
+            raise RequestError(f"run {run_id} has already finished: {status.lora}")
+        if not status.resumable:
+            raise RequestError(f"run {run_id} failed and resuming would fail the same way ({status.message}); "
+                               "start a new run with other settings")
+        if (self.settings.lora_dir / f"{status.name}.safetensors").exists():
+            raise RequestError(f"the LoRA library already has {status.name!r}; move that file away to resume "
+                               f"run {run_id}")
+        return self.submit(run_id)
+
+    def runs(self) -> list[RunStatus]:
+        """Every run on this machine, newest first."""
+        folders = sorted(self.root.glob("*"), reverse=True) if self.root.exists() else []
+        return [self.status(f.name) for f in folders if RUN_ID.match(f.name) and (f / "config.json").exists()]
+
     def cancel(self, run_id: str) -> None:
         """Stop a running run (its checkpoints stay, so it can be resumed) or take it out of the queue."""
         folder = self.folder(run_id)
@@ -141,6 +205,10 @@ class TrainingRunner:
                 status.message = f"queued: position {status.queue_position}"
             elif run_id == self._current and status.state == "interrupted":  # its process is alive
                 status.state = "waiting" if status.message.startswith("another training") else "running"
+            elif run_id != self._current and status.state != "done" and trained_elsewhere(folder):
+                status.state, status.message = "running", "trained by another process on this machine"
+        if status.state in ("queued", "waiting", "running"):
+            status.resumable = False
         return status
 
     def is_active(self, run_id: str) -> bool:
@@ -177,13 +245,14 @@ class TrainingRunner:
     def _watch(self, run_id: str, process: subprocess.Popen) -> None:
         code = process.wait()
         folder = self.folder(run_id)
-        if code != 0 and not (folder / "cancelled").exists() and read_status(folder, run_id).state != "failed":
+        if code not in (0, BUSY_EXIT) and not (folder / "cancelled").exists() \
+                and read_status(folder, run_id).state != "failed":
             if code < 0:  # killed by a signal (OOM killer, kill -9): resumable, not a failure of the run
-                event = {"event": "note", "message": f"the trainer was killed (signal {-code}); start the run "
-                                                     "again to continue from its last checkpoint"}
-            else:
+                event = {"event": "note", "message": f"the trainer was killed (signal {-code})"}
+            else:  # a crash the trainer did not foresee (out of memory, disk full, ...): worth resuming
                 tail = (folder / "trainer.log").read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-                event = {"event": "error", "message": f"the trainer exited with code {code}: {tail[0]}"}
+                event = {"event": "error", "message": f"the trainer exited with code {code}: {tail[0]}",
+                         "resumable": True}
             with open(folder / "progress.jsonl", "a", encoding="utf-8") as handle:
                 handle.write(json.dumps({**event, "time": time.time()}) + "\n")
         with self._lock:

@@ -14,6 +14,7 @@ from t2i.settings import Settings
 
 from .config import config_from_preset
 from .dataset import Dataset, DatasetLimits, load_saved, prepare_dataset
+from .hub import push_run
 from .runner import RunStatus, TrainingRunner
 
 TOKEN_CHARS = set("0123456789abcdef")
@@ -31,7 +32,8 @@ class CheckedDataset:
 
 
 class TrainingStudio:
-    """Checks uploads, starts/cancels runs and reports their status; sample images pass the safety gate."""
+    """Checks uploads, starts/cancels/resumes runs, reports their status and pushes finished LoRAs to the Hub;
+    sample images pass the safety gate."""
 
     def __init__(self, settings: Settings, safety: SafetyGate, runner: TrainingRunner | None = None):
         self.settings = settings
@@ -53,13 +55,14 @@ class TrainingStudio:
                               dataset.notes)
 
     def start(self, token: str, captions: list[str], preset: str, name: str, trigger: str = "",
-              steps: int | None = None, method: str | None = None) -> tuple[str, int]:
-        """Start (or queue) a training of a checked upload with edited captions; returns (run id, queue position)."""
+              steps: int | None = None, method: str | None = None, **settings) -> tuple[str, int]:
+        """Start (or queue) a training of a checked upload with edited captions; returns (run id, queue position).
+        `settings` are further TrainingConfig fields (checkpoint_every, rank, ...)."""
         dataset = self._checked(token)
         if len(captions) != len(dataset.items):
             raise RequestError(f"{len(captions)} captions for {len(dataset.items)} images")
         items = [replace(item, caption=" ".join(str(text or "").split())) for item, text in zip(dataset.items, captions)]
-        overrides = {"name": name, "trigger": trigger}
+        overrides = {"name": name, "trigger": trigger, **settings}
         if steps:
             overrides["steps"] = int(steps)
         if method:
@@ -69,10 +72,26 @@ class TrainingStudio:
         return run_id, self.runner.submit(run_id)
 
     def status(self, run_id: str) -> RunStatus:
-        """The run's status; sample images the safety gate flags are left out."""
+        """The run's status (a stopped run's message says how to resume it); flagged sample images left out."""
         status = self.runner.status(run_id)
         status.samples = [path for path in status.samples if self._sample_ok(path)]
+        if status.resumable:
+            status.message = "; ".join(filter(None, [status.message, f"press Resume to continue {status.resume_point}"]))
         return status
+
+    def resume(self, run_id: str) -> int:
+        """Resume an interrupted, cancelled or crashed run from its newest checkpoint; its queue position (0: started).
+        A RequestError when the run is unknown, finished, failed for good, or already queued or running."""
+        return self.runner.resume(run_id)
+
+    def resumable_runs(self) -> list[RunStatus]:
+        """This machine's runs that Resume can continue, newest first."""
+        return [run for run in self.runner.runs() if run.resumable]
+
+    def push(self, run_id: str, repo_id: str, token: str = "", private: bool = False) -> str:
+        """Upload a finished run's LoRA to the Hugging Face Hub repo `repo_id` (token: given, or HF_TOKEN);
+        returns the repo URL."""
+        return push_run(self.runner, run_id, repo_id, token, private)
 
     def cancel(self, run_id: str) -> RunStatus:
         """Cancel a queued or running training."""

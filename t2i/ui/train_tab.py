@@ -1,4 +1,5 @@
-"""The Train tab: upload -> gallery with editable captions -> preset/name/trigger -> start/cancel, live progress.
+"""The Train tab: upload -> gallery with editable captions -> preset/name/trigger -> start/cancel/resume, live
+progress, and a push of the finished LoRA to the Hugging Face Hub.
 
 Training runs in its own process (t2i.train.runner); this tab only reads its progress file, once a second.
 """
@@ -35,12 +36,24 @@ def create_train_tab(studio: Studio) -> None:
             name = gr.Textbox(label="Name", value="", placeholder="my_style")
             trigger = gr.Textbox(label="Trigger word", value="", placeholder="a rare word, e.g. zqx")
             steps = gr.Number(label="Steps (0 = preset)", value=0, precision=0)
+            checkpoint_every = gr.Number(label="Checkpoint every N steps (0 = preset)", value=0, precision=0)
             with gr.Row():
                 start_btn = gr.Button("Start training", variant="primary", elem_id="train_start")
                 cancel_btn = gr.Button("Cancel", elem_id="train_cancel")
             run_id = gr.Textbox(label="Run", value="", interactive=False, elem_id="train_run")
             state = gr.Markdown("")
             bar = gr.Slider(label="Progress (steps)", minimum=0, maximum=1, value=0, interactive=False)
+            with gr.Row():
+                resumable = gr.Dropdown(label="Stopped runs on this machine (empty: the run above)", choices=[],
+                                        value="", allow_custom_value=True, elem_id="train_resumable")
+                resume_btn = gr.Button("Resume", elem_id="train_resume")
+            with gr.Accordion("Push to the Hugging Face Hub", open=False):
+                repo = gr.Textbox(label="Repo id", value="", placeholder="your-name/my-lora")
+                token_box = gr.Textbox(label="Token with write access (empty: the server's HF_TOKEN)", value="",
+                                       type="password")
+                private = gr.Checkbox(label="Private repo", value=False)
+                push_btn = gr.Button("Push the finished LoRA", elem_id="train_push")
+                pushed = gr.Markdown("")
     with gr.Row():
         losses = gr.LinePlot(value=pd.DataFrame({"step": [], "loss": []}), x="step", y="loss", label="Loss",
                              height=240)
@@ -57,14 +70,38 @@ def create_train_tab(studio: Studio) -> None:
         return (checked.token, list(zip(checked.files, checked.captions)),
                 [[n, c] for n, c in zip(checked.names, checked.captions)], f"{len(checked.files)} images. {shown}")
 
-    def start(token="", table=None, preset=DEFAULT_PRESET, method="(preset)", name="", trigger="", steps=0):
+    def start(token="", table=None, preset=DEFAULT_PRESET, method="(preset)", name="", trigger="", steps=0,
+              checkpoint_every=0):
         rows = table.values.tolist() if isinstance(table, pd.DataFrame) else (table or [])
+        extra = {"checkpoint_every": int(checkpoint_every)} if checkpoint_every else {}
         try:
             run, position = trainer.start(token, [row[1] for row in rows], preset, name, trigger, int(steps or 0),
-                                          None if method == "(preset)" else method)
+                                          None if method == "(preset)" else method, **extra)
         except RequestError as exc:
             raise gr.Error(str(exc)) from exc
         return run, f"queued: position {position}" if position else "starting", gr.Timer(active=True)
+
+    def stopped_runs(selected=""):
+        """The dropdown of resumable runs, `selected` picked when it is one of them."""
+        runs = trainer.resumable_runs()
+        choices = [(f"{r.name}: step {r.step}/{r.steps}, {r.state} ({r.run_id})", r.run_id) for r in runs]
+        return gr.Dropdown(choices=choices, value=selected if selected in [r.run_id for r in runs] else "")
+
+    def resume(picked="", shown=""):
+        run = picked or shown
+        try:
+            position = trainer.resume(run)
+        except RequestError as exc:
+            raise gr.Error(str(exc)) from exc
+        state_text = f"queued: position {position}" if position else "resuming"
+        return run, state_text, gr.Timer(active=True), stopped_runs()
+
+    def push(run="", repo_id="", token="", private=False):
+        try:
+            url = trainer.push(run, repo_id, token, bool(private))
+        except RequestError as exc:
+            raise gr.Error(str(exc)) from exc
+        return f"Uploaded to {url}"
 
     def status(run=""):
         if not run:
@@ -78,17 +115,21 @@ def create_train_tab(studio: Studio) -> None:
         curve = pd.DataFrame(current.losses, columns=["step", "loss"])
         shown = list(zip(current.samples, current.sample_prompts)) if current.samples else []
         return (text, gr.Slider(maximum=max(1, current.steps), value=current.step), curve, shown,
-                gr.Timer(active=not current.finished))
+                gr.Timer(active=not current.finished),
+                stopped_runs(run) if current.finished and current.resumable else gr.update())
 
     def cancel(run=""):
         try:
             current = trainer.cancel(run)
         except RequestError as exc:
             raise gr.Error(str(exc)) from exc
-        return f"**{current.state}**: {current.message}"
+        return f"**{current.state}**: {current.message}", stopped_runs(run)
 
     check_btn.click(check, files, [token, gallery, captions, notes], api_name="train_check")
-    start_btn.click(start, [token, captions, preset, method, name, trigger, steps], [run_id, state, timer],
-                    api_name="train_start")
-    timer.tick(status, run_id, [state, bar, losses, samples, timer], api_name="train_status", queue=False)
-    cancel_btn.click(cancel, run_id, state, api_name="train_cancel", queue=False)
+    start_btn.click(start, [token, captions, preset, method, name, trigger, steps, checkpoint_every],
+                    [run_id, state, timer], api_name="train_start")
+    timer.tick(status, run_id, [state, bar, losses, samples, timer, resumable], api_name="train_status", queue=False)
+    cancel_btn.click(cancel, run_id, [state, resumable], api_name="train_cancel", queue=False)
+    resumable.focus(stopped_runs, resumable, resumable, api_name="train_runs", queue=False)
+    resume_btn.click(resume, [resumable, run_id], [run_id, state, timer, resumable], api_name="train_resume")
+    push_btn.click(push, [run_id, repo, token_box, private], pushed, api_name="train_push")
