@@ -186,7 +186,7 @@ def test_cli_push_checks_first_and_reports_an_unreachable_hub(finished, tmp_path
     endpoint = f"http://127.0.0.1:{_unused_port()}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "T2I_DATA_DIR": str(settings.data_dir),
            "T2I_LORA_DIR": str(settings.lora_dir), "T2I_ENTRY_POINT_PLUGINS": "0", "HF_HUB_OFFLINE": "0",
-           "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf-home"), "T2I_HUB_TIMEOUT": "5"}
+           "HF_ENDPOINT": endpoint, "HF_TOKEN_PATH": str(tmp_path / "no-token"), "T2I_HUB_TIMEOUT": "5"}
     env.pop("HF_TOKEN", None)
     env.pop("HUGGING_FACE_HUB_TOKEN", None)
     train = [sys.executable, "-m", "t2i", "train", "--images", str(tmp_path / "none"), "--name", "never"]

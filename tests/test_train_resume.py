@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +26,13 @@ from t2i.train.studio import TrainingStudio
 from test_train_lora import ROOT, _events, _teal_images
 
 SMALL = dict(batch_size=2, rank=4, alpha=4.0, checkpoint_every=2, sample_every=0, prior_preservation=False)
+TOKEN = "hf_NotARealTokenButSecret1234567890"
+
+
+def _unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -142,3 +151,52 @@ def test_cli_resume_continues_a_cancelled_run_and_prints_the_lora_last(train_env
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 1 and again.stderr.strip().splitlines()[-1].startswith(
         f"error: run {run_id} has already finished")
+
+
+def test_train_tab_api_cancel_resume_and_push(launch_app, tmp_path):
+    """The Train tab's endpoints as a client uses them: start, cancel after a checkpoint, pick the run from the
+    list of stopped runs, resume, finish; then a push that cannot reach the Hub says so."""
+    from gradio_client import Client, handle_file
+
+    folder = _teal_images(tmp_path / "images", count=3)
+    port = _unused_port()
+    env = dict(T2I_TRAIN_LOCK=str(tmp_path / "train.lock"), T2I_TRAIN_THREADS="1", HF_HUB_OFFLINE="0",
+               HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_TOKEN="", HF_TOKEN_PATH=str(tmp_path / "no-token"))
+    with launch_app(tmp_path / "app-data", **env) as url:
+        client = Client(url, verbose=False)
+        _, table, notes = client.predict([handle_file(str(p)) for p in sorted(folder.iterdir())],
+                                         api_name="/train_check")
+        assert notes.startswith("3 images"), notes
+        run_id, state, _ = client.predict(table, "quick style", "(preset)", "tab_resume", "tlq", 12, 2,
+                                          api_name="/train_start")
+        assert state == "starting"
+        status = lambda: client.predict(run_id, api_name="/train_status")[0]  # noqa: E731
+        _until(lambda: re.match(r"\*\*running\*\* step ([3-9]|1[01])/12", status()), "a step after a checkpoint",
+               poll=0.2)
+        cancelled = client.predict(run_id, api_name="/train_cancel")[0]
+        assert re.fullmatch(r"\*\*cancelled\*\*: cancelled at step \d+; press Resume to continue from the "
+                            r"checkpoint at step \d+", cancelled), cancelled
+        checkpoint = int(cancelled.rsplit(" ", 1)[1])
+        stopped = client.predict(run_id, api_name="/train_runs")  # the dropdown: stopped runs, this one picked
+        assert stopped["value"] == run_id and [value for _, value in stopped["choices"]] == [run_id]
+        assert stopped["choices"][0][0].startswith("tab_resume: step ") and "cancelled" in stopped["choices"][0][0]
+        with pytest.raises(Exception, match="unknown training run"):
+            client.predict("20990101-000000-nothing-000000", "", api_name="/train_resume")
+
+        resumed_id, resumed, *_ = client.predict(run_id, "", api_name="/train_resume")
+        assert (resumed_id, resumed) == (run_id, "resuming")
+        done = _until(lambda: (text := status()).startswith(("**done**", "**failed**")) and text, "the end",
+                      timeout=600, poll=0.5)
+        assert done.startswith("**done** step 12/12: saved ") and done.endswith(
+            f"tab_resume.safetensors (resumed from the checkpoint at step {checkpoint})"), done
+        with pytest.raises(Exception, match="has already finished"):
+            client.predict(run_id, "", api_name="/train_resume")
+        assert client.predict(run_id, api_name="/train_runs")["choices"] == []  # no longer a stopped run
+
+        with pytest.raises(Exception, match=f"could not reach the Hub at http://127.0.0.1:{port}"):
+            client.predict(run_id, "me/tab-resume", TOKEN, True, api_name="/train_push")
+        with pytest.raises(Exception, match="no Hugging Face token"):
+            client.predict(run_id, "me/tab-resume", "", False, api_name="/train_push")
+        with pytest.raises(Exception, match="is not a Hub repo id"):
+            client.predict(run_id, "me/tab resume", TOKEN, False, api_name="/train_push")
+    print(f"Train tab: cancelled, resumed from the checkpoint at step {checkpoint}, finished at 12/12")

@@ -81,7 +81,7 @@ def test_a_killed_trainer_leaves_the_server_serving_and_the_lock_free(client, ch
     trainer = trainer_process(reliability_data / "training" / killed)
     os.kill(trainer.pid, signal.SIGKILL)
     status = wait_for(client, killed, r"\*\*interrupted\*\*")
-    assert "the trainer was killed (signal 9)" in status and "start the run again" in status, status
+    assert "the trainer was killed (signal 9)" in status and "press Resume to continue from" in status, status
 
     served = generate(client, **NORMAL)
     assert served.same_as(reference)
