@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -23,16 +22,10 @@ from t2i.train.dataset import prepare_dataset
 from t2i.train.runner import TrainingRunner, read_status
 from t2i.train.studio import TrainingStudio
 
+from test_train_hub import TOKEN, _unused_port
 from test_train_lora import ROOT, _events, _teal_images
 
 SMALL = dict(batch_size=2, rank=4, alpha=4.0, checkpoint_every=2, sample_every=0, prior_preservation=False)
-TOKEN = "hf_NotARealTokenButSecret1234567890"
-
-
-def _unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -183,8 +183,9 @@ class TrainingRunner:
         folders = sorted(self.root.glob("*"), reverse=True) if self.root.exists() else []
         return [self.status(f.name) for f in folders if RUN_ID.match(f.name) and (f / "config.json").exists()]
 
-    def cancel(self, run_id: str) -> None:
-        """Stop a running run (its checkpoints stay, so it can be resumed) or take it out of the queue."""
+    def cancel(self, run_id: str, wait_s: float = 10.0) -> None:
+        """Stop a running run (its checkpoints stay, so it can be resumed) or take it out of the queue; waits up
+        to `wait_s` for the trainer to exit, so that the status read next is final and Resume works at once."""
         folder = self.folder(run_id)
         with self._lock:
             (folder / "cancelled").touch()
@@ -192,6 +193,9 @@ class TrainingRunner:
                 self._queue.remove(run_id)
             elif run_id == self._current and self._process is not None:
                 self._process.terminate()
+        deadline = time.time() + wait_s
+        while self.is_active(run_id) and time.time() < deadline:
+            time.sleep(0.05)
 
     def status(self, run_id: str) -> RunStatus:
         """The run's status, with its queue position while it waits."""
@@ -207,8 +211,8 @@ class TrainingRunner:
                 status.state = "waiting" if status.message.startswith("another training") else "running"
             elif run_id != self._current and status.state != "done" and trained_elsewhere(folder):
                 status.state, status.message = "running", "trained by another process on this machine"
-        if status.state in ("queued", "waiting", "running"):
-            status.resumable = False
+            if status.state in ("queued", "waiting", "running") or run_id == self._current:
+                status.resumable = False  # its process is still alive (also a cancelled one, for a moment)
         return status
 
     def is_active(self, run_id: str) -> bool:

@@ -105,7 +105,7 @@ def create_train_tab(studio: Studio) -> None:
 
     def status(run=""):
         if not run:
-            return gr.update(), gr.update(), gr.update(), gr.update(), gr.Timer(active=False)
+            return gr.update(), gr.update(), gr.update(), gr.update(), gr.Timer(active=False), gr.update()
         try:
             current = trainer.status(run)
         except RequestError as exc:
