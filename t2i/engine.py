@@ -6,42 +6,52 @@ import logging
 import secrets
 import threading
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from PIL import Image
 
+from .batching import Batcher
 from .fastpath import feature_cache
-from .models import ModelCache
-from .plugins import PluginManager, activated
+from .models import LoadedModel, ModelCache
+from .plugins import Plugin, PluginManager, activated
 from .previews import latents_to_preview, preview_method
+from .progress import GenerationCancelled, ProgressCallback, ProgressEvent
 from .prompts import encode_prompts
 from .request import MAX_SEED, GeneratedImage, GenerationRequest, GenerationResult, RequestError
 from .safety import SafetyGate
 from .samplers import make_scheduler
 from .settings import Settings
-from .styles import BUILTIN_STYLES_DIR, UnknownStyleError, apply_styles, load_styles
+from .styles import BUILTIN_STYLES_DIR, StyledPrompt, UnknownStyleError, apply_styles, load_styles
 
 VERSION = "0.1.0"
 log = logging.getLogger(__name__)
 
 
-class GenerationCancelled(Exception):
-    """The caller asked to stop; nothing is returned for the unfinished batch."""
-
-
 @dataclass
-class ProgressEvent:
-    """Sent during sampling: which step of which batch, and approximate previews of the images."""
+class PreparedRequest:
+    """A validated request with what is settled before its model is taken: units, styled prompts, size, seed."""
 
-    step: int
-    total_steps: int
-    batch: int
-    total_batches: int
-    previews: list[Image.Image | None] | None = None  # None for a preview the safety gate held back
+    request: GenerationRequest
+    model: LoadedModel
+    used: list[tuple[Plugin, list[dict]]]  # plugins with units, adapters found in the prompt included
+    styled: StyledPrompt
+    width: int
+    height: int
+    base_seed: int
+    audit_id: str  # ties this request's safety verdicts together in the audit log
 
+    @property
+    def adapters(self) -> list[tuple[Plugin, list[dict]]]:
+        return [(plugin, units) for plugin, units in self.used if plugin.kind == "adapter"]
 
-ProgressCallback = Callable[[ProgressEvent], None]
+    def seeds(self, batch: int) -> list[int]:
+        """The seed of each image in batch number `batch` (from 0): consecutive from the base seed."""
+        size = self.request.batch_size
+        return [(self.base_seed + batch * size + k) % (MAX_SEED + 1) for k in range(size)]
+
+    def described(self) -> dict:
+        """What the used plugins add to the recipe (e.g. LoRA hashes)."""
+        return {k: v for plugin, units in self.used for k, v in plugin.describe(units).items()}
 
 
 class Engine:
@@ -52,13 +62,24 @@ class Engine:
         self.models = ModelCache(self.settings)
         self.plugins = plugins if plugins is not None else PluginManager.discover(self.settings)
         self.safety = SafetyGate(self.plugins, self.settings)
+        self.batcher = Batcher(self)
         self.styles = load_styles([BUILTIN_STYLES_DIR, *self.settings.styles_dirs])
         for problem in self.styles.problems:  # a broken style file is skipped, not fatal
             log.warning("style skipped: %s", problem)
 
     def generate(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:
-        """Validate and run a request; each returned image carries the exact parameters that made it."""
+        """Validate and run a request; each returned image carries the exact parameters that made it.
+
+        With batching on (T2I_BATCH_MAX > 1) a compatible request may share one pipeline call with others.
+        """
+        prepared = self.prepare(request)
+        if self.batcher.accepts(prepared):
+            return self.batcher.submit(prepared, on_progress, cancel)
+        return self.run(prepared, on_progress, cancel)
+
+    def prepare(self, request: GenerationRequest) -> PreparedRequest:
+        """Validate, collect plugin units, apply styles and check the prompts: the work before the model lock."""
         request.validate(self.settings)
         units = self.plugins.units_for_request(request.plugin_units)
         prompt = request.prompt
@@ -70,16 +91,22 @@ class Engine:
             styled = apply_styles(prompt, request.negative_prompt, list(request.styles), self.styles)
         except UnknownStyleError as exc:
             raise RequestError(str(exc)) from exc
-        audit_id = secrets.token_hex(6)  # ties this request's safety verdicts together in the audit log
+        audit_id = secrets.token_hex(6)
         self.safety.check_prompts(styled.prompt, styled.negative_prompt, request_id=audit_id)
         model = self.models.get(request.model)
-        width = request.width or model.native_size
-        height = request.height or model.native_size
-        base_seed = request.seed if request.seed >= 0 else secrets.randbelow(MAX_SEED + 1)
+        return PreparedRequest(
+            request=request, model=model, styled=styled, audit_id=audit_id,
+            used=[(self.plugins.plugins[name], plugin_units) for name, plugin_units in units.items() if plugin_units],
+            width=request.width or model.native_size, height=request.height or model.native_size,
+            base_seed=request.seed if request.seed >= 0 else secrets.randbelow(MAX_SEED + 1))
+
+    def run(self, prepared: PreparedRequest, on_progress: ProgressCallback | None = None,
+            cancel: threading.Event | None = None) -> GenerationResult:
+        """Run a prepared request on its own, holding its model's lock."""
+        request, model, styled, used = prepared.request, prepared.model, prepared.styled, prepared.used
+        width, height, audit_id = prepared.width, prepared.height, prepared.audit_id
         result = GenerationResult(model=model.name, mode=request.mode)
-        used = [(self.plugins.plugins[name], plugin_units) for name, plugin_units in units.items() if plugin_units]
-        adapters = [(p, u) for p, u in used if p.kind == "adapter"]
-        with model.lock, torch.inference_mode(), activated(model, adapters):
+        with model.lock, torch.inference_mode(), activated(model, prepared.adapters):
             # 1. the pipeline for this mode (a conditioner may swap in its own), with a fresh scheduler
             pipe = model.pipeline_for(request.mode)
             extra = self._mode_inputs(request, width, height)
@@ -91,10 +118,9 @@ class Engine:
             pipe.set_progress_bar_config(disable=True)
             # 2. weighted prompt embeddings (A1111 or compel syntax), after adapters touched the text encoder
             embeds = encode_prompts(model, styled.prompt, styled.negative_prompt)
-            described = {k: v for plugin, plugin_units in used for k, v in plugin.describe(plugin_units).items()}
+            described = prepared.described()
             for batch in range(request.batch_count):
-                seeds = [(base_seed + batch * request.batch_size + k) % (MAX_SEED + 1)
-                         for k in range(request.batch_size)]
+                seeds = prepared.seeds(batch)
                 callback = self._step_callback(model, request, batch, on_progress, cancel, audit_id)
                 # 3. denoise and decode; one generator per image so each image is reproducible by its seed
                 with feature_cache(pipe.unet, model.cache["fast_path"].cache_interval):
@@ -107,12 +133,19 @@ class Engine:
                 if request.mask is not None:  # keep unmasked pixels exactly (the VAE round trip shifts them)
                     images = [Image.composite(image, extra["image"], extra["mask_image"]) for image in images]
                 # 4. every image through the safety gate, one by one
-                for image, seed in zip(images, seeds):
-                    params = self._parameters(request, model, styled, seed, width, height, described)
-                    screened = self.safety.screen_image(image, "image", request_id=audit_id)
-                    result.images.append(GeneratedImage(image=screened.image, seed=seed, parameters=params,
-                                                        notice=screened.notice))
+                result.images.extend(self.finish_images(prepared, images, seeds, described))
         return result
+
+    def finish_images(self, prepared: PreparedRequest, images: list[Image.Image], seeds: list[int],
+                      described: dict) -> list[GeneratedImage]:
+        """Each image screened by the safety gate, with the recipe that remakes it."""
+        finished = []
+        for image, seed in zip(images, seeds):
+            params = self._parameters(prepared.request, prepared.model, prepared.styled, seed, prepared.width,
+                                      prepared.height, described)
+            screened = self.safety.screen_image(image, "image", request_id=prepared.audit_id)
+            finished.append(GeneratedImage(image=screened.image, seed=seed, parameters=params, notice=screened.notice))
+        return finished
 
     @staticmethod
     def _mode_inputs(request: GenerationRequest, width: int, height: int) -> dict:
@@ -135,13 +168,15 @@ class Engine:
                 done = step + 1
                 previews = None
                 if done % every == 0 and done < pipe.num_timesteps:
-                    # a preview that would be flagged is not shown: None in its place
-                    previews = [None if self.safety.screen_image(p, "preview", request_id=audit_id).flagged else p
-                                for p in latents_to_preview(model, kwargs["latents"], method)]
+                    previews = self.screen_previews(latents_to_preview(model, kwargs["latents"], method), audit_id)
                 on_progress(ProgressEvent(done, pipe.num_timesteps, batch + 1, request.batch_count, previews))
             return kwargs
 
         return callback
+
+    def screen_previews(self, previews: list[Image.Image], audit_id: str) -> list[Image.Image | None]:
+        """Live previews as shown: one that would be flagged is not shown, None in its place."""
+        return [None if self.safety.screen_image(p, "preview", request_id=audit_id).flagged else p for p in previews]
 
     @staticmethod
     def _parameters(request, model, styled, seed, width, height, described) -> dict:

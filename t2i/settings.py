@@ -85,6 +85,11 @@ class Settings:
     c2pa_cert: str = field(default_factory=lambda: _env("T2I_C2PA_CERT", ""))
     # speed switches (t2i/fastpath.py): auto | quality | fast | a comma list such as channels_last,low_precision,cache=2
     speed: str = field(default_factory=lambda: _env("T2I_SPEED", "auto"))
+    # batching of compatible queued requests into one pipeline call (t2i/batching.py): images per call (1 = off,
+    # the default: a batched image may differ from the same request run alone by a level in a few pixels), and
+    # how long a request waits for companions before it runs
+    batch_max: int = field(default_factory=lambda: int(_env("T2I_BATCH_MAX", "1")))
+    batch_window_ms: float = field(default_factory=lambda: float(_env("T2I_BATCH_WINDOW_MS", "30")))
 
 
 def resolve_device(name: str):

@@ -12,7 +12,8 @@ from .plugin_panels import accept_plugin_values, units_from_values
 
 
 def create_control_preview(studio: Studio, plugins: list[Plugin], plugin_widgets: dict, model: gr.Component,
-                           width: gr.Component, height: gr.Component, concurrency_id: str) -> None:
+                           width: gr.Component, height: gr.Component, concurrency_id: str,
+                           concurrency_limit: int = 1) -> None:
     """A button and a gallery under the ControlNet panel (nothing when the ControlNet plugin is off)."""
     controlnet = next((p for p in plugins if p.name == "controlnet"), None)
     if controlnet is None:
@@ -32,4 +33,5 @@ def create_control_preview(studio: Studio, plugins: list[Plugin], plugin_widgets
             raise gr.Error(str(exc)) from exc
 
     button.click(accept_plugin_values(preview, widgets), inputs=[model, width, height], inputs_kwargs=widgets,
-                 outputs=maps, api_name="control_preview", concurrency_id=concurrency_id)
+                 outputs=maps, api_name="control_preview", concurrency_id=concurrency_id,
+                 concurrency_limit=concurrency_limit)

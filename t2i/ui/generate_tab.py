@@ -25,6 +25,8 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
     Returns the form widgets by GenerateForm field name, plus the results gallery and the recipe link widgets.
     """
     settings = studio.settings
+    # batching (T2I_BATCH_MAX) can only group requests that are in the engine at once; the group's lowest limit wins
+    model_work_limit = max(1, settings.batch_max)
     with gr.Row():
         with gr.Column(scale=3):
             prompt = gr.Textbox(label="Prompt", value="", lines=3, elem_id="prompt",
@@ -58,7 +60,8 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
             plugins = studio.plugins()
             plugin_widgets = create_plugin_panels(plugins)
             create_lora_library(plugins, prompt)
-            create_control_preview(studio, plugins, plugin_widgets, model, width, height, MODEL_WORK)
+            create_control_preview(studio, plugins, plugin_widgets, model, width, height, MODEL_WORK,
+                                   model_work_limit)
         with gr.Column(scale=2):
             preview = gr.Image(label="Preview", type="pil", interactive=False, visible=False, height=256, elem_id="preview")
             gallery = gr.Gallery(label="Images", type="filepath", columns=4, height=420, elem_id="gallery",
@@ -101,7 +104,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
                 init_image, mask, strength],
         inputs_kwargs=plugin_widgets,  # one named API parameter per plugin unit field, e.g. lora_1_weight
         outputs=[preview, gallery, info, last_seed], api_name="generate", concurrency_id=MODEL_WORK,
-        concurrency_limit=1,
+        concurrency_limit=model_work_limit,
     )
     def stop(request: gr.Request = None):
         # the page cancels `run` itself; API callers have only this call, so the studio stops the session's runs too

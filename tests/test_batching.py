@@ -1,0 +1,229 @@
+"""Batching of queued requests (T2I_BATCH_MAX): fewer pipeline calls, and every request keeps its own images.
+
+Calls are counted by a forward hook on the real UNet: each pipeline call runs `steps` UNet passes whose batch
+is 2 x its images (CFG), so the batch sizes seen tell how requests were grouped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from t2i.batching import batch_key
+from t2i.engine import Engine, GenerationCancelled
+from t2i.eval.analyzer import analyze
+from t2i.request import GenerationRequest, RequestError
+
+STEPS = 20
+PROMPTS = {"red": "a large red circle in the top left on a blue background",
+           "blue": "a large blue square in the center on a white background",
+           "green": "a large green triangle in the center on a white background",
+           "yellow": "a large yellow star in the center on a black background"}
+
+
+@pytest.fixture(scope="module")
+def batching_engine(settings) -> Engine:
+    # a long window so that threads started together meet even on a loaded machine; a full batch does not wait
+    return Engine(dataclasses.replace(settings, batch_max=4, batch_window_ms=1000))
+
+
+@contextlib.contextmanager
+def unet_batches(engine: Engine):
+    """The batch size of every UNet pass while the block runs."""
+    sizes: list[int] = []
+    unet = engine.models.get("").pipeline.unet
+    handle = unet.register_forward_hook(lambda module, args, output: sizes.append(args[0].shape[0]))
+    try:
+        yield sizes
+    finally:
+        handle.remove()
+
+
+def run_together(engine: Engine, requests: list[GenerationRequest], **per_request) -> list:
+    """Run requests from one thread each, started together; each outcome is a result or the exception raised."""
+    outcomes: list = [None] * len(requests)
+    start = threading.Barrier(len(requests))
+
+    def work(index):
+        start.wait()
+        try:
+            outcomes[index] = engine.generate(requests[index], **{k: v[index] for k, v in per_request.items()})
+        except Exception as exc:
+            outcomes[index] = exc
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def pixel_difference(first, second) -> int:
+    return int(np.abs(np.asarray(first, int) - np.asarray(second, int)).max())
+
+
+def assert_like_alone(engine: Engine, request: GenerationRequest, result) -> None:
+    """Each image is within 2 levels of the same request run alone, with the same seeds and recipe."""
+    alone = engine.generate(request)
+    assert [item.seed for item in result.images] == [item.seed for item in alone.images]
+    for batched, single in zip(result.images, alone.images):
+        assert pixel_difference(batched.image, single.image) <= 2
+        assert batched.parameters == single.parameters
+
+
+def test_concurrent_requests_share_calls_and_keep_their_own_images(batching_engine, engine):
+    requests = [GenerationRequest(prompt=prompt, seed=10 + i, steps=STEPS) for i, prompt in enumerate(PROMPTS.values())]
+    with unet_batches(batching_engine) as sizes:
+        results = run_together(batching_engine, requests)
+    calls = len(sizes) // STEPS
+    assert calls < len(requests) and max(sizes) > 2  # at least two requests in one call
+    assert sum(sizes) == 2 * len(requests) * STEPS  # every image sampled exactly once
+    for colour, request, result in zip(PROMPTS, requests, results):
+        item = result.images[0]
+        assert analyze(item.image).objects[0].colour == colour  # its own prompt, not a neighbour's
+        assert (item.seed, item.parameters["prompt"]) == (request.seed, request.prompt)
+        assert_like_alone(engine, request, result)
+
+
+def test_batch_sizes_add_up_and_seeds_follow_each_request(batching_engine, engine):
+    requests = [GenerationRequest(prompt=PROMPTS["red"], seed=70, batch_size=2, steps=STEPS),
+                GenerationRequest(prompt=PROMPTS["blue"], seed=90, steps=STEPS)]
+    with unet_batches(batching_engine) as sizes:
+        results = run_together(batching_engine, requests)
+    assert sizes == [6] * STEPS  # one call of 3 images
+    assert [item.seed for item in results[0].images] == [70, 71]
+    assert [analyze(item.image).objects[0].colour for item in results[0].images] == ["red", "red"]
+    assert analyze(results[1].images[0].image).objects[0].colour == "blue"
+    for request, result in zip(requests, results):
+        assert_like_alone(engine, request, result)
+
+
+def test_an_incompatible_request_runs_alone(batching_engine):
+    requests = [GenerationRequest(prompt=PROMPTS["red"], seed=1, steps=STEPS),
+                GenerationRequest(prompt=PROMPTS["blue"], seed=2, steps=STEPS),
+                GenerationRequest(prompt=PROMPTS["green"], seed=3, steps=12)]
+    with unet_batches(batching_engine) as sizes:
+        results = run_together(batching_engine, requests)
+    assert Counter(sizes) == {4: STEPS, 2: 12}  # the two 20-step requests together, the 12-step one alone
+    assert [analyze(r.images[0].image).objects[0].colour for r in results] == ["red", "blue", "green"]
+
+
+def test_a_long_prompt_gets_a_call_of_its_own(batching_engine):
+    long_prompt = PROMPTS["red"] + ", " + ", ".join(["sharp edges"] * 40)  # more than 77 tokens: longer embeddings
+    requests = [GenerationRequest(prompt=long_prompt, seed=5, steps=STEPS),
+                GenerationRequest(prompt=PROMPTS["blue"], seed=6, steps=STEPS)]
+    with unet_batches(batching_engine) as sizes:
+        results = run_together(batching_engine, requests)
+    assert sizes == [2] * (2 * STEPS)
+    assert [analyze(r.images[0].image).objects[0].colour for r in results] == ["red", "blue"]
+
+
+def test_cancelling_one_request_drops_only_its_images(batching_engine, engine):
+    requests = [GenerationRequest(prompt=prompt, seed=20 + i, steps=STEPS)
+                for i, prompt in enumerate([PROMPTS["red"], PROMPTS["blue"], PROMPTS["yellow"]])]
+    cancels = [threading.Event() for _ in requests]
+    events = [[] for _ in requests]
+
+    def progress(index):
+        def on_progress(event):
+            events[index].append(event)
+            if index == 1 and event.step == 5:
+                cancels[1].set()
+        return on_progress
+
+    with unet_batches(batching_engine) as sizes:
+        results = run_together(batching_engine, requests, on_progress=[progress(i) for i in range(3)],
+                               cancel=cancels)
+    assert sizes == [6] * STEPS  # the shared call went on for the others
+    assert isinstance(results[1], GenerationCancelled)
+    assert max(e.step for e in events[1]) == 5  # no progress for it once it cancelled
+    for index, colour in ((0, "red"), (2, "yellow")):
+        assert analyze(results[index].images[0].image).objects[0].colour == colour
+        assert_like_alone(engine, requests[index], results[index])
+        assert [e.step for e in events[index]] == list(range(1, STEPS + 1))
+        # its own previews: one per image, the last one close to its own final image's colours
+        last = [e for e in events[index] if e.previews][-1].previews
+        assert len(last) == 1
+        final = np.asarray(results[index].images[0].image, float).mean(axis=(0, 1))
+        assert np.abs(np.asarray(last[0], float).mean(axis=(0, 1)) - final).max() < 40
+
+
+def test_when_every_request_cancels_the_call_stops(batching_engine):
+    requests = [GenerationRequest(prompt=PROMPTS["red"], seed=1, steps=STEPS),
+                GenerationRequest(prompt=PROMPTS["blue"], seed=2, steps=STEPS)]
+    cancels = [threading.Event() for _ in requests]
+
+    def stop_at_step_3(index):
+        def on_progress(event):
+            if event.step == 3:
+                cancels[index].set()
+        return on_progress
+
+    with unet_batches(batching_engine) as sizes:
+        results = run_together(batching_engine, requests, on_progress=[stop_at_step_3(0), stop_at_step_3(1)],
+                               cancel=cancels)
+    assert all(isinstance(r, GenerationCancelled) for r in results)
+    assert sizes == [4] * 4  # the step running when the second one cancelled, then no more
+
+
+def test_one_request_failing_does_not_reach_the_others(batching_engine):
+    def broken_progress(event):
+        raise ConnectionError("client went away")
+
+    requests = [GenerationRequest(prompt="a (red circle", seed=1, steps=STEPS),  # prompt syntax error
+                GenerationRequest(prompt=PROMPTS["blue"], seed=2, steps=STEPS),
+                GenerationRequest(prompt=PROMPTS["green"], seed=3, steps=STEPS),
+                GenerationRequest(prompt=PROMPTS["yellow"], seed=4, steps=STEPS)]
+    with unet_batches(batching_engine) as sizes:
+        results = run_together(batching_engine, requests, on_progress=[None, broken_progress, None, None])
+    assert isinstance(results[0], RequestError) and "syntax" in str(results[0])
+    assert isinstance(results[1], ConnectionError)
+    assert sizes == [6] * STEPS  # the bad prompt never entered the call; the broken client's image was dropped
+    assert [analyze(r.images[0].image).objects[0].colour for r in results[2:]] == ["green", "yellow"]
+
+
+def test_batching_off_runs_one_request_per_call_with_unchanged_bytes(engine):
+    assert engine.settings.batch_max == 1
+    requests = [GenerationRequest(prompt=prompt, seed=30 + i, steps=8) for i, prompt in enumerate(PROMPTS.values())]
+    sequential = [engine.run(engine.prepare(request)) for request in requests]  # the plain path, no batcher
+    with unet_batches(engine) as sizes:
+        results = run_together(engine, requests)
+    assert sizes == [2] * (8 * len(requests))
+    for alone, concurrent in zip(sequential, results):
+        assert concurrent.images[0].image.tobytes() == alone.images[0].image.tobytes()
+
+
+def test_which_requests_can_share_a_call(batching_engine):
+    from PIL import Image
+
+    def key(**fields):
+        return batch_key(batching_engine.prepare(GenerationRequest(**{"prompt": "a red circle", **fields})))
+
+    assert key(seed=1) == key(seed=2, prompt="a blue square", negative_prompt="green")
+    assert key(steps=20) != key(steps=12)
+    assert key(cfg=7.0) != key(cfg=5.0)
+    assert key(sampler="Euler") != key(sampler="DDIM")
+    assert key(batch_count=2) is None
+    assert key(init_image=Image.new("RGB", (64, 64))) is None
+    assert not batching_engine.batcher.accepts(batching_engine.prepare(
+        GenerationRequest(prompt="a red circle", batch_size=4)))  # a full call on its own: no waiting
+
+
+def test_the_generate_event_lets_a_batch_in(engine, settings):
+    from t2i.studio import Studio
+    from t2i.ui import build_app
+
+    def model_work_limits(batch_max):
+        studio = Studio(dataclasses.replace(settings, batch_max=batch_max), engine)
+        demo = build_app(studio)
+        return {fn.api_name: fn.concurrency_limit for fn in demo.fns.values() if fn.concurrency_id == "model"}
+
+    assert model_work_limits(1)["generate"] == 1
+    limits = model_work_limits(4)
+    assert limits["generate"] == 4 and min(limits.values()) == 4  # the group's lowest limit is what Gradio uses
