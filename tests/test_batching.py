@@ -33,10 +33,10 @@ def batching_engine(settings) -> Engine:
 
 
 @contextlib.contextmanager
-def unet_batches(engine: Engine):
-    """The batch size of every UNet pass while the block runs."""
+def unet_batches(engine: Engine, model: str = ""):
+    """The batch size of every UNet pass of `model` while the block runs."""
     sizes: list[int] = []
-    unet = engine.models.get("").pipeline.unet
+    unet = engine.models.get(model).pipeline.unet
     handle = unet.register_forward_hook(lambda module, args, output: sizes.append(args[0].shape[0]))
     try:
         yield sizes
@@ -188,6 +188,28 @@ def test_one_request_failing_does_not_reach_the_others(batching_engine):
     assert [analyze(r.images[0].image).objects[0].colour for r in results[2:]] == ["green", "yellow"]
 
 
+def test_requests_with_the_same_lora_share_a_call_and_the_lora_acts(settings, tmp_path):
+    from lora_helpers import train_tint_lora
+
+    train_tint_lora(tmp_path / "blue.safetensors", (0, 0, 255), seed=1)
+    with_lora = dataclasses.replace(settings, lora_dir=tmp_path)
+    batching, alone = Engine(dataclasses.replace(with_lora, batch_max=4, batch_window_ms=1000)), Engine(with_lora)
+    blue = {"lora": [{"name": "blue", "weight": 1.0}]}
+    requests = [GenerationRequest(prompt=PROMPTS["red"], seed=1, steps=12, plugin_units=blue),
+                GenerationRequest(prompt=PROMPTS["yellow"], seed=2, steps=12, plugin_units=blue),
+                GenerationRequest(prompt=PROMPTS["green"], seed=3, steps=12)]
+    with unet_batches(batching) as sizes:
+        results = run_together(batching, requests)
+    assert Counter(sizes) == {4: 12, 2: 12}  # the two LoRA requests together, the plain one on its own
+    for request, result in zip(requests, results):
+        assert_like_alone(alone, request, result)
+    for request, result in zip(requests[:2], results):  # the LoRA acted on the shared call (test_lora: mean 4.8)
+        plain = alone.generate(dataclasses.replace(request, plugin_units={})).images[0].image
+        change = np.abs(np.asarray(plain, float) - np.asarray(result.images[0].image, float)).mean()
+        print("mean change by the LoRA:", round(change, 1))
+        assert change > 3
+
+
 def test_batching_off_runs_one_request_per_call_with_unchanged_bytes(engine):
     assert engine.settings.batch_max == 1
     requests = [GenerationRequest(prompt=prompt, seed=30 + i, steps=8) for i, prompt in enumerate(PROMPTS.values())]
@@ -227,3 +249,13 @@ def test_the_generate_event_lets_a_batch_in(engine, settings):
     assert model_work_limits(1)["generate"] == 1
     limits = model_work_limits(4)
     assert limits["generate"] == 4 and min(limits.values()) == 4  # the group's lowest limit is what Gradio uses
+
+
+def test_sdxl_shaped_requests_batch_with_their_pooled_embeddings(batching_engine, engine, tiny_sdxl_dir):
+    requests = [GenerationRequest(prompt=prompt, seed=40 + i, steps=4, model=str(tiny_sdxl_dir))
+                for i, prompt in enumerate([PROMPTS["red"], PROMPTS["blue"]])]
+    with unet_batches(batching_engine, str(tiny_sdxl_dir)) as sizes:
+        results = run_together(batching_engine, requests)
+    assert sizes == [4] * 4
+    for request, result in zip(requests, results):
+        assert_like_alone(engine, request, result)
