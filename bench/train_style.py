@@ -1,13 +1,15 @@
 """Measure the trainer's "done when" numbers on the embedded model and print them (JSON on the last line).
 
-1. Style: a LoRA ("quick style" preset) on 12 renders of a style held back from base training (default
-   "outlined"; dotted and striped do not survive the embedded VAE's 4x downsampling), captioned without the
-   style word. The analyzer's `style` field is read on a fixed prompt set, with and without the trigger.
+1. Style: a LoRA ("quick style" preset) on 12 renders of a style held back from base training, read back by the
+   analyzer on a fixed prompt set, with and without the trigger. Either a render style ("outlined"; dotted and
+   striped do not survive the embedded VAE's 4x downsampling), captioned without the style word, trigger "zqx";
+   or a colour name held back from base training ("teal", "maroon"), which is its own trigger: the images are
+   captioned "a large teal star ...", and prompts without the trigger name base colours ("a large red star").
 2. Subject: a DreamBooth-LoRA ("subject" preset) on 12 renders of a shape the base model never saw (a diamond),
    instance prompt "a zdm shape". A generated object counts as the subject when a diamond template fits its
    foreground better than every known shape's template.
 
-    python bench/train_style.py [--style outlined] [--steps N] [--prompts 20] [--skip-subject]
+    python bench/train_style.py [--style outlined|teal] [--steps N] [--prompts 20] [--skip-subject]
                                 [--targets attention|attention+conv] [--set FIELD=VALUE ...]
 """
 
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from t2i.embedded.world import (  # noqa: E402
-    ALL_COLOURS, COLOURS, IMAGE_SIZE, POSITIONS, SHAPES, SUPERSAMPLE, Scene, ShapeObject, position_centre, render,
+    ALL_COLOURS, COLOURS, HELD_OUT_COLOURS, IMAGE_SIZE, POSITIONS, SHAPES, SUPERSAMPLE, Scene, ShapeObject, position_centre, render,
     shape_mask,
 )
 from t2i.eval.analyzer import FOREGROUND_DISTANCE, analyze  # noqa: E402
@@ -49,11 +52,14 @@ def _phrase(obj: ShapeObject) -> str:
 
 
 def style_images(folder: Path, style: str, count: int) -> None:
+    """Renders in `style`, a held-out render style or colour name, captioned as a person would."""
     rng = random.Random(0)
     folder.mkdir(parents=True)
     for i in range(count):
-        obj = ShapeObject(rng.choice(SHAPES_NO_RING), rng.choice(OBJECT_COLOURS), rng.choice(["medium", "large"]),
-                          rng.choice(list(POSITIONS)), style)
+        colour = rng.choice(OBJECT_COLOURS)
+        obj = ShapeObject(rng.choice(SHAPES_NO_RING), style if style in HELD_OUT_COLOURS else colour,
+                          rng.choice(["medium", "large"]), rng.choice(list(POSITIONS)),
+                          "solid" if style in HELD_OUT_COLOURS else style)
         render(Scene((obj,), "white")).save(folder / f"{i}.png")
         (folder / f"{i}.txt").write_text(_phrase(obj))
 
@@ -153,11 +159,14 @@ def main() -> None:
     results = {}
 
     style_images(args.work / "style", args.style, args.images)
-    lora, seconds = train(args.work / "style", args.work, "quick style", "bench_style", "zqx", settings)
+    colour_style = args.style in HELD_OUT_COLOURS
+    trigger = args.style if colour_style else "zqx"
+    lora, seconds = train(args.work / "style", args.work, "quick style", "bench_style", trigger, settings)
+    with_trigger = [_phrase(replace(o, colour=args.style)) if colour_style else f"zqx, {_phrase(o)}" for o in objects]
     rates = {}
-    for label, prompts in (("with_trigger", [f"zqx, {_phrase(o)}" for o in objects]),
-                           ("without_trigger", [_phrase(o) for o in objects])):
-        found = [any(d.style == args.style for d in analyze(image).objects) for image in generate(lora, prompts)]
+    for label, prompts in (("with_trigger", with_trigger), ("without_trigger", [_phrase(o) for o in objects])):
+        found = [any((d.colour if colour_style else d.style) == args.style for d in analyze(image).objects)
+                 for image in generate(lora, prompts)]
         rates[label] = sum(found) / len(found)
     results["style"] = {"style": args.style, "train_seconds": round(seconds, 1), "settings": settings, **rates}
     print(f"style {args.style}: trained in {seconds:.0f} s; detected in {rates['with_trigger']:.0%} with the trigger, "
