@@ -6,17 +6,19 @@ import argparse
 import dataclasses
 import logging
 import os
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from starlette.middleware import Middleware  # noqa: E402
 from starlette.middleware.trustedhost import TrustedHostMiddleware  # noqa: E402
 
+from t2i.sessions import upload_folder  # noqa: E402
 from t2i.settings import Settings  # noqa: E402
 from t2i.studio import Studio  # noqa: E402
-from t2i.ui import CSS, build_app  # noqa: E402
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+APP_DIR = Path(__file__).resolve().parent
 
 
 def zero_gpu():
@@ -32,6 +34,16 @@ def served_folders(settings: Settings) -> list[str]:
     """The data folders whose files the pages show (outputs, training uploads and samples); Gradio's file
     route serves these, so the rest of the data folder (safety audit log, LoRA library) stays private."""
     return [str(settings.data_dir / name) for name in ("sessions", "training-uploads", "training")]
+
+
+def place_uploads(settings: Settings) -> None:
+    """Point Gradio's upload cache (GRADIO_TEMP_DIR, read as gradio loads) at the data folder's uploads/,
+    refusing a data folder inside the app folder: user files never land beside the code."""
+    folder = upload_folder(settings.data_dir).resolve()
+    if folder.is_relative_to(APP_DIR):
+        raise SystemExit(f"T2I_DATA_DIR is inside the app folder {APP_DIR}; choose a folder outside it")
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
 
 
 def app_options(settings: Settings) -> dict:
@@ -52,6 +64,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     settings = dataclasses.replace(settings, port=args.port, host=args.host, default_model=args.model, share=args.share)
+    place_uploads(settings)
+    from t2i.ui import CSS, build_app  # imports gradio: only now that its upload folder is set
     demo = build_app(Studio(settings), gpu=zero_gpu())
     demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
                 max_file_size=f"{settings.max_upload_mb}mb", allowed_paths=served_folders(settings), show_error=True,

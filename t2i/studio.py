@@ -16,6 +16,7 @@ from .metadata import infotext
 from .ratelimit import RateLimiter
 from .request import GenerationRequest, GenerationResult, RequestError
 from .samplers import SAMPLERS
+from .sessions import SessionUploads, upload_folder
 from .settings import Settings
 from .styles import SessionStyles, UnknownStyleError, apply_styles, read_style_upload
 
@@ -70,6 +71,7 @@ class Studio:
         self.labeller = Labeller.from_settings(self.settings)
         self.session_styles = SessionStyles(self.engine.styles)  # presets a session uploaded, for that session only
         self.rate_limiter = RateLimiter(self.settings.rate_limit_per_minute)
+        self.uploads = SessionUploads(upload_folder(self.settings.data_dir))  # deleted as each session ends
         self._running: dict[str, set[threading.Event]] = {}  # session -> cancel events of its runs
         self._running_lock = threading.Lock()
 

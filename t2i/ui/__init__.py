@@ -12,6 +12,7 @@ from .generate_tab import create_generate_tab
 from .recipe_tab import create_recipe_tab, wire_recipe_links
 from .styles_tab import create_styles_tab, wire_style_sessions
 from .train_tab import create_train_tab
+from .uploads import upload_sweep, wire_upload_sessions
 
 
 # small models make small images: show them enlarged with sharp pixels, not smeared
@@ -23,7 +24,7 @@ CSS = ("#gallery img, #preview img { image-rendering: pixelated; }"
 
 def build_app(studio: Studio, gpu: Callable = lambda fn: fn) -> gr.Blocks:
     """The whole page, with the queue configured from settings."""
-    with gr.Blocks(title="t2i studio", analytics_enabled=False) as demo:
+    with gr.Blocks(title="t2i studio", analytics_enabled=False, delete_cache=upload_sweep(studio.settings)) as demo:
         gr.Markdown("## t2i studio\nText to image on the embedded shapes-world model or any Stable Diffusion model.")
         with gr.Tabs() as tabs:
             with gr.Tab("Generate", id="generate"):
@@ -36,5 +37,6 @@ def build_app(studio: Studio, gpu: Callable = lambda fn: fn) -> gr.Blocks:
                 create_train_tab(studio)
         wire_recipe_links(demo, studio, form)
         wire_style_sessions(demo, studio)
+        wire_upload_sessions(demo, studio)
     demo.queue(max_size=studio.settings.queue_size, default_concurrency_limit=1)
     return demo

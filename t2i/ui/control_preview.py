@@ -9,6 +9,7 @@ from t2i.request import RequestError
 from t2i.studio import GenerateForm, Studio
 
 from .plugin_panels import accept_plugin_values, units_from_values
+from .uploads import track_uploads
 
 
 def create_control_preview(studio: Studio, plugins: list[Plugin], plugin_widgets: dict, model: gr.Component,
@@ -24,7 +25,8 @@ def create_control_preview(studio: Studio, plugins: list[Plugin], plugin_widgets
         maps = gr.Gallery(label="Control maps", type="pil", columns=3, height=200, interactive=False,
                           elem_id="control_maps")
 
-    def preview(model="", width=0, height=0, **values):
+    def preview(model="", width=0, height=0, request: gr.Request = None, **values):
+        track_uploads(studio, request, values)
         form = GenerateForm(model=model, width=width, height=height,
                             plugin_units=units_from_values([controlnet], values))
         try:

@@ -13,6 +13,7 @@ from t2i.studio import GenerateForm, Studio
 from .control_preview import create_control_preview
 from .lora_library import create_lora_library
 from .plugin_panels import accept_plugin_values, create_plugin_panels, units_from_values
+from .uploads import track_uploads
 from .widgets import UploadImage
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
                 strength = gr.Slider(label="Denoising strength", minimum=0.01, maximum=1, value=0.75, step=0.01)
             plugins = studio.plugins()
             plugin_widgets = create_plugin_panels(plugins)
-            create_lora_library(plugins, prompt)
+            create_lora_library(studio, plugins, prompt)
             create_control_preview(studio, plugins, plugin_widgets, model, width, height, MODEL_WORK,
                                    model_work_limit)
         with gr.Column(scale=2):
@@ -77,6 +78,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
     def generate(prompt="", negative_prompt="", styles=None, model="", sampler="Euler", steps=20, cfg=7.0,
                  width=0, height=0, seed=-1, batch_count=1, batch_size=1, init_image=None, mask=None,
                  strength=0.75, request: gr.Request = None, progress=gr.Progress(), **plugin_values):
+        track_uploads(studio, request, init_image, mask, plugin_values)
         form = GenerateForm(prompt=prompt, negative_prompt=negative_prompt, styles=styles or [], model=model,
                             sampler=sampler, steps=steps, cfg=cfg, width=width, height=height, seed=seed,
                             batch_count=batch_count, batch_size=batch_size, init_image=init_image, mask=mask,

@@ -8,9 +8,12 @@ import gradio as gr
 
 from t2i.plugins import Plugin
 from t2i.request import RequestError
+from t2i.studio import Studio
+
+from .uploads import track_uploads
 
 
-def create_lora_library(plugins: list[Plugin], prompt: gr.Textbox) -> None:
+def create_lora_library(studio: Studio, plugins: list[Plugin], prompt: gr.Textbox) -> None:
     """Build the panel inside the current Blocks (nothing when the LoRA plugin is switched off)."""
     lora = next((p for p in plugins if p.name == "lora"), None)
     if lora is None:
@@ -43,7 +46,8 @@ def create_lora_library(plugins: list[Plugin], prompt: gr.Textbox) -> None:
         words = _checked(lambda: lora.trigger_words(name))
         return " ".join(part for part in (text.strip(), f"<lora:{name}:{weight:g}>", ", ".join(words)) if part)
 
-    def add_to_library(path=None, name=""):
+    def add_to_library(path=None, name="", request: gr.Request = None):
+        track_uploads(studio, request, path)
         if not path:
             raise gr.Error("choose a .safetensors file to upload")
         saved = _checked(lambda: lora.library.add(Path(path), name.strip() or Path(path).stem))

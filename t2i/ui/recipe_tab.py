@@ -15,6 +15,8 @@ from t2i.pnginfo import PLAIN_FIELDS, ReadRecipe, parse_infotext, read_png
 from t2i.request import RequestError
 from t2i.studio import Studio
 
+from .uploads import track_uploads
+
 MAX_PNG_BYTES = 50 << 20
 
 
@@ -42,7 +44,8 @@ def create_recipe_tab(studio: Studio, form: dict, tabs: gr.Tabs) -> None:
         except RequestError as exc:
             raise gr.Error(str(exc)) from exc
 
-    def png_info(path: str | None = None):
+    def png_info(path: str | None = None, request: gr.Request = None):
+        track_uploads(studio, request, path)
         if not path:
             return "", ""
         recipe = read(path)

@@ -8,6 +8,8 @@ from t2i.request import RequestError
 from t2i.studio import Studio
 from t2i.styles import preview_path
 
+from .uploads import track_uploads
+
 
 def create_styles_tab(studio: Studio, form: dict) -> None:
     """Build the tab inside the current Blocks; imported presets join the session's style picker in `form`."""
@@ -32,6 +34,7 @@ def create_styles_tab(studio: Studio, form: dict) -> None:
 
     def import_styles(path: str | None = None, request: gr.Request = None):
         session = request.session_hash if request else ""
+        track_uploads(studio, request, path)
         if not path:
             raise gr.Error("choose an A1111 styles.csv or a Fooocus style .json file")
         try:

@@ -14,6 +14,8 @@ from t2i.studio import Studio
 from t2i.train.config import DEFAULT_PRESET, METHODS, PRESETS
 from t2i.train.studio import TrainingStudio
 
+from .uploads import track_uploads
+
 
 def create_train_tab(studio: Studio) -> None:
     """Build the tab inside the current Blocks."""
@@ -61,7 +63,8 @@ def create_train_tab(studio: Studio) -> None:
                              elem_id="train_samples")
     timer = gr.Timer(1.0, active=False)
 
-    def check(paths=None):
+    def check(paths=None, request: gr.Request = None):
+        track_uploads(studio, request, paths)
         try:
             checked = trainer.check_upload(paths or [])
         except RequestError as exc:

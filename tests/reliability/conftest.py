@@ -32,19 +32,18 @@ def reliability_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def gradio_uploads(tmp_path_factory) -> Path:
-    """The app's own Gradio upload/cache folder (GRADIO_TEMP_DIR), apart from other apps on the machine."""
-    return tmp_path_factory.mktemp("gradio-uploads")
+def gradio_uploads(reliability_data) -> Path:
+    """The app's Gradio upload/cache folder: app.py points GRADIO_TEMP_DIR at the data folder's uploads/."""
+    return reliability_data / "uploads"
 
 
 @pytest.fixture(scope="session")
-def reliability_url(reliability_data, gradio_uploads, launch_app):
+def reliability_url(reliability_data, launch_app):
     """The real app with the fault plugins, a 1 MB upload cap, the rate limit off, a short safety timeout
     and a training lock of its own (a training elsewhere on the machine must not hold up its tests)."""
     with launch_app(reliability_data, T2I_PLUGIN_DIRS=str(FAULT_PLUGINS_DIR),
                     T2I_MAX_UPLOAD_MB=str(MAX_UPLOAD_MB), T2I_SAFETY_TIMEOUT=str(SAFETY_TIMEOUT_S),
-                    T2I_TRAIN_LOCK=str(reliability_data / "train.lock"), T2I_TRAIN_THREADS="1",
-                    GRADIO_TEMP_DIR=str(gradio_uploads)) as url:
+                    T2I_TRAIN_LOCK=str(reliability_data / "train.lock"), T2I_TRAIN_THREADS="1") as url:
         yield url
 
 

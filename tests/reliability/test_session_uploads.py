@@ -1,0 +1,123 @@
+"""Uploads live in the data folder's uploads/ (not in the app folder), one record per browser session, and go
+when that session's page closes; a file another open page also uploaded stays until that page closes too, and
+generated outputs are kept.
+
+A page keeps a heartbeat connection open for its session; closing the tab closes it, and Gradio then runs the
+app's unload handlers. Here a raw socket holds that connection, so the test closes it at a known moment.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from app_calls import generate
+
+REPO = Path(__file__).resolve().parents[2]
+DELETION_TIMEOUT_S = 30
+GENERATE = dict(prompt="a red circle in the middle on a white background", seed=5, steps=4, strength=0.6)
+
+
+@dataclass
+class PageSession:
+    """One browser tab: a session hash, its heartbeat connection held open, and API calls under that hash."""
+
+    hash: str
+    client: Client
+    heartbeat: socket.socket
+
+    @classmethod
+    def open(cls, url: str) -> "PageSession":
+        session = uuid.uuid4().hex[:12]
+        client = Client(url, verbose=False)
+        client.session_hash = session  # every call and upload below belongs to this tab's session
+        parts = urlsplit(url)
+        heartbeat = socket.create_connection((parts.hostname, parts.port), timeout=10)
+        heartbeat.sendall(f"GET /gradio_api/heartbeat/{session} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                          "Accept: text/event-stream\r\n\r\n".encode())
+        answer = heartbeat.recv(4096)
+        while b"ALIVE" not in answer and answer.startswith(b"HTTP/1.1 200"):
+            answer += heartbeat.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        return cls(session, client, heartbeat)
+
+    def img2img(self, init_image: Path) -> str:
+        """Generate from `init_image`; the recipe text of the result."""
+        output = generate(self.client, **GENERATE, init_image=handle_file(str(init_image)))
+        assert len(output.pixels) == 1 and "Denoising strength: 0.6" in output.recipes[0], output.recipes
+        return output.recipes[0]
+
+    def close(self) -> float:
+        """Close the tab (its heartbeat connection); the monotonic time it closed."""
+        self.client.close()  # the client's own heartbeat thread (it may wait up to a second)
+        self.heartbeat.close()
+        return time.monotonic()
+
+
+def picture(path: Path, colour: str) -> Path:
+    """A small PNG whose bytes differ by `colour`, so each upload is its own file in Gradio's cache."""
+    Image.new("RGB", (64, 64), colour).save(path)
+    return path
+
+
+def uploads_of(folder: Path, source: Path) -> list[Path]:
+    """The files in the upload folder with `source`'s bytes (Gradio keeps the name, under a hash folder)."""
+    data = source.read_bytes()
+    return [p for p in folder.rglob(source.name) if p.is_file() and p.read_bytes() == data]
+
+
+def outputs_of(data_dir: Path, session: str) -> list[Path]:
+    return sorted((data_dir / "sessions" / session / "outputs").glob("*.png"))
+
+
+def wait_until_gone(paths: list[Path], since: float) -> float:
+    """Seconds from `since` until every path is gone (fails after DELETION_TIMEOUT_S)."""
+    while any(p.exists() for p in paths):
+        assert time.monotonic() - since < DELETION_TIMEOUT_S, [p for p in paths if p.exists()]
+        time.sleep(0.005)
+    return time.monotonic() - since
+
+
+@pytest.fixture
+def pictures(tmp_path) -> dict[str, Path]:
+    names = {"a_only": "blue", "shared": "yellow", "b_only": "green"}
+    return {name: picture(tmp_path / f"{name}.png", colour) for name, colour in names.items()}
+
+
+def test_a_closed_pages_uploads_are_deleted_and_its_outputs_kept(reliability_url, reliability_data, gradio_uploads,
+                                                                 pictures, report):
+    first, second = PageSession.open(reliability_url), PageSession.open(reliability_url)
+    try:
+        first.img2img(pictures["a_only"])
+        first.img2img(pictures["shared"])
+        second.img2img(pictures["shared"])  # byte-identical and same name: Gradio keeps one file for both
+        second.img2img(pictures["b_only"])
+        uploaded = {name: uploads_of(gradio_uploads, source) for name, source in pictures.items()}
+        assert all(len(paths) == 1 for paths in uploaded.values()), uploaded
+        for (path,) in uploaded.values():
+            assert path.resolve().is_relative_to(reliability_data.resolve())
+            assert not path.resolve().is_relative_to(REPO)
+        outputs = {page.hash: outputs_of(reliability_data, page.hash) for page in (first, second)}
+        assert all(len(files) == 2 for files in outputs.values()), outputs
+
+        first_gone = wait_until_gone(uploaded["a_only"], first.close())
+        time.sleep(0.5)  # the unload handler has run: nothing else of the first page's is about to go
+        assert all(p.exists() for p in uploaded["shared"] + uploaded["b_only"]), "the open page lost its uploads"
+
+        second_gone = wait_until_gone(uploaded["shared"] + uploaded["b_only"], second.close())
+    finally:
+        first.close()
+        second.close()
+    print(f"\nuploads deleted {first_gone * 1000:.0f} ms and {second_gone * 1000:.0f} ms after their page closed")
+    kept = {session: outputs_of(reliability_data, session) for session in outputs}
+    assert kept == outputs, "outputs must outlive the session"
+    report["lost"].append(sum(len(files) for files in outputs.values()) - sum(len(files) for files in kept.values()))
+    assert first_gone < 5 and second_gone < 5
