@@ -8,6 +8,7 @@ app's unload handlers. Here a raw socket holds that connection, so the test clos
 
 from __future__ import annotations
 
+import shutil
 import socket
 import time
 import uuid
@@ -121,3 +122,31 @@ def test_a_closed_pages_uploads_are_deleted_and_its_outputs_kept(reliability_url
     assert kept == outputs, "outputs must outlive the session"
     report["lost"].append(sum(len(files) for files in outputs.values()) - sum(len(files) for files in kept.values()))
     assert first_gone < 5 and second_gone < 5
+
+
+def test_closing_a_real_browser_tab_deletes_its_upload(reliability_url, gradio_uploads, tmp_path):
+    """The same through Chromium: import a styles file in the Styles tab, then close the tab."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed")
+    styles = tmp_path / "tab_styles.csv"
+    styles.write_text("name,prompt,negative_prompt\nclosing_tab,{prompt} on a grey background,\n")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page()
+        page.goto(reliability_url)
+        page.get_by_role("tab", name="Styles").click()
+        page.locator("#style_upload input[type=file]").set_input_files(str(styles))
+        imported = page.locator("#imported_styles textarea")
+        deadline = time.monotonic() + 60
+        while "closing_tab" not in imported.input_value():
+            assert time.monotonic() < deadline, "the styles file was not imported"
+            time.sleep(0.1)
+        (upload,) = uploads_of(gradio_uploads, styles)
+        page.close()
+        gone = wait_until_gone([upload], time.monotonic())
+        browser.close()
+    print(f"\nthe tab's upload was deleted {gone * 1000:.0f} ms after the tab closed")
+    assert gone < 5
