@@ -128,14 +128,16 @@ def train(images: Path, work: Path, preset: str, name: str, trigger: str, settin
     return Path(done.stdout.strip().splitlines()[-1]), time.time() - began
 
 
-def generate(lora: Path, prompts: list[str]) -> list[Image.Image]:
+def generate(lora: Path | None, prompts: list[str]) -> list[Image.Image]:
+    """20-step images of `prompts` at seeds 0, 1, ... from the embedded model, with `lora` loaded (None: without)."""
     from diffusers import StableDiffusionPipeline
 
     from t2i.settings import EMBEDDED_MODEL_DIR
 
     pipe = StableDiffusionPipeline.from_pretrained(EMBEDDED_MODEL_DIR, safety_checker=None)
     pipe.set_progress_bar_config(disable=True)
-    pipe.load_lora_weights(str(lora))
+    if lora is not None:
+        pipe.load_lora_weights(str(lora))
     return [pipe(p, num_inference_steps=20, generator=torch.Generator().manual_seed(i)).images[0]
             for i, p in enumerate(prompts)]
 
@@ -164,13 +166,26 @@ def main() -> None:
     lora, seconds = train(args.work / "style", args.work, "quick style", "bench_style", trigger, settings)
     with_trigger = [_phrase(replace(o, colour=args.style)) if colour_style else f"zqx, {_phrase(o)}" for o in objects]
     rates = {}
-    for label, prompts in (("with_trigger", with_trigger), ("without_trigger", [_phrase(o) for o in objects])):
+    # the base model's own rate is the floor for "without": a dark red can already read as maroon
+    for label, prompts, lora_file in (("with_trigger", with_trigger, lora),
+                                      ("without_trigger", [_phrase(o) for o in objects], lora),
+                                      ("without_trigger_base_model", [_phrase(o) for o in objects], None)):
         found = [any((d.colour if colour_style else d.style) == args.style for d in analyze(image).objects)
-                 for image in generate(lora, prompts)]
+                 for image in generate(lora_file, prompts)]
         rates[label] = sum(found) / len(found)
+    if colour_style:  # beyond "no teal": do prompts without the trigger still get their own colour?
+        plain = [_phrase(o) for o in objects]
+        for label, lora_file in (("base_colour_kept_without_lora", None), ("base_colour_kept_with_lora", lora)):
+            kept = [any(d.colour == o.colour for d in analyze(image).objects)
+                    for o, image in zip(objects, generate(lora_file, plain))]
+            rates[label] = sum(kept) / len(kept)
     results["style"] = {"style": args.style, "train_seconds": round(seconds, 1), "settings": settings, **rates}
     print(f"style {args.style}: trained in {seconds:.0f} s; detected in {rates['with_trigger']:.0%} with the trigger, "
-          f"{rates['without_trigger']:.0%} without (targets: >= 80%, <= 10%, <= 600 s)")
+          f"{rates['without_trigger']:.0%} without (targets: >= 80%, <= 10%, <= 600 s); the base model alone: "
+          f"{rates['without_trigger_base_model']:.0%}")
+    if colour_style:
+        print(f"prompts without the trigger read in their own colour: {rates['base_colour_kept_without_lora']:.0%} "
+              f"by the base model, {rates['base_colour_kept_with_lora']:.0%} with the LoRA")
 
     if not args.skip_subject:
         subject_images(args.work / "subject", args.images)

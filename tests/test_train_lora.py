@@ -244,3 +244,27 @@ def test_a_short_training_shifts_the_output_toward_its_data(tmp_path):
     after = teal_distance(pipe)
     print(f"background distance from teal: {before:.1f} before, {after:.1f} after 40 steps")
     assert after < 0.6 * before
+
+
+def test_a_trigger_that_is_a_caption_word_is_trained_once_and_left_out_of_the_prior(tmp_path):
+    """A new colour name as the trigger ("teal" in "a large teal star"): the caption is trained as written, and
+    the prior (class) images come from the caption without it, so they never teach the base model's answer."""
+    from t2i.train.lora_trainer import ProgressLog, prepare_data
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    captions = (("star", "a large teal star"), ("heart", "a teal heart, at the left"), ("circle", "teal circle"))
+    for i, (shape, caption) in enumerate(captions):
+        render(Scene((ShapeObject(shape, "teal", "large"),), "white")).save(folder / f"{i}.png")
+        (folder / f"{i}.txt").write_text(caption)
+    run = tmp_path / "run"
+    prepare_dataset([folder]).save(run / "dataset")
+    config = config_from_preset(name="teal", trigger="teal", num_class_images=3)
+    data = prepare_data(_pipe(), config, run, 64, ProgressLog(run / "progress.jsonl"))
+    assert sorted(data.prompts) == ["a large teal star", "a teal heart, at the left", "teal circle"]
+    assert sorted(data.class_prompts) == ["a heart, at the left", "a large star", "circle"]
+    assert data.class_latents.shape == (3, 4, 16, 16)
+    # a trigger that is not a caption word is still put in front
+    data = prepare_data(_pipe(), dataclasses.replace(config, trigger="zqx", prior_preservation=False), run, 64,
+                        ProgressLog(run / "progress.jsonl"))
+    assert sorted(data.prompts) == ["zqx, a large teal star", "zqx, a teal heart, at the left", "zqx, teal circle"]
