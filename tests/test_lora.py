@@ -208,3 +208,28 @@ def test_cli_lora_flag_by_path_and_weight(lora_engine, lora_dir, tmp_path, monke
     code = cli_main(["generate", PROMPTS[0], "-o", str(tmp_path / "no.png"), "--lora", f"{bad}:1"])
     assert code == 1 and "not a valid safetensors" in capsys.readouterr().err
     assert not (tmp_path / "no.png").exists()
+
+
+def test_a_diffusers_lora_saved_with_alpha_loads_at_its_strength(lora_engine, lora_dir):
+    """diffusers' save_lora_weights keeps the adapter config (lora_alpha) in the file; alpha 8 at rank 4 is twice
+    the strength, as in diffusers: the same image as the alpha-4 file at weight 2."""
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from safetensors.torch import load_file
+
+    tensors = load_file(lora_dir / "blue.safetensors")  # rank 4, alpha 4, no adapter config in the file
+    unet_layers = {key.removeprefix("unet."): value for key, value in tensors.items()}
+    targets = sorted({key.split(".lora_")[0] for key in unet_layers})  # the exact modules the file holds
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=targets)
+    StableDiffusionPipeline.save_lora_weights(lora_dir, unet_lora_layers=unet_layers, weight_name="blue_x2.safetensors",
+                                              unet_lora_adapter_metadata=config.to_dict())
+    try:
+        doubled = _pixels(lora_engine, _request(loras=[("blue_x2", 1.0)]))
+        at_weight_2 = _pixels(lora_engine, _request(loras=[("blue", 2.0)]))
+        at_weight_1 = _pixels(lora_engine, _request(loras=[("blue", 1.0)]))
+    finally:
+        (lora_dir / "blue_x2.safetensors").unlink()
+    print("mean difference, alpha 8 vs weight 2:", np.abs(doubled - at_weight_2).mean(),
+          "vs weight 1:", np.abs(doubled - at_weight_1).mean())
+    assert np.abs(doubled - at_weight_2).max() <= 1
+    assert np.abs(doubled - at_weight_1).mean() > 1

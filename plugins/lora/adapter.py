@@ -127,7 +127,11 @@ class ResidentAdapters:
             tensors = load_lora_tensors(lora, self.max_bytes)
             check_lora_fits(pipe, tensors, lora.name)
             try:
-                pipe.load_lora_weights(tensors, adapter_name=lora.adapter_name)
+                # by path, not the tensors: diffusers then also reads the adapter config saved in the file
+                # (lora_alpha), without which a LoRA with alpha != rank loads at the wrong strength;
+                # use_safetensors rules out its pickle fallback
+                pipe.load_lora_weights(str(lora.path), adapter_name=lora.adapter_name, use_safetensors=True,
+                                       local_files_only=True)
             except (ValueError, RuntimeError, KeyError) as exc:
                 self._delete(pipe, lora.adapter_name)  # a part may already be injected
                 raise RequestError(f"LoRA {lora.name!r} could not be loaded: {str(exc).splitlines()[0][:200]}") from exc
