@@ -48,13 +48,22 @@ def save_checkpoint(folder: Path, checkpoint: Checkpoint) -> Path:
     return final
 
 
+def _newest_complete(folder: Path) -> Path | None:
+    return next((path for path in sorted(folder.glob("step-*"), reverse=True) if (path / "step.json").exists()), None)
+
+
+def latest_checkpoint_step(folder: Path) -> int:
+    """The step of the newest complete checkpoint in `folder` (0: none), without loading it."""
+    path = _newest_complete(folder)
+    return json.loads((path / "step.json").read_text())["step"] if path else 0
+
+
 def latest_checkpoint(folder: Path) -> Checkpoint | None:
     """The newest complete checkpoint in `folder`, or None when there is none."""
-    for path in sorted(folder.glob("step-*"), reverse=True):
-        if not (path / "step.json").exists():
-            continue
-        state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
-        return Checkpoint(step=json.loads((path / "step.json").read_text())["step"],
-                          weights=load_file(str(path / "lora.safetensors")), optimizer=state["optimizer"],
-                          generator=state["generator"])
-    return None
+    path = _newest_complete(folder)
+    if path is None:
+        return None
+    state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
+    return Checkpoint(step=json.loads((path / "step.json").read_text())["step"],
+                      weights=load_file(str(path / "lora.safetensors")), optimizer=state["optimizer"],
+                      generator=state["generator"])

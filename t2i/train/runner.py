@@ -23,6 +23,7 @@ from pathlib import Path
 from t2i.request import RequestError
 from t2i.settings import Settings
 
+from .checkpoints import latest_checkpoint_step
 from .config import TrainingConfig
 from .dataset import Dataset
 
@@ -63,16 +64,10 @@ class RunStatus:
         return "from step 0 (it stopped before its first checkpoint)"
 
 
-def newest_checkpoint_step(folder: Path) -> int:
-    """The step of a run's newest complete checkpoint (0: none), without loading it."""
-    steps = [json.loads((p / "step.json").read_text())["step"] for p in (folder / "checkpoints").glob("step-*")
-             if (p / "step.json").exists()]
-    return max(steps, default=0)
-
-
 def read_status(folder: Path, run_id: str) -> RunStatus:
     """Status from a run folder's progress.jsonl (the events of the newest attempt count)."""
-    status = RunStatus(run_id, "interrupted", checkpoint=newest_checkpoint_step(folder), resumable=True)
+    status = RunStatus(run_id, "interrupted", checkpoint=latest_checkpoint_step(folder / "checkpoints"),
+                       resumable=True)
     if (folder / "config.json").exists():
         status.name = json.loads((folder / "config.json").read_text()).get("name", "")
     progress = folder / "progress.jsonl"
