@@ -13,7 +13,6 @@ import hashlib
 import itertools
 import json
 import logging
-import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -28,11 +27,11 @@ from diffusers.loaders.single_file_utils import SingleFileComponentError, fetch_
 from huggingface_hub import snapshot_download
 
 from .fastpath import apply_fast_path, plan_for
+from .model_access import HUB_ID, model_folder_entries
 from .request import RequestError
 from .safetensors_check import read_safetensors_header
 from .settings import EMBEDDED_MODEL_DIR, Settings, resolve_device, resolve_dtype
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 MODE_PIPELINES = {"img2img": AutoPipelineForImage2Image, "inpaint": AutoPipelineForInpainting}
 CONFIG_FILES = ["*.json", "**/*.json", "*.txt", "**/*.txt", "**/*.model"]  # a pipeline's configs, no weights
 GIB = 1 << 30
@@ -147,7 +146,8 @@ def _load_pipeline(spec: str, settings: Settings) -> LoadedModel:
     """Load a model spec's pipeline (not yet on its device); raise RequestError with a user-facing reason."""
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
-    path = EMBEDDED_MODEL_DIR if spec == "embedded" else Path(spec).expanduser()
+    in_model_folder = model_folder_entries(settings).get(spec)
+    path = EMBEDDED_MODEL_DIR if spec == "embedded" else in_model_folder or Path(spec).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").exists():
             raise RequestError(f"model folder {spec!r} has no model_index.json (not a diffusers pipeline)")

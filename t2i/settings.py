@@ -19,6 +19,11 @@ class Settings:
     device: str = field(default_factory=lambda: _env("T2I_DEVICE", "auto"))  # auto | cpu | cuda | cuda:N | mps
     dtype: str = field(default_factory=lambda: _env("T2I_DTYPE", "auto"))  # auto | float32 | float16 | bfloat16
     default_model: str = field(default_factory=lambda: _env("T2I_MODEL", "embedded"))
+    # models a web request may name by folder or file name (diffusers folders and .safetensors checkpoints)
+    model_dir: Path = field(default_factory=lambda: Path(_env("T2I_MODEL_DIR", os.path.join(
+        _env("T2I_DATA_DIR", os.path.join(tempfile.gettempdir(), "t2i")), "models"))))
+    # web requests may name any local model path (a single-user laptop; a shared server should not)
+    model_local_paths: bool = field(default_factory=lambda: _env("T2I_MODEL_LOCAL_PATHS", "0") == "1")
     model_cache_size: int = field(default_factory=lambda: int(_env("T2I_MODEL_CACHE_SIZE", "2")))
     # bytes (GiB) the cached models' weights may hold on their device; 0: only the count above bounds the cache
     model_cache_gb: float = field(default_factory=lambda: float(_env("T2I_MODEL_CACHE_GB", "0")))

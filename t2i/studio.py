@@ -12,6 +12,7 @@ from PIL import Image
 from .engine import Engine, ProgressEvent
 from .jobs import load_image_file, save_result, session_folder, stream_generation
 from .labels import Labeller
+from .model_access import check_server_model, model_folder_entries
 from .metadata import infotext
 from .ratelimit import RateLimiter
 from .request import GenerationRequest, GenerationResult, RequestError
@@ -97,8 +98,15 @@ class Studio:
             height=_whole("height", form.height), seed=_whole("seed", form.seed),
             batch_count=_whole("batch count", form.batch_count), batch_size=_whole("batch size", form.batch_size),
             init_image=images.get("init_image"), mask=images.get("mask"), strength=form.strength,
-            model=form.model or "", plugin_units=self._plugin_units(form.plugin_units),
+            model=self._model(form.model), plugin_units=self._plugin_units(form.plugin_units),
         )
+
+    def _model(self, spec) -> str:
+        """The form's model, if this server offers it (see model_access)."""
+        if not isinstance(spec, (str, type(None))):
+            raise RequestError(f"model must be a model name or hub id; got {spec!r}")
+        check_server_model(spec or "", self.settings)
+        return spec or ""
 
     def _upload(self, path: str, what: str) -> Image.Image:
         """An uploaded image, decoded under the caps and passed through the image safety checkers."""
@@ -126,7 +134,7 @@ class Studio:
     def control_previews(self, form: GenerateForm) -> list[Image.Image]:
         """The map each conditioner unit's preprocessor makes from its image (what a ControlNet will see)."""
         units = self.engine.plugins.units_for_request(self._plugin_units(form.plugin_units))
-        size = self.engine.models.get(form.model or "").native_size
+        size = self.engine.models.get(self._model(form.model)).native_size
         width, height = _whole("width", form.width) or size, _whole("height", form.height) or size
         return [self.engine.plugins.plugins[name].preview(unit, width, height)
                 for name, plugin_units in units.items() if hasattr(self.engine.plugins.plugins[name], "preview")
@@ -196,5 +204,6 @@ class Studio:
         self.session_styles.forget(session)
 
     def model_choices(self) -> list[str]:
-        """Models to offer: the default, the embedded one, and any already loaded."""
-        return list(dict.fromkeys([self.settings.default_model, "embedded", *self.engine.models.loaded()]))
+        """Models to offer: the default, the embedded one, the model folder's, and any already loaded."""
+        return list(dict.fromkeys([self.settings.default_model, "embedded", *model_folder_entries(self.settings),
+                                   *self.engine.models.loaded()]))

@@ -45,6 +45,7 @@ def test_same_request_gives_the_same_pixels_through_the_api(client):
     ({"cfg": 1e9}, "greater than maximum"),  # NaN cannot even be sent as JSON
     ({"sampler": "Nope"}, "not in the list of choices"),  # Gradio's dropdown check answers first
     ({"model": "nothing-here"}, "unknown model"),
+    ({"model": "/etc"}, "this server loads no other local paths"),  # a visitor cannot make it read server files
     ({"styles": ["Nope"]}, "not in the list of choices"),
 ])
 def test_bad_input_is_a_clear_error_and_the_server_keeps_serving(client, fields, message):
