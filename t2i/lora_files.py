@@ -21,6 +21,7 @@ import torch
 from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_peft, convert_unet_state_dict_to_peft
 from safetensors.torch import load_file
 
+from .model_access import HUB_ID
 from .request import RequestError
 from .safetensors_check import read_safetensors_header
 
@@ -29,8 +30,8 @@ MAX_TENSORS = 20_000  # a full SDXL LoRA (UNet + both text encoders, with alphas
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 TRIGGER_WORDS_KEY = "t2i_trigger_words"  # our own metadata key: a JSON list (or comma-separated words)
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"  # what diffusers' save_lora_weights writes
+KOHYA_SUFFIX = ".kohya"  # NAME.kohya.safetensors: the kohya/A1111-keyed copy the trainer writes beside NAME.safetensors
 UPLOAD_NAME = re.compile(r"^\w[\w.+-]{0,99}$")  # names an upload may be saved under
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 LORA_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 
 
@@ -183,7 +184,11 @@ class LoraLibrary:
             if entry.name.startswith("."):  # uploads in progress, and hidden files
                 continue
             if entry.name.endswith(".safetensors") and entry.is_file():
-                found.append(entry.name.removesuffix(".safetensors"))
+                name = entry.name.removesuffix(".safetensors")
+                # the trainer writes NAME.safetensors and, for A1111/ComfyUI, the same LoRA as NAME.kohya.safetensors
+                if not (name.endswith(KOHYA_SUFFIX) and Path(self.folder, name.removesuffix(KOHYA_SUFFIX)
+                                                              + ".safetensors").is_file()):
+                    found.append(name)
             elif entry.is_dir() and (Path(entry.path) / WEIGHTS_NAME).is_file():
                 found.append(entry.name)
         return sorted(found, key=str.lower)
@@ -242,7 +247,7 @@ class LoraLibrary:
         if HUB_ID.match(name):
             return _download(name)
         shown = ", ".join(self.names()[:20]) or "none yet"
-        raise RequestError(f"unknown LoRA {name!r}; the library ({self.folder}) has: {shown}")
+        raise RequestError(f"unknown LoRA {name!r}; the library has: {shown}")  # its server path stays private
 
 
 def _plain_name(name: str) -> bool:

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from lora_helpers import TEXT_TARGETS, UNET_TARGETS, random_lora_weights
 from t2i.engine import Engine
-from t2i.lora_files import trigger_words
+from t2i.lora_files import LoraLibrary, trigger_words
 from t2i.request import GenerationRequest, RequestError
 from t2i.settings import EMBEDDED_MODEL_DIR
 
@@ -119,8 +119,9 @@ def test_text_encoder_lora_for_another_width_is_refused(lora_engine, library, ti
 
 def test_local_paths_only_when_allowed(lora_engine, library, settings):
     path = str(library / "good.safetensors")
-    with pytest.raises(RequestError, match="unknown LoRA"):
+    with pytest.raises(RequestError, match="unknown LoRA") as refused:
         lora_engine.plugins.units_for_request({"lora": [{"name": path}]})
+    assert str(library) not in str(refused.value).replace(path, "")  # the library's server path stays private
     allowed = Engine(dataclasses.replace(settings, lora_dir=library, lora_local_paths=True))
     assert allowed.plugins.units_for_request({"lora": [{"name": path}]}) == {"lora": [{"name": path, "weight": 1.0}]}
 
@@ -149,3 +150,12 @@ def test_names_with_spaces_resolve_and_paths_do_not_escape_the_library(lora_engi
     for name in (f"../{library.name}/good", str(library / "good"), ".hidden"):
         with pytest.raises(RequestError, match="unknown LoRA"):
             lora.library.resolve(name)
+
+
+def test_a_trained_loras_kohya_copy_is_listed_once(tmp_path):
+    library = LoraLibrary(tmp_path, 1 << 20)
+    for name in ("style.safetensors", "style.kohya.safetensors", "shared.kohya.safetensors"):
+        (tmp_path / name).write_bytes(b"")
+    # the kohya copy of a trained LoRA stays loadable by name but is not offered twice;
+    # a kohya file with no diffusers sibling is an ordinary LoRA
+    assert library.names() == ["shared.kohya", "style"]

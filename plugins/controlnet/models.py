@@ -11,7 +11,7 @@ import json
 from collections import OrderedDict
 from pathlib import Path
 
-from t2i.models import HUB_ID
+from t2i.model_access import HUB_ID
 from t2i.request import RequestError
 
 EMBEDDED_NAME = "embedded-edges"

@@ -15,7 +15,8 @@ from huggingface_hub import ModelCardData
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from t2i.models import HUB_ID
+from t2i.lora_files import KOHYA_SUFFIX
+from t2i.model_access import HUB_ID
 
 from .config import TrainingConfig
 
@@ -33,7 +34,8 @@ class ExportedLora:
 
 def library_paths(folder: Path, name: str) -> ExportedLora:
     """Where the files of the LoRA `name` live in the library folder."""
-    return ExportedLora(folder / f"{name}.safetensors", folder / f"{name}.kohya.safetensors", folder / f"{name}.README.md")
+    return ExportedLora(folder / f"{name}.safetensors", folder / f"{name}{KOHYA_SUFFIX}.safetensors",
+                        folder / f"{name}.README.md")
 
 
 def lora_metadata(config: TrainingConfig, dataset_size: int, steps: int, version: str) -> dict[str, str]:
@@ -121,7 +123,7 @@ def model_card(config: TrainingConfig, dataset_size: int, steps: int, final_loss
                weights_file: str = "", kohya_file: str = "") -> str:
     """A Hugging Face model card for the LoRA; the file names default to the library's."""
     weights_file = weights_file or f"{config.name}.safetensors"
-    kohya_file = kohya_file or f"{config.name}.kohya.safetensors"
+    kohya_file = kohya_file or f"{config.name}{KOHYA_SUFFIX}.safetensors"
     loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
     base = hub_base_model(config.base_model) or Path(config.base_model).name  # no local paths in a shared card
     return card_front_matter(config) + f"""

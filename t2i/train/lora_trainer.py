@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import DDPMScheduler
+from filelock import FileLock, Timeout
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
@@ -73,29 +73,31 @@ class ProgressLog:
 
 @contextlib.contextmanager
 def machine_lock(log: ProgressLog):
-    """One training at a time per machine, across processes (web server, CLI): a blocking flock."""
-    with open(os.environ.get("T2I_TRAIN_LOCK", LOCK_FILE), "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.write("waiting", message="another training is running on this machine")
-            fcntl.flock(handle, fcntl.LOCK_EX)
+    """One training at a time per machine, across processes (web server, CLI): a blocking file lock."""
+    lock = FileLock(os.environ.get("T2I_TRAIN_LOCK", LOCK_FILE), preserve_lock_file=True)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.write("waiting", message="another training is running on this machine")
+        lock.acquire()
+    try:
         yield
+    finally:
+        lock.release()
 
 
 @contextlib.contextmanager
 def run_lock(run_dir: Path):
     """Hold the run folder's lock, so that no second process trains (and later re-exports) the same run."""
-    with open(run_dir / RUN_LOCK, "a") as handle:
-        for _ in range(20):  # a status probe holds it for microseconds; a trainer holds it for good
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                time.sleep(0.05)
-        else:
-            raise RunBusy(f"run {run_dir.name} is already being trained by another process")
+    lock = FileLock(run_dir / RUN_LOCK, preserve_lock_file=True)
+    try:  # a status probe holds it for microseconds; a trainer holds it for good
+        lock.acquire(timeout=1.0, poll_interval=0.05)
+    except Timeout:
+        raise RunBusy(f"run {run_dir.name} is already being trained by another process") from None
+    try:
         yield
+    finally:
+        lock.release()
 
 
 @dataclass

@@ -8,7 +8,6 @@ never trained by two processes. An interrupted, cancelled or crashed run is resu
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -20,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from t2i.request import RequestError
 from t2i.settings import Settings
 
@@ -27,7 +28,7 @@ from .checkpoints import latest_checkpoint_step
 from .config import TrainingConfig
 from .dataset import Dataset
 
-RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6}$")
+RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6,16}$")  # older runs: 6 hex digits
 RUN_LOCK = "run.lock"  # held by a run's trainer process for its whole life, also while it waits for its turn
 BUSY_EXIT = 4  # the trainer's exit code when another process already trains the run (it writes nothing)
 
@@ -108,12 +109,13 @@ def trained_elsewhere(folder: Path) -> bool:
     path = folder / RUN_LOCK
     if not path.exists():
         return False
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-    return False  # closing the file released the probe's lock
+    probe = FileLock(path, preserve_lock_file=True)
+    try:
+        probe.acquire(timeout=0)
+    except Timeout:
+        return True
+    probe.release()
+    return False
 
 
 class TrainingRunner:
@@ -132,7 +134,8 @@ class TrainingRunner:
         config.validate()
         if (self.settings.lora_dir / f"{config.name}.safetensors").exists():
             raise RequestError(f"the LoRA library already has {config.name!r}; choose another name")
-        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}-{secrets.token_hex(3)}"
+        # 64 random bits: the run folder is served to the page, so its name must not be guessable
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}-{secrets.token_hex(8)}"
         folder = self.folder(run_id)
         folder.mkdir(parents=True)
         dataset.save(folder / "dataset")
