@@ -9,7 +9,7 @@
    instance prompt "a zdm shape". A generated object counts as the subject when a diamond template fits its
    foreground better than every known shape's template.
 
-    python bench/train_style.py [--style outlined|teal] [--steps N] [--prompts 20] [--skip-subject]
+    python bench/train_style.py [--style outlined|teal] [--steps N] [--prompts 20] [--skip-subject] [--swap-colours]
                                 [--targets attention|attention+conv] [--set FIELD=VALUE ...]
 """
 
@@ -152,6 +152,8 @@ def main() -> None:
     parser.add_argument("--set", type=_setting, action="append", default=[], metavar="FIELD=VALUE",
                         help="any other training setting, e.g. --set learning_rate=1e-3 (both trainings)")
     parser.add_argument("--skip-subject", action="store_true")
+    parser.add_argument("--swap-colours", action="store_true",
+                        help="colour styles: regularisation prompts are the captions with base colours named instead")
     parser.add_argument("--work", type=Path, default=Path(tempfile.mkdtemp(prefix="t2i-bench-train-")))
     args = parser.parse_args()
     rng = random.Random(7)
@@ -162,8 +164,13 @@ def main() -> None:
 
     style_images(args.work / "style", args.style, args.images)
     colour_style = args.style in HELD_OUT_COLOURS
+    style_settings = dict(settings)
+    if args.swap_colours and colour_style:
+        captions = [(args.work / "style" / f"{i}.txt").read_text() for i in range(args.images)]
+        style_settings["class_prompts"] = tuple(caption.replace(args.style, OBJECT_COLOURS[i % len(OBJECT_COLOURS)])
+                                                for i, caption in enumerate(captions))
     trigger = args.style if colour_style else "zqx"
-    lora, seconds = train(args.work / "style", args.work, "quick style", "bench_style", trigger, settings)
+    lora, seconds = train(args.work / "style", args.work, "quick style", "bench_style", trigger, style_settings)
     with_trigger = [_phrase(replace(o, colour=args.style)) if colour_style else f"zqx, {_phrase(o)}" for o in objects]
     rates = {}
     # the base model's own rate is the floor for "without": a dark red can already read as maroon
@@ -179,7 +186,7 @@ def main() -> None:
             kept = [any(d.colour == o.colour for d in analyze(image).objects)
                     for o, image in zip(objects, generate(lora_file, plain))]
             rates[label] = sum(kept) / len(kept)
-    results["style"] = {"style": args.style, "train_seconds": round(seconds, 1), "settings": settings, **rates}
+    results["style"] = {"style": args.style, "train_seconds": round(seconds, 1), "settings": style_settings, **rates}
     print(f"style {args.style}: trained in {seconds:.0f} s; detected in {rates['with_trigger']:.0%} with the trigger, "
           f"{rates['without_trigger']:.0%} without (targets: >= 80%, <= 10%, <= 600 s); the base model alone: "
           f"{rates['without_trigger_base_model']:.0%}")

@@ -189,3 +189,9 @@ def test_config_validation_and_presets():
         config_from_preset(name="xy", learning_rate=float("nan"))
     config = config_from_preset("subject", name="dog", trigger="sks", class_word="dog")
     assert config.instance_text == "a sks dog" and TrainingConfig.from_json(config.to_json()) == config
+    with pytest.raises(RequestError, match="class prompts must not name the trigger 'teal'"):
+        config_from_preset(name="teal", class_prompts=("a red star", "a teal, star"))
+    with pytest.raises(RequestError, match="class prompts must be non-empty"):
+        config_from_preset(name="teal", class_prompts=("a red star", " "))
+    config = config_from_preset(name="teal", class_prompts=("a red star", "a blue ring"))
+    assert TrainingConfig.from_json(config.to_json()) == config

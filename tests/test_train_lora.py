@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from diffusers import StableDiffusionPipeline
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -268,3 +269,25 @@ def test_a_trigger_that_is_a_caption_word_is_trained_once_and_left_out_of_the_pr
     data = prepare_data(_pipe(), dataclasses.replace(config, trigger="zqx", prior_preservation=False), run, 64,
                         ProgressLog(run / "progress.jsonl"))
     assert sorted(data.prompts) == ["zqx, a large teal star", "zqx, a teal heart, at the left", "zqx, teal circle"]
+
+
+def test_regularisation_prompts_make_the_class_images(tmp_path):
+    """Given class prompts, the prior images come from them in turn (not from the captions), and the base model
+    draws what they name: here the colours a colour style must leave alone."""
+    from t2i.eval.analyzer import analyze
+    from t2i.train.lora_trainer import ProgressLog, prepare_data
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, shape in enumerate(("star", "heart", "triangle")):
+        render(Scene((ShapeObject(shape, "teal", "large"),), "white")).save(folder / f"{i}.png")
+        (folder / f"{i}.txt").write_text(f"a large teal {shape}")
+    run = tmp_path / "run"
+    prepare_dataset([folder]).save(run / "dataset")
+    prompts = ("a large red square", "a large blue circle")
+    config = config_from_preset(name="teal", trigger="teal", num_class_images=4, class_prompts=prompts)
+    data = prepare_data(_pipe(), config, run, 64, ProgressLog(run / "progress.jsonl"))
+    assert data.class_prompts == [*prompts, *prompts]
+    images = sorted((run / "class_images").glob("*.png"))
+    colours = [{o.colour for o in analyze(Image.open(path).convert("RGB")).objects} for path in images]
+    assert [("red" in c, "blue" in c) for c in colours] == [(True, False), (False, True)] * 2

@@ -28,6 +28,9 @@ def add_train_parser(sub) -> None:
     train.add_argument("--class-word", default=None, help="DreamBooth class, e.g. 'shape' or 'dog'")
     train.add_argument("--text-encoder", action="store_true", default=None, help="train the text encoder too")
     train.add_argument("--no-prior", action="store_true", help="skip prior preservation (class images)")
+    train.add_argument("--class-prompt", action="append", default=[], dest="class_prompts", metavar="TEXT",
+                       help="a regularisation prompt for the class images (repeat it for several); default: the "
+                            "captions without the trigger (a style) or 'a CLASS_WORD' (DreamBooth)")
     train.add_argument("--checkpoint-every", type=int, default=None)
     train.add_argument("--sample-every", type=int, default=None)
     train.add_argument("--base-model", default=None, help="'embedded', a diffusers folder or a hub id")
@@ -50,6 +53,8 @@ def _overrides(args) -> dict:
         values["use_captions"] = False  # DreamBooth trains on the instance prompt
     if args.no_prior:
         values["prior_preservation"] = False
+    if args.class_prompts:
+        values["class_prompts"] = tuple(args.class_prompts)
     return values
 
 

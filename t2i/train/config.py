@@ -46,6 +46,9 @@ class TrainingConfig:
     # without the trigger (a style), so the LoRA changes nothing unless the trigger is in the prompt
     prior_preservation: bool = True
     class_prompt: str = ""  # "" -> "a {class_word}"
+    # regularisation prompts (kohya's regularisation set): when given, the class images come from these, in turn,
+    # instead of the class prompt or the captions; e.g. a colour style's captions with other colours named
+    class_prompts: tuple[str, ...] = ()
     num_class_images: int = 12
     prior_loss_weight: float = 1.0
     checkpoint_every: int = 50
@@ -95,6 +98,13 @@ class TrainingConfig:
                 raise RequestError(f"{name} must be a number from {low} to {high}; got {value!r}")
         if self.resolution and self.resolution % 8:
             raise RequestError(f"resolution must be a multiple of 8; got {self.resolution}")
+        if not isinstance(self.class_prompts, tuple) or not all(
+                isinstance(p, str) and 0 < len(p.strip()) <= 500 for p in self.class_prompts):
+            raise RequestError("class prompts must be non-empty texts of at most 500 characters")
+        with_trigger = [p for p in self.class_prompts if self.trigger_word in p.replace(",", " ").split()]
+        if with_trigger:
+            raise RequestError(f"class prompts must not name the trigger {self.trigger_word!r} (they keep the base "
+                               f"model's answer without it); got {with_trigger[0]!r}")
         if self.prior_preservation and self.num_class_images < 1:
             raise RequestError("prior preservation needs at least 1 class image")
 
@@ -109,7 +119,8 @@ class TrainingConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise RequestError(f"unknown training setting {unknown[0]!r}")
-        data["sample_prompts"] = tuple(data.get("sample_prompts", ()))
+        for key in ("sample_prompts", "class_prompts"):
+            data[key] = tuple(data.get(key, ()))
         return cls(**data)
 
     @classmethod

@@ -149,11 +149,11 @@ def prepare_data(pipe, config: TrainingConfig, run_dir: Path, resolution: int, l
                else config.instance_text for item in dataset.items]
     class_latents, class_prompts = None, []
     if config.prior_preservation:
-        # DreamBooth: the class prompt; a style: each caption without the trigger, so that the base model's own
-        # answer to it stays the answer when the trigger is absent (no leak of the style into every prompt)
+        # the regularisation prompts when given; else DreamBooth: the class prompt; a style: each caption without
+        # the trigger, so that the base model's own answer to it stays the answer when the trigger is absent
         sources = [_without_trigger(item.caption, config) for item in dataset.items if item.caption] \
             if config.method == "lora" else []
-        sources = sources or [config.class_text]
+        sources = list(config.class_prompts) or sources or [config.class_text]
         class_prompts = [sources[i % len(sources)] for i in range(config.num_class_images)]
         made = _class_images(pipe, config, class_prompts, run_dir / "class_images", resolution, log)
         class_latents = _encode_images(pipe.vae, [fit(i, (resolution, resolution)) for i in made], pipe.device)

@@ -39,6 +39,9 @@ def create_train_tab(studio: Studio) -> None:
             trigger = gr.Textbox(label="Trigger word", value="", placeholder="a rare word, e.g. zqx")
             steps = gr.Number(label="Steps (0 = preset)", value=0, precision=0)
             checkpoint_every = gr.Number(label="Checkpoint every N steps (0 = preset)", value=0, precision=0)
+            class_prompts = gr.Textbox(
+                label="Regularisation prompts, one per line (empty: the captions without the trigger)", value="",
+                lines=2, placeholder="a red star\na blue circle", elem_id="train_class_prompts")
             with gr.Row():
                 start_btn = gr.Button("Start training", variant="primary", elem_id="train_start")
                 cancel_btn = gr.Button("Cancel", elem_id="train_cancel")
@@ -74,9 +77,11 @@ def create_train_tab(studio: Studio) -> None:
                 [[n, c] for n, c in zip(checked.names, checked.captions)], f"{len(checked.files)} images. {shown}")
 
     def start(token="", table=None, preset=DEFAULT_PRESET, method="(preset)", name="", trigger="", steps=0,
-              checkpoint_every=0):
+              checkpoint_every=0, class_prompts=""):
         rows = table.values.tolist() if isinstance(table, pd.DataFrame) else (table or [])
         extra = {"checkpoint_every": int(checkpoint_every)} if checkpoint_every else {}
+        if lines := [line.strip() for line in str(class_prompts or "").splitlines() if line.strip()]:
+            extra["class_prompts"] = tuple(lines)
         try:
             run, position = trainer.start(token, [row[1] for row in rows], preset, name, trigger, int(steps or 0),
                                           None if method == "(preset)" else method, **extra)
@@ -129,7 +134,7 @@ def create_train_tab(studio: Studio) -> None:
         return f"**{current.state}**: {current.message}", stopped_runs(run)
 
     check_btn.click(check, files, [token, gallery, captions, notes], api_name="train_check")
-    start_btn.click(start, [token, captions, preset, method, name, trigger, steps, checkpoint_every],
+    start_btn.click(start, [token, captions, preset, method, name, trigger, steps, checkpoint_every, class_prompts],
                     [run_id, state, timer], api_name="train_start")
     timer.tick(status, run_id, [state, bar, losses, samples, timer, resumable], api_name="train_status", queue=False)
     cancel_btn.click(cancel, run_id, [state, resumable], api_name="train_cancel", queue=False)
