@@ -9,7 +9,7 @@
    instance prompt "a zdm shape". A generated object counts as the subject when a diamond template fits its
    foreground better than every known shape's template.
 
-    python bench/train_style.py [--style outlined|teal] [--steps N] [--prompts 20] [--skip-subject] [--swap-colours]
+    python bench/train_style.py [--style outlined|teal] [--steps N] [--prompts 20] [--skip-subject] [--swap-colours N]
                                 [--targets attention|attention+conv] [--set FIELD=VALUE ...]
 """
 
@@ -152,8 +152,9 @@ def main() -> None:
     parser.add_argument("--set", type=_setting, action="append", default=[], metavar="FIELD=VALUE",
                         help="any other training setting, e.g. --set learning_rate=1e-3 (both trainings)")
     parser.add_argument("--skip-subject", action="store_true")
-    parser.add_argument("--swap-colours", action="store_true",
-                        help="colour styles: regularisation prompts are the captions with base colours named instead")
+    parser.add_argument("--swap-colours", type=int, default=0, metavar="N",
+                        help="colour styles: regularisation prompts are the captions with base colours named instead, "
+                             "N colours per caption (one class image each)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.mkdtemp(prefix="t2i-bench-train-")))
     args = parser.parse_args()
     rng = random.Random(7)
@@ -167,8 +168,11 @@ def main() -> None:
     style_settings = dict(settings)
     if args.swap_colours and colour_style:
         captions = [(args.work / "style" / f"{i}.txt").read_text() for i in range(args.images)]
-        style_settings["class_prompts"] = tuple(caption.replace(args.style, OBJECT_COLOURS[i % len(OBJECT_COLOURS)])
-                                                for i, caption in enumerate(captions))
+        colours = (OBJECT_COLOURS[(i * args.swap_colours + k) % len(OBJECT_COLOURS)]
+                   for i in range(len(captions)) for k in range(args.swap_colours))
+        style_settings["class_prompts"] = tuple(captions[i // args.swap_colours].replace(args.style, colour)
+                                                for i, colour in enumerate(colours))
+        style_settings["num_class_images"] = len(style_settings["class_prompts"])
     trigger = args.style if colour_style else "zqx"
     lora, seconds = train(args.work / "style", args.work, "quick style", "bench_style", trigger, style_settings)
     with_trigger = [_phrase(replace(o, colour=args.style)) if colour_style else f"zqx, {_phrase(o)}" for o in objects]
