@@ -18,6 +18,9 @@ from .widgets import UploadImage
 
 log = logging.getLogger(__name__)
 MODEL_WORK = "model"  # one concurrency group for everything that runs a model
+# what the Model box takes, by T2I_MODEL_LOCAL_PATHS (t2i/model_access.py)
+MODEL_HELP = {False: "'embedded', a model from the server's model folder, or a hub id (owner/name)",
+              True: "'embedded', a model folder's name, a diffusers folder, a .safetensors file or a hub id"}
 
 
 def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
@@ -40,7 +43,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
         with gr.Column(scale=1):
             styles = gr.Dropdown(label="Styles", choices=studio.style_names(), value=[], multiselect=True)
             model = gr.Dropdown(label="Model", choices=studio.model_choices(), value=settings.default_model,
-                                allow_custom_value=True, info="'embedded', a diffusers folder, a .safetensors file or a hub id")
+                                allow_custom_value=True, info=MODEL_HELP[settings.model_local_paths])
             sampler = gr.Dropdown(label="Sampler", choices=studio.sampler_names(), value="Euler")
             steps = gr.Slider(label="Steps", minimum=1, maximum=settings.max_steps, value=20, step=1)
             cfg = gr.Slider(label="CFG scale", minimum=0, maximum=30, value=7.0, step=0.5)
