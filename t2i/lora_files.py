@@ -185,13 +185,15 @@ class LoraLibrary:
                 continue
             if entry.name.endswith(".safetensors") and entry.is_file():
                 name = entry.name.removesuffix(".safetensors")
-                # the trainer writes NAME.safetensors and, for A1111/ComfyUI, the same LoRA as NAME.kohya.safetensors
-                if not (name.endswith(KOHYA_SUFFIX) and Path(self.folder, name.removesuffix(KOHYA_SUFFIX)
-                                                              + ".safetensors").is_file()):
+                if not self._is_kohya_copy(name):
                     found.append(name)
             elif entry.is_dir() and (Path(entry.path) / WEIGHTS_NAME).is_file():
                 found.append(entry.name)
         return sorted(found, key=str.lower)
+
+    def _is_kohya_copy(self, name: str) -> bool:
+        """NAME.kohya beside NAME: the trainer's kohya/A1111-keyed copy of one LoRA, offered once as NAME."""
+        return name.endswith(KOHYA_SUFFIX) and (self.folder / f"{name.removesuffix(KOHYA_SUFFIX)}.safetensors").is_file()
 
     def resolve(self, name: str) -> LoraFile:
         """The checked file a name stands for; unknown names, bad files and failed downloads raise RequestError."""

@@ -12,8 +12,8 @@ from PIL import Image
 from .engine import Engine, ProgressEvent
 from .jobs import load_image_file, save_result, session_folder, stream_generation
 from .labels import Labeller
-from .model_access import check_server_model, model_folder_entries
 from .metadata import infotext
+from .model_access import check_server_model, model_folder_entries
 from .ratelimit import RateLimiter
 from .request import GenerationRequest, GenerationResult, RequestError
 from .samplers import SAMPLERS
