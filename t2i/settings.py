@@ -41,6 +41,9 @@ class Settings:
     share: bool = field(default_factory=lambda: _env("T2I_SHARE", "0") == "1")
     # uploads and results live outside the app folder, one sub-folder per session
     data_dir: Path = field(default_factory=lambda: Path(_env("T2I_DATA_DIR", os.path.join(tempfile.gettempdir(), "t2i"))))
+    # encrypts what the page keeps in the browser (the training runs it started); "": one made at first start and
+    # kept in data_dir/browser-secret, so the list survives a restart
+    browser_secret: str = field(default_factory=lambda: _env("T2I_BROWSER_SECRET", ""))
     # uploads (in data_dir/uploads) go when their browser session ends; this sweep removes, every few minutes,
     # cached files older than this many seconds that no session refreshed (tabs that never said goodbye); 0: off
     upload_ttl_s: int = field(default_factory=lambda: int(_env("T2I_UPLOAD_TTL_S", "3600")))

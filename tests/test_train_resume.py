@@ -69,7 +69,8 @@ def test_cancel_then_resume_in_the_studio_reaches_the_configured_steps(train_env
     assert 2 <= checkpoint <= stopped_at and checkpoint % 2 == 0
     assert cancelled.message == f"cancelled at step {stopped_at}; press Resume to continue from the checkpoint " \
                                 f"at step {checkpoint}"
-    assert [run.run_id for run in studio.resumable_runs()] == [run_id]
+    assert [run.run_id for run in studio.resumable_runs([run_id, "0" * 16])] == [run_id]
+    assert studio.resumable_runs([]) == []  # only the runs a caller names: another user's list is empty
 
     assert studio.resume(run_id) == 0
     with pytest.raises(RequestError, match="is already (queued|waiting|running)"):
@@ -93,7 +94,7 @@ def test_cancel_then_resume_in_the_studio_reaches_the_configured_steps(train_env
     assert "teal_resume" in plugin.choices(plugin.params[0]) and plugin.trigger_words("teal_resume") == ("tlq",)
 
     # a finished run is no longer offered, and Resume says why
-    assert studio.resumable_runs() == []
+    assert studio.resumable_runs([run_id]) == []
     with pytest.raises(RequestError, match="has already finished"):
         studio.resume(run_id)
     with pytest.raises(RequestError, match="unknown training run"):
@@ -112,7 +113,7 @@ def test_a_run_that_failed_for_good_is_not_resumable(train_env, tmp_path):
     assert failed.state == "failed" and "unknown model" in failed.message, failed.message
     assert not failed.resumable
     studio = TrainingStudio(train_env, SafetyGate(PluginManager(), train_env), runner)
-    assert "press Resume" not in studio.status(run_id).message and studio.resumable_runs() == []
+    assert "press Resume" not in studio.status(run_id).message and studio.resumable_runs([run_id]) == []
     with pytest.raises(RequestError, match="resuming would fail the same way .*unknown model"):
         studio.resume(run_id)
 
@@ -170,9 +171,14 @@ def test_train_tab_api_cancel_resume_and_push(launch_app, tmp_path):
         assert re.fullmatch(r"\*\*cancelled\*\*: cancelled at step \d+; press Resume to continue from the "
                             r"checkpoint at step \d+", cancelled), cancelled
         checkpoint = int(cancelled.rsplit(" ", 1)[1])
-        stopped = client.predict(run_id, api_name="/train_runs")  # the dropdown: stopped runs, this one picked
-        assert stopped["value"] == run_id and [value for _, value in stopped["choices"]] == [run_id]
+        # the page remembers the run in the browser (encrypted localStorage), then lists it among the stopped runs
+        known = client.predict(run_id, ["0" * 16], api_name="/train_remember")
+        assert known == ["0" * 16, run_id]
+        stopped = client.predict("", known, api_name="/train_runs")
+        assert stopped["value"] == "" and [value for _, value in stopped["choices"]] == [run_id]
         assert stopped["choices"][0][0].startswith("tab_resume: step ") and "cancelled" in stopped["choices"][0][0]
+        assert client.predict("", [], api_name="/train_runs")["choices"] == []  # another browser sees none of it
+        assert client.predict(run_id, [], api_name="/train_runs")["value"] == run_id  # the one in the Run box
         with pytest.raises(Exception, match="unknown training run"):
             client.predict("20990101-000000-nothing-000000", "", api_name="/train_resume")
 
@@ -184,7 +190,7 @@ def test_train_tab_api_cancel_resume_and_push(launch_app, tmp_path):
             f"tab_resume.safetensors (resumed from the checkpoint at step {checkpoint})"), done
         with pytest.raises(Exception, match="has already finished"):
             client.predict(run_id, "", api_name="/train_resume")
-        assert client.predict(run_id, api_name="/train_runs")["choices"] == []  # no longer a stopped run
+        assert client.predict(run_id, known, api_name="/train_runs")["choices"] == []  # no longer a stopped run
 
         with pytest.raises(Exception, match=f"could not reach the Hub at http://127.0.0.1:{port}"):
             client.predict(run_id, "me/tab-resume", TOKEN, True, api_name="/train_push")
@@ -193,3 +199,15 @@ def test_train_tab_api_cancel_resume_and_push(launch_app, tmp_path):
         with pytest.raises(Exception, match="is not a Hub repo id"):
             client.predict(run_id, "me/tab resume", TOKEN, False, api_name="/train_push")
     print(f"Train tab: cancelled, resumed from the checkpoint at step {checkpoint}, finished at 12/12")
+
+
+def test_the_browser_secret_is_made_once_kept_private_and_overridable(settings, tmp_path):
+    """The key that encrypts a browser's list of runs survives a restart (else the list is lost with it)."""
+    from t2i.ui.train_tab import browser_secret
+
+    fresh = dataclasses.replace(settings, data_dir=tmp_path / "data", browser_secret="")
+    first = browser_secret(fresh)
+    assert len(first) == 32 and browser_secret(fresh) == first  # the second start reads the same secret back
+    assert (tmp_path / "data" / "browser-secret").stat().st_mode & 0o777 == 0o600
+    assert browser_secret(dataclasses.replace(fresh, data_dir=tmp_path / "other")) != first
+    assert browser_secret(dataclasses.replace(fresh, browser_secret="from-the-env")) == "from-the-env"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -84,9 +85,12 @@ class TrainingStudio:
         A RequestError when the run is unknown, finished, failed for good, or already queued or running."""
         return self.runner.resume(run_id)
 
-    def resumable_runs(self) -> list[RunStatus]:
-        """This machine's runs that Resume can continue, newest first."""
-        return [run for run in self.runner.runs() if run.resumable]
+    def resumable_runs(self, run_ids: Iterable[str]) -> list[RunStatus]:
+        """The runs among `run_ids` that Resume can continue, newest first (unknown ids are left out). Callers
+        name the runs they know: run ids are unguessable, and listing every run would show one user's runs,
+        and their datasets, to the next."""
+        wanted = set(run_ids)
+        return [run for run in self.runner.runs() if run.run_id in wanted and run.resumable]
 
     def push(self, run_id: str, repo_id: str, token: str = "", private: bool = False) -> str:
         """Upload a finished run's LoRA to the Hugging Face Hub repo `repo_id` (token: given, or HF_TOKEN);

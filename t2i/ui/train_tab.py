@@ -6,15 +6,36 @@ Training runs in its own process (t2i.train.runner); this tab only reads its pro
 
 from __future__ import annotations
 
+import os
+import secrets
+
 import gradio as gr
 import pandas as pd
 
 from t2i.request import RequestError
+from t2i.settings import Settings
 from t2i.studio import Studio
 from t2i.train.config import DEFAULT_PRESET, METHODS, PRESETS
 from t2i.train.studio import TrainingStudio
 
 from .uploads import track_uploads
+
+REMEMBERED_RUNS = 50  # run ids a browser keeps; the oldest are forgotten first
+
+
+def browser_secret(settings: Settings) -> str:
+    """T2I_BROWSER_SECRET, or a secret made once and kept (mode 600) in the data folder: Gradio would otherwise
+    make a new one at every start, and browsers could no longer read their list of runs after a restart."""
+    if settings.browser_secret:
+        return settings.browser_secret
+    path = settings.data_dir / "browser-secret"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(secrets.token_hex(16))
+    except FileExistsError:
+        pass
+    return path.read_text().strip()
 
 
 def create_train_tab(studio: Studio) -> None:
@@ -32,6 +53,9 @@ def create_train_tab(studio: Studio) -> None:
             captions = gr.Dataframe(headers=["file", "caption"], datatype=["str", "str"], value=[["", ""]],
                                     interactive=True, label="Captions (editable)", elem_id="train_captions")
             token = gr.State("")
+            # the ids of the runs this browser started or resumed: only those are offered for Resume, so one
+            # visitor never sees (or resumes) another's runs; the id itself is the key to a run
+            my_runs = gr.BrowserState([], storage_key="t2i-training-runs", secret=browser_secret(studio.settings))
         with gr.Column(scale=1):
             preset = gr.Dropdown(label="Preset", choices=list(PRESETS), value=DEFAULT_PRESET)
             method = gr.Dropdown(label="Method", choices=["(preset)", *METHODS], value="(preset)")
@@ -49,7 +73,7 @@ def create_train_tab(studio: Studio) -> None:
             state = gr.Markdown("")
             bar = gr.Slider(label="Progress (steps)", minimum=0, maximum=1, value=0, interactive=False)
             with gr.Row():
-                resumable = gr.Dropdown(label="Stopped runs on this machine (empty: the run above)", choices=[],
+                resumable = gr.Dropdown(label="Your stopped runs (empty: the run above)", choices=[],
                                         value="", allow_custom_value=True, elem_id="train_resumable")
                 resume_btn = gr.Button("Resume", elem_id="train_resume")
             with gr.Accordion("Push to the Hugging Face Hub", open=False):
@@ -89,9 +113,15 @@ def create_train_tab(studio: Studio) -> None:
             raise gr.Error(str(exc)) from exc
         return run, f"queued: position {position}" if position else "starting", gr.Timer(active=True)
 
-    def stopped_runs(selected=""):
-        """The dropdown of resumable runs, `selected` picked when it is one of them."""
-        runs = trainer.resumable_runs()
+    def remember(run="", known=()):
+        """Add the run shown in the Run box to the browser's list of its runs."""
+        known = [r for r in (known or []) if isinstance(r, str) and r != run]
+        return [*known, run][-REMEMBERED_RUNS:] if run else known
+
+    def stopped_runs(selected="", known=()):
+        """The dropdown of resumable runs among `selected` and the browser's `known` runs, `selected` picked when
+        it is one of them."""
+        runs = trainer.resumable_runs({selected, *(r for r in known or [] if isinstance(r, str))})
         choices = [(f"{r.name}: step {r.step}/{r.steps}, {r.state} ({r.run_id})", r.run_id) for r in runs]
         return gr.Dropdown(choices=choices, value=selected if selected in [r.run_id for r in runs] else "")
 
@@ -138,6 +168,7 @@ def create_train_tab(studio: Studio) -> None:
                     [run_id, state, timer], api_name="train_start")
     timer.tick(status, run_id, [state, bar, losses, samples, timer, resumable], api_name="train_status", queue=False)
     cancel_btn.click(cancel, run_id, [state, resumable], api_name="train_cancel", queue=False)
-    resumable.focus(stopped_runs, resumable, resumable, api_name="train_runs", queue=False)
+    run_id.change(remember, [run_id, my_runs], my_runs, api_name="train_remember", queue=False)
+    resumable.focus(stopped_runs, [resumable, my_runs], resumable, api_name="train_runs", queue=False)
     resume_btn.click(resume, [resumable, run_id], [run_id, state, timer, resumable], api_name="train_resume")
     push_btn.click(push, [run_id, repo, token_box, private], pushed, api_name="train_push")
