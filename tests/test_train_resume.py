@@ -161,8 +161,13 @@ def test_train_tab_api_cancel_resume_and_push(launch_app, tmp_path):
         _, table, notes = client.predict([handle_file(str(p)) for p in sorted(folder.iterdir())],
                                          api_name="/train_check")
         assert notes.startswith("3 images"), notes
+        for model, error in [("/etc", "unknown model '/etc': choose 'embedded', a model from the server's model "
+                                      "folder"), ("../models", "unknown model '../models'")]:
+            with pytest.raises(Exception, match=re.escape(error)):  # no server path as the base model
+                client.predict(table, "quick style", "(preset)", "tab_model", "tlq", 12, 2, base_model=model,
+                               api_name="/train_start")
         run_id, state, _ = client.predict(table, "quick style", "(preset)", "tab_resume", "tlq", 12, 2,
-                                          api_name="/train_start")
+                                          base_model="embedded", api_name="/train_start")
         assert state == "starting"
         status = lambda: client.predict(run_id, api_name="/train_status")[0]  # noqa: E731
         _until(lambda: re.match(r"\*\*running\*\* step ([3-9]|1[01])/12", status()), "a step after a checkpoint",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from t2i.model_access import check_server_model
 from t2i.request import RequestError
 from t2i.safety import SafetyGate
 from t2i.settings import Settings
@@ -63,6 +64,10 @@ class TrainingStudio:
         if len(captions) != len(dataset.items):
             raise RequestError(f"{len(captions)} captions for {len(dataset.items)} images")
         items = [replace(item, caption=" ".join(str(text or "").split())) for item, text in zip(dataset.items, captions)]
+        if "base_model" in settings:  # a web request: only the models this server offers (see model_access)
+            if not isinstance(settings["base_model"], str):
+                raise RequestError(f"base model must be a model name or hub id; got {settings['base_model']!r}")
+            check_server_model(settings["base_model"], self.settings)
         overrides = {"name": name, "trigger": trigger, **settings}
         if steps:
             overrides["steps"] = int(steps)

@@ -57,6 +57,8 @@ def create_train_tab(studio: Studio) -> None:
             # visitor never sees (or resumes) another's runs; the id itself is the key to a run
             my_runs = gr.BrowserState([], storage_key="t2i-training-runs", secret=browser_secret(studio.settings))
         with gr.Column(scale=1):
+            base_model = gr.Dropdown(label="Base model (Stable Diffusion 1.x/2.x)", choices=studio.model_choices(),
+                                     value="embedded", allow_custom_value=True, elem_id="train_base_model")
             preset = gr.Dropdown(label="Preset", choices=list(PRESETS), value=DEFAULT_PRESET)
             method = gr.Dropdown(label="Method", choices=["(preset)", *METHODS], value="(preset)")
             name = gr.Textbox(label="Name", value="", placeholder="my_style")
@@ -101,9 +103,11 @@ def create_train_tab(studio: Studio) -> None:
                 [[n, c] for n, c in zip(checked.names, checked.captions)], f"{len(checked.files)} images. {shown}")
 
     def start(token="", table=None, preset=DEFAULT_PRESET, method="(preset)", name="", trigger="", steps=0,
-              checkpoint_every=0, class_prompts=""):
+              checkpoint_every=0, class_prompts="", base_model="embedded"):
         rows = table.values.tolist() if isinstance(table, pd.DataFrame) else (table or [])
         extra = {"checkpoint_every": int(checkpoint_every)} if checkpoint_every else {}
+        if base_model:
+            extra["base_model"] = base_model
         if lines := [line.strip() for line in str(class_prompts or "").splitlines() if line.strip()]:
             extra["class_prompts"] = tuple(lines)
         try:
@@ -164,7 +168,8 @@ def create_train_tab(studio: Studio) -> None:
         return f"**{current.state}**: {current.message}", stopped_runs(run)
 
     check_btn.click(check, files, [token, gallery, captions, notes], api_name="train_check")
-    start_btn.click(start, [token, captions, preset, method, name, trigger, steps, checkpoint_every, class_prompts],
+    start_btn.click(start, [token, captions, preset, method, name, trigger, steps, checkpoint_every, class_prompts,
+                            base_model],
                     [run_id, state, timer], api_name="train_start")
     timer.tick(status, run_id, [state, bar, losses, samples, timer, resumable], api_name="train_status", queue=False)
     cancel_btn.click(cancel, run_id, [state, resumable], api_name="train_cancel", queue=False)
