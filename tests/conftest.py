@@ -57,11 +57,13 @@ def tiny_sdxl_dir(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def running_app(data_dir, **env):
-    """The real app (`python app.py --port N`) on 127.0.0.1 with the embedded model and extra env vars; its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def running_app(data_dir, port: int | None = None, **env):
+    """The real app (`python app.py --port N`) on 127.0.0.1 with the embedded model and extra env vars; its URL.
+    `port`: a free one when None (a browser keeps localStorage per port, so a restart test names its port)."""
+    if port is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
     env = {**os.environ, "T2I_DATA_DIR": str(data_dir), "T2I_DEVICE": "cpu", "T2I_MODEL": "embedded",
            "T2I_ENTRY_POINT_PLUGINS": "0", "T2I_RATE_LIMIT": "0", **env}
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], env=env,

@@ -46,9 +46,9 @@ def create_train_tab(studio: Studio) -> None:
     with gr.Row():
         with gr.Column(scale=2):
             files = gr.File(label="Images, .txt captions or a .zip", file_count="multiple", value=None,
-                            file_types=["image", ".txt", ".zip"], type="filepath")
+                            file_types=["image", ".txt", ".zip"], type="filepath", elem_id="train_files")
             check_btn = gr.Button("Check images", elem_id="train_check")
-            notes = gr.Markdown("")
+            notes = gr.Markdown("", elem_id="train_notes")
             gallery = gr.Gallery(label="Dataset", columns=6, height=240, interactive=False, elem_id="train_gallery")
             captions = gr.Dataframe(headers=["file", "caption"], datatype=["str", "str"], value=[["", ""]],
                                     interactive=True, label="Captions (editable)", elem_id="train_captions")
@@ -61,10 +61,12 @@ def create_train_tab(studio: Studio) -> None:
                                      value="embedded", allow_custom_value=True, elem_id="train_base_model")
             preset = gr.Dropdown(label="Preset", choices=list(PRESETS), value=DEFAULT_PRESET)
             method = gr.Dropdown(label="Method", choices=["(preset)", *METHODS], value="(preset)")
-            name = gr.Textbox(label="Name", value="", placeholder="my_style")
-            trigger = gr.Textbox(label="Trigger word", value="", placeholder="a rare word, e.g. zqx")
-            steps = gr.Number(label="Steps (0 = preset)", value=0, precision=0)
-            checkpoint_every = gr.Number(label="Checkpoint every N steps (0 = preset)", value=0, precision=0)
+            name = gr.Textbox(label="Name", value="", placeholder="my_style", elem_id="train_name")
+            trigger = gr.Textbox(label="Trigger word", value="", placeholder="a rare word, e.g. zqx",
+                                 elem_id="train_trigger")
+            steps = gr.Number(label="Steps (0 = preset)", value=0, precision=0, elem_id="train_steps")
+            checkpoint_every = gr.Number(label="Checkpoint every N steps (0 = preset)", value=0, precision=0,
+                                         elem_id="train_checkpoint_every")
             class_prompts = gr.Textbox(
                 label="Regularisation prompts, one per line (empty: the captions without the trigger)", value="",
                 lines=2, placeholder="a red star\na blue circle", elem_id="train_class_prompts")
@@ -72,12 +74,12 @@ def create_train_tab(studio: Studio) -> None:
                 start_btn = gr.Button("Start training", variant="primary", elem_id="train_start")
                 cancel_btn = gr.Button("Cancel", elem_id="train_cancel")
             run_id = gr.Textbox(label="Run", value="", interactive=False, elem_id="train_run")
-            state = gr.Markdown("")
+            state = gr.Markdown("", elem_id="train_state")
             bar = gr.Slider(label="Progress (steps)", minimum=0, maximum=1, value=0, interactive=False)
             with gr.Row():
                 resumable = gr.Dropdown(label="Your stopped runs (empty: the run above)", choices=[],
-                                        value="", allow_custom_value=True, elem_id="train_resumable")
-                resume_btn = gr.Button("Resume", elem_id="train_resume")
+                                        value="", allow_custom_value=True, elem_id="train_resumable", scale=3)
+                resume_btn = gr.Button("Resume", elem_id="train_resume", scale=1)
             with gr.Accordion("Push to the Hugging Face Hub", open=False):
                 repo = gr.Textbox(label="Repo id", value="", placeholder="your-name/my-lora")
                 token_box = gr.Textbox(label="Token with write access (empty: the server's HF_TOKEN)", value="",

@@ -1,0 +1,81 @@
+"""The Train tab in a real browser: a run this browser started is offered for Resume after a reload and after a
+restart of the server; a visitor with another browser never sees it."""
+
+import os
+import re
+import shutil
+import socket
+
+import pytest
+
+from test_train_lora import _teal_images
+
+playwright = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+ARTIFACTS = os.environ.get("T2I_TEST_ARTIFACTS", "artifacts")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _open_train_tab(page, url: str) -> None:
+    page.goto(url)
+    page.get_by_role("tab", name="Train").click()
+
+
+def _stopped_run_options(page, screenshot: str = "") -> list[str]:
+    """Click the "Your stopped runs" box (its focus asks the server) and read the options it shows."""
+    page.locator("#train_resumable input").click()
+    page.wait_for_timeout(1500)
+    options = page.get_by_role("option").all_inner_texts()
+    if screenshot:
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        page.screenshot(path=os.path.join(ARTIFACTS, screenshot))
+    page.keyboard.press("Escape")
+    return options
+
+
+def test_a_browser_finds_its_stopped_run_after_reload_and_restart_and_nobody_else_does(launch_app, tmp_path):
+    images = _teal_images(tmp_path / "images", count=3)
+    port = _free_port()
+    env = dict(T2I_TRAIN_LOCK=str(tmp_path / "train.lock"), T2I_TRAIN_THREADS="1")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        mine = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
+        with launch_app(tmp_path / "app-data", port=port, **env) as url:
+            _open_train_tab(mine, url)
+            mine.locator("#train_files input[type=file]").set_input_files(sorted(str(f) for f in images.iterdir()))
+            mine.locator("#train_check").click()
+            mine.locator("#train_notes").get_by_text("3 images").wait_for(timeout=120_000)
+            mine.locator("#train_name textarea").fill("browser_run")
+            mine.locator("#train_trigger textarea").fill("tlq")
+            mine.locator("#train_steps input").fill("40")
+            mine.locator("#train_checkpoint_every input").fill("2")
+            mine.locator("#train_start").click()
+            state = mine.locator("#train_state")
+            state.get_by_text(re.compile(r"running\s+step ([3-9]|[1-3]\d)/40")).wait_for(timeout=300_000)
+            mine.locator("#train_cancel").click()
+            state.get_by_text("cancelled").first.wait_for(timeout=60_000)
+            run_id = mine.locator("#train_run textarea").input_value()
+            assert re.fullmatch(r"\d{8}-\d{6}-browser_run-[0-9a-f]{16}", run_id), run_id
+
+            mine.reload()
+            _open_train_tab(mine, url)
+            options = _stopped_run_options(mine, screenshot="browser-train-stopped-runs.png")
+            assert any("browser_run: step" in o and run_id in o for o in options), options
+
+            stranger = browser.new_context().new_page()  # another visitor: empty localStorage
+            _open_train_tab(stranger, url)
+            assert not any("browser_run" in o for o in _stopped_run_options(stranger))
+
+        # the server restarts (same data folder, same address): the browser can still read its list
+        with launch_app(tmp_path / "app-data", port=port, **env) as url:
+            _open_train_tab(mine, url)
+            options = _stopped_run_options(mine)
+            assert any("browser_run: step" in o for o in options), options
+        browser.close()
