@@ -1,5 +1,6 @@
 """`python -m bench [--quick] [--only NAME ...] [--device cpu|cuda]`: run the benchmarks, print tables, then one
-JSON line with the headline figures (engine_overhead, sd15_cpu_speedup, lora_switch_ms, cold_start_s, ...).
+JSON line with the headline figures (engine_overhead, sd15_cpu_speedup, lora_switch_ms, cold_start_s,
+batching_speedup, ...).
 
 `--quick` is the set that finishes in under 5 minutes on 2 CPU cores: SD 1.5 by UNet passes rather than whole
 images, one cold start, fewer repetitions. Without it every benchmark runs in full (on 2 CPU cores: hours).
@@ -18,12 +19,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import torch  # noqa: E402
 
-from . import cold_start, engine_overhead, lora_switch, sd15, vae_decode  # noqa: E402
+from . import batching, cold_start, engine_overhead, lora_switch, sd15, vae_decode  # noqa: E402
 from .common import Options, machine  # noqa: E402
 
 # cold start first: a child's peak RSS (ru_maxrss) counts the memory it was forked with, so the parent must be small
 BENCHMARKS = {"cold_start": cold_start.run, "engine_overhead": engine_overhead.run, "sd15": sd15.run,
-              "vae_decode": vae_decode.run, "lora_switch": lora_switch.run}
+              "vae_decode": vae_decode.run, "lora_switch": lora_switch.run, "batching": batching.run}
 
 
 def main() -> None:
