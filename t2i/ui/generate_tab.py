@@ -95,8 +95,9 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
                     if update.preview is not None:
                         yield gr.update(value=update.preview, visible=True), gr.update(), gr.update(), gr.update()
                 else:
-                    yield (gr.update(value=None, visible=False), [str(p) for p in update.files], update.info,
-                           update.seed)
+                    # the first image opens large, as A1111 shows it; the others stay thumbnails below it
+                    yield (gr.update(value=None, visible=False),
+                           gr.update(value=[str(p) for p in update.files], selected_index=0), update.info, update.seed)
         except RequestError as exc:
             raise gr.Error(str(exc)) from exc
         except Exception as exc:  # the page gets a message; the server keeps serving
