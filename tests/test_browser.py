@@ -33,6 +33,9 @@ def test_type_prompt_click_generate_and_see_the_image(page, app_url):
     page.locator("#generate").click()
     image = page.locator("#gallery img").first
     image.wait_for(timeout=120_000)
+    # the result opens large (the 64x64 image drawn at least 256 px wide), not only as a thumbnail
+    page.wait_for_function("() => [...document.querySelectorAll('#gallery img')].some("
+                           "img => img.getBoundingClientRect().width >= 256)", timeout=30_000)
     os.makedirs(ARTIFACTS, exist_ok=True)
     page.screenshot(path=os.path.join(ARTIFACTS, "browser-generate.png"), full_page=True)
     assert "Seed: 4" in page.locator("#info textarea").input_value()

@@ -95,9 +95,8 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
                     if update.preview is not None:
                         yield gr.update(value=update.preview, visible=True), gr.update(), gr.update(), gr.update()
                 else:
-                    # the first image opens large, as A1111 shows it; the others stay thumbnails below it
-                    yield (gr.update(value=None, visible=False),
-                           gr.update(value=[str(p) for p in update.files], selected_index=0), update.info, update.seed)
+                    yield (gr.update(value=None, visible=False), [str(p) for p in update.files], update.info,
+                           update.seed)
         except RequestError as exc:
             raise gr.Error(str(exc)) from exc
         except Exception as exc:  # the page gets a message; the server keeps serving
@@ -112,6 +111,9 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
         outputs=[preview, gallery, info, last_seed], api_name="generate", concurrency_id=MODEL_WORK,
         concurrency_limit=model_work_limit,
     )
+    # then the first image opens large, as A1111 shows a result (a view change, not an action: no API endpoint)
+    run.then(lambda: gr.Gallery(selected_index=0), None, gallery, queue=False, api_visibility="private")
+
     def stop(request: gr.Request = None):
         # the page cancels `run` itself; API callers have only this call, so the studio stops the session's runs too
         studio.stop(request.session_hash if request else "")
