@@ -183,6 +183,7 @@ def test_train_tab_api_cancel_resume_and_push(launch_app, tmp_path):
         assert stopped["value"] == "" and [value for _, value in stopped["choices"]] == [run_id]
         assert stopped["choices"][0][0].startswith("tab_resume: step ") and "cancelled" in stopped["choices"][0][0]
         assert client.predict("", [], api_name="/train_runs")["choices"] == []  # another browser sees none of it
+        assert client.predict("", {"x": run_id}, api_name="/train_runs")["choices"] == []  # not a list: no runs
         assert client.predict(run_id, [], api_name="/train_runs")["value"] == run_id  # the one in the Run box
         with pytest.raises(Exception, match="unknown training run"):
             client.predict("20990101-000000-nothing-000000", "", api_name="/train_resume")

@@ -38,6 +38,11 @@ def browser_secret(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+def _run_ids(known) -> list[str]:
+    """The run ids in a browser's stored list; anything else a client sends counts as no runs."""
+    return [r for r in known if isinstance(r, str)] if isinstance(known, list) else []
+
+
 def create_train_tab(studio: Studio) -> None:
     """Build the tab inside the current Blocks."""
     trainer = TrainingStudio(studio.settings, studio.engine.safety)
@@ -121,13 +126,13 @@ def create_train_tab(studio: Studio) -> None:
 
     def remember(run="", known=()):
         """Add the run shown in the Run box to the browser's list of its runs."""
-        known = [r for r in (known or []) if isinstance(r, str) and r != run]
+        known = [r for r in _run_ids(known) if r != run]
         return [*known, run][-REMEMBERED_RUNS:] if run else known
 
     def stopped_runs(selected="", known=()):
         """The dropdown of resumable runs among `selected` and the browser's `known` runs, `selected` picked when
         it is one of them."""
-        runs = trainer.resumable_runs({selected, *(r for r in known or [] if isinstance(r, str))})
+        runs = trainer.resumable_runs({selected, *_run_ids(known)})
         choices = [(f"{r.name}: step {r.step}/{r.steps}, {r.state} ({r.run_id})", r.run_id) for r in runs]
         return gr.Dropdown(choices=choices, value=selected if selected in [r.run_id for r in runs] else "")
 
