@@ -4,22 +4,16 @@ restart of the server; a visitor with another browser never sees it."""
 import os
 import re
 import shutil
-import socket
 
 import pytest
 
+from test_train_hub import _unused_port
 from test_train_lora import _teal_images
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 ARTIFACTS = os.environ.get("T2I_TEST_ARTIFACTS", "artifacts")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _open_train_tab(page, url: str) -> None:
@@ -41,7 +35,7 @@ def _stopped_run_options(page, screenshot: str = "") -> list[str]:
 
 def test_a_browser_finds_its_stopped_run_after_reload_and_restart_and_nobody_else_does(launch_app, tmp_path):
     images = _teal_images(tmp_path / "images", count=3)
-    port = _free_port()
+    port = _unused_port()
     env = dict(T2I_TRAIN_LOCK=str(tmp_path / "train.lock"), T2I_TRAIN_THREADS="1")
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
