@@ -119,5 +119,8 @@ def _follow(runner, run_id: str):
             print(status.message, file=sys.stderr)
             shown_message = status.message
         if status.finished and not runner.is_active(run_id):
+            # a short run can finish between two looks; its final message says where it resumed from
+            if status.state == "done" and status.message != shown_message:
+                print(status.message, file=sys.stderr)
             return status
         time.sleep(1.0)
