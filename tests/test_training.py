@@ -9,7 +9,8 @@ import time
 
 from safetensors.torch import load_file
 
-TINY = ["--vae-steps", "3", "--decoder-steps", "2", "--low-noise-steps", "2", "--n-scenes", "64", "--batch", "4", "--checkpoint-every", "1"]
+TINY = ["--vae-steps", "3", "--decoder-steps", "2", "--text-steps", "2", "--text-batch", "4", "--low-noise-steps", "2",
+        "--n-scenes", "64", "--batch", "4", "--checkpoint-every", "1"]
 
 
 def train(work, out, *extra, wait=True):

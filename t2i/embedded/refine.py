@@ -67,7 +67,7 @@ def refine_decoder(cfg, device: torch.device) -> None:
             group["lr"] = cfg.decoder_lr * 0.5 * (1 + math.cos(math.pi * step / cfg.decoder_steps))
         with torch.no_grad():
             latents = vae.encode(x).latent_dist.mode()
-        loss = _reconstruction_loss(vae.decode(latents).sample, x)
+        loss = _reconstruction_loss(vae.decode(latents).sample, x, cfg.vae_edge_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -4,8 +4,9 @@
 
 Stages, each resumable from the work folder: (1) the tokenizer, (2) the VAE on fresh renders, then its
 decoder alone (refine.py), (3) encode a fixed training set once (on CPU, re-encoding every step would cost
-more than the UNet), (4) UNet + text encoder on the cached latents, with EMA, then a short plain-epsilon
-stage for the low noise levels (refine.py), (5) export a plain diffusers folder.
+more than the UNet), (4) the text encoder alone, to read captions (text_pretrain.py), (5) UNet + text
+encoder on the cached latents, with EMA, then a short plain-epsilon stage for the low noise levels
+(refine.py), (6) export a plain diffusers folder.
 Every batch is drawn from an RNG seeded by (seed, step), so a resumed run gives the same weights.
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -29,11 +31,12 @@ from .architecture import make_sample_scheduler, make_text_encoder, make_train_s
 from .captions import caption, is_held_out
 from .checkpoints import load_checkpoint, save_checkpoint, writable_dir
 from .refine import refine_decoder, refine_low_noise
+from .text_pretrain import pretrain_text_encoder
 from .tokenizer_build import EXTRA_WORDS, MAX_LENGTH, build_tokenizer
 from .world import COLOURS, HELD_OUT_COLOURS, busy_image, random_scene, render
 
 FILLERS = EXTRA_WORDS.split()
-STAGES = ("all", "tokenizer", "vae", "decoder", "encode", "denoiser", "low_noise", "export")
+STAGES = ("all", "tokenizer", "vae", "decoder", "encode", "text", "denoiser", "low_noise", "export")
 
 
 @dataclass
@@ -44,8 +47,12 @@ class TrainConfig:
     vae_steps: int = 4000
     vae_batch: int = 12
     vae_lr: float = 5e-4
+    vae_edge_weight: float = 0.0  # extra loss weight on pixels at colour edges (corners of small shapes)
     decoder_steps: int = 1500  # decoder-only refinement (refine.py)
     decoder_lr: float = 5e-4
+    text_steps: int = 0  # text-encoder pretraining (text_pretrain.py); 0 starts the denoiser from random weights
+    text_batch: int = 128
+    text_lr: float = 1e-3
     unet_steps: int = 8250
     batch: int = 48
     lr: float = 5e-4
@@ -79,7 +86,8 @@ def train_vae(cfg: TrainConfig, device: torch.device) -> None:
             group["lr"] = cfg.vae_lr * (0.55 + 0.45 * math.cos(math.pi * step / cfg.vae_steps))
         posterior = vae.encode(x).latent_dist
         # decode the mean and push the variance to ~0: sampled latents would blur what it learns
-        loss = _reconstruction_loss(vae.decode(posterior.mode()).sample, x) + posterior.var.mean()
+        recon = vae.decode(posterior.mode()).sample
+        loss = _reconstruction_loss(recon, x, cfg.vae_edge_weight) + posterior.var.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -96,11 +104,15 @@ def _autoencoder_batch(rng: random.Random, n: int, device: torch.device) -> torc
                             if k % 2 else busy_image(rng, ("solid", "outlined")) for k in range(n)).to(device)
 
 
-def _reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """L1 + L2, with object pixels weighted 10x: the flat background would otherwise swamp them."""
+def _reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, edge_weight: float = 0.0) -> torch.Tensor:
+    """L1 + L2, with object pixels weighted 10x (the flat background would otherwise swamp them) and pixels
+    whose 3x3 neighbourhood holds another colour weighted `edge_weight` more (a shape is told by its edges)."""
     border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)
     background = border.median(dim=2).values[:, :, None, None]
     weight = 1.0 + 9.0 * ((x - background).abs().amax(dim=1, keepdim=True) > 0.1).float()
+    if edge_weight:
+        local_range = F.max_pool2d(x, 3, 1, 1) + F.max_pool2d(-x, 3, 1, 1)
+        weight = weight + edge_weight * (local_range.amax(dim=1, keepdim=True) > 0.1).float()
     error = (recon - x).abs() + (recon - x).pow(2)
     return (weight * error).sum() / (weight.sum() * x.shape[1])
 
@@ -137,6 +149,11 @@ def encode_training_set(cfg: TrainConfig, device: torch.device) -> float:
 def _training_caption(scene, rng: random.Random, cfg: TrainConfig) -> str:
     if rng.random() < cfg.uncond_fraction:
         return ""
+    return described_caption(scene, rng)
+
+
+def described_caption(scene, rng: random.Random) -> str:
+    """A training caption of `scene`, with unrelated words added to some."""
     text = caption(scene, rng)
     if rng.random() < 0.2:  # irrelevant words, so pasted prompts with extra words still work
         extra = " ".join(rng.sample(FILLERS, rng.randint(1, 3)))
@@ -145,7 +162,7 @@ def _training_caption(scene, rng: random.Random, cfg: TrainConfig) -> str:
 
 
 def load_denoiser_setup(cfg: TrainConfig, device: torch.device) -> dict:
-    """Tokenizer, cached latents, training scenes, noise schedule, and a freshly initialised UNet + text encoder."""
+    """Tokenizer, cached latents, training scenes, noise schedule, a fresh UNet and the text encoder to train."""
     from transformers import CLIPTokenizer
 
     tokenizer = CLIPTokenizer.from_pretrained(cfg.work / "tokenizer")
@@ -155,6 +172,8 @@ def load_denoiser_setup(cfg: TrainConfig, device: torch.device) -> dict:
     torch.manual_seed(cfg.seed)
     unet = make_unet().to(device)
     text_encoder = make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id).to(device)
+    if cfg.text_steps:  # start from the pretrained encoder (made after the UNet, so the UNet's init is unchanged)
+        text_encoder.load_state_dict(load_file(str(cfg.work / "text_encoder" / "model.safetensors")))
     return dict(tokenizer=tokenizer, latents=latents, scenes=scenes, unet=unet, text_encoder=text_encoder,
                 scheduler=make_train_scheduler(), device=device)
 
@@ -186,7 +205,7 @@ def denoiser_update(loss: torch.Tensor, opt, params: list, ema, bar, where: str)
 
 
 def train_denoiser(cfg: TrainConfig, device: torch.device) -> None:
-    """Stage 4: UNet and text encoder from scratch on cached latents, min-SNR weighted, with EMA."""
+    """Stage 5: the UNet from scratch and the text encoder on cached latents, min-SNR weighted, with EMA."""
     from diffusers.training_utils import EMAModel
 
     setup = load_denoiser_setup(cfg, device)
@@ -248,10 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, required=True, help="folder for checkpoints and cached latents")
     parser.add_argument("--stage", choices=STAGES, default="all",
                         help="run one stage (each needs the ones before it)")
-    for field in ("seed", "vae_steps", "decoder_steps", "unet_steps", "low_noise_steps", "batch", "n_scenes",
-                  "checkpoint_every"):
+    for field in ("seed", "vae_steps", "decoder_steps", "text_steps", "text_batch", "unet_steps", "low_noise_steps",
+                  "batch", "n_scenes", "checkpoint_every"):
         parser.add_argument("--" + field.replace("_", "-"), type=int, default=TrainConfig.__dataclass_fields__[field].default)
-    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    for field in ("lr", "vae_edge_weight"):
+        parser.add_argument("--" + field.replace("_", "-"), type=float, default=TrainConfig.__dataclass_fields__[field].default)
     args = vars(parser.parse_args(argv))
     stage = args.pop("stage")
     cfg = TrainConfig(**args)
@@ -270,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         refine_decoder(cfg, device)
     if stage in ("all", "encode", "denoiser", "low_noise", "export"):
         scaling_factor = encode_training_set(cfg, device)
+    if stage in ("all", "text") and cfg.text_steps:
+        from transformers import CLIPTokenizer
+
+        tokenizer = CLIPTokenizer.from_pretrained(cfg.work / "tokenizer")
+        pretrain_text_encoder(cfg, tokenizer, training_scenes(cfg), described_caption, device)
     if stage in ("all", "denoiser"):
         train_denoiser(cfg, device)
     if stage in ("all", "low_noise") and cfg.low_noise_steps:
