@@ -28,7 +28,7 @@ def test_short_pretraining_reads_the_column_from_unseen_wordings(tmp_path):
     tokenizer = CLIPTokenizer.from_pretrained(tmp_path / "tokenizer")
     rng = random.Random(0)
     scenes = [random_scene(rng) for _ in range(2000)]
-    cfg = SimpleNamespace(work=tmp_path, seed=0, text_steps=150, text_batch=64, text_lr=1e-3, checkpoint_every=50)
+    cfg = SimpleNamespace(work=tmp_path, seed=0, text_steps=100, text_batch=32, text_lr=1e-3, checkpoint_every=50)
     torch.set_num_threads(2)
     pretrain_text_encoder(cfg, tokenizer, scenes, described_caption, torch.device("cpu"))
     assert (tmp_path / "text_ckpt" / "heads.safetensors").exists()
