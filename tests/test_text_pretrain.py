@@ -4,7 +4,8 @@ import random
 from types import SimpleNamespace
 
 import torch
-from transformers import CLIPTokenizer
+from safetensors.torch import load_file
+from transformers import CLIPTextModel, CLIPTokenizer
 
 from t2i.embedded.captions import caption
 from t2i.embedded.text_pretrain import HEADS, IGNORE, make_heads, pretrain_text_encoder, scene_labels
@@ -32,9 +33,6 @@ def test_short_pretraining_reads_the_column_from_unseen_wordings(tmp_path):
     torch.set_num_threads(2)
     pretrain_text_encoder(cfg, tokenizer, scenes, described_caption, torch.device("cpu"))
     assert (tmp_path / "text_ckpt" / "heads.safetensors").exists()
-
-    from safetensors.torch import load_file
-    from transformers import CLIPTextModel
 
     encoder = CLIPTextModel.from_pretrained(tmp_path / "text_encoder").eval()
     heads = make_heads()
