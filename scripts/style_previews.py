@@ -3,12 +3,14 @@
     python scripts/style_previews.py [--prompt TEXT] [--seed N] [--steps N]
 
 The embedded model knows only the shapes world, so a preview shows how a preset's words steer it,
-not what the preset gives on a general model. Same arguments, same machine: same files.
+not what the preset gives on a general model. Same arguments, same machine: same files. A preview the safety
+checker withholds is made again with the next seed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -32,11 +34,22 @@ def main() -> None:
     library = load_styles([BUILTIN_STYLES_DIR])
     labeller = Labeller()
     for name in library.names():
-        request = GenerationRequest(prompt=args.prompt, styles=(name,), seed=args.seed, steps=args.steps)
-        item = engine.generate(request).images[0]
+        item = safe_preview(engine, GenerationRequest(prompt=args.prompt, styles=(name,), seed=args.seed,
+                                                      steps=args.steps))
         path = preview_path(name)
         write_atomically(path, labeller.png(item.image, item.parameters))
-        print(path)
+        print(path, f"(seed {item.seed})" if item.seed != args.seed else "")
+
+
+def safe_preview(engine: Engine, request: GenerationRequest, tries: int = 10):
+    """The first image the safety gate passes, trying the next seed after a withheld one (a false positive of
+    NudeNet on a round shape); the seed used is in the PNG's recipe."""
+    for seed in range(request.seed, request.seed + tries):
+        item = engine.generate(dataclasses.replace(request, seed=seed)).images[0]
+        if item.image is not None:
+            return item
+        print(f"{request.styles[0]}: seed {seed} withheld ({item.notice}); trying the next seed", file=sys.stderr)
+    raise SystemExit(f"error: the safety checker withheld {tries} seeds in a row for style {request.styles[0]!r}")
 
 
 if __name__ == "__main__":

@@ -34,9 +34,12 @@ def tinted_scenes(tint: tuple[int, int, int], count: int, seed: int) -> tuple[li
     return images, captions
 
 
-def train_tint_lora(out: Path, tint: tuple[int, int, int], steps: int = 40, rank: int = 4, seed: int = 0,
+def train_tint_lora(out: Path, tint: tuple[int, int, int], steps: int = 80, rank: int = 4, seed: int = 0,
                     text_encoder: bool = False, trigger_words: str = "") -> Path:
-    """Train a LoRA that tints the embedded model's images; save it with diffusers (peft) keys."""
+    """Train a LoRA that tints the embedded model's images; save it with diffusers (peft) keys.
+
+    80 steps: on the current embedded model 40 gave a red shift of only +12 at weight 1 (80 gave +99).
+    """
     torch.manual_seed(seed)
     pipe = StableDiffusionPipeline.from_pretrained(EMBEDDED_MODEL_DIR, safety_checker=None, dtype=torch.float32)
     images, captions = tinted_scenes(tint, 32, seed)

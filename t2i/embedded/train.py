@@ -44,13 +44,13 @@ class TrainConfig:
     out: Path
     work: Path
     seed: int = 0
-    vae_steps: int = 4000
+    vae_steps: int = 6000
     vae_batch: int = 12
     vae_lr: float = 5e-4
-    vae_edge_weight: float = 0.0  # extra loss weight on pixels at colour edges (corners of small shapes)
-    decoder_steps: int = 1500  # decoder-only refinement (refine.py)
+    vae_edge_weight: float = 10.0  # extra loss weight on pixels at colour edges (corners of small shapes)
+    decoder_steps: int = 0  # decoder-only refinement (refine.py); the edge-weighted VAE does not need it
     decoder_lr: float = 5e-4
-    text_steps: int = 0  # text-encoder pretraining (text_pretrain.py); 0 starts the denoiser from random weights
+    text_steps: int = 800  # text-encoder pretraining (text_pretrain.py); 0 starts the denoiser from random weights
     text_batch: int = 128
     text_lr: float = 1e-3
     unet_steps: int = 8250

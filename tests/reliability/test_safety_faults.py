@@ -19,9 +19,9 @@ from t2i.eval.analyzer import analyze
 
 NORMAL = dict(prompt="a large red circle in the middle on a white background", seed=4, steps=12)
 # steps=2 screens the final image only (no preview), so a hang costs one timeout. NudeNet itself passes this
-# 2-step image; it withholds some other 2-step noise images (e.g. "a blue square on a yellow background", seed 9),
+# 2-step image (no detection at all); it withholds some other 2-step noise images (this prompt at seeds 9 and 11),
 # and the gate stops at the first checker that flags, so those would never reach the faulty checker.
-CHECKED = dict(prompt="a large red circle in the middle on a white background", seed=9, steps=2)
+CHECKED = dict(prompt="a large red circle in the middle on a white background", seed=2, steps=2)
 
 
 @pytest.fixture(scope="module")
