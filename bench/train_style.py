@@ -9,7 +9,7 @@
    instance prompt "a zdm shape". A generated object counts as the subject when a diamond template fits its
    foreground better than every known shape's template.
 
-    python bench/train_style.py [--style outlined|teal] [--steps N] [--prompts 20] [--skip-subject] [--swap-colours N]
+    python bench/train_style.py [--style outlined|teal] [--steps N] [--prompts 20] [--skip-subject] [--skip-style] [--swap-colours N]
                                 [--targets attention|attention+conv] [--set FIELD=VALUE ...]
 """
 
@@ -142,27 +142,8 @@ def generate(lora: Path | None, prompts: list[str]) -> list[Image.Image]:
             for i, p in enumerate(prompts)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--style", default="outlined")
-    parser.add_argument("--images", type=int, default=12)
-    parser.add_argument("--steps", type=int, default=None, help="default: the preset's")
-    parser.add_argument("--prompts", type=int, default=20)
-    parser.add_argument("--targets", default=None, help="UNet layers with LoRA weights (default: the preset's)")
-    parser.add_argument("--set", type=_setting, action="append", default=[], metavar="FIELD=VALUE",
-                        help="any other training setting, e.g. --set learning_rate=1e-3 (both trainings)")
-    parser.add_argument("--skip-subject", action="store_true")
-    parser.add_argument("--swap-colours", type=int, default=0, metavar="N",
-                        help="colour styles: regularisation prompts are the captions with base colours named instead, "
-                             "N colours per caption (one class image each)")
-    parser.add_argument("--work", type=Path, default=Path(tempfile.mkdtemp(prefix="t2i-bench-train-")))
-    args = parser.parse_args()
-    rng = random.Random(7)
-    objects = [ShapeObject(rng.choice(SHAPES_NO_RING), rng.choice(OBJECT_COLOURS), "large") for _ in range(args.prompts)]
-    settings = dict(args.set)
-    settings.update({k: v for k, v in (("steps", args.steps), ("targets", args.targets)) if v})
-    results = {}
-
+def measure_style(args, objects: list, settings: dict) -> dict:
+    """Train the "quick style" LoRA on the held-back style and read it back with and without its trigger."""
     style_images(args.work / "style", args.style, args.images)
     colour_style = args.style in HELD_OUT_COLOURS
     style_settings = dict(settings)
@@ -190,14 +171,39 @@ def main() -> None:
             kept = [any(d.colour == o.colour for d in analyze(image).objects)
                     for o, image in zip(objects, generate(lora_file, plain))]
             rates[label] = sum(kept) / len(kept)
-    results["style"] = {"style": args.style, "train_seconds": round(seconds, 1), "settings": style_settings, **rates}
     print(f"style {args.style}: trained in {seconds:.0f} s; detected in {rates['with_trigger']:.0%} with the trigger, "
           f"{rates['without_trigger']:.0%} without (targets: >= 80%, <= 10%, <= 600 s); the base model alone: "
           f"{rates['without_trigger_base_model']:.0%}")
     if colour_style:
         print(f"prompts without the trigger read in their own colour: {rates['base_colour_kept_without_lora']:.0%} "
               f"by the base model, {rates['base_colour_kept_with_lora']:.0%} with the LoRA")
+    return {"style": args.style, "train_seconds": round(seconds, 1), "settings": style_settings, **rates}
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--style", default="outlined")
+    parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--prompts", type=int, default=20)
+    parser.add_argument("--targets", default=None, help="UNet layers with LoRA weights (default: the preset's)")
+    parser.add_argument("--set", type=_setting, action="append", default=[], metavar="FIELD=VALUE",
+                        help="any other training setting, e.g. --set learning_rate=1e-3 (both trainings)")
+    parser.add_argument("--skip-subject", action="store_true")
+    parser.add_argument("--skip-style", action="store_true")
+    parser.add_argument("--swap-colours", type=int, default=0, metavar="N",
+                        help="colour styles: regularisation prompts are the captions with base colours named instead, "
+                             "N colours per caption (one class image each)")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.mkdtemp(prefix="t2i-bench-train-")))
+    args = parser.parse_args()
+    rng = random.Random(7)
+    objects = [ShapeObject(rng.choice(SHAPES_NO_RING), rng.choice(OBJECT_COLOURS), "large") for _ in range(args.prompts)]
+    settings = dict(args.set)
+    settings.update({k: v for k, v in (("steps", args.steps), ("targets", args.targets)) if v})
+    results = {}
+
+    if not args.skip_style:
+        results["style"] = measure_style(args, objects, settings)
     if not args.skip_subject:
         subject_images(args.work / "subject", args.images)
         lora, seconds = train(args.work / "subject", args.work, "subject", "bench_subject", "zdm", settings)

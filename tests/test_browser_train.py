@@ -21,16 +21,20 @@ def _open_train_tab(page, url: str) -> None:
     page.get_by_role("tab", name="Train").click()
 
 
-def _stopped_run_options(page, screenshot: str = "") -> list[str]:
-    """Click the "Your stopped runs" box (its focus asks the server) and read the options it shows."""
-    page.locator("#train_resumable input").click()
-    page.wait_for_timeout(1500)
+def _stopped_run_options(page, screenshot: str = "") -> tuple[str, list[str]]:
+    """Click the "Your stopped runs" box (its focus asks the server); return the server's answer and the options
+    the page then shows."""
+    with page.expect_response(lambda r: "/gradio_api/run/" in r.url and r.request.method == "POST",
+                              timeout=60_000) as answer:
+        page.locator("#train_resumable input").click()
+    reply = answer.value.text()
+    page.wait_for_timeout(300)  # the answer is in; give the page a moment to render it
     options = page.get_by_role("option").all_inner_texts()
     if screenshot:
         os.makedirs(ARTIFACTS, exist_ok=True)
         page.screenshot(path=os.path.join(ARTIFACTS, screenshot))
     page.keyboard.press("Escape")
-    return options
+    return reply, options
 
 
 def test_a_browser_finds_its_stopped_run_after_reload_and_restart_and_nobody_else_does(launch_app, tmp_path):
@@ -60,16 +64,18 @@ def test_a_browser_finds_its_stopped_run_after_reload_and_restart_and_nobody_els
 
             mine.reload()
             _open_train_tab(mine, url)
-            options = _stopped_run_options(mine, screenshot="browser-train-stopped-runs.png")
+            reply, options = _stopped_run_options(mine, screenshot="browser-train-stopped-runs.png")
+            assert run_id in reply
             assert any("browser_run: step" in o and run_id in o for o in options), options
 
             stranger = browser.new_context().new_page()  # another visitor: empty localStorage
             _open_train_tab(stranger, url)
-            assert not any("browser_run" in o for o in _stopped_run_options(stranger))
+            reply, options = _stopped_run_options(stranger)
+            assert "browser_run" not in reply and not any("browser_run" in o for o in options), (reply, options)
 
         # the server restarts (same data folder, same address): the browser can still read its list
         with launch_app(tmp_path / "app-data", port=port, **env) as url:
             _open_train_tab(mine, url)
-            options = _stopped_run_options(mine)
-            assert any("browser_run: step" in o for o in options), options
+            reply, options = _stopped_run_options(mine)
+            assert run_id in reply and any("browser_run: step" in o for o in options), options
         browser.close()

@@ -2,11 +2,11 @@
 
     python -m t2i.embedded.train --out t2i/embedded/model --work ~/.cache/t2i-train
 
-Stages, each resumable from the work folder: (1) the tokenizer, (2) the VAE on fresh renders, then its
-decoder alone (refine.py), (3) encode a fixed training set once (on CPU, re-encoding every step would cost
-more than the UNet), (4) the text encoder alone, to read captions (text_pretrain.py), (5) UNet + text
-encoder on the cached latents, with EMA, then a short plain-epsilon stage for the low noise levels
-(refine.py), (6) export a plain diffusers folder.
+Stages, each resumable from the work folder: (1) the tokenizer, (2) the VAE on fresh renders (edge-weighted),
+optionally then its decoder alone (refine.py, --decoder-steps), (3) encode a fixed training set once (on CPU,
+re-encoding every step would cost more than the UNet), (4) the text encoder alone, to read captions
+(text_pretrain.py), (5) UNet + text encoder on the cached latents, with EMA, then a short plain-epsilon stage
+for the low noise levels (refine.py), (6) export a plain diffusers folder.
 Every batch is drawn from an RNG seeded by (seed, step), so a resumed run gives the same weights.
 """
 
