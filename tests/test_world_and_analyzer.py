@@ -1,14 +1,15 @@
 """The shapes world and the analyzer that the fidelity benchmark stands on."""
 
 import random
+from dataclasses import replace
 
 from PIL import Image
 
 from t2i.embedded.captions import EVAL_TEMPLATES, TRAIN_TEMPLATES, caption, is_held_out
 from t2i.embedded.train import TrainConfig, training_scenes
-from t2i.embedded.world import COLOURS, POSITIONS, SHAPES, random_scene, render
+from t2i.embedded.world import COLOURS, POSITIONS, SHAPES, Scene, random_scene, render
 from t2i.eval.analyzer import analyze, relation_holds
-from t2i.eval.benchmark import pair_cases, single_object_cases
+from t2i.eval.benchmark import pair_cases, score_pair, single_object_cases
 
 
 def _matches(scene, analysis) -> bool:
@@ -56,3 +57,17 @@ def test_eval_wordings_are_not_training_wordings():
 def test_analyzer_reads_a_blank_image_as_background_only():
     analysis = analyze(Image.new("RGB", (64, 64), (128, 128, 128)))
     assert analysis.background == "gray" and analysis.objects == ()
+
+
+def test_pair_score_tells_a_swapped_pair_from_a_missing_object():
+    case = pair_cases(1)[0]
+    first, second = case.scene.objects
+    swapped = Scene((replace(first, position=second.position), replace(second, position=first.position)),
+                    case.scene.background, case.scene.relation)
+    missing = Scene((first,), case.scene.background)
+    assert score_pair(case, render(case.scene)) == {"pair_both_right": 1.0, "pair_objects_right": 1.0,
+                                                     "pair_reversed": 0.0}
+    assert score_pair(case, render(swapped)) == {"pair_both_right": 0.0, "pair_objects_right": 1.0,
+                                                  "pair_reversed": 1.0}
+    assert score_pair(case, render(missing)) == {"pair_both_right": 0.0, "pair_objects_right": 0.0,
+                                                  "pair_reversed": 0.0}

@@ -67,16 +67,23 @@ def score_single(case: EvalCase, image) -> dict:
     return scores
 
 
-def score_pair(case: EvalCase, image) -> float:
-    """1.0 when both objects are found with the right shape and colour and in the right relation."""
+OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+
+
+def score_pair(case: EvalCase, image) -> dict:
+    """Scores (1.0/0.0) of one two-object image: `pair_both_right` when both objects are found with the right
+    shape and colour in the right relation; the diagnostics `pair_objects_right` (both found, any relation) and
+    `pair_reversed` (both found, in the opposite relation: the objects swapped)."""
     detected = analyze(image).objects[:4]
     found = []
     for want in case.scene.objects:
         matches = [d for d in detected if d.shape == want.shape and d.colour == want.colour]
-        if not matches:
-            return 0.0
-        found.append(matches[0])
-    return float(found[0] is not found[1] and relation_holds(found[0], found[1], case.scene.relation))
+        found.append(matches[0] if matches else None)
+    both = found[0] is not None and found[1] is not None and found[0] is not found[1]
+    relation = case.scene.relation
+    return {"pair_both_right": float(both and relation_holds(found[0], found[1], relation)),
+            "pair_objects_right": float(both),
+            "pair_reversed": float(both and relation_holds(found[0], found[1], OPPOSITE[relation]))}
 
 
 def run_benchmark(model: str = "embedded", steps: int = 20, n_single: int = 200, n_pairs: int = 100,
@@ -97,9 +104,8 @@ def run_benchmark(model: str = "embedded", steps: int = 20, n_single: int = 200,
 
     singles = [score_single(case, generate(case)) for case in single_object_cases(n_single)]
     pairs = [score_pair(case, generate(case)) for case in pair_cases(n_pairs)]
-    results = {key: statistics.mean(s[key] for s in singles) for key in singles[0]} if singles else {}
-    if pairs:
-        results["pair_both_right"] = statistics.mean(pairs)
+    results = {key: statistics.mean(s[key] for s in scores) for scores in (singles, pairs) if scores
+               for key in scores[0]}
 
     probe = GenerationRequest(prompt="a red heart in the top left on a blue background", steps=steps, seed=7, model=model)
     first = engine.generate(probe).images[0].image
@@ -123,6 +129,9 @@ def run_benchmark(model: str = "embedded", steps: int = 20, n_single: int = 200,
     print(f"{'seconds_per_image':<20}{results['seconds_per_image']:>10.3f}{SPEED_TARGET_S:>10.2f}  "
           f"{'yes' if met['speed'] else 'NO'}  (median of {speed_runs}, "
           f"{first.width}x{first.height})")
+    for key in ("pair_objects_right", "pair_reversed"):
+        if key in results:
+            print(f"{key:<20}{results[key]:>10.3f}{'':>10}  (diagnostic)")
     print(f"{'deterministic':<20}{str(results['deterministic']):>10}")
     results.update(model=model, steps=steps, n_single=len(singles), n_pairs=len(pairs), targets_met=met)
     print(json.dumps(results, sort_keys=True))
