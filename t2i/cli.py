@@ -10,6 +10,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from .request import DEFAULT_CFG
 from .samplers import SAMPLERS
 from .settings import Settings
 
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--negative", default="", help="negative prompt")
     gen.add_argument("--seed", type=int, default=-1, help="-1 for random")
     gen.add_argument("--steps", type=int, default=20)
-    gen.add_argument("--cfg", type=float, default=7.0, help="guidance scale")
+    gen.add_argument("--cfg", type=float, default=DEFAULT_CFG, help="guidance scale")
     gen.add_argument("--sampler", default="Euler", help="one of: " + ", ".join(SAMPLERS))
     gen.add_argument("--width", type=int, default=0, help="0: the model's native size")
     gen.add_argument("--height", type=int, default=0)

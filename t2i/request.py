@@ -11,6 +11,9 @@ from .samplers import SAMPLERS
 from .settings import Settings
 
 MAX_SEED = 2**32 - 1
+# Guidance scale when none is given. Fooocus uses 4 and A1111 7; on the embedded model the benchmark measured
+# (200 single, 100 pair prompts, 20 steps) shape 85% and pairs 30% at 5, against 82.5% and 23% at 7.
+DEFAULT_CFG = 5.0
 
 
 class RequestError(ValueError):
@@ -25,7 +28,7 @@ class GenerationRequest:
     negative_prompt: str = ""
     styles: tuple[str, ...] = ()
     steps: int = 20
-    cfg: float = 7.0
+    cfg: float = DEFAULT_CFG
     sampler: str = "Euler"
     width: int = 0  # 0: the model's native size
     height: int = 0

@@ -15,7 +15,7 @@ from .labels import Labeller
 from .metadata import infotext
 from .model_access import check_server_model, model_folder_entries
 from .ratelimit import RateLimiter
-from .request import GenerationRequest, GenerationResult, RequestError
+from .request import DEFAULT_CFG, GenerationRequest, GenerationResult, RequestError
 from .samplers import SAMPLERS
 from .sessions import SessionUploads, upload_folder
 from .settings import Settings
@@ -31,7 +31,7 @@ class GenerateForm:
     styles: list[str] = field(default_factory=list)
     sampler: str = "Euler"
     steps: int | float = 20
-    cfg: float = 7.0
+    cfg: float = DEFAULT_CFG
     width: int | float = 0
     height: int | float = 0
     seed: int | float = -1

@@ -104,7 +104,8 @@ def test_bad_files_are_refused_quickly_and_the_model_is_unchanged(lora_engine, p
 def test_good_file_loads_and_changes_the_image(lora_engine, plain):
     request = dataclasses.replace(PLAIN, plugin_units={"lora": [{"name": "good", "weight": 1.0}]})
     changed = np.asarray(lora_engine.generate(request).images[0].image, dtype=float)
-    assert np.abs(changed - plain).mean() > 1  # random LoRA weights: measured 1.47 on the retrained model
+    # random LoRA weights: measured 0.83 at CFG 5 (1.47 at 7); a LoRA that did not apply changes nothing (0.0)
+    assert np.abs(changed - plain).mean() > 0.5
 
 
 def test_text_encoder_lora_for_another_width_is_refused(lora_engine, library, tiny_sdxl_dir):
