@@ -67,9 +67,6 @@ def score_single(case: EvalCase, image) -> dict:
     return scores
 
 
-OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
-
-
 def score_pair(case: EvalCase, image) -> dict:
     """Scores (1.0/0.0) of one two-object image: `pair_both_right` when both objects are found with the right
     shape and colour in the right relation; the diagnostics `pair_objects_right` (both found, any relation) and
@@ -83,7 +80,8 @@ def score_pair(case: EvalCase, image) -> dict:
     relation = case.scene.relation
     return {"pair_both_right": float(both and relation_holds(found[0], found[1], relation)),
             "pair_objects_right": float(both),
-            "pair_reversed": float(both and relation_holds(found[0], found[1], OPPOSITE[relation]))}
+            # the relation holding with the objects' roles exchanged: drawn swapped
+            "pair_reversed": float(both and relation_holds(found[1], found[0], relation))}
 
 
 def run_benchmark(model: str = "embedded", steps: int = 20, n_single: int = 200, n_pairs: int = 100,

@@ -54,7 +54,8 @@ def measure(vae, n_single: int = 200, n_pairs: int = 100) -> dict:
     for size in SIZES:
         of_size = [s["shape"] for c, s in zip(singles, scores) if c.scene.objects[0].size == size]
         results[f"shape_{size}"] = statistics.mean(of_size) if of_size else float("nan")
-    results["pair_both_right"] = statistics.mean(score_pair(c, im)["pair_both_right"] for c, im in zip(pairs, pair_images))
+    pair_scores = [score_pair(c, im) for c, im in zip(pairs, pair_images)]
+    results["pair_both_right"] = statistics.mean(s["pair_both_right"] for s in pair_scores)
     return results
 
 
