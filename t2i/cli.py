@@ -10,7 +10,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from .request import DEFAULT_CFG
+from .request import DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS
 from .samplers import SAMPLERS
 from .settings import Settings
 
@@ -104,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--output", required=True, help="PNG file to write")
     gen.add_argument("--negative", default="", help="negative prompt")
     gen.add_argument("--seed", type=int, default=-1, help="-1 for random")
-    gen.add_argument("--steps", type=int, default=20)
+    gen.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     gen.add_argument("--cfg", type=float, default=DEFAULT_CFG, help="guidance scale")
-    gen.add_argument("--sampler", default="Euler", help="one of: " + ", ".join(SAMPLERS))
+    gen.add_argument("--sampler", default=DEFAULT_SAMPLER, help="one of: " + ", ".join(SAMPLERS))
     gen.add_argument("--width", type=int, default=0, help="0: the model's native size")
     gen.add_argument("--height", type=int, default=0)
     gen.add_argument("--model", default="", help="'embedded', a diffusers folder, a .safetensors file or a hub id")

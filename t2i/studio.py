@@ -15,7 +15,7 @@ from .labels import Labeller
 from .metadata import infotext
 from .model_access import check_server_model, model_folder_entries
 from .ratelimit import RateLimiter
-from .request import DEFAULT_CFG, GenerationRequest, GenerationResult, RequestError
+from .request import DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, GenerationRequest, GenerationResult, RequestError
 from .samplers import SAMPLERS
 from .sessions import SessionUploads, upload_folder
 from .settings import Settings
@@ -29,8 +29,8 @@ class GenerateForm:
     prompt: str = ""
     negative_prompt: str = ""
     styles: list[str] = field(default_factory=list)
-    sampler: str = "Euler"
-    steps: int | float = 20
+    sampler: str = DEFAULT_SAMPLER
+    steps: int | float = DEFAULT_STEPS
     cfg: float = DEFAULT_CFG
     width: int | float = 0
     height: int | float = 0

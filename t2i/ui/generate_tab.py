@@ -7,7 +7,7 @@ from typing import Callable
 
 import gradio as gr
 
-from t2i.request import DEFAULT_CFG, RequestError
+from t2i.request import DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, RequestError
 from t2i.studio import GenerateForm, Studio
 
 from .control_preview import create_control_preview
@@ -44,8 +44,8 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
             styles = gr.Dropdown(label="Styles", choices=studio.style_names(), value=[], multiselect=True)
             model = gr.Dropdown(label="Model", choices=studio.model_choices(), value=settings.default_model,
                                 allow_custom_value=True, info=MODEL_HELP[settings.model_local_paths])
-            sampler = gr.Dropdown(label="Sampler", choices=studio.sampler_names(), value="Euler")
-            steps = gr.Slider(label="Steps", minimum=1, maximum=settings.max_steps, value=20, step=1)
+            sampler = gr.Dropdown(label="Sampler", choices=studio.sampler_names(), value=DEFAULT_SAMPLER)
+            steps = gr.Slider(label="Steps", minimum=1, maximum=settings.max_steps, value=DEFAULT_STEPS, step=1)
             cfg = gr.Slider(label="CFG scale", minimum=0, maximum=30, value=DEFAULT_CFG, step=0.5)
             with gr.Row():
                 width = gr.Number(label="Width", value=0, precision=0, info="0 = model's size")
@@ -78,8 +78,8 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
                 copy_link = gr.Button("Copy link", elem_id="copy_link", scale=1, min_width=100)
 
     # defaults on every parameter make each one optional for API callers (gradio_client)
-    def generate(prompt="", negative_prompt="", styles=None, model="", sampler="Euler", steps=20, cfg=DEFAULT_CFG,
-                 width=0, height=0, seed=-1, batch_count=1, batch_size=1, init_image=None, mask=None,
+    def generate(prompt="", negative_prompt="", styles=None, model="", sampler=DEFAULT_SAMPLER, steps=DEFAULT_STEPS,
+                 cfg=DEFAULT_CFG, width=0, height=0, seed=-1, batch_count=1, batch_size=1, init_image=None, mask=None,
                  strength=0.75, request: gr.Request = None, progress=gr.Progress(), **plugin_values):
         track_uploads(studio, request, init_image, mask, plugin_values)
         form = GenerateForm(prompt=prompt, negative_prompt=negative_prompt, styles=styles or [], model=model,
