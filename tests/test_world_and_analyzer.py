@@ -47,6 +47,17 @@ def test_held_out_combinations_never_reach_training():
     assert all(any(is_held_out(o) for o in c.scene.objects) for c in pair_cases(20))
 
 
+def test_training_pairs_sit_at_the_two_ends_of_one_row_or_column():
+    pairs = [s for s in training_scenes(TrainConfig(out=None, work=None, n_scenes=400)) if s.relation]
+    assert len(pairs) > 60
+    for scene in pairs:
+        axis = 0 if scene.relation in ("left of", "right of") else 1
+        (ax, ay), (bx, by) = (POSITIONS[o.position] for o in scene.objects)
+        assert {(ax, ay)[axis], (bx, by)[axis]} == {0, 2} and (ax, ay)[1 - axis] == (bx, by)[1 - axis]
+    # the relation the caption states still holds in the picture
+    assert all(_matches(scene, analyze(render(scene))) for scene in pairs[:40])
+
+
 def test_eval_wordings_are_not_training_wordings():
     assert not set(EVAL_TEMPLATES) & set(TRAIN_TEMPLATES)
     rng = random.Random(5)

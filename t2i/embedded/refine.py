@@ -85,8 +85,8 @@ def refine_low_noise(cfg, device: torch.device) -> None:
 
     setup = load_denoiser_setup(cfg, device)
     unet, text_encoder = setup["unet"], setup["text_encoder"]
-    params = list(unet.parameters()) + list(text_encoder.parameters())
-    models = {"unet": unet, "text_encoder": text_encoder}
+    params = list(unet.parameters())
+    models = {"unet": unet}
     opt = torch.optim.AdamW(params, lr=cfg.low_noise_lr, weight_decay=1e-2)
     folder = cfg.work / "low_noise_ckpt"
     if (folder / "step.json").exists() or (folder.with_name(folder.name + ".old") / "step.json").exists():
@@ -105,8 +105,9 @@ def refine_low_noise(cfg, device: torch.device) -> None:
         rng = random.Random(batch_seed)
         noisy, t, ids, noise = denoiser_batch(setup, cfg, rng, torch.Generator().manual_seed(batch_seed))
         ids = _mismatch_some_captions(ids, t, rng)
-        pred = unet(noisy, t, text_encoder(ids)[0]).sample
-        loss = (pred - noise).pow(2).mean()
+        with torch.no_grad():
+            context = text_encoder(ids)[0]
+        loss = (unet(noisy, t, context).sample - noise).pow(2).mean()
         denoiser_update(loss, opt, params, ema, bar, f"low-noise step {step}; lower --low-noise-lr")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.low_noise_steps:
             save_checkpoint(folder, models, opt, step + 1, ema)

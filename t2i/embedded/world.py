@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -196,3 +196,18 @@ def random_scene(rng: random.Random, two_objects: bool = False, colours=tuple(CO
     )
     background = rng.choice([c for c in (*COLOURS, *BACKGROUND_ONLY_COLOURS) if c not in (colour_a, colour_b)])
     return Scene(objects, background, relation)
+
+
+def spread_apart(scene: Scene) -> Scene:
+    """`scene` with a pair's objects moved to the two ends of their row or column, in the same order.
+
+    In `random_scene` a pair may sit in neighbouring cells, so "left of" alone does not say which cell either
+    object takes; at the two ends it does, and the denoiser can read each object's place from the caption."""
+    if len(scene.objects) != 2:
+        return scene
+    axis = 0 if scene.relation in ("left of", "right of") else 1
+    cells = [list(POSITIONS[o.position]) for o in scene.objects]
+    first_low = cells[0][axis] < cells[1][axis]
+    cells[0][axis], cells[1][axis] = (0, 2) if first_low else (2, 0)
+    by_cell = {v: k for k, v in POSITIONS.items()}
+    return replace(scene, objects=tuple(replace(o, position=by_cell[tuple(c)]) for o, c in zip(scene.objects, cells)))
