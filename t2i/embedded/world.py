@@ -42,6 +42,7 @@ POSITIONS = {
     "left": (0, 1), "center": (1, 1), "right": (2, 1),
     "bottom left": (0, 2), "bottom": (1, 2), "bottom right": (2, 2),
 }
+POSITION_AT = {cell: name for name, cell in POSITIONS.items()}  # (column, row) -> position name
 GRID_CENTRES = (0.2, 0.5, 0.8)  # fraction of the image; keeps large shapes inside at the corners
 STYLES = ("solid",)
 HELD_OUT_STYLES = ("outlined", "striped", "dotted")
@@ -188,10 +189,9 @@ def random_scene(rng: random.Random, two_objects: bool = False, colours=tuple(CO
         cells = [(first, line), (second, line)]
     else:
         cells = [(line, first), (line, second)]
-    by_cell = {v: k for k, v in POSITIONS.items()}
     colour_a, colour_b = rng.sample(colours, 2)
     objects = tuple(
-        ShapeObject(rng.choice(SHAPES), colour, rng.choice(("small", "medium")), by_cell[cell], rng.choice(styles))
+        ShapeObject(rng.choice(SHAPES), colour, rng.choice(("small", "medium")), POSITION_AT[cell], rng.choice(styles))
         for colour, cell in zip((colour_a, colour_b), cells)
     )
     background = rng.choice([c for c in (*COLOURS, *BACKGROUND_ONLY_COLOURS) if c not in (colour_a, colour_b)])
@@ -209,5 +209,4 @@ def spread_apart(scene: Scene) -> Scene:
     cells = [list(POSITIONS[o.position]) for o in scene.objects]
     first_low = cells[0][axis] < cells[1][axis]
     cells[0][axis], cells[1][axis] = (0, 2) if first_low else (2, 0)
-    by_cell = {v: k for k, v in POSITIONS.items()}
-    return replace(scene, objects=tuple(replace(o, position=by_cell[tuple(c)]) for o, c in zip(scene.objects, cells)))
+    return replace(scene, objects=tuple(replace(o, position=POSITION_AT[tuple(c)]) for o, c in zip(scene.objects, cells)))

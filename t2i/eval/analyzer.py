@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from t2i.embedded.world import (
     ALL_COLOURS, BACKGROUND_ONLY_COLOURS, COLOURS, GRID_CENTRES, HELD_OUT_COLOURS, HELD_OUT_STYLES, IMAGE_SIZE,
-    POSITIONS, SHAPES, SIZES, STYLES, paint, shape_mask,
+    POSITION_AT, SHAPES, SIZES, STYLES, paint, shape_mask,
 )
 
 FOREGROUND_DISTANCE = 70.0  # RGB distance from the background that counts as an object pixel
@@ -182,7 +182,6 @@ def analyze(image: Image.Image) -> Analysis:
     unit = IMAGE_SIZE / 64
     size_edges = [SIZES[s] * unit for s in SIZES]
     grid = [g * IMAGE_SIZE - 0.5 for g in GRID_CENTRES]
-    by_cell = {v: k for k, v in POSITIONS.items()}
     regions = []
     for index in range(1, count + 1):
         region = (labels == index) & foreground
@@ -201,7 +200,7 @@ def analyze(image: Image.Image) -> Analysis:
         style, shape = _best_style(coverage, box, shape, score)
         size = list(SIZES)[_classify(extent, size_edges)]
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        position = by_cell[(_classify(cx, grid), _classify(cy, grid))]
+        position = POSITION_AT[(_classify(cx, grid), _classify(cy, grid))]
         objects.append(DetectedObject(shape, colour, size, position, (float(cx), float(cy)), area, score, style))
     objects.sort(key=lambda o: -o.area)
     background = nearest_colour(bg_rgb, BACKGROUND_COLOURS)
