@@ -209,4 +209,5 @@ def spread_apart(scene: Scene) -> Scene:
     cells = [list(POSITIONS[o.position]) for o in scene.objects]
     first_low = cells[0][axis] < cells[1][axis]
     cells[0][axis], cells[1][axis] = (0, 2) if first_low else (2, 0)
-    return replace(scene, objects=tuple(replace(o, position=POSITION_AT[tuple(c)]) for o, c in zip(scene.objects, cells)))
+    objects = tuple(replace(o, position=POSITION_AT[tuple(c)]) for o, c in zip(scene.objects, cells))
+    return replace(scene, objects=objects)
