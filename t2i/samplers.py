@@ -29,6 +29,19 @@ SAMPLERS = {
 LATENT_DEFAULTS = {"clip_sample": False, "set_alpha_to_one": False}
 
 
+# samplers that work only on models distilled for them, by the scheduler class such a model ships with
+DISTILLED_FOR = {"LCM": "LCMScheduler"}
+
+
+def sampler_warning(name: str, model_scheduler_config: dict) -> str:
+    """Why sampler `name` will not suit a model with this scheduler config ('' when it does)."""
+    needed = DISTILLED_FOR.get(name)
+    if needed is None or model_scheduler_config.get("_class_name") == needed:
+        return ""
+    return (f"the {name} sampler needs a model (or a LoRA) distilled for {name}; this model was not, so expect "
+            "wrong colours and shapes")
+
+
 def make_scheduler(name: str, base_config: dict):
     """A new scheduler for sampler `name`, keeping the model's noise schedule from `base_config`."""
     cls, overrides = SAMPLERS[name]

@@ -16,7 +16,7 @@ from .metadata import infotext
 from .model_access import check_server_model, model_folder_entries
 from .ratelimit import RateLimiter
 from .request import DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, GenerationRequest, GenerationResult, RequestError
-from .samplers import SAMPLERS
+from .samplers import DISTILLED_FOR, SAMPLERS, sampler_warning
 from .sessions import SessionUploads, upload_folder
 from .settings import Settings
 from .styles import SessionStyles, UnknownStyleError, apply_styles, read_style_upload
@@ -171,6 +171,7 @@ class Studio:
                 notices = [item.notice for item in event.images if item.notice]
                 if not files:  # the safety gate withheld every image: a refusal, like a refused prompt
                     raise RequestError(notices[0])
+                notices += [warning] if (warning := self.sampler_warning(request.model, request.sampler)) else []
                 first = event.images[0]
                 yield StudioUpdate(files=files, info="\n".join([infotext(first.parameters), *notices]),
                                    seed=first.seed)
@@ -180,6 +181,12 @@ class Studio:
     def sampler_names(self) -> list[str]:
         """Sampler names in the order users see them."""
         return list(SAMPLERS)
+
+    def sampler_warning(self, model: str, sampler: str) -> str:
+        """A warning when `sampler` does not suit `model` ('' when it does; checked only for distilled samplers)."""
+        if sampler not in DISTILLED_FOR:
+            return ""
+        return sampler_warning(sampler, self.engine.models.get(self._model(model)).scheduler_config)
 
     def plugins(self):
         """Plugins whose units a request can use (adapters, conditioners), for building the form."""

@@ -7,6 +7,7 @@ from typing import Callable
 
 import gradio as gr
 
+from t2i.pnginfo import read_png
 from t2i.request import DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, RequestError
 from t2i.studio import GenerateForm, Studio
 
@@ -14,7 +15,7 @@ from .control_preview import create_control_preview
 from .lora_library import create_lora_library
 from .plugin_panels import accept_plugin_values, create_plugin_panels, units_from_values
 from .uploads import track_uploads
-from .widgets import UploadImage
+from .widgets import upload_image
 
 log = logging.getLogger(__name__)
 MODEL_WORK = "model"  # one concurrency group for everything that runs a model
@@ -58,8 +59,8 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
                 batch_count = gr.Slider(label="Batch count", minimum=1, maximum=settings.max_images, value=1, step=1)
                 batch_size = gr.Slider(label="Batch size", minimum=1, maximum=settings.max_images, value=1, step=1)
             with gr.Accordion("img2img / inpainting", open=False):
-                init_image = UploadImage(label="Init image", type="filepath", value=None, sources=["upload", "clipboard"])
-                mask = UploadImage(label="Mask (white = repaint)", type="filepath", value=None, sources=["upload"])
+                init_image = upload_image("Init image", sources=["upload", "clipboard"], elem_id="init_image")
+                mask = upload_image("Mask (white = repaint)", sources=["upload"], elem_id="mask")
                 strength = gr.Slider(label="Denoising strength", minimum=0.01, maximum=1, value=0.75, step=0.01)
             plugins = studio.plugins()
             plugin_widgets = create_plugin_panels(plugins)
@@ -68,6 +69,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
                                    model_work_limit)
         with gr.Column(scale=2):
             preview = gr.Image(label="Preview", type="pil", interactive=False, visible=False, height=256, elem_id="preview")
+            run_status = gr.Markdown("", elem_id="run_status")
             gallery = gr.Gallery(label="Images", type="filepath", columns=4, height=420, elem_id="gallery",
                                  buttons=["download", "fullscreen"], interactive=False)
             info = gr.Textbox(label="Generation parameters", value="", lines=4, interactive=False, elem_id="info")
@@ -76,6 +78,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
                 link = gr.Textbox(label="Recipe link", value="", interactive=False, elem_id="recipe_link",
                                   buttons=["copy"], scale=4)
                 copy_link = gr.Button("Copy link", elem_id="copy_link", scale=1, min_width=100)
+            selected = gr.State(0)  # the result the user is looking at: its recipe is the one shown and linked
 
     # defaults on every parameter make each one optional for API callers (gradio_client)
     def generate(prompt="", negative_prompt="", styles=None, model="", sampler=DEFAULT_SAMPLER, steps=DEFAULT_STEPS,
@@ -110,18 +113,45 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
         inputs_kwargs=plugin_widgets,  # one named API parameter per plugin unit field, e.g. lora_1_weight
         outputs=[preview, gallery, info, last_seed], api_name="generate", concurrency_id=MODEL_WORK,
         concurrency_limit=model_work_limit,
+        show_progress_on=[gallery],  # Gradio's progress overlay would cover the live preview
     )
+    generate_btn.click(lambda: "", None, run_status, queue=False, api_visibility="private")
     # then the first image opens large, as A1111 shows a result (a view change, not an action: no API endpoint)
-    run.then(lambda: gr.Gallery(selected_index=0), None, gallery, queue=False, api_visibility="private")
+    run.then(lambda: (gr.Gallery(selected_index=0), 0), None, [gallery, selected], queue=False,
+             api_visibility="private")
+
+    def show_selected(gallery=None, event: gr.SelectData = None):
+        """The recipe, seed and index of the result the user clicked (each image of a batch has its own seed)."""
+        if not gallery or event is None:
+            return gr.update(), gr.update(), gr.update(), 0
+        entry = gallery[event.index]
+        recipe = read_png(entry[0] if isinstance(entry, (list, tuple)) else entry)
+        return recipe.text, recipe.form.get("seed", -1), "", event.index
+
+    gallery.select(show_selected, gallery, [info, last_seed, link, selected], queue=False, api_visibility="private")
+
+    def warn_sampler(model="", sampler=DEFAULT_SAMPLER):
+        """The sampler's help text, or why it will not suit the chosen model."""
+        try:
+            warning = studio.sampler_warning(model, sampler)
+        except Exception as exc:  # a model this server does not offer or cannot load: generating says why
+            warning = ""
+            log.info("sampler check skipped: %s", exc)
+        return gr.update(info=f"⚠ {warning}" if warning else None)
+
+    for trigger in (sampler.change, model.change):
+        trigger(warn_sampler, [model, sampler], sampler, queue=False, show_progress="hidden",
+                api_visibility="private")
 
     def stop(request: gr.Request = None):
         # the page cancels `run` itself; API callers have only this call, so the studio stops the session's runs too
         studio.stop(request.session_hash if request else "")
+        return gr.update(value=None, visible=False), "**Stopped.** The run was cancelled; its images were not kept."
 
-    stop_btn.click(stop, None, None, cancels=[run], api_name="stop", queue=False)
+    stop_btn.click(stop, None, [preview, run_status], cancels=[run], api_name="stop", queue=False)
     random_btn.click(lambda: -1, None, seed, api_name="random_seed", queue=False)
     reuse_btn.click(lambda last_seed=-1: last_seed, last_seed, seed, api_name="reuse_seed", queue=False)
     return {"prompt": prompt, "negative_prompt": negative, "styles": styles, "steps": steps, "cfg": cfg,
             "sampler": sampler, "width": width, "height": height, "seed": seed, "batch_count": batch_count,
             "batch_size": batch_size, "strength": strength, "model": model, "init_image": init_image,
-            "gallery": gallery, "link": link, "copy_link": copy_link}
+            "gallery": gallery, "selected": selected, "link": link, "copy_link": copy_link}

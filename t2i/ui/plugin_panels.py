@@ -13,7 +13,7 @@ import gradio as gr
 
 from t2i.plugins import Param, Plugin
 
-from .widgets import UploadImage
+from .widgets import upload_image
 
 
 def unit_key(plugin: Plugin, unit: int, name: str) -> str:
@@ -34,8 +34,7 @@ def widget_for(plugin: Plugin, param: Param, key: str) -> gr.Component:
     if param.type == "choice":  # live lists (a LoRA uploaded after start) pass; the plugin validates the value
         return gr.Dropdown(choices=plugin.choices(param), value=param.default, allow_custom_value=True, **common)
     if param.type == "image":
-        return UploadImage(type="filepath", value=None, sources=["upload", "clipboard"], label=common["label"],
-                           elem_id=key, height=160)
+        return upload_image(common["label"], sources=["upload", "clipboard"], elem_id=key, height=160)
     return gr.Textbox(value=param.default or "", **common)
 
 

@@ -58,27 +58,37 @@ def create_recipe_tab(studio: Studio, form: dict, tabs: gr.Tabs) -> None:
 
     def send(path: str | None = None, text: str = "", to_img2img: bool = False):
         recipe = read(path, text)
-        updates = [gr.update(value=recipe.form[n]) if n in recipe.form else gr.update() for n in PLAIN_FIELDS]
-        init = gr.update(value=path) if to_img2img and path else gr.update()
+        values = dict(recipe.form)
+        named = values.get("model")
+        if named and named not in studio.model_choices():  # keep a model that works; say which one was named
+            del values["model"]
+            gr.Warning(f"the recipe names the model {named!r}, which this server does not have; "
+                       "the form keeps its current model")
+        updates = [gr.update(value=values[n]) if n in values else gr.update() for n in PLAIN_FIELDS]
+        # "Send to txt2img" clears an init image left by an earlier "Send to img2img": the run must be txt2img
+        init = gr.update(value=path if to_img2img and path else None)
         return [*updates, init, gr.Tabs(selected="generate")]
 
-    png.change(png_info, png, [text, details], api_name="png_info", queue=False)
+    # errors are queued events (Gradio shows no message for an unqueued one) with their progress hidden, so a
+    # refused file or text shows its message and leaves the form fields usable
+    png.change(png_info, png, [text, details], api_name="png_info", show_progress="hidden")
     outputs = [*fields, form["init_image"], tabs]
     send_txt2img.click(lambda path=None, text="": send(path, text), [png, text], outputs,
-                       api_name="send_to_txt2img", queue=False)
+                       api_name="send_to_txt2img", show_progress="hidden")
     send_img2img.click(lambda path=None, text="": send(path, text, to_img2img=True), [png, text], outputs,
-                       api_name="send_to_img2img", queue=False)
+                       api_name="send_to_img2img", show_progress="hidden")
 
-    def link_for_results(gallery=None) -> str:
-        """The query string of the first result's recipe ('' when there is none yet)."""
+    def link_for_results(gallery=None, selected=0) -> str:
+        """The query string of the recipe of the result being viewed."""
         if not gallery:
-            return ""
-        first = gallery[0][0] if isinstance(gallery[0], (list, tuple)) else gallery[0]
-        return recipe_query(read(first).form)
+            raise gr.Error("generate an image first: the link carries the recipe of a result")
+        entry = gallery[min(selected or 0, len(gallery) - 1)]
+        return recipe_query(read(entry[0] if isinstance(entry, (list, tuple)) else entry).form)
 
     # the page turns the query into a full link (it knows the address the user sees) and copies it
-    form["copy_link"].click(link_for_results, form["gallery"], form["link"], api_name="recipe_link",
-                            queue=False).then(None, form["link"], form["link"], js=_COPY_JS, api_name="copy_recipe_link")
+    form["copy_link"].click(link_for_results, [form["gallery"], form["selected"]], form["link"],
+                            api_name="recipe_link", show_progress="hidden").success(
+        None, form["link"], form["link"], js=_COPY_JS, api_name="copy_recipe_link")
 
 
 _COPY_JS = """(query) => {
@@ -100,4 +110,5 @@ def wire_recipe_links(demo: gr.Blocks, studio: Studio, form: dict) -> None:
             raise gr.Error(f"recipe link: {exc}") from exc
         return [gr.update(value=values[n]) if n in values else gr.update() for n in PLAIN_FIELDS]
 
-    demo.load(fill_from_link, None, [form[name] for name in PLAIN_FIELDS], api_name="recipe_from_link")
+    demo.load(fill_from_link, None, [form[name] for name in PLAIN_FIELDS], api_name="recipe_from_link",
+              show_progress="hidden")

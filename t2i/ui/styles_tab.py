@@ -50,7 +50,8 @@ def create_styles_tab(studio: Studio, form: dict) -> None:
         # keep the shared presets the user had picked; the forgotten ones leave the picker
         return text, gr.update(**choices, value=[name for name in chosen or [] if name in library])
 
-    upload.upload(import_styles, upload, [imported, picker], api_name="import_styles")
+    # progress hidden: a refused file shows its message and leaves the style picker usable
+    upload.upload(import_styles, upload, [imported, picker], api_name="import_styles", show_progress="hidden")
     forget.click(forget_styles, picker, [imported, picker], api_name="forget_styles")
 
 
