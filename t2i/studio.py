@@ -108,6 +108,10 @@ class Studio:
         check_server_model(spec or "", self.settings)
         return spec or ""
 
+    def model_for(self, spec):
+        """The loaded model the form's Model box names, as a generation would load it (e.g. to check a LoRA)."""
+        return self.engine.models.get(self._model(spec))
+
     def _upload(self, path: str, what: str) -> Image.Image:
         """An uploaded image, decoded under the caps and passed through the image safety checkers."""
         image = load_image_file(path, self.settings.max_upload_mb << 20, self.settings.max_pixels, what=what)
