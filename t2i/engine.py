@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from . import __version__ as VERSION
 from .batching import Batcher
 from .fastpath import feature_cache
 from .models import LoadedModel, ModelCache
@@ -23,7 +24,6 @@ from .samplers import make_scheduler
 from .settings import Settings
 from .styles import BUILTIN_STYLES_DIR, StyledPrompt, UnknownStyleError, apply_styles, load_styles
 
-VERSION = "0.1.0"
 log = logging.getLogger(__name__)
 
 

@@ -6,10 +6,11 @@ Kinds and their hooks (a subclass implements the hooks of its kind):
 - Adapter.activate(model, units) -> context manager: changes the model for one run and undoes it (LoRA).
 - Conditioner.prepare(model, pipe, mode, units, width, height) -> (pipe, kwargs): extra conditioning (ControlNet).
 
-Built-in plugins live in the `plugins/` folder beside the `t2i` package; installed ones come through the
-`t2i.plugins` entry-point group. Either way a module exposes `register(settings) -> list[Plugin]`.
-A plugin that fails to import or register is logged and skipped; an installed plugin cannot take a
-built-in plugin's name.
+Every plugin module exposes `register(settings) -> list[Plugin]`. Built-in plugins (the `plugins/` folder,
+installed as `t2i_plugins`) and installed ones both come through the `t2i.plugins` entry-point group; the
+built-in ones are those that t2i's own distribution declares. One-off plugins load from the folders in
+`settings.plugin_dirs`. A plugin that fails to import or register is logged and skipped; another plugin
+cannot take a built-in plugin's name.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "t2i.plugins"
-BUILTIN_PLUGINS_DIR = Path(__file__).resolve().parent.parent / "plugins"
+DISTRIBUTION = "t2i"  # the entry points this distribution declares are the built-in plugins
 PARAM_TYPES = ("float", "int", "bool", "choice", "text", "image")
 KINDS = ("prompt_check", "image_check", "adapter", "conditioner")
 
@@ -176,16 +177,25 @@ class PluginManager:
 
     @classmethod
     def discover(cls, settings: Settings) -> "PluginManager":
-        """Built-in plugins from the plugin folders, then installed ones from the entry-point group."""
+        """Built-in plugins, then the ones in the plugin folders, then other installed ones (if enabled)."""
         manager = cls()
-        for folder in (BUILTIN_PLUGINS_DIR, *settings.plugin_dirs):
+        points = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda point: point.name)
+        builtin = [point for point in points if _distribution(point) == DISTRIBUTION]
+        if not builtin:
+            manager.problems.append(f"no built-in plugins: the {DISTRIBUTION} package is not installed "
+                                    "(run `pip install -e .` in its folder)")
+            log.warning("plugin problem: %s", manager.problems[-1])
+        for point in builtin:
+            manager._register_from(point.name, point.load, settings, builtin=True)
+        for folder in settings.plugin_dirs:
             for path in sorted(folder.iterdir()) if folder.is_dir() else ():
                 if path.name.startswith(("_", ".")) or not (path.suffix == ".py" or (path / "__init__.py").exists()):
                     continue
                 manager._register_from(path.stem, lambda path=path: _import_path(path), settings, builtin=True)
         if settings.entry_point_plugins:
-            for point in entry_points(group=ENTRY_POINT_GROUP):
-                manager._register_from(point.name, point.load, settings, builtin=False)
+            for point in points:
+                if _distribution(point) != DISTRIBUTION:
+                    manager._register_from(point.name, point.load, settings, builtin=False)
         for name in settings.disabled_plugins:
             manager.plugins.pop(name, None)
         return manager
@@ -235,6 +245,11 @@ def _declaration_problem(plugin: Plugin) -> str | None:
         if param.type not in PARAM_TYPES:
             return f"{plugin.name}: parameter {param.name!r} has unknown type {param.type!r}"
     return None
+
+
+def _distribution(point) -> str | None:
+    """The normalised name of the distribution that declares an entry point."""
+    return point.dist.name.lower().replace("_", "-") if point.dist is not None else None
 
 
 def _import_path(path: Path):

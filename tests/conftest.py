@@ -1,4 +1,14 @@
-"""Shared fixtures: the engine on the embedded model, and tiny SD/SDXL pipelines saved to local folders."""
+"""Shared fixtures: the engine on the embedded model, and tiny SD/SDXL pipelines saved to local folders.
+
+Lanes: `pytest -m "not slow"` is the fast lane (unit tests and the embedded model at a few steps, under
+3 minutes on 2 cores); plain `pytest` runs everything. Mark a test `slow` (`pytestmark = pytest.mark.slow` at
+the top of its module, or `@pytest.mark.slow` on the test) when it launches the app, a browser or a subprocess
+(trainer, CLI), or takes more than a few seconds on 2 cores; `--durations=15` shows the candidates.
+
+The tests run against this checkout installed with `pip install -e .`: the built-in plugins exist only as its
+`t2i.plugins` entry points. Installed third-party plugins stay out (`entry_point_plugins=False`,
+`T2I_ENTRY_POINT_PLUGINS=0` for launched apps).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +30,20 @@ from t2i.engine import Engine
 from t2i.settings import Settings
 from tiny_components import clip_config, tiny_parts
 
+ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_PLUGINS_DIR = Path(__file__).resolve().parent / "example_plugins"
+
+
+def pytest_configure(config):
+    """Stop at once when the tests would run another copy of t2i, or none of its built-in plugins."""
+    import importlib.util
+
+    import t2i
+
+    plugins = importlib.util.find_spec("t2i_plugins")
+    if Path(t2i.__file__).resolve().parent != ROOT / "t2i" or plugins is None \
+            or Path(plugins.origin).resolve().parent != ROOT / "plugins":
+        raise pytest.UsageError(f"t2i is not installed from {ROOT}: run `.venv/bin/pip install -e {ROOT}` first")
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +89,7 @@ def running_app(data_dir, port: int | None = None, **env):
             port = s.getsockname()[1]
     env = {**os.environ, "T2I_DATA_DIR": str(data_dir), "T2I_DEVICE": "cpu", "T2I_MODEL": "embedded",
            "T2I_ENTRY_POINT_PLUGINS": "0", "T2I_RATE_LIMIT": "0", **env}
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], env=env,
+    process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 600  # generous: a loaded machine imports torch + diffusers slowly

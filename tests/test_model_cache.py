@@ -152,7 +152,7 @@ def test_eviction_waits_for_the_run_holding_the_model(settings, tiny_sd_dirs):
 
 def test_controlnets_a_model_keeps_count_toward_its_size(settings, tmp_path):
     from diffusers import ControlNetModel
-    from plugins.controlnet.models import load_controlnet
+    from t2i_plugins.controlnet.models import load_controlnet
 
     cache = cache_with(settings)
     model = cache.get("embedded")

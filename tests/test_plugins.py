@@ -86,6 +86,21 @@ def test_entry_point_plugins_load_but_cannot_replace_a_builtin(settings, plugin_
     sys.modules.pop("impostor", None)
 
 
+def test_builtin_plugins_come_from_entry_points_and_installed_ones_only_when_enabled(settings, tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "fake_lora.py").write_text(EXAMPLE_PLUGIN.replace('name = "tint"', 'name = "lora"'))
+    _install_entry_point(site, "fake_lora", "fake_lora:register")
+    monkeypatch.syspath_prepend(str(site))
+    quiet = PluginManager.discover(settings)  # the test settings: installed plugins off
+    assert type(quiet.plugins["lora"]).__module__.startswith("t2i_plugins.lora")
+    assert quiet.problems == [] and "fake_lora" not in sys.modules
+    loud = PluginManager.discover(dataclasses.replace(settings, entry_point_plugins=True))
+    assert type(loud.plugins["lora"]).__module__.startswith("t2i_plugins.lora")  # the built-in kept its name
+    assert any("'lora' is already taken by a built-in" in p for p in loud.problems)
+    sys.modules.pop("fake_lora", None)
+
+
 def test_an_adapter_that_raises_mid_run_is_undone_and_the_engine_keeps_serving(settings, plugin_dir):
     class Exploding(Adapter):
         name = "exploding"

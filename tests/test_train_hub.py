@@ -26,7 +26,7 @@ from t2i.train.hub import HUB_WEIGHTS, check_repo_id, push_run, stage
 from t2i.train.runner import TrainingRunner
 from t2i.train.studio import TrainingStudio
 
-from test_train_lora import ROOT, _teal_images
+from test_train_lora import _teal_images
 
 TOKEN = "hf_NotARealTokenButSecret1234567890"
 
@@ -184,7 +184,7 @@ def test_cli_push_checks_first_and_reports_an_unreachable_hub(finished, tmp_path
     runner, run_id = finished
     settings = runner.settings
     endpoint = f"http://127.0.0.1:{_unused_port()}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "T2I_DATA_DIR": str(settings.data_dir),
+    env = {**os.environ, "T2I_DATA_DIR": str(settings.data_dir),
            "T2I_LORA_DIR": str(settings.lora_dir), "T2I_ENTRY_POINT_PLUGINS": "0", "HF_HUB_OFFLINE": "0",
            "HF_ENDPOINT": endpoint, "HF_TOKEN_PATH": str(tmp_path / "no-token"), "T2I_HUB_TIMEOUT": "5"}
     env.pop("HF_TOKEN", None)

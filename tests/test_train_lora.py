@@ -28,7 +28,6 @@ from t2i.settings import EMBEDDED_MODEL_DIR
 from t2i.train.config import config_from_preset
 from t2i.train.dataset import prepare_dataset
 
-ROOT = Path(__file__).resolve().parent.parent
 TEAL = np.array((0, 150, 150), dtype=np.float32)  # a colour held back from the embedded model's training
 
 
@@ -55,7 +54,7 @@ def _make_run(tmp_path: Path, **overrides) -> Path:
 
 
 def _env(tmp_path: Path) -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "T2I_TRAIN_THREADS": "1", "T2I_DEVICE": "cpu",
+    return {**os.environ, "T2I_TRAIN_THREADS": "1", "T2I_DEVICE": "cpu",
             "T2I_TRAIN_LOCK": str(tmp_path / "train.lock"), "HF_HUB_OFFLINE": "1"}
 
 

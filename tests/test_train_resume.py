@@ -23,7 +23,7 @@ from t2i.train.runner import TrainingRunner, read_status
 from t2i.train.studio import TrainingStudio
 
 from test_train_hub import TOKEN, _unused_port
-from test_train_lora import ROOT, _events, _teal_images
+from test_train_lora import _events, _teal_images
 
 SMALL = dict(batch_size=2, rank=4, alpha=4.0, checkpoint_every=2, sample_every=0, prior_preservation=False)
 
@@ -126,7 +126,7 @@ def test_cli_resume_continues_a_cancelled_run_and_prints_the_lora_last(train_env
     _cancel_after_first_checkpoint(runner, run_id)
     checkpoint = runner.status(run_id).checkpoint
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "T2I_DATA_DIR": str(train_env.data_dir),
+    env = {**os.environ, "T2I_DATA_DIR": str(train_env.data_dir),
            "T2I_LORA_DIR": str(train_env.lora_dir), "T2I_ENTRY_POINT_PLUGINS": "0", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "t2i", "train", "--resume", run_id]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

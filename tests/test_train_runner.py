@@ -18,7 +18,7 @@ from t2i.train.config import config_from_preset
 from t2i.train.dataset import prepare_dataset
 from t2i.train.runner import TrainingRunner
 
-from test_train_lora import ROOT, _teal_images
+from test_train_lora import _teal_images
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_queue_cancel_generate_meanwhile_and_use_the_lora_at_once(train_env, set
 
 def test_cli_trains_a_folder_and_prints_the_lora_last(train_env):
     images = _teal_images(train_env / "images", count=4)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "T2I_DATA_DIR": str(train_env / "data"),
+    env = {**os.environ, "T2I_DATA_DIR": str(train_env / "data"),
            "T2I_LORA_DIR": str(train_env / "loras"), "T2I_ENTRY_POINT_PLUGINS": "0",
            "T2I_SAFETY_ALLOW_UNCHECKED": "1", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run([sys.executable, "-m", "t2i", "train", "--images", str(images), "--name", "cli_teal",

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from t2i.model_access import HUB_ID
 from t2i.request import RequestError
+from t2i.settings import EMBEDDED_MODEL_DIR
 
 EMBEDDED_NAME = "embedded-edges"
-EMBEDDED_DIR = Path(__file__).resolve().parents[2] / "t2i" / "embedded" / "controlnet"
+EMBEDDED_DIR = EMBEDDED_MODEL_DIR.parent / "controlnet"  # shipped inside the t2i package, beside the model
 # well-known ControlNets on the hub, offered in the model list; they load only when the hub can be reached
 HUB_MODELS = (
     "lllyasviel/control_v11p_sd15_canny", "lllyasviel/control_v11p_sd15_lineart",

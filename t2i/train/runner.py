@@ -9,7 +9,6 @@ never trained by two processes. An interrupted, cancelled or crashed run is resu
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import subprocess
@@ -237,9 +236,7 @@ class TrainingRunner:
         folder = self.folder(run_id)
         log = open(folder / "trainer.log", "ab")
         command = [sys.executable, "-m", "t2i.train.lora_trainer", str(folder), "--lora-dir", str(self.settings.lora_dir)]
-        root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
+        self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # t2i is installed
         log.close()
         self._current = run_id
         threading.Thread(target=self._watch, args=(run_id, self._process), daemon=True).start()
