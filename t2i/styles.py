@@ -140,34 +140,58 @@ def _parse_json(text: str, source: str) -> tuple[list[Style], list[str]]:
     return styles, problems
 
 
+CSV_COLUMNS = ("name", "prompt", "negative_prompt")  # what A1111 writes; it also reads an old "name,text" header
+
+
 def _parse_csv(text: str, source: str) -> tuple[list[Style], list[str]]:
-    """Parse an A1111 styles.csv; raise ValueError for a file-level problem, list row problems."""
-    try:
-        reader = csv.DictReader(io.StringIO(text, newline=""), skipinitialspace=True)
-        fields = [f.strip() for f in (reader.fieldnames or [])]
-        if "name" not in fields or not ({"prompt", "text"} & set(fields)):
-            raise ValueError("expected a CSV header with columns name,prompt,negative_prompt")
-        reader.fieldnames = fields
-        rows = list(reader)
-    except csv.Error as exc:
-        raise ValueError(f"invalid CSV ({exc})") from None
+    """Parse an A1111 styles.csv strictly; raise ValueError for a file-level problem, list row problems."""
+    rows = _csv_rows(text)
+    header = [column.strip() for column in rows[0][1]] if rows else []
+    _check_header(header)
     styles: list[Style] = []
     problems: list[str] = []
-    for i, row in enumerate(rows):
-        raw_name = row.get("name") or ""
-        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
-            continue  # blank line
-        if raw_name.lstrip().startswith("#"):
-            continue  # A1111 treats these rows as comments
+    for line, row in rows[1:]:
+        if not any(value.strip() for value in row) or row[0].lstrip().startswith("#"):
+            continue  # blank lines, and rows A1111 treats as comments
         try:
-            name = _check_name(raw_name)
-            # A1111 still reads the old "name,text" header
-            prompt = _normalize_prompt(_check_text(row.get("prompt", row.get("text")), "prompt", name))
-            negative = _check_text(row.get("negative_prompt"), "negative_prompt", name)
+            if len(row) != len(header):
+                raise ValueError(f"{len(row)} field{'' if len(row) == 1 else 's'} where the header has "
+                                 f"{len(header)} ({','.join(header)})")
+            values = dict(zip(header, row))
+            name = _check_name(values["name"])
+            prompt = _normalize_prompt(_check_text(values.get("prompt", values.get("text")), "prompt", name))
+            negative = _check_text(values.get("negative_prompt"), "negative_prompt", name)
             styles.append(Style(name, prompt, negative.strip(), source))
         except ValueError as exc:
-            problems.append(f"{source}: row {i + 2}: {exc}; skipped")
+            problems.append(f"{source}: line {line}: {exc}; skipped")
     return styles, problems
+
+
+def _csv_rows(text: str) -> list[tuple[int, list[str]]]:
+    """The CSV rows with the line each starts on; an unbalanced or stray quote is an error, never guessed around."""
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True, strict=True)
+    rows, line = [], 1
+    try:
+        for row in reader:
+            rows.append((line, row))
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise ValueError(f"invalid CSV at line {line}: {exc} (an unbalanced or stray quote?)") from None
+    return rows
+
+
+def _check_header(header: list[str]) -> None:
+    """Raise ValueError unless the header is A1111's: name, prompt (or the old text), negative_prompt."""
+    if "name" not in header or not ({"prompt", "text"} & set(header)):
+        raise ValueError(f"expected a CSV header with columns {','.join(CSV_COLUMNS)}")
+    unknown = [column for column in header if column not in (*CSV_COLUMNS, "text")]
+    if unknown:
+        raise ValueError(f"unknown column {unknown[0]!r} in the header; expected {','.join(CSV_COLUMNS)}")
+    repeated = [column for column in header if header.count(column) > 1]
+    if repeated:
+        raise ValueError(f"column {repeated[0]!r} appears twice in the header")
+    if {"prompt", "text"} <= set(header):
+        raise ValueError("the header has both 'prompt' and the old 'text' column; keep one")
 
 
 def _parse_file(data: bytes, suffix: str, source: str) -> tuple[list[Style], list[str]]:

@@ -233,8 +233,8 @@ def test_csv_row_problems(tmp_path):
     library = load_styles([tmp_path])
     assert list(library.styles) == ["Ok"]
     assert [p.split(": ", 1)[1] for p in library.problems] == [
-        "row 2: entry has no name; skipped",
-        "row 3: style 'Dup': prompt contains {prompt} more than once; skipped",
+        "line 2: entry has no name; skipped",
+        "line 3: style 'Dup': prompt contains {prompt} more than once; skipped",
     ]
 
 
