@@ -98,6 +98,9 @@ class GenerationRequest:
         """The request's plain fields (no images), for metadata and links."""
         recipe = {f.name: getattr(self, f.name) for f in fields(self)
                   if f.name not in ("init_image", "mask", "plugin_units")}
+        for f in fields(self):  # cfg 5 from a form and 5.0 from the API are one recipe: written 5.0 both ways
+            if f.type == "float" and _is_number(recipe[f.name]):
+                recipe[f.name] = float(recipe[f.name])
         recipe["styles"] = list(self.styles)
         if self.plugin_units:  # image parameters (e.g. a control image) cannot travel in a recipe
             recipe["plugin_units"] = {name: [{k: v for k, v in unit.items() if not isinstance(v, Image.Image)}

@@ -52,3 +52,13 @@ def test_mode_follows_inputs():
     assert GenerationRequest(prompt="x").mode == "txt2img"
     assert GenerationRequest(prompt="x", init_image=image).mode == "img2img"
     assert GenerationRequest(prompt="x", init_image=image, mask=Image.new("L", (64, 64))).mode == "inpaint"
+
+
+def test_recipe_writes_float_fields_one_way():
+    """cfg 5 (a form slider) and 5.0 (the API, the CLI) are the same recipe; the value is never changed."""
+    image = Image.new("RGB", (64, 64))
+    as_int, as_float = (GenerationRequest(prompt="x", cfg=cfg, strength=strength, init_image=image).recipe()
+                        for cfg, strength in ((5, 1), (5.0, 1.0)))
+    assert as_int == as_float and repr(as_int["cfg"]) == "5.0" and repr(as_int["strength"]) == "1.0"
+    assert GenerationRequest(prompt="x", cfg=7.25).recipe()["cfg"] == 7.25
+    assert GenerationRequest(prompt="x", cfg="abc").recipe()["cfg"] == "abc"  # left for validate to name
