@@ -16,6 +16,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_peft, convert_unet_state_dict_to_peft
@@ -93,14 +94,20 @@ def trigger_words(metadata: dict) -> tuple[str, ...]:
     return tuple(tag for tag, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:8] if tag)
 
 
-def load_lora_tensors(lora: LoraFile, max_bytes: int) -> dict[str, torch.Tensor]:
+def load_lora_tensors(path: Path, label: str, max_bytes: int) -> dict[str, torch.Tensor]:
     """The tensors of a LoRA file, re-checked (the file may have changed) and free of NaN/Inf."""
-    read_lora_header(lora.path, max_bytes)
-    tensors = load_file(lora.path)
+    read_lora_header(path, max_bytes)
+    tensors = load_file(path)
     for key, tensor in tensors.items():
         if not torch.isfinite(tensor).all():
-            raise RequestError(f"LoRA {lora.name!r}: tensor {key!r} holds NaN or infinite values")
+            raise RequestError(f"LoRA {label!r}: tensor {key!r} holds NaN or infinite values")
     return tensors
+
+
+def check_lora_file(pipe, path: Path, label: str, max_bytes: int) -> None:
+    """Raise RequestError unless `pipe` can take the LoRA file: what generation checks before loading, and what an
+    upload is checked against (the model chosen in the form) before it joins the library."""
+    check_lora_fits(pipe, load_lora_tensors(path, label, max_bytes), label)
 
 
 def check_lora_fits(pipe, tensors: dict[str, torch.Tensor], label: str) -> None:
@@ -214,13 +221,15 @@ class LoraLibrary:
             self._checked[key] = lora
         return lora
 
-    def add(self, source: Path, name: str) -> LoraFile:
-        """Copy a checked .safetensors file into the library as `name`; an existing name is refused."""
+    def add(self, source: Path, name: str, fits: Callable[[Path, str], None] = lambda path, name: None) -> LoraFile:
+        """Copy a checked .safetensors file into the library as `name`; an existing name, or a file that `fits`
+        (path, name) refuses, is refused before anything is copied."""
         if not UPLOAD_NAME.match(name or ""):
             raise RequestError(f"LoRA name {name!r} may hold only letters, digits and . _ + - (at most 100)")
         if name in self.names():
             raise RequestError(f"a LoRA named {name!r} is already in the library")
         read_lora_header(Path(source), self.max_bytes)
+        fits(Path(source), name)
         self.folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.", suffix=".tmp")
         os.close(fd)
@@ -230,6 +239,13 @@ class LoraLibrary:
         finally:
             Path(tmp).unlink(missing_ok=True)
         return self.resolve(name)
+
+    def remove(self, name: str, sha256: str) -> None:
+        """Delete the library file `name` if it still holds the content `sha256` (what an upload added)."""
+        path = self.folder / f"{name}.safetensors"
+        if not _plain_name(name) or not path.is_file() or self.resolve(name).sha256 != sha256:
+            raise RequestError(f"{name!r} is not a LoRA you uploaded, or it was replaced since")
+        path.unlink()
 
     def _path_for(self, name: str) -> Path:
         if not isinstance(name, str) or not name.strip():

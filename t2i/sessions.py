@@ -2,7 +2,9 @@
 
 The front end's upload cache lives in `upload_folder(data_dir)`, outside the app folder. Gradio names each upload
 by a hash of its content, so two sessions that upload the same file share one path: a file is deleted only when
-the last live session that used it ends. Generated outputs are the user's work and are never touched here.
+the last live session that recorded it ends. A page records each upload as it lands (the input's upload event) and
+again when a handler uses it, so a file is never deleted while an open page still holds it unchecked. Generated
+outputs are the user's work and are never touched here.
 """
 
 from __future__ import annotations
@@ -46,6 +48,22 @@ class SessionUploads:
             except OSError:  # deleted meanwhile: the handler reports its own error
                 pass
         return paths
+
+    def gone(self, *values) -> list[str]:
+        """The names of files among `values` that were uploaded (absolute paths inside the upload folder) and are
+        no longer there: deleted by the age sweep or a server restart."""
+        names = []
+        for value in _strings(values):
+            if len(value) > MAX_PATH_CHARS or not os.path.isabs(value):
+                continue
+            try:
+                path = Path(value).resolve()
+                missing = path.is_relative_to(self.folder) and path != self.folder and not path.exists()
+            except (OSError, ValueError):  # e.g. a NUL byte in text that is not a path
+                continue
+            if missing:
+                names.append(path.name)
+        return names
 
     def files(self, session: str) -> set[Path]:
         """The uploads recorded for `session`."""

@@ -160,3 +160,31 @@ def test_a_trained_loras_kohya_copy_is_listed_once(tmp_path):
     # the kohya copy of a trained LoRA stays loadable by name but is not offered twice;
     # a kohya file with no diffusers sibling is an ordinary LoRA
     assert library.names() == ["shared.kohya", "style"]
+
+
+@pytest.mark.parametrize("name", ["for_sdxl", "sd15_shapes", "not_lora", "nan"])
+def test_an_upload_that_does_not_fit_the_model_is_refused_with_generations_message(lora_engine, library, tmp_path,
+                                                                                   name):
+    lora = lora_engine.plugins.plugins["lora"]
+    model = lora_engine.models.get("")
+    with pytest.raises(RequestError) as at_generation:
+        lora_engine.generate(dataclasses.replace(PLAIN, plugin_units={"lora": [{"name": name}]}))
+    uploads = LoraLibrary(tmp_path, lora.library.max_bytes)
+    with pytest.raises(RequestError) as at_upload:
+        uploads.add(library / f"{name}.safetensors", name, lambda path, label: lora.fits(model, path, label))
+    assert str(at_upload.value) == str(at_generation.value)
+    assert uploads.names() == [] and list(tmp_path.iterdir()) == []  # nothing was copied
+
+
+def test_an_upload_can_be_removed_only_while_it_holds_what_was_uploaded(lora_engine, library, tmp_path):
+    uploads = LoraLibrary(tmp_path, 1 << 30)
+    model = lora_engine.models.get("")
+    lora = lora_engine.plugins.plugins["lora"]
+    mine = uploads.add(library / "good.safetensors", "mine", lambda path, label: lora.fits(model, path, label))
+    theirs = uploads.add(library / "good.safetensors", "theirs")
+    (tmp_path / "theirs.safetensors").write_bytes((library / "nan.safetensors").read_bytes())  # replaced since
+    for name, digest in (("theirs", theirs.sha256), ("../mine", mine.sha256), ("mine", "0" * 64)):
+        with pytest.raises(RequestError, match="not a LoRA you uploaded"):
+            uploads.remove(name, digest)
+    uploads.remove("mine", mine.sha256)
+    assert uploads.names() == ["theirs"]

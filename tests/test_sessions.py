@@ -52,3 +52,24 @@ def test_tracking_needs_a_session(tmp_path):
     uploads = SessionUploads(tmp_path / "uploads")
     assert uploads.track("", str(upload)) == []
     assert uploads.end("") == [] and upload.exists()
+
+
+def test_a_file_recorded_at_upload_outlives_another_session_that_used_it(tmp_path):
+    """Issue 23: page A uploads a training image (recorded by the input's upload event) and has not used it yet;
+    page B, or a gradio_client session, uploads the same bytes (the same path), uses them and ends."""
+    uploads = SessionUploads(tmp_path / "uploads")
+    shared = file(tmp_path / "uploads" / "h1" / "r0.png")
+    uploads.track("page-a", [{"path": str(shared), "orig_name": "r0.png", "meta": {"_type": "gradio.FileData"}}])
+    uploads.track("client-b", str(shared))
+    assert uploads.end("client-b") == [] and shared.exists()
+    assert uploads.end("page-a") == [shared.resolve()] and not shared.exists()
+
+
+def test_gone_names_uploads_that_are_no_longer_there_and_nothing_else(tmp_path):
+    folder = tmp_path / "uploads"
+    kept = file(folder / "h1" / "here.png")
+    uploads = SessionUploads(folder)
+    gone = [str(folder / "h2" / "r0.png"), {"path": str(folder / "h3" / "caption.txt")}]
+    others = [str(kept), str(tmp_path / "elsewhere" / "missing.png"), "h2/r0.png", "a prompt\0", str(folder),
+              "x" * 100_000, 0.75, None]
+    assert uploads.gone(*gone, *others) == ["r0.png", "caption.txt"]

@@ -17,7 +17,9 @@ from typing import Mapping
 
 import torch
 
-from t2i.lora_files import LoraFile, LoraLibrary, check_lora_fits, load_lora_tensors
+from t2i.lora_files import LoraFile, LoraLibrary, check_lora_file
+from t2i.metadata import PROMPT_TAGS_FIELD
+from t2i.model_access import HUB_ID
 from t2i.plugins import Adapter, Param
 from t2i.request import RequestError
 
@@ -98,13 +100,21 @@ class LoraAdapter(Adapter):
                 pipe.disable_lora()
 
     def describe(self, units: list[dict]) -> dict[str, str]:
-        """A1111's 'Lora hashes' field: name and 12-digit content hash of each LoRA used."""
-        entries = []
+        """A1111's 'Lora hashes' (name and 12-digit content hash of each LoRA) and a `<lora:name:weight>` tag each."""
+        entries, tags = [], []
         for unit in units:
             lora = self.library.resolve(unit["name"])
             shown = Path(lora.name).name.removesuffix(".safetensors")  # no local folders in image metadata
             entries.append(f"{shown.replace(':', '').replace(',', '')}: {lora.short_hash}")
-        return {"Lora hashes": ", ".join(entries)}
+            # the name as given, which replays (library name, hub id), unless it is a local path
+            tagged = lora.name if lora.name == Path(lora.name).name or HUB_ID.match(lora.name) else shown
+            tags.append(f"<lora:{tagged}:{float(unit['weight'])}>")
+        return {"Lora hashes": ", ".join(entries), PROMPT_TAGS_FIELD: " ".join(tags)}
+
+    def fits(self, model, path: Path, name: str) -> None:
+        """Refuse a LoRA file `model` cannot take, with the message generation would give for it."""
+        # no model lock: only layer names and shapes are read, and a resident adapter's wrapper is looked through
+        check_lora_file(model.pipeline, path, name, self.library.max_bytes)
 
     def trigger_words(self, name: str) -> tuple[str, ...]:
         """The trigger words a LoRA's file declares (ours, or kohya's most frequent tags)."""
@@ -124,8 +134,7 @@ class ResidentAdapters:
         if lora.adapter_name in self.loaded:
             self.loaded.move_to_end(lora.adapter_name)
         else:
-            tensors = load_lora_tensors(lora, self.max_bytes)
-            check_lora_fits(pipe, tensors, lora.name)
+            check_lora_file(pipe, lora.path, lora.name, self.max_bytes)
             try:
                 # by path, not the tensors: diffusers then also reads the adapter config saved in the file
                 # (lora_alpha), without which a LoRA with alpha != rank loads at the wrong strength;

@@ -174,7 +174,9 @@ def _decode(raw: _RawFile, limits: DatasetLimits, notes: list[str]) -> Image.Ima
         raise
     except Image.DecompressionBombError as exc:  # Pillow's own guard, for headers past twice its limit
         raise RequestError(f"{name} is too large to decode (a decompression bomb?): {exc}") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+    except UnidentifiedImageError as exc:  # Pillow's text names the in-memory buffer, not the file
+        raise RequestError(f"{name} could not be decoded as an image (not a format Pillow reads)") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise RequestError(f"{name} could not be decoded as an image ({type(exc).__name__}: {exc})") from exc
     if min(image.size) < limits.min_side:
         raise RequestError(f"{name} is {image.width}x{image.height}; images need at least {limits.min_side} pixels "
