@@ -14,8 +14,7 @@ from starlette.middleware import Middleware  # noqa: E402
 from starlette.middleware.trustedhost import TrustedHostMiddleware  # noqa: E402
 
 from t2i.sessions import upload_folder  # noqa: E402
-from t2i.settings import Settings  # noqa: E402
-from t2i.studio import Studio  # noqa: E402
+from t2i.settings import Settings, load_settings  # noqa: E402
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 APP_DIR = Path(__file__).resolve().parent
@@ -55,7 +54,7 @@ def app_options(settings: Settings) -> dict:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_settings()  # a bad T2I_* variable stops the app here, before the model stack is imported
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=settings.port, help="env T2I_PORT")
     parser.add_argument("--host", default=settings.host, help="env T2I_HOST")
@@ -65,6 +64,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO)
     settings = dataclasses.replace(settings, port=args.port, host=args.host, default_model=args.model, share=args.share)
     place_uploads(settings)
+    from t2i.studio import Studio
     from t2i.ui import CSS, build_app  # imports gradio: only now that its upload folder is set
     demo = build_app(Studio(settings), gpu=zero_gpu())
     demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,

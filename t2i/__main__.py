@@ -1,5 +1,8 @@
 import sys
 
-from .cli import main
+from .settings import load_settings
+
+load_settings()  # a bad T2I_* variable stops the CLI here, before the model stack is imported
+from .cli import main  # noqa: E402
 
 sys.exit(main())

@@ -26,6 +26,8 @@ from functools import lru_cache
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
+from .settings import parse_speed
+
 _CAST_HOOK = "t2i_low_precision"
 _CACHE_HOOK = "t2i_feature_cache"
 AUTO_FAST_MIN_PARAMETERS = 100_000_000  # SD 1.5's UNet (0.86B) steps 2.4x faster; the embedded one (5M) gains 0
@@ -62,28 +64,16 @@ def _low_precision_dtype(device: torch.device) -> torch.dtype | None:
 
 def plan_for(speed: str, device: torch.device, unet_parameters: int = 0) -> FastPath:
     """The switches a `T2I_SPEED` value turns on for `device` and a UNet of that size; unknown values raise."""
-    speed = speed.strip().lower()
-    if speed == "auto":
-        speed = "fast" if unet_parameters >= AUTO_FAST_MIN_PARAMETERS else "quality"
-    if speed == "quality":
+    choice = parse_speed(speed)  # the grammar lives with the setting, so that Settings checks it at start
+    if choice == "auto":
+        choice = "fast" if unet_parameters >= AUTO_FAST_MIN_PARAMETERS else "quality"
+    if choice == "quality":
         return FastPath()
-    if speed == "fast":
+    if choice == "fast":
         return FastPath(channels_last=True, unet_dtype=_low_precision_dtype(device))
-    plan = {}
-    for switch in (s.strip() for s in speed.split(",") if s.strip()):
-        name, _, value = switch.partition("=")
-        if name == "channels_last" and not value:
-            plan["channels_last"] = True
-        elif name == "low_precision" and not value:
-            plan["unet_dtype"] = _low_precision_dtype(device)
-        elif name == "cache" and value.isdigit() and int(value) >= 1:
-            plan["cache_interval"] = int(value)
-        else:
-            raise ValueError(f"T2I_SPEED: unknown switch {switch!r}; use auto, quality, fast, or a comma list of "
-                             "channels_last, low_precision, cache=N")
-    if not plan:
-        raise ValueError("T2I_SPEED is empty; use auto, quality, fast, or a comma list of switches")
-    return FastPath(**plan)
+    return FastPath(channels_last="channels_last" in choice,
+                    unet_dtype=_low_precision_dtype(device) if "low_precision" in choice else None,
+                    cache_interval=choice.get("cache", 1))
 
 
 def apply_fast_path(pipe, plan: FastPath) -> None:

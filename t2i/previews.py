@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from .models import LoadedModel
+from .settings import PREVIEW_METHODS
 
-PREVIEW_METHODS = ("auto", "full", "approx")
 FULL_PREVIEW_MAX_PARAMS = 5_000_000  # the embedded VAE has ~1 M; SD 1.5's has 84 M
 
 

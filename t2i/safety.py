@@ -28,10 +28,9 @@ from PIL import Image, ImageFilter
 
 from .plugins import Plugin, PluginManager, Verdict
 from .request import RequestError
-from .settings import Settings
+from .settings import SAFETY_ACTIONS, Settings
 
 log = logging.getLogger(__name__)
-ACTIONS = ("block", "blur", "black")
 PROMPT_REFUSED = "this prompt was refused by the content policy"
 POLICY_KEYS = ("action", "checkers", "thresholds", "timeout_s", "audit_log", "allow_unchecked_images")
 
@@ -77,8 +76,8 @@ def load_policy(settings: Settings) -> SafetyPolicy:
                           thresholds=dict(values["thresholds"]), timeout_s=float(values["timeout_s"]),
                           audit_log=Path(values["audit_log"]) if values["audit_log"] else None,
                           allow_unchecked_images=bool(values["allow_unchecked_images"]))
-    if policy.action not in ACTIONS:
-        raise ValueError(f"T2I_SAFETY_ACTION must be one of {', '.join(ACTIONS)}; got {policy.action!r}")
+    if policy.action not in SAFETY_ACTIONS:  # Settings checks the variable; this checks the policy file too
+        raise ValueError(f"T2I_SAFETY_ACTION must be one of {', '.join(SAFETY_ACTIONS)}; got {policy.action!r}")
     if not policy.timeout_s > 0:
         raise ValueError(f"safety timeout must be positive; got {policy.timeout_s!r}")
     return policy

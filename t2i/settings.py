@@ -1,106 +1,266 @@
-"""Settings: every knob is an environment variable, with its default here and nowhere else."""
+"""Settings: every knob is an environment variable, declared once below with its default, type, limits and help.
+
+`Settings()` reads the T2I_* variables (pydantic-settings) and validates them (pydantic); keyword arguments
+override variables. A bad value raises SettingsError, one line per variable naming it and what it takes; a
+program calls `load_settings()` first thing, so a bad variable stops it at start (status 2), not at the first
+generation. Settings is a frozen pydantic dataclass rather than a BaseSettings model so that
+`dataclasses.replace(settings, ...)` keeps working, re-validated. The README's settings tables are printed from
+these declarations (scripts/settings_table.py) and checked against them (tests/test_settings.py).
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic.dataclasses import dataclass
+from pydantic_core import ArgsKwargs
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent / "embedded" / "model"
+TMP = Path(tempfile.gettempdir())
+
+PreviewMethod = Literal["auto", "full", "approx"]
+SafetyAction = Literal["block", "blur", "black"]
+PREVIEW_METHODS: tuple[str, ...] = get_args(PreviewMethod)
+SAFETY_ACTIONS: tuple[str, ...] = get_args(SafetyAction)
+SPEED_PRESETS = ("auto", "quality", "fast")
+_SPEED_TAKES = "use auto, quality, fast, or a comma list of channels_last, low_precision, cache=N"
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+class SettingsError(ValueError):
+    """A variable holds a value its setting does not accept; the message names it and what it takes."""
 
 
-@dataclass(frozen=True)
+def parse_speed(value: str) -> str | dict[str, int]:
+    """T2I_SPEED's grammar: a preset (auto, quality, fast), or a comma list of switches as {switch: value}
+    (channels_last and low_precision: 1; cache=N: N >= 1); anything else raises ValueError."""
+    value = value.strip().lower()
+    if value in SPEED_PRESETS:
+        return value
+    switches = {}
+    for switch in (s.strip() for s in value.split(",") if s.strip()):
+        name, _, number = switch.partition("=")
+        if name in ("channels_last", "low_precision") and not number:
+            switches[name] = 1
+        elif name == "cache" and number.isdigit() and int(number) >= 1:
+            switches[name] = int(number)
+        else:
+            raise ValueError(f"T2I_SPEED: unknown switch {switch!r}; {_SPEED_TAKES}")
+    if not switches:
+        raise ValueError(f"T2I_SPEED: no switch given; {_SPEED_TAKES}")
+    return switches
+
+
+def _check_speed(value: str) -> str:
+    parse_speed(value)
+    return value
+
+
+def _check_device(value: str) -> str:
+    if not _DEVICE.fullmatch(value):
+        raise ValueError("use auto, cpu, cuda, cuda:N or mps")
+    return value
+
+
+def _split(separator: str):
+    """A validator that reads a variable's `separator`-separated list (empty items dropped) as a tuple."""
+    return BeforeValidator(lambda value: tuple(part.strip() for part in value.split(separator) if part.strip())
+                           if isinstance(value, str) else value)
+
+
+Folders = Annotated[tuple[Path, ...], _split(os.pathsep)]
+Names = Annotated[tuple[str, ...], _split(",")]
+Speed = Annotated[str, AfterValidator(_check_speed)]
+Device = Annotated[str, AfterValidator(_check_device)]
+
+
+def _variable(name: str, default: Any, help: str, *, shown: str | None = None, safety: bool = False,
+              **limits) -> Any:
+    """The field read from variable `name`: its default (a callable: computed from the fields declared above
+    it), help text, README table (the safety one or the general one), default as the README shows it, limits."""
+    default_or_factory = {"default_factory": default} if callable(default) else {"default": default}
+    return Field(alias=name, description=help, json_schema_extra={"shown": shown, "safety": safety},
+                 **default_or_factory, **limits)
+
+
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(validate_by_name=True, allow_inf_nan=False))
 class Settings:
-    device: str = field(default_factory=lambda: _env("T2I_DEVICE", "auto"))  # auto | cpu | cuda | cuda:N | mps
-    dtype: str = field(default_factory=lambda: _env("T2I_DTYPE", "auto"))  # auto | float32 | float16 | bfloat16
-    default_model: str = field(default_factory=lambda: _env("T2I_MODEL", "embedded"))
-    # models a web request may name by folder or file name (diffusers folders and .safetensors checkpoints)
-    model_dir: Path = field(default_factory=lambda: Path(_env("T2I_MODEL_DIR", os.path.join(
-        _env("T2I_DATA_DIR", os.path.join(tempfile.gettempdir(), "t2i")), "models"))))
-    # web requests may name any local model path (a single-user laptop; a shared server should not)
-    model_local_paths: bool = field(default_factory=lambda: _env("T2I_MODEL_LOCAL_PATHS", "0") == "1")
-    model_cache_size: int = field(default_factory=lambda: int(_env("T2I_MODEL_CACHE_SIZE", "2")))
-    # bytes (GiB) the cached models' weights may hold on their device; 0: only the count above bounds the cache
-    model_cache_gb: float = field(default_factory=lambda: float(_env("T2I_MODEL_CACHE_GB", "0")))
-    # single-file checkpoints: a local diffusers folder whose configs they load with ("": the local hub cache)
-    single_file_config: str = field(default_factory=lambda: _env("T2I_SINGLE_FILE_CONFIG", ""))
-    max_prompt_chars: int = field(default_factory=lambda: int(_env("T2I_MAX_PROMPT_CHARS", "4000")))
-    max_side: int = field(default_factory=lambda: int(_env("T2I_MAX_SIDE", "2048")))
-    max_pixels: int = field(default_factory=lambda: int(_env("T2I_MAX_PIXELS", str(1536 * 1536))))
-    max_steps: int = field(default_factory=lambda: int(_env("T2I_MAX_STEPS", "150")))
-    max_images: int = field(default_factory=lambda: int(_env("T2I_MAX_IMAGES", "16")))  # batch count x size
-    max_upload_mb: int = field(default_factory=lambda: int(_env("T2I_MAX_UPLOAD_MB", "20")))
-    queue_size: int = field(default_factory=lambda: int(_env("T2I_QUEUE_SIZE", "32")))
-    host: str = field(default_factory=lambda: _env("T2I_HOST", "127.0.0.1"))
-    port: int = field(default_factory=lambda: int(_env("T2I_PORT", "7860")))
-    share: bool = field(default_factory=lambda: _env("T2I_SHARE", "0") == "1")
-    # uploads and results live outside the app folder, one sub-folder per session
-    data_dir: Path = field(default_factory=lambda: Path(_env("T2I_DATA_DIR", os.path.join(tempfile.gettempdir(), "t2i"))))
-    # encrypts what the page keeps in the browser (the training runs it started); "": one made at first start and
-    # kept in data_dir/browser-secret, so the list survives a restart
-    browser_secret: str = field(default_factory=lambda: _env("T2I_BROWSER_SECRET", ""))
-    # uploads (in data_dir/uploads) go when their browser session ends; this sweep removes, every few minutes,
-    # cached files older than this many seconds that no session refreshed (tabs that never said goodbye); 0: off
-    upload_ttl_s: int = field(default_factory=lambda: int(_env("T2I_UPLOAD_TTL_S", "3600")))
-    styles_dirs: tuple[Path, ...] = field(default_factory=lambda: tuple(
-        Path(p) for p in _env("T2I_STYLES_DIRS", "").split(os.pathsep) if p))
-    styles_max_kb: int = field(default_factory=lambda: int(_env("T2I_STYLES_MAX_KB", "1024")))  # a style file upload
-    preview_every: int = field(default_factory=lambda: int(_env("T2I_PREVIEW_EVERY", "2")))  # steps between previews
-    # live previews: full (the model's VAE), approx (a linear latent->RGB map), auto (full for small VAEs)
-    preview_method: str = field(default_factory=lambda: _env("T2I_PREVIEW_METHOD", "auto"))
-    # plugins: extra folders, whether installed (entry-point) plugins load, and names to switch off
-    plugin_dirs: tuple[Path, ...] = field(default_factory=lambda: tuple(
-        Path(p) for p in _env("T2I_PLUGIN_DIRS", "").split(os.pathsep) if p))
-    entry_point_plugins: bool = field(default_factory=lambda: _env("T2I_ENTRY_POINT_PLUGINS", "1") == "1")
-    disabled_plugins: tuple[str, ...] = field(default_factory=lambda: tuple(
-        n.strip() for n in _env("T2I_DISABLED_PLUGINS", "").split(",") if n.strip()))
-    # generate requests per minute per client address (bursts up to the same number); 0 turns the limit off
-    rate_limit_per_minute: float = field(default_factory=lambda: float(_env("T2I_RATE_LIMIT", "60")))
-    # LoRA library: .safetensors files (uploads and the trainer's outputs land here), scanned on refresh
-    lora_dir: Path = field(default_factory=lambda: Path(_env("T2I_LORA_DIR", os.path.join(
-        _env("T2I_DATA_DIR", os.path.join(tempfile.gettempdir(), "t2i")), "loras"))))
-    lora_cache_size: int = field(default_factory=lambda: int(_env("T2I_LORA_CACHE_SIZE", "8")))  # adapters kept loaded per model
-    lora_max_mb: int = field(default_factory=lambda: int(_env("T2I_LORA_MAX_MB", "1024")))  # LoRA file size cap
-    # LoRAs named by local file path, not only from the library (the CLI turns this on; a shared server should not)
-    lora_local_paths: bool = field(default_factory=lambda: _env("T2I_LORA_LOCAL_PATHS", "0") == "1")
-    # trainer: CPU threads of a training process (0: half the cores, leaving the rest to generation)
-    train_threads: int = field(default_factory=lambda: int(_env("T2I_TRAIN_THREADS", "0")))
-    # seconds the trainer's "push to the Hub" waits for huggingface.co to answer before giving up
-    hub_timeout_s: float = field(default_factory=lambda: float(_env("T2I_HUB_TIMEOUT", "20")))
-    # ControlNet: library folders of diffusers ControlNet folders, and where weighted preprocessors (HED,
-    # MiDaS, OpenPose, ...) load their weights from: a folder holding the files, or a hub id
-    controlnet_dirs: tuple[Path, ...] = field(default_factory=lambda: tuple(
-        Path(p) for p in _env("T2I_CONTROLNET_DIRS", "").split(os.pathsep) if p))
-    annotators: str = field(default_factory=lambda: _env("T2I_ANNOTATORS", "lllyasviel/Annotators"))
-    # safety: what happens to a flagged image ("block", "blur" or "black"); clients cannot change it
-    safety_action: str = field(default_factory=lambda: _env("T2I_SAFETY_ACTION", "block"))
-    # an optional JSON policy file (thresholds per checker, and any of the safety settings below); see README
-    safety_config: str = field(default_factory=lambda: _env("T2I_SAFETY_CONFIG", ""))
-    safety_checkers: tuple[str, ...] = field(default_factory=lambda: tuple(  # "": every loaded checker runs
-        n.strip() for n in _env("T2I_SAFETY_CHECKERS", "").split(",") if n.strip()))
-    safety_timeout_s: float = field(default_factory=lambda: float(_env("T2I_SAFETY_TIMEOUT", "10")))
-    safety_audit_log: str = field(default_factory=lambda: _env("T2I_SAFETY_AUDIT_LOG", ""))  # "": data_dir/
-    # fail closed: with no image checker loaded no image is served, unless the operator allows it here
-    safety_allow_unchecked_images: bool = field(default_factory=lambda: _env("T2I_SAFETY_ALLOW_UNCHECKED", "0") == "1")
-    # diffusers' StableDiffusionSafetyChecker: a local folder or a hub id found in the local hub cache ("": off)
-    safety_sd_checker: str = field(default_factory=lambda: _env("T2I_SD_SAFETY_CHECKER",
-                                                                "CompVis/stable-diffusion-safety-checker"))
-    # labelling: an invisible watermark on outputs (1 = on); C2PA manifests signed with a PEM key + cert chain
-    watermark: bool = field(default_factory=lambda: _env("T2I_WATERMARK", "0") == "1")
-    c2pa_key: str = field(default_factory=lambda: _env("T2I_C2PA_KEY", ""))
-    c2pa_cert: str = field(default_factory=lambda: _env("T2I_C2PA_CERT", ""))
-    # speed switches (t2i/fastpath.py): auto | quality | fast | a comma list such as channels_last,low_precision,cache=2
-    speed: str = field(default_factory=lambda: _env("T2I_SPEED", "auto"))
-    # batching of compatible queued requests into one pipeline call (t2i/batching.py): images per call (1 = off,
-    # the default: a batched image may differ from the same request run alone by a level in a few pixels), and
-    # how long a request waits for companions before it runs
-    batch_max: int = field(default_factory=lambda: int(_env("T2I_BATCH_MAX", "1")))
-    batch_window_ms: float = field(default_factory=lambda: float(_env("T2I_BATCH_WINDOW_MS", "30")))
+    """Every setting, read from its T2I_* variable unless given as a keyword argument."""
+
+    default_model: str = _variable(
+        "T2I_MODEL", "embedded", "default model: `embedded`, a diffusers folder, a `.safetensors` file or a hub id "
+        "(`--model`)")
+    data_dir: Path = _variable(
+        "T2I_DATA_DIR", TMP / "t2i", "per-session outputs and uploads (must be outside the app folder)",
+        shown="`$TMPDIR/t2i`")
+    model_dir: Path = _variable(
+        "T2I_MODEL_DIR", lambda data: data["data_dir"] / "models",
+        "models offered by name (diffusers folders and `.safetensors` checkpoints)", shown="`$T2I_DATA_DIR/models`")
+    model_local_paths: bool = _variable(
+        "T2I_MODEL_LOCAL_PATHS", False, "1: web requests may name any local model path (a single-user laptop; a "
+        "shared server should not)")
+    device: Device = _variable(
+        "T2I_DEVICE", "auto", "`cpu`, `cuda`, `cuda:1`, `mps`; `auto` picks CUDA, then MPS, then CPU")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = _variable(
+        "T2I_DTYPE", "auto", "`float32`, `float16`, `bfloat16`; `auto` is float16 on CUDA, float32 elsewhere")
+    host: str = _variable("T2I_HOST", "127.0.0.1", "server address (`--host`)")
+    port: int = _variable("T2I_PORT", 7860, "server port (`--port`)", ge=1, le=65535)
+    share: bool = _variable("T2I_SHARE", False, "1: a Gradio share link (`--share`)")
+    model_cache_size: int = _variable("T2I_MODEL_CACHE_SIZE", 2, "models kept loaded", ge=1)
+    model_cache_gb: float = _variable(
+        "T2I_MODEL_CACHE_GB", 0.0, "GiB the cached models' weights may hold on their device (0: only the count "
+        "bounds the cache)", ge=0)
+    single_file_config: str = _variable(
+        "T2I_SINGLE_FILE_CONFIG", "", "local diffusers folder whose configs single-file checkpoints load with "
+        "(unset: the local hub cache)")
+    max_prompt_chars: int = _variable("T2I_MAX_PROMPT_CHARS", 4000, "request limit: prompt length", ge=1)
+    max_side: int = _variable("T2I_MAX_SIDE", 2048, "request limit: image width or height", ge=64)
+    max_pixels: int = _variable("T2I_MAX_PIXELS", 1536 * 1536, "request limit: width × height", shown="1536²",
+                                ge=64 * 64)
+    max_steps: int = _variable("T2I_MAX_STEPS", 150, "request limit: sampling steps", ge=1)
+    max_images: int = _variable("T2I_MAX_IMAGES", 16, "request limit: batch count × batch size", ge=1)
+    max_upload_mb: int = _variable("T2I_MAX_UPLOAD_MB", 20, "upload size cap", ge=1)
+    queue_size: int = _variable("T2I_QUEUE_SIZE", 32, "jobs waiting before \"queue full\"", ge=1)
+    browser_secret: str = _variable(
+        "T2I_BROWSER_SECRET", "", "key that encrypts what the page keeps in the browser (its training runs)",
+        shown="made once, in `$T2I_DATA_DIR/browser-secret`")
+    upload_ttl_s: int = _variable(
+        "T2I_UPLOAD_TTL_S", 3600, "backstop for uploads of sessions that never closed: swept when unused this many "
+        "seconds (0: off)", ge=0)
+    styles_dirs: Folders = _variable("T2I_STYLES_DIRS", (), "extra style folders (`:`-separated)")
+    styles_max_kb: int = _variable("T2I_STYLES_MAX_KB", 1024, "size cap of a style file uploaded in the Styles tab",
+                                   ge=1)
+    watermark: bool = _variable(
+        "T2I_WATERMARK", False, "1: invisible watermark (dwtDctSvd in luma, SDXL's bits) on outputs; images under "
+        "256×256 are enlarged ×k, nearest neighbour")
+    c2pa_key: str = _variable("T2I_C2PA_KEY", "", "PEM private key: with `T2I_C2PA_CERT`, outputs get a signed C2PA "
+                              "manifest")
+    c2pa_cert: str = _variable("T2I_C2PA_CERT", "", "PEM certificate chain for `T2I_C2PA_KEY`")
+    plugin_dirs: Folders = _variable("T2I_PLUGIN_DIRS", (), "extra plugin folders (`:`-separated)")
+    entry_point_plugins: bool = _variable("T2I_ENTRY_POINT_PLUGINS", True, "0: installed (entry-point) plugins "
+                                          "stay out")
+    disabled_plugins: Names = _variable("T2I_DISABLED_PLUGINS", (), "plugins switched off (comma-separated names)")
+    rate_limit_per_minute: float = _variable(
+        "T2I_RATE_LIMIT", 60.0, "generate requests per minute per client address, bursts up to the same number "
+        "(0: no limit)", ge=0)
+    lora_dir: Path = _variable("T2I_LORA_DIR", lambda data: data["data_dir"] / "loras",
+                               "LoRA library (uploads and trained LoRAs)", shown="`$T2I_DATA_DIR/loras`")
+    lora_cache_size: int = _variable("T2I_LORA_CACHE_SIZE", 8, "LoRAs kept loaded per model", ge=1)
+    lora_max_mb: int = _variable("T2I_LORA_MAX_MB", 1024, "LoRA file size cap", ge=1)
+    lora_local_paths: bool = _variable(
+        "T2I_LORA_LOCAL_PATHS", False, "1: LoRAs may be named by file path, not only from the library (the CLI "
+        "allows it; a shared server should not)")
+    preview_every: int = _variable("T2I_PREVIEW_EVERY", 2, "live preview cadence in steps", ge=1)
+    preview_method: PreviewMethod = _variable(
+        "T2I_PREVIEW_METHOD", "auto", "`full` (the model's VAE decodes it), `approx` (a linear latent-to-RGB map, "
+        "free but ~50/255 off in colour on the embedded model), `auto` (full for VAEs under 5 M parameters)")
+    speed: Speed = _variable(
+        "T2I_SPEED", "auto", "`quality`, `fast` (see Speed below) or a comma list of switches "
+        "(`channels_last,low_precision,cache=2`); `auto` is `fast` for SD-size UNets, `quality` for the embedded "
+        "model")
+    batch_max: int = _variable(
+        "T2I_BATCH_MAX", 1, "batching (see Batching below): images per pipeline call (1: off); on, a batched image "
+        "can differ from the same request run alone by a level in a few pixels", ge=1)
+    batch_window_ms: float = _variable("T2I_BATCH_WINDOW_MS", 30.0, "how long a request waits for batch companions",
+                                       ge=0)
+    train_threads: int = _variable(
+        "T2I_TRAIN_THREADS", 0, "CPU threads of a training process (0: half the cores, the rest left to generation)",
+        ge=0)
+    train_lock: Path = _variable("T2I_TRAIN_LOCK", TMP / "t2i-training.lock",
+                                 "lock file that lets one training run at a time on this machine",
+                                 shown="`$TMPDIR/t2i-training.lock`")
+    hub_timeout_s: float = _variable("T2I_HUB_TIMEOUT", 20.0, "seconds the trainer's Hub push waits for the Hub to "
+                                     "answer", gt=0)
+    controlnet_dirs: Folders = _variable("T2I_CONTROLNET_DIRS", (), "ControlNet library folders (`:`-separated)")
+    annotators: str = _variable("T2I_ANNOTATORS", "lllyasviel/Annotators", "where HED, MiDaS, OpenPose, … weights "
+                                "load from (a folder holding the files, or a hub id)")
+    safety_action: SafetyAction = _variable(
+        "T2I_SAFETY_ACTION", "block", "a flagged image is withheld (`block`), blurred (`blur`) or blacked out "
+        "(`black`); clients cannot change it", safety=True)
+    safety_checkers: Names = _variable(
+        "T2I_SAFETY_CHECKERS", (), "comma-separated checker names to run (default: every loaded checker)",
+        safety=True)
+    safety_timeout_s: float = _variable(
+        "T2I_SAFETY_TIMEOUT", 10.0, "seconds a checker may take before its silence counts as a flag", gt=0,
+        safety=True)
+    safety_audit_log: str = _variable(
+        "T2I_SAFETY_AUDIT_LOG", "", "one JSON line per verdict: time, request id, what (prompt, negative prompt, "
+        "image, preview, upload), checker, flagged, reason, scores, seconds; no prompt text, no image data",
+        shown="`$T2I_DATA_DIR/safety_audit.jsonl`", safety=True)
+    safety_allow_unchecked_images: bool = _variable(
+        "T2I_SAFETY_ALLOW_UNCHECKED", False, "1 serves images when no image checker could load", safety=True)
+    safety_config: str = _variable(
+        "T2I_SAFETY_CONFIG", "", "a JSON file with any of `action`, `checkers`, `timeout_s`, `audit_log`, "
+        "`allow_unchecked_images` (overriding the variables) and `thresholds` per checker", safety=True)
+    safety_sd_checker: str = _variable(
+        "T2I_SD_SAFETY_CHECKER", "CompVis/stable-diffusion-safety-checker", "diffusers' "
+        "StableDiffusionSafetyChecker: a local folder, or a hub id found in the local hub cache (empty: off)",
+        safety=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_environment(cls, given: ArgsKwargs) -> ArgsKwargs:
+        """The variables fill in what the keyword arguments leave out."""
+        kwargs = given.kwargs or {}
+        named = {FIELDS[name].alias for name in kwargs if name in FIELDS} | set(kwargs)
+        environment = {name: value for name, value in EnvSettingsSource(_Environment)().items() if name not in named}
+        return ArgsKwargs(given.args, {**environment, **kwargs})
+
+
+class _Variables(BaseSettings):
+    """What pydantic-settings reads variables for (a BaseSettings model); _Environment adds Settings' names."""
+
+    model_config = SettingsConfigDict(case_sensitive=True)
+
+
+FIELDS = Settings.__pydantic_fields__
+# each variable as a raw string, so that Settings' own validators parse its lists and switches
+_Environment = create_model("_Environment", __base__=_Variables,
+                            **{name: (str, Field("", alias=field.alias)) for name, field in FIELDS.items()})
+
+
+def _explain(error: ValidationError) -> str:
+    """One line per bad value: the variable, the value given, and what it takes."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        if problem["type"] == "default_factory_not_called":  # a folder under T2I_DATA_DIR, after another error
+            continue
+        key = str(problem["loc"][0]) if problem["loc"] else "settings"
+        variable = FIELDS[key].alias if key in FIELDS else key
+        reason = str(problem["msg"]).removeprefix("Value error, ").removeprefix(f"{variable}: ")
+        lines.append(f"{variable}={problem['input']!r}: {reason[0].lower()}{reason[1:]}")
+    return "\n".join(lines)
+
+
+_validated_init = Settings.__init__
+
+
+def _init(self, **values) -> None:
+    """Settings' validating constructor, with its errors in the variables' names rather than pydantic's report."""
+    try:
+        _validated_init(self, **values)
+    except ValidationError as error:
+        raise SettingsError(_explain(error)) from None
+
+
+Settings.__init__ = _init
+
+
+def load_settings() -> Settings:
+    """Settings for a program's start: a bad variable prints what is wrong (which variable, what it takes) and
+    exits with status 2, as argparse does for a bad flag."""
+    try:
+        return Settings()
+    except SettingsError as error:
+        print(f"t2i: bad settings (see the settings table in README.md):\n{error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def resolve_device(name: str):

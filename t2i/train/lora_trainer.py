@@ -18,7 +18,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,7 +48,6 @@ ATTENTION_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", 
 CONV_TARGETS = ["conv1", "conv2", "conv_shortcut", "time_emb_proj", "conv"]
 UNET_TARGETS = {"attention": ATTENTION_TARGETS, "attention+conv": ATTENTION_TARGETS + CONV_TARGETS}
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]  # kohya loaders expect all six
-LOCK_FILE = Path(tempfile.gettempdir()) / "t2i-training.lock"
 
 
 class TrainingStopped(Exception):
@@ -74,7 +72,7 @@ class ProgressLog:
 @contextlib.contextmanager
 def machine_lock(log: ProgressLog):
     """One training at a time per machine, across processes (web server, CLI): a blocking file lock."""
-    lock = FileLock(os.environ.get("T2I_TRAIN_LOCK", LOCK_FILE), preserve_lock_file=True)
+    lock = FileLock(Settings().train_lock, preserve_lock_file=True)
     try:
         lock.acquire(timeout=0)
     except Timeout:
