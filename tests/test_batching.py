@@ -232,9 +232,43 @@ def test_which_requests_can_share_a_call(batching_engine):
     assert key(cfg=7.0) != key(cfg=5.0)
     assert key(sampler="Euler") != key(sampler="DDIM")
     assert key(batch_count=2) is None
-    assert key(init_image=Image.new("RGB", (64, 64))) is None
+    black, white = Image.new("RGB", (64, 64)), Image.new("RGB", (64, 64), "white")
+    assert key(init_image=black) == key(init_image=white, seed=2) != key()  # images differ per request
+    assert key(init_image=black, strength=0.5) != key(init_image=black, strength=0.7)
+    assert key(init_image=black, mask=Image.new("L", (64, 64))) != key(init_image=black)
+    control = {"controlnet": [{"image": black}]}
+    assert key(plugin_units=control) == key(plugin_units={"controlnet": [{"image": white}]}) != key()
+    assert key(plugin_units=control) != key(plugin_units={"controlnet": [{"image": black, "scale": 0.5}]})
     assert not batching_engine.batcher.accepts(batching_engine.prepare(
         GenerationRequest(prompt="a red circle", batch_size=4)))  # a full call on its own: no waiting
+
+
+def test_inpainting_and_controlnet_requests_batch_with_their_own_images(batching_engine, engine):
+    from PIL import Image
+
+    from t2i.embedded.world import Scene, ShapeObject, render
+
+    left, right = Image.new("L", (64, 64), 0), Image.new("L", (64, 64), 0)
+    left.paste(255, (0, 0, 32, 64))
+    right.paste(255, (32, 0, 64, 64))
+    inits = [render(Scene((ShapeObject("circle", "blue", "medium", "left"),), "white")),
+             render(Scene((ShapeObject("square", "green", "medium", "right"),), "black"))]
+    inpaint = [GenerationRequest(prompt=PROMPTS["red"], seed=50 + i, steps=8, init_image=init, mask=mask, strength=1.0)
+               for i, (init, mask) in enumerate(zip(inits, [right, left]))]
+    with unet_batches(batching_engine) as sizes:
+        results = run_together(batching_engine, inpaint)
+    assert sizes == [4] * 8  # one call for both
+    for request, result, kept in zip(inpaint, results, [slice(0, 32), slice(32, 64)]):
+        before, after = np.asarray(request.init_image), np.asarray(result.images[0].image)
+        assert np.array_equal(before[:, kept], after[:, kept])  # its own unmasked pixels, exactly
+        assert_like_alone(engine, request, result)
+    control = [GenerationRequest(prompt="a red square", seed=60 + i, steps=8,
+                                 plugin_units={"controlnet": [{"image": init}]}) for i, init in enumerate(inits)]
+    with unet_batches(batching_engine) as sizes:
+        results = run_together(batching_engine, control)
+    assert sizes == [4] * 8
+    for request, result in zip(control, results):
+        assert_like_alone(engine, request, result)
 
 
 def test_the_generate_event_lets_a_batch_in(engine, settings):

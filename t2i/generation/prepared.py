@@ -1,0 +1,68 @@
+"""A prepared request: what is settled before its model is taken, and the recipe each of its images records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+from .. import __version__
+from ..models import LoadedModel
+from ..plugins import Plugin
+from ..request import MAX_SEED, GenerationRequest
+from ..styles import StyledPrompt
+
+
+@dataclass
+class PreparedRequest:
+    """A validated request with what is settled before its model is taken: units, styled prompts, size, seed."""
+
+    request: GenerationRequest
+    model: LoadedModel
+    used: list[tuple[Plugin, list[dict]]]  # plugins with units, adapters found in the prompt included
+    styled: StyledPrompt
+    width: int
+    height: int
+    base_seed: int
+    audit_id: str  # ties this request's safety verdicts together in the audit log
+
+    @property
+    def adapters(self) -> list[tuple[Plugin, list[dict]]]:
+        return [(plugin, units) for plugin, units in self.used if plugin.kind == "adapter"]
+
+    @property
+    def conditioners(self) -> list[tuple[Plugin, list[dict]]]:
+        return [(plugin, units) for plugin, units in self.used if plugin.kind == "conditioner"]
+
+    def seeds(self, batch: int) -> list[int]:
+        """The seed of each image in batch number `batch` (from 0): consecutive from the base seed."""
+        size = self.request.batch_size
+        return [(self.base_seed + batch * size + k) % (MAX_SEED + 1) for k in range(size)]
+
+    def described(self) -> dict:
+        """What the used plugins add to the recipe (e.g. LoRA hashes)."""
+        return {k: v for plugin, units in self.used for k, v in plugin.describe(units).items()}
+
+    def mode_inputs(self) -> dict:
+        """The init image, strength and mask as the pipeline takes them (empty for txt2img)."""
+        request, size = self.request, (self.width, self.height)
+        if request.init_image is None:
+            return {}
+        inputs = {"image": request.init_image.convert("RGB").resize(size, Image.Resampling.LANCZOS),
+                  "strength": request.strength}
+        if request.mask is not None:
+            inputs["mask_image"] = request.mask.convert("L").resize(size, Image.Resampling.NEAREST)
+        return inputs
+
+    def parameters(self, seed: int, described: dict) -> dict:
+        """The recipe that remakes the image of `seed` on its own."""
+        request, model, styled = self.request, self.model, self.styled
+        params = request.recipe()
+        if described:  # e.g. LoRA hashes; units written in the prompt stay in the recorded prompt
+            params["infotext_extra"] = described
+        params.update(seed=seed, width=self.width, height=self.height, batch_size=1, batch_count=1, model=model.name,
+                      model_hash=model.short_hash, mode=request.mode, final_prompt=styled.prompt,
+                      final_negative_prompt=styled.negative_prompt, generator=f"t2i {__version__}")
+        if request.init_image is None:
+            params.pop("strength")
+        return params

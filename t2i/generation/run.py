@@ -1,0 +1,234 @@
+"""The one run path: requests run as members of a group, and a request on its own is a group of one.
+
+A group shares its model, sampler, steps, CFG, size, mode, strength and plugin units apart from their images
+(t2i/batching.py decides who may join). Each batch of a group is one pipeline call: prompt embeddings one row
+per image (what `num_images_per_prompt` would repeat, done per member), one CPU generator per image so every
+image keeps its seed's noise, and each input the members share passed once while inputs that differ (init
+images, masks, control maps) are passed one per image. A conditioner's extra arguments must therefore be images,
+or values its units' other parameters and the size decide. Each member gets its own previews, mask compositing,
+recipe and safety screening.
+
+A member that cancels loses only its own images (the call stops when no member wants its images). A failure
+that belongs to one member (its prompt syntax, its conditioner, its progress callback, its safety screening)
+fails that member only; a failed shared call is retried one member at a time, so its error reaches only the
+member that causes it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ..fastpath import feature_cache
+from ..plugins import activated
+from ..previews import latents_to_preview, preview_method
+from ..progress import GenerationCancelled, ProgressCallback, ProgressEvent
+from ..prompts import encode_prompts
+from ..request import GeneratedImage, GenerationResult
+from ..safety import SafetyGate
+from ..samplers import make_scheduler
+from ..settings import Settings
+from .prepared import PreparedRequest
+
+
+@dataclass(eq=False)
+class Member:
+    """One request of a group: what it asked for, and what it gets back."""
+
+    prepared: PreparedRequest
+    on_progress: ProgressCallback | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    pipe: Any = None  # its mode's pipeline, or the one its conditioners swapped in
+    inputs: dict = field(default_factory=dict)  # init image, strength, mask and conditioner arguments
+    embeds: dict | None = None
+    described: dict = field(default_factory=dict)
+    images: list[GeneratedImage] = field(default_factory=list)
+    result: GenerationResult | None = None
+    error: Exception | None = None
+
+    @property
+    def image_count(self) -> int:
+        return self.prepared.request.batch_size
+
+    @property
+    def live(self) -> bool:
+        """Still wants its images: neither cancelled nor failed."""
+        return self.error is None and not self.cancel.is_set()
+
+    def fail(self, error: Exception) -> None:
+        if self.error is None:
+            self.error = error
+
+    def outcome(self) -> GenerationResult:
+        """The request's result, or its own error, or GenerationCancelled when its images were dropped."""
+        if self.error is not None:
+            raise self.error
+        if self.result is None:
+            raise GenerationCancelled("generation cancelled")
+        return self.result
+
+
+class Runner:
+    """Runs groups of prepared requests on their model and screens what they show and return."""
+
+    def __init__(self, settings: Settings, safety: SafetyGate):
+        self.settings = settings
+        self.safety = safety
+
+    def run(self, members: list[Member]) -> None:
+        """Run a group (its model's lock is held); each member ends with its result or its own error."""
+        lead = members[0].prepared
+        try:
+            with torch.inference_mode(), activated(lead.model, lead.adapters):  # members share adapter units
+                # 1. each member's pipeline, inputs and weighted prompt embeddings (after adapters touched the
+                #    text encoder); a failure here, such as a prompt syntax error, is that member's own
+                for member in members:
+                    try:
+                        self._prepare(member)
+                    except Exception as exc:
+                        member.fail(exc)
+                # 2. denoise, decode and finish: one call per batch for members whose embeddings have one shape
+                for call in _calls_by_shape([m for m in members if m.live]):
+                    for batch in range(call[0].prepared.request.batch_count):
+                        self._run_call(call, batch)
+            # 3. every member that still wants its images gets them all, or nothing
+            for member in members:
+                if member.live:
+                    member.result = GenerationResult(model=lead.model.name, mode=member.prepared.request.mode,
+                                                     images=member.images)
+        except Exception as exc:  # shared by all (e.g. an adapter failed to load): every member gets it
+            for member in members:
+                member.fail(exc)
+        finally:
+            for member in members:
+                member.done.set()
+
+    def _prepare(self, member: Member) -> None:
+        prepared = member.prepared
+        model, mode = prepared.model, prepared.request.mode
+        member.pipe, member.inputs = model.pipeline_for(mode), prepared.mode_inputs()
+        for plugin, units in prepared.conditioners:  # a conditioner may swap in its own pipeline
+            member.pipe, kwargs = plugin.prepare(model, member.pipe, mode, units, prepared.width, prepared.height)
+            member.inputs.update(kwargs)
+        member.pipe.scheduler = make_scheduler(prepared.request.sampler, model.scheduler_config)
+        member.pipe.set_progress_bar_config(disable=True)
+        member.embeds = encode_prompts(model, prepared.styled.prompt, prepared.styled.negative_prompt)
+        member.described = prepared.described()
+
+    def _run_call(self, members: list[Member], batch: int) -> None:
+        """One pipeline call for the live `members`; each gets its images, a failing one its error."""
+        members = [m for m in members if m.live]
+        if not members:
+            return
+        lead = members[0].prepared
+        seeds = [m.prepared.seeds(batch) for m in members]
+        try:
+            with feature_cache(members[0].pipe.unet, lead.model.cache["fast_path"].cache_interval):
+                images = members[0].pipe(
+                    **_rows(members), num_inference_steps=lead.request.steps, guidance_scale=lead.request.cfg,
+                    width=lead.width, height=lead.height,
+                    generator=[torch.Generator("cpu").manual_seed(s) for own in seeds for s in own],
+                    callback_on_step_end=self._step_callback(members, batch), output_type="pil",
+                ).images
+        except GenerationCancelled:  # no member wants its images any more
+            return
+        except Exception as exc:
+            if len(members) == 1:
+                members[0].fail(exc)
+                return
+            for member in members:
+                self._run_call([member], batch)
+            return
+        start = 0
+        for member, own_seeds in zip(members, seeds):
+            own_images = images[start:start + member.image_count]
+            start += member.image_count
+            if not member.live:
+                continue
+            if "mask_image" in member.inputs:  # keep unmasked pixels exactly (the VAE round trip shifts them)
+                own_images = [Image.composite(image, member.inputs["image"], member.inputs["mask_image"])
+                              for image in own_images]
+            try:
+                member.images.extend(self.finish_images(member.prepared, own_images, own_seeds, member.described))
+            except Exception as exc:
+                member.fail(exc)
+
+    def _step_callback(self, members: list[Member], batch: int):
+        """Per step: stop when no member wants its images; otherwise each watching member gets its own previews."""
+        model = members[0].prepared.model
+        every = max(1, self.settings.preview_every)
+        method = preview_method(model, self.settings.preview_method)
+
+        def callback(pipe, step, timestep, kwargs):
+            if not any(m.live for m in members):
+                raise GenerationCancelled("generation cancelled")
+            done = step + 1
+            watching = [m for m in members if m.live and m.on_progress is not None]
+            previews = None
+            if watching and done % every == 0 and done < pipe.num_timesteps:
+                previews = latents_to_preview(model, kwargs["latents"], method)
+            start = 0
+            for member in members:
+                own = previews[start:start + member.image_count] if previews else None
+                start += member.image_count
+                if member not in watching:
+                    continue
+                try:
+                    shown = self.screen_previews(own, member.prepared.audit_id) if own else None
+                    member.on_progress(ProgressEvent(done, pipe.num_timesteps, batch + 1,
+                                                     member.prepared.request.batch_count, shown))
+                except Exception as exc:  # e.g. its client went away: that member fails, the call goes on
+                    member.fail(exc)
+            if all(m.error is not None for m in members):  # a failure is final: no need to finish the step
+                raise GenerationCancelled("every request in the call failed")
+            return kwargs
+
+        return callback
+
+    def finish_images(self, prepared: PreparedRequest, images: list[Image.Image], seeds: list[int],
+                      described: dict) -> list[GeneratedImage]:
+        """Each image screened by the safety gate, with the recipe that remakes it."""
+        finished = []
+        for image, seed in zip(images, seeds):
+            screened = self.safety.screen_image(image, "image", request_id=prepared.audit_id)
+            finished.append(GeneratedImage(image=screened.image, seed=seed, parameters=prepared.parameters(
+                seed, described), notice=screened.notice))
+        return finished
+
+    def screen_previews(self, previews: list[Image.Image], audit_id: str) -> list[Image.Image | None]:
+        """Live previews as shown: one that would be flagged is not shown, None in its place."""
+        return [None if self.safety.screen_image(p, "preview", request_id=audit_id).flagged else p for p in previews]
+
+
+def _calls_by_shape(members: list[Member]) -> list[list[Member]]:
+    calls: dict[tuple, list[Member]] = {}
+    for member in members:
+        shapes = tuple(tuple(tensor.shape) for tensor in member.embeds.values())
+        calls.setdefault(shapes, []).append(member)
+    return list(calls.values())
+
+
+def _rows(members: list[Member]) -> dict:
+    """The call's arguments: embeddings one row per image, and each input once when shared, else one per image."""
+    rows = {name: torch.cat([m.embeds[name].repeat_interleave(m.image_count, dim=0) for m in members])
+            for name in members[0].embeds}
+    for name in members[0].inputs:
+        rows[name] = _merged([m.inputs[name] for m in members], [m.image_count for m in members], name)
+    return rows
+
+
+def _merged(values: list, counts: list[int], name: str):
+    """One input for the call from each member's own: itself when all are equal, else one per image."""
+    first = values[0]
+    if all(value == first for value in values[1:]):
+        return first
+    if isinstance(first, Image.Image):
+        return [value for value, count in zip(values, counts) for _ in range(count)]
+    if isinstance(first, list) and all(isinstance(v, list) and len(v) == len(first) for v in values):
+        return [_merged(list(column), counts, name) for column in zip(*values)]  # e.g. one per ControlNet
+    raise ValueError(f"requests grouped into one call differ in {name!r}, which cannot be passed per image")
