@@ -12,6 +12,10 @@ from PIL import Image, PngImagePlugin
 
 RECIPE_KEY = "t2i_recipe"
 INFOTEXT_EXTRA_KEY = "infotext_extra"  # params[...]: {field: value} that plugins add (LoRA hashes, ControlNet units)
+# A plugin field of this name goes at the end of the prompt line, not among the `Key: value` pairs: A1111 keeps
+# `<lora:name:weight>` tags in the prompt, and Civitai and other readers take LoRA names and weights from there
+PROMPT_TAGS_FIELD = "Prompt tags"
+STYLES_SEPARATOR = "; "  # `Styles: Watercolor; Pixel Art`, as SD.Next writes it (A1111 itself writes no styles)
 
 
 def quote(value) -> str:
@@ -30,10 +34,12 @@ def infotext(params: dict) -> str:
     if "strength" in params:
         fields.append(("Denoising strength", params["strength"]))
     if params.get("styles"):
-        fields.append(("Styles", json.dumps(params["styles"])))
-    fields.extend(params.get(INFOTEXT_EXTRA_KEY, {}).items())
+        fields.append(("Styles", STYLES_SEPARATOR.join(params["styles"])))
+    extra = dict(params.get(INFOTEXT_EXTRA_KEY, {}))
+    tags = extra.pop(PROMPT_TAGS_FIELD, "")
+    fields.extend(extra.items())
     fields.append(("Version", params.get("generator", "t2i")))
-    lines = [params.get("final_prompt", params["prompt"])]
+    lines = [" ".join(part for part in (params.get("final_prompt", params["prompt"]), tags) if part)]
     negative = params.get("final_negative_prompt", params.get("negative_prompt", ""))
     if negative:
         lines.append(f"Negative prompt: {negative}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from .metadata import RECIPE_KEY
+from .metadata import RECIPE_KEY, STYLES_SEPARATOR
 from .request import RequestError
 from .samplers import SAMPLERS
 
@@ -39,6 +39,7 @@ class ReadRecipe:
     text: str = ""  # the A1111 parameters text, for display
     extra: dict = field(default_factory=dict)  # fields with no place in the form, by their original name
     notes: list[str] = field(default_factory=list)
+    applied_styles: list[str] = field(default_factory=list)  # styles the text names: already in its prompt
 
 
 def parse_infotext(text: str) -> ReadRecipe:
@@ -98,8 +99,22 @@ def _fill_form(recipe: ReadRecipe, values: dict[str, str]) -> None:
         else:
             form["strength"] = _number("Denoising strength", extra.pop("Denoising strength"), float)
     if "Styles" in extra:  # our own text: the prompt above already has the styles applied
-        recipe.notes.append("the prompt already has its styles applied, so no style is selected")
+        recipe.applied_styles = _style_names(extra.pop("Styles"))
+        recipe.notes.append(f"the prompt already has its styles applied ({', '.join(recipe.applied_styles)}), "
+                            "so no style is selected")
     recipe.extra = extra
+
+
+def _style_names(value: str) -> list[str]:
+    """Style names from `Styles: A; B`, or from the JSON list t2i wrote before (`Styles: ["A", "B"]`)."""
+    if value.startswith("["):
+        try:
+            names = json.loads(value)
+        except json.JSONDecodeError:
+            names = None
+        if isinstance(names, list) and all(isinstance(name, str) for name in names):
+            return names
+    return [name.strip() for name in value.split(STYLES_SEPARATOR.strip()) if name.strip()]
 
 
 def _sampler(name: str, schedule: str) -> str:

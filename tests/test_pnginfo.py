@@ -74,15 +74,27 @@ def test_values_with_commas_are_quoted_as_a1111_does():
     read = parse_infotext(text)
     assert read.form["model"] == "C:/models/x.safetensors"
     assert read.extra["ControlNet 0"] == "Module: canny, Weight: 1.0"
-    assert read.extra["Styles"] == '["Pop Art", "Anime"]'
-    assert "styles applied" in read.notes[0]
+    assert "Styles: Pop Art; Anime," in last
+    assert read.applied_styles == ["Pop Art", "Anime"] and "Styles" not in read.extra
+    assert read.notes == ["the prompt already has its styles applied (Pop Art, Anime), so no style is selected"]
+
+
+@pytest.mark.parametrize("written, names", [
+    ('Styles: "Big, please; Pixel Art"', ["Big, please", "Pixel Art"]),  # a name with a comma is quoted
+    ('Styles: "[\\"Watercolor\\", \\"Pixel Art\\"]"', ["Watercolor", "Pixel Art"]),  # t2i's earlier JSON list
+    ('Styles: ["Watercolor"]', ["Watercolor"]),
+])
+def test_styles_read_back_in_both_forms(written, names):
+    text = f"a red star\nSteps: 20, Sampler: Euler, CFG scale: 5.0, Seed: 1, {written}, Version: t2i"
+    assert parse_infotext(text).applied_styles == names
+    assert parse_infotext(infotext(params(styles=names))).applied_styles == names
 
 
 def test_existing_fields_print_as_before():
     assert infotext(params(styles=["Watercolor"])).splitlines() == [
         "a red star, watercolor", "Negative prompt: blurry, photo",
         'Steps: 20, Sampler: Euler a, CFG scale: 7.0, Seed: 123, Size: 64x64, Model hash: abcdef1234, '
-        'Model: embedded, Styles: ["Watercolor"], Version: t2i 0.1.0']
+        'Model: embedded, Styles: Watercolor, Version: t2i 0.1.0']
 
 
 def test_real_a1111_text_with_lora_and_hires():
