@@ -1,6 +1,9 @@
-"""The LoRA library panel through the real app: upload, trigger words, prompt tags and unit rows agree."""
+"""The LoRA library panel through the real app: upload, trigger words, prompt tags and unit rows agree; uploads are
+checked against the chosen model and can be deleted by the page that uploaded them; the lists are filled on load."""
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from lora_helpers import UNET_TARGETS, random_lora_weights
 from t2i.settings import EMBEDDED_MODEL_DIR
 
 gradio_client = pytest.importorskip("gradio_client")
+pytestmark = pytest.mark.slow  # the real app
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +65,52 @@ def test_bad_uploads_are_refused_with_a_message(client, tmp_path):
         client.predict(gradio_client.handle_file(str(pickle)), "", api_name="/lora_upload")
     with pytest.raises(Exception, match="unknown LoRA 'nonesuch'"):
         _generate(client, prompt="a red ring <lora:nonesuch:1>", seed=1, steps=2)
+
+
+def test_an_upload_for_another_model_is_refused_at_upload_and_not_listed(app_url, tiny_sdxl_dir, tmp_path):
+    client = gradio_client.Client(app_url, verbose=False)
+    unet = UNet2DConditionModel.from_pretrained(tiny_sdxl_dir / "unet")
+    path = tmp_path / "for_xl.safetensors"
+    save_file(random_lora_weights(unet, "unet", UNET_TARGETS), path)
+    with pytest.raises(Exception, match="LoRA 'for_xl' does not fit this model"):
+        client.predict(gradio_client.handle_file(str(path)), "", "embedded", api_name="/lora_upload")
+    assert "for_xl" not in str(client.predict(None, api_name="/lora_refresh"))
+
+
+def test_only_the_uploading_session_can_delete_an_upload(app_url, lora_file):
+    owner, other = (gradio_client.Client(app_url, verbose=False) for _ in range(2))
+    owner.predict(gradio_client.handle_file(str(lora_file)), "to_delete", api_name="/lora_upload")
+    with pytest.raises(Exception, match="only a LoRA uploaded from this page can be deleted"):
+        other.predict("to_delete", api_name="/lora_delete")
+    with pytest.raises(Exception, match="only a LoRA uploaded from this page can be deleted"):
+        owner.predict("zqx_style", api_name="/lora_delete")  # not an upload of this session
+    chosen, _, status = owner.predict("to_delete", api_name="/lora_delete")
+    assert "to_delete" not in str(chosen["choices"]) and "Deleted" in status
+    assert "to_delete" not in str(other.predict(None, api_name="/lora_refresh"))
+
+
+def test_the_page_lists_loras_added_after_start_and_add_to_prompt_explains_itself(app_url, lora_file, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed")
+    gradio_client.Client(app_url, verbose=False).predict(gradio_client.handle_file(str(lora_file)), "after_start",
+                                                         api_name="/lora_upload")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium,
+                                             args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(app_url)
+        for accordion in ("#lora-library", "#plugin-lora"):
+            page.locator(f"{accordion} button.label-wrap").first.click()
+        for dropdown in ("#lora_chosen", "#lora_1_name"):  # filled on load, no "Refresh" pressed
+            page.locator(f"{dropdown} input").click()
+            page.locator(dropdown).get_by_role("option", name="after_start").wait_for(timeout=30_000)
+            page.keyboard.press("Escape")
+        page.locator("#lora_insert").click()
+        page.locator(".toast-body", has_text="choose a LoRA first").wait_for(timeout=30_000)
+        page.screenshot(path=str(tmp_path / "lora_error.png"))
+        prompt = page.locator("#prompt textarea")
+        prompt.fill("still usable")  # no "Error" badge over the prompt
+        assert prompt.input_value() == "still usable"
+        browser.close()

@@ -64,7 +64,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
                 strength = gr.Slider(label="Denoising strength", minimum=0.01, maximum=1, value=0.75, step=0.01)
             plugins = studio.plugins()
             plugin_widgets = create_plugin_panels(plugins)
-            create_lora_library(studio, plugins, prompt)
+            create_lora_library(studio, plugins, prompt, model)
             create_control_preview(studio, plugins, plugin_widgets, model, width, height, MODEL_WORK,
                                    model_work_limit)
         with gr.Column(scale=2):

@@ -1,4 +1,5 @@
-"""The LoRA library panel: upload a LoRA, refresh the list, see a LoRA's trigger words and put it in the prompt."""
+"""The LoRA library panel: upload a LoRA (checked against the chosen model), refresh the list, see a LoRA's trigger
+words, put it in the prompt, and delete what this page uploaded."""
 
 from __future__ import annotations
 
@@ -13,25 +14,33 @@ from t2i.studio import Studio
 from .uploads import track_uploads
 
 
-def create_lora_library(studio: Studio, plugins: list[Plugin], prompt: gr.Textbox) -> None:
-    """Build the panel inside the current Blocks (nothing when the LoRA plugin is switched off)."""
+def create_lora_library(studio: Studio, plugins: list[Plugin], prompt: gr.Textbox, model: gr.Dropdown) -> None:
+    """Build the panel inside the current Blocks (nothing when the LoRA plugin is switched off); uploads are checked
+    against the model in `model`, the Generate tab's Model box."""
     lora = next((p for p in plugins if p.name == "lora"), None)
     if lora is None:
         return
     with gr.Accordion("LoRA library", open=False, elem_id="lora-library"):
         with gr.Row():
-            chosen = gr.Dropdown(label="LoRA", choices=lora.library.names(), value=None, elem_id="lora_chosen", scale=3)
+            # custom values pass (the library checks every name): the choices a session was sent may predate a LoRA
+            chosen = gr.Dropdown(label="LoRA", choices=lora.library.names(), value=None, allow_custom_value=True,
+                                 elem_id="lora_chosen", scale=3)
             refresh = gr.Button("Refresh", size="sm", scale=0, min_width=80)
         words = gr.Textbox(label="Trigger words", value="", interactive=False, elem_id="lora_trigger_words")
         with gr.Row():
             weight = gr.Slider(label="Weight", minimum=-2, maximum=2, step=0.05, value=1.0, scale=3)
-            insert = gr.Button("Add to prompt", size="sm", scale=1, min_width=120)
+            insert = gr.Button("Add to prompt", size="sm", scale=1, min_width=120, elem_id="lora_insert")
         with gr.Row():
             upload = gr.File(label="Upload a .safetensors LoRA", file_types=[".safetensors"], type="filepath",
-                             value=None, scale=3)
+                             value=None, scale=3, elem_id="lora_upload")
             name = gr.Textbox(label="Save as", value="", placeholder="name in the library (default: file name)", scale=2)
-        add = gr.Button("Add to library", size="sm")
-        status = gr.Markdown("")
+        with gr.Row():
+            add = gr.Button("Add to library", size="sm", elem_id="lora_add")
+            delete = gr.Button("Delete my upload", size="sm", variant="stop", visible=False, elem_id="lora_delete")
+        status = gr.Markdown("", elem_id="lora_status")
+        # what this page uploaded, name -> content hash: only those may be deleted from here (kept on the server,
+        # per session, so no caller can claim another's upload)
+        mine = gr.State({})
 
     def refreshed(current=None):
         names = lora.library.names()
@@ -46,18 +55,41 @@ def create_lora_library(studio: Studio, plugins: list[Plugin], prompt: gr.Textbo
         words = _checked(lambda: lora.trigger_words(name))
         return " ".join(part for part in (text.strip(), f"<lora:{name}:{weight:g}>", ", ".join(words)) if part)
 
-    def add_to_library(path=None, name="", request: gr.Request = None):
+    def add_to_library(path=None, name="", model="", uploaded=None, request: gr.Request = None):
         track_uploads(studio, request, path)
         if not path:
             raise gr.Error("choose a .safetensors file to upload")
-        saved = _checked(lambda: lora.library.add(Path(path), name.strip() or Path(path).stem))
-        return (gr.update(choices=lora.library.names(), value=saved.name), ", ".join(saved.trigger_words),
-                f"Added **{saved.name}** (hash {saved.short_hash}).")
 
-    refresh.click(refreshed, chosen, chosen, api_name="lora_refresh", queue=False)
-    chosen.change(trigger_words, chosen, words, api_name="lora_trigger_words", queue=False)
-    insert.click(add_to_prompt, [prompt, chosen, weight], prompt, api_name="lora_add_to_prompt", queue=False)
-    add.click(add_to_library, [upload, name], [chosen, words, status], api_name="lora_upload")
+        def fits(source: Path, label: str) -> None:  # the check generation makes, against the chosen model
+            lora.fits(studio.model_for(model), source, label)
+
+        saved = _checked(lambda: lora.library.add(Path(path), name.strip() or Path(path).stem, fits))
+        return (gr.update(choices=lora.library.names(), value=saved.name), ", ".join(saved.trigger_words),
+                f"Added **{saved.name}** (hash {saved.short_hash}).", {**(uploaded or {}), saved.name: saved.sha256},
+                gr.update(visible=True))
+
+    def deletable(name=None, uploaded=None):
+        return gr.update(visible=bool(name) and name in (uploaded or {}))
+
+    def delete_upload(name=None, uploaded=None):
+        uploaded = dict(uploaded or {})
+        if not name or name not in uploaded:
+            raise gr.Error("only a LoRA uploaded from this page can be deleted here")
+        _checked(lambda: lora.library.remove(name, uploaded.pop(name)))
+        return (gr.update(choices=lora.library.names(), value=None), "", f"Deleted **{name}**.", uploaded,
+                gr.update(visible=False))
+
+    # events that can fail are queued (an unqueued gr.Error shows no message) and show no progress on their outputs,
+    # so a failure is a message and never an "Error" badge over the prompt or the list
+    quiet = dict(show_progress="hidden")
+    refresh.click(refreshed, chosen, chosen, api_name="lora_refresh", **quiet)
+    gr.on(None, refreshed, None, chosen, api_visibility="private", queue=False)  # page load: the list as it is now
+    chosen.change(trigger_words, chosen, words, api_name="lora_trigger_words", **quiet)
+    chosen.change(deletable, [chosen, mine], delete, api_visibility="private", queue=False)
+    insert.click(add_to_prompt, [prompt, chosen, weight], prompt, api_name="lora_add_to_prompt", **quiet)
+    add.click(add_to_library, [upload, name, model, mine], [chosen, words, status, mine, delete],
+              api_name="lora_upload", show_progress_on=status)
+    delete.click(delete_upload, [chosen, mine], [chosen, words, status, mine, delete], api_name="lora_delete", **quiet)
 
 
 def _checked(action):

@@ -62,6 +62,8 @@ def create_plugin_panels(plugins: list[Plugin]) -> dict[str, gr.Component]:
                     return updates * plugin.max_units
 
                 refresh.click(refresh_choices, None, targets, api_name=f"refresh_{plugin.name}", queue=False)
+                # and on page load: the lists as they are now (a LoRA trained or uploaded since the app started)
+                gr.on(None, refresh_choices, None, targets, api_visibility="private", queue=False)
     return widgets
 
 
