@@ -318,7 +318,7 @@ def _read_upload(path: Path, max_bytes: int) -> tuple[bytes, list[Style]]:
         raise ValueError(f"style file is larger than {max_bytes} bytes")
     styles, problems = _parse_file(data, suffix, f"{safe_file_stem(path.stem)}{suffix}")  # ValueError propagates
     if problems:
-        raise ValueError("invalid style file: " + "; ".join(problems[:5]))
+        raise ValueError("invalid style file: " + "; ".join(p.removesuffix("; skipped") for p in problems[:5]))
     if not styles:
         raise ValueError("style file contains no styles")
     seen: set[str] = set()
