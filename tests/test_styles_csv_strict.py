@@ -33,12 +33,6 @@ def test_malformed_rows_are_refused_with_their_line(tmp_path, body, message):
         upload(tmp_path, HEADER + body)
 
 
-@pytest.mark.parametrize("header, message", [
-    ("name,prompt,negative_prompt,notes\n", "unknown column 'notes' in the header"),
-    ("name,prompt,prompt\n", "column 'prompt' appears twice"),
-    ("name,prompt,text\n", "both 'prompt' and the old 'text' column"),
-    ("name;prompt;negative_prompt\n", "expected a CSV header with columns name,prompt,negative_prompt"),
-])
 def test_an_upload_refusal_says_refused_not_skipped(tmp_path):
     with pytest.raises(ValueError) as refused:
         upload(tmp_path, HEADER + "Watercolor\n")
@@ -46,6 +40,12 @@ def test_an_upload_refusal_says_refused_not_skipped(tmp_path):
                                   "(name,prompt,negative_prompt)")
 
 
+@pytest.mark.parametrize("header, message", [
+    ("name,prompt,negative_prompt,notes\n", "unknown column 'notes' in the header"),
+    ("name,prompt,prompt\n", "column 'prompt' appears twice"),
+    ("name,prompt,text\n", "both 'prompt' and the old 'text' column"),
+    ("name;prompt;negative_prompt\n", "expected a CSV header with columns name,prompt,negative_prompt"),
+])
 def test_headers_other_than_a1111s_are_refused(tmp_path, header, message):
     with pytest.raises(ValueError, match=message):
         upload(tmp_path, header + "Watercolor,watercolor {prompt},\n")
