@@ -23,7 +23,7 @@ from pydantic_core import ArgsKwargs
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent / "embedded" / "model"
-TMP = Path(tempfile.gettempdir())
+_TMP = Path(tempfile.gettempdir())
 
 PreviewMethod = Literal["auto", "full", "approx"]
 SafetyAction = Literal["block", "blur", "black"]
@@ -98,7 +98,7 @@ class Settings:
         "T2I_MODEL", "embedded", "default model: `embedded`, a diffusers folder, a `.safetensors` file or a hub id "
         "(`--model`)")
     data_dir: Path = _variable(
-        "T2I_DATA_DIR", TMP / "t2i", "per-session outputs and uploads (must be outside the app folder)",
+        "T2I_DATA_DIR", _TMP / "t2i", "per-session outputs and uploads (must be outside the app folder)",
         shown="`$TMPDIR/t2i`")
     model_dir: Path = _variable(
         "T2I_MODEL_DIR", lambda data: data["data_dir"] / "models",
@@ -173,7 +173,7 @@ class Settings:
     train_threads: int = _variable(
         "T2I_TRAIN_THREADS", 0, "CPU threads of a training process (0: half the cores, the rest left to generation)",
         ge=0)
-    train_lock: Path = _variable("T2I_TRAIN_LOCK", TMP / "t2i-training.lock",
+    train_lock: Path = _variable("T2I_TRAIN_LOCK", _TMP / "t2i-training.lock",
                                  "lock file that lets one training run at a time on this machine",
                                  shown="`$TMPDIR/t2i-training.lock`")
     hub_timeout_s: float = _variable("T2I_HUB_TIMEOUT", 20.0, "seconds the trainer's Hub push waits for the Hub to "
