@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -95,8 +96,9 @@ def create_train_tab(studio: Studio) -> None:
     with gr.Row():
         losses = gr.LinePlot(value=pd.DataFrame({"step": [], "loss": []}), x="step", y="loss", label="Loss",
                              height=240)
-        samples = gr.Gallery(label="Samples (with / without the trigger)", columns=4, height=240, interactive=False,
-                             elem_id="train_samples")
+        # whole images (not cropped to square tiles), each captioned with the prompt that made it
+        samples = gr.Gallery(label="Samples (with / without the trigger)", columns=4, height=320,
+                             object_fit="contain", interactive=False, elem_id="train_samples")
     timer = gr.Timer(1.0, active=False)
 
     def check(paths=None, request: gr.Request = None):
@@ -159,8 +161,8 @@ def create_train_tab(studio: Studio) -> None:
             current = trainer.status(run)
         except RequestError as exc:
             raise gr.Error(str(exc)) from exc
-        text = f"**{current.state}** step {current.step}/{current.steps}" + (f": {current.message}"
-                                                                               if current.message else "")
+        message = _without_server_path(current)
+        text = f"**{current.state}** step {current.step}/{current.steps}" + (f": {message}" if message else "")
         curve = pd.DataFrame(current.losses, columns=["step", "loss"])
         shown = list(zip(current.samples, current.sample_prompts)) if current.samples else []
         return (text, gr.Slider(maximum=max(1, current.steps), value=current.step), curve, shown,
@@ -174,13 +176,24 @@ def create_train_tab(studio: Studio) -> None:
             raise gr.Error(str(exc)) from exc
         return f"**{current.state}**: {current.message}", stopped_runs(run)
 
-    check_btn.click(check, files, [token, gallery, captions, notes], api_name="train_check")
+    # events that can fail are queued (an unqueued gr.Error shows no message) with their progress shown only in the
+    # notes or state line, so a failure is a message and never an "Error" badge over the form's widgets
+    check_btn.click(check, files, [token, gallery, captions, notes], api_name="train_check", show_progress_on=notes)
     start_btn.click(start, [token, captions, preset, method, name, trigger, steps, checkpoint_every, class_prompts,
                             base_model],
-                    [run_id, state, timer], api_name="train_start")
-    timer.tick(status, run_id, [state, bar, losses, samples, timer, resumable], api_name="train_status", queue=False)
-    cancel_btn.click(cancel, run_id, [state, resumable], api_name="train_cancel", queue=False)
+                    [run_id, state, timer], api_name="train_start", show_progress_on=state)
+    timer.tick(status, run_id, [state, bar, losses, samples, timer, resumable], api_name="train_status",
+               show_progress="hidden")
+    cancel_btn.click(cancel, run_id, [state, resumable], api_name="train_cancel", show_progress="hidden")
     run_id.change(remember, [run_id, my_runs], my_runs, api_name="train_remember", queue=False)
-    resumable.focus(stopped_runs, [resumable, my_runs], resumable, api_name="train_runs", queue=False)
-    resume_btn.click(resume, [resumable, run_id], [run_id, state, timer, resumable], api_name="train_resume")
-    push_btn.click(push, [run_id, repo, token_box, private], pushed, api_name="train_push")
+    resumable.focus(stopped_runs, [resumable, my_runs], resumable, api_name="train_runs", show_progress="hidden")
+    resume_btn.click(resume, [resumable, run_id], [run_id, state, timer, resumable], api_name="train_resume",
+                     show_progress="hidden")
+    push_btn.click(push, [run_id, repo, token_box, private], pushed, api_name="train_push", show_progress_on=pushed)
+
+
+def _without_server_path(current) -> str:
+    """A run's message with the finished LoRA named as the LoRA list shows it, not by where the server keeps it."""
+    if not current.lora:
+        return current.message
+    return current.message.replace(current.lora, f"to the LoRA library as {Path(current.lora).stem}")
