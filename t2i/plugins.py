@@ -111,7 +111,8 @@ class Plugin:
                 param.check(value, self.choices(param) if param.type == "choice" else ())
             except RequestError as exc:
                 raise RequestError(f"{self.name}: {exc}") from None
-            unit[param.name] = value
+            # a whole number is a valid float, but libraries type-check floats (diffusers' conditioning scale)
+            unit[param.name] = float(value) if param.type == "float" else value
         return unit
 
     def describe(self, units: list[dict]) -> dict[str, str]:

@@ -85,3 +85,12 @@ def test_cli_bad_control_is_one_error_line_and_no_file(tmp_path, controls, capsy
     assert code == 1 and not out.exists()
     assert err.startswith("error: ") and err.count("\n") == 1
     assert re.search(message, err)
+
+
+def test_a_whole_number_weight_is_a_weight(engine, controls):
+    # the page's sliders send 1 for 1.0; diffusers type-checks the conditioning scale as a float
+    image, _, prompt = controls[0]
+    made = {scale: engine.generate(GenerationRequest(prompt=prompt, seed=3, steps=8, plugin_units={
+        "controlnet": [{"image": image, "preprocessor": "canny", "scale": scale}]})).images[0].image.tobytes()
+        for scale in (1, 1.0)}
+    assert made[1] == made[1.0]

@@ -19,7 +19,11 @@ from .uploads import upload_sweep, wire_upload_sessions
 CSS = ("#gallery img, #preview img { image-rendering: pixelated; }"
        # a single result is shown whole, not cropped to fill the gallery's box
        " #gallery img { object-fit: contain !important; }"
-       " #gallery .thumbnail-lg { width: auto !important; height: 100% !important; aspect-ratio: 1 / 1; }")
+       " #gallery .thumbnail-lg { width: auto !important; height: 100% !important; aspect-ratio: 1 / 1; }"
+       # the enlarged image is drawn over the thumbnail grid with a translucent backdrop: hide the grid under it
+       " #gallery .preview ~ .grid-wrap { visibility: hidden; }"
+       # the live preview fills its box (a 64x64 preview would otherwise be a stamp in the middle)
+       " #preview img { width: 100%; height: 100%; object-fit: contain; }")
 
 
 def build_app(studio: Studio, gpu: Callable = lambda fn: fn) -> gr.Blocks:

@@ -73,7 +73,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
             gallery = gr.Gallery(label="Images", type="filepath", columns=4, height=420, elem_id="gallery",
                                  buttons=["download", "fullscreen"], interactive=False)
             info = gr.Textbox(label="Generation parameters", value="", lines=4, interactive=False, elem_id="info")
-            last_seed = gr.Number(label="Last seed", value=-1, precision=0, interactive=False)
+            last_seed = gr.Number(label="Last seed", value=-1, precision=0, interactive=False, elem_id="last_seed")
             with gr.Row():
                 link = gr.Textbox(label="Recipe link", value="", interactive=False, elem_id="recipe_link",
                                   buttons=["copy"], scale=4)
@@ -148,7 +148,9 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
         studio.stop(request.session_hash if request else "")
         return gr.update(value=None, visible=False), "**Stopped.** The run was cancelled; its images were not kept."
 
-    stop_btn.click(stop, None, [preview, run_status], cancels=[run], api_name="stop", queue=False)
+    stop_btn.click(stop, None, [preview, run_status], cancels=[run], api_name="stop", queue=False).then(
+        # again once the cancelled run's last messages have landed: one of them may show a preview again
+        lambda: gr.update(value=None, visible=False), None, preview, queue=False, api_visibility="private")
     random_btn.click(lambda: -1, None, seed, api_name="random_seed", queue=False)
     reuse_btn.click(lambda last_seed=-1: last_seed, last_seed, seed, api_name="reuse_seed", queue=False)
     return {"prompt": prompt, "negative_prompt": negative, "styles": styles, "steps": steps, "cfg": cfg,

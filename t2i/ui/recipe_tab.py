@@ -56,8 +56,21 @@ def create_recipe_tab(studio: Studio, form: dict, tabs: gr.Tabs) -> None:
         lines += [f"- AI-generated label: {label}" for label in describe_labels(Path(path).read_bytes())]
         return recipe.text, "\n".join(lines)
 
+    def recipe_to_send(path: str | None, text: str) -> ReadRecipe:
+        """The text box's recipe when the user pasted or edited it; else the PNG's (our JSON chunk holds more)."""
+        if not text.strip():
+            return read(path, "")
+        if path:
+            try:
+                from_png = read(path)
+                if from_png.text.strip() == text.strip():
+                    return from_png
+            except gr.Error:  # a PNG without a recipe: the pasted text is the recipe
+                pass
+        return read(None, text)
+
     def send(path: str | None = None, text: str = "", to_img2img: bool = False):
-        recipe = read(path, text)
+        recipe = recipe_to_send(path, text or "")
         values = dict(recipe.form)
         named = values.get("model")
         if named and named not in studio.model_choices():  # keep a model that works; say which one was named
