@@ -28,8 +28,8 @@ PROMPTS = {"red": "a large red circle in the top left on a blue background",
 
 @pytest.fixture(scope="module")
 def batching_engine(settings) -> Engine:
-    # a long window so that threads started together meet even on a loaded machine; a full batch does not wait
-    return Engine(dataclasses.replace(settings, batch_max=4, batch_window_ms=1000))
+    # no window: run_together lets the requests in only once all of them wait, so groups never depend on timing
+    return Engine(dataclasses.replace(settings, batch_max=4, batch_window_ms=0))
 
 
 @contextlib.contextmanager
@@ -44,21 +44,29 @@ def unet_batches(engine: Engine, model: str = ""):
         handle.remove()
 
 
-def run_together(engine: Engine, requests: list[GenerationRequest], **per_request) -> list:
-    """Run requests from one thread each, started together; each outcome is a result or the exception raised."""
+def run_together(engine: Engine, requests: list[GenerationRequest], model: str = "", **per_request) -> list:
+    """Run requests from one thread each; each outcome is a result or the exception raised. With batching on,
+    `model`'s lock is held until every request waits in the batcher's queue, so the groups are the same on any
+    machine, however slowly the threads start."""
     outcomes: list = [None] * len(requests)
-    start = threading.Barrier(len(requests))
 
     def work(index):
-        start.wait()
         try:
             outcomes[index] = engine.generate(requests[index], **{k: v[index] for k, v in per_request.items()})
         except Exception as exc:
             outcomes[index] = exc
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(requests))]
-    for thread in threads:
-        thread.start()
+    if engine.settings.batch_max == 1:
+        for thread in threads:
+            thread.start()
+    else:
+        batcher = engine.batcher
+        with engine.models.get(model).lock:
+            for thread in threads:
+                thread.start()
+            with batcher._changed:  # notified whenever a request joins the queue
+                assert batcher._changed.wait_for(lambda: len(batcher._waiting) == len(requests), timeout=120)
     for thread in threads:
         thread.join()
     return outcomes
@@ -193,7 +201,7 @@ def test_requests_with_the_same_lora_share_a_call_and_the_lora_acts(settings, tm
 
     train_tint_lora(tmp_path / "blue.safetensors", (0, 0, 255), seed=1)
     with_lora = dataclasses.replace(settings, lora_dir=tmp_path)
-    batching, alone = Engine(dataclasses.replace(with_lora, batch_max=4, batch_window_ms=1000)), Engine(with_lora)
+    batching, alone = Engine(dataclasses.replace(with_lora, batch_max=4, batch_window_ms=0)), Engine(with_lora)
     blue = {"lora": [{"name": "blue", "weight": 1.0}]}
     requests = [GenerationRequest(prompt=PROMPTS["red"], seed=1, steps=12, plugin_units=blue),
                 GenerationRequest(prompt=PROMPTS["yellow"], seed=2, steps=12, plugin_units=blue),
@@ -289,7 +297,7 @@ def test_sdxl_shaped_requests_batch_with_their_pooled_embeddings(batching_engine
     requests = [GenerationRequest(prompt=prompt, seed=40 + i, steps=4, model=str(tiny_sdxl_dir))
                 for i, prompt in enumerate([PROMPTS["red"], PROMPTS["blue"]])]
     with unet_batches(batching_engine, str(tiny_sdxl_dir)) as sizes:
-        results = run_together(batching_engine, requests)
+        results = run_together(batching_engine, requests, model=str(tiny_sdxl_dir))
     assert sizes == [4] * 4
     for request, result in zip(requests, results):
         assert_like_alone(engine, request, result)
