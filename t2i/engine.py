@@ -19,7 +19,7 @@ from .settings import Settings
 from .styles import BUILTIN_STYLES_DIR, UnknownStyleError, apply_styles, load_styles
 
 # front ends import these from here
-__all__ = ["VERSION", "Engine", "GenerationCancelled", "PreparedRequest", "ProgressEvent"]
+__all__ = ["VERSION", "Engine", "GenerationCancelled", "ProgressEvent"]
 log = logging.getLogger(__name__)
 
 

@@ -19,6 +19,8 @@ import torch
 from tqdm import tqdm
 
 from .checkpoints import load_checkpoint, save_checkpoint
+from .training_batches import (autoencoder_batch, denoiser_batch, denoiser_update, load_denoiser_setup,
+                               reconstruction_loss)
 
 DECODER_SEED_OFFSET = 7_000_003
 LOW_NOISE_SEED_OFFSET = 9_000_011
@@ -46,8 +48,6 @@ def refine_decoder(cfg, device: torch.device) -> None:
     """Fine-tune the decoder (and post-quant conv) on fresh renders; save `work/vae_refined`."""
     from diffusers import AutoencoderKL
 
-    from .train import _autoencoder_batch, _reconstruction_loss
-
     done = cfg.work / "vae_refined" / "diffusion_pytorch_model.safetensors"
     if done.exists():
         return
@@ -61,13 +61,13 @@ def refine_decoder(cfg, device: torch.device) -> None:
     bar = tqdm(range(start, cfg.decoder_steps), initial=start, total=cfg.decoder_steps, desc="decoder",
                file=sys.stdout)
     for step in bar:
-        x = _autoencoder_batch(random.Random(cfg.seed * 1_000_003 + DECODER_SEED_OFFSET + step), cfg.vae_batch,
+        x = autoencoder_batch(random.Random(cfg.seed * 1_000_003 + DECODER_SEED_OFFSET + step), cfg.vae_batch,
                                device)
         for group in opt.param_groups:  # cosine decay to zero
             group["lr"] = cfg.decoder_lr * 0.5 * (1 + math.cos(math.pi * step / cfg.decoder_steps))
         with torch.no_grad():
             latents = vae.encode(x).latent_dist.mode()
-        loss = _reconstruction_loss(vae.decode(latents).sample, x, cfg.vae_edge_weight)
+        loss = reconstruction_loss(vae.decode(latents).sample, x, cfg.vae_edge_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -80,8 +80,6 @@ def refine_decoder(cfg, device: torch.device) -> None:
 def refine_low_noise(cfg, device: torch.device) -> None:
     """Continue from the denoiser's EMA weights on the plain epsilon loss, with a shorter EMA."""
     from diffusers.training_utils import EMAModel
-
-    from .train import denoiser_batch, denoiser_update, load_denoiser_setup
 
     setup = load_denoiser_setup(cfg, device)
     unet, text_encoder = setup["unet"], setup["text_encoder"]

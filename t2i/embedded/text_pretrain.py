@@ -6,7 +6,7 @@ the UNet needs apart (measured: the encodings of "... at the left ..." and "... 
 apart, "top" and "bottom" 30, so the UNet placed objects in a column chosen by the seed). This stage trains the
 encoder, with small linear heads on its pooled output, to predict every attribute a caption states: shapes,
 colours, a single object's size, row and column, the background, the relation of a pair. The heads are dropped
-afterwards; the denoiser stages use the encoder frozen (train.load_text_encoder says why).
+afterwards; the denoiser stages use the encoder frozen (training_batches.load_text_encoder says why).
 """
 
 from __future__ import annotations
