@@ -81,7 +81,7 @@ def create_train_tab(studio: Studio) -> None:
                 cancel_btn = gr.Button("Cancel", elem_id="train_cancel")
             run_id = gr.Textbox(label="Run", value="", interactive=False, elem_id="train_run")
             state = gr.Markdown("", elem_id="train_state")
-            bar = gr.Slider(label="Progress (steps)", minimum=0, maximum=1, value=0, interactive=False)
+            bar = gr.HTML(progress_bar(0, 0), label="Progress", elem_id="train_progress")  # shown, never edited
             with gr.Row():
                 resumable = gr.Dropdown(label="Your stopped runs (empty: the run above)", choices=[],
                                         value="", allow_custom_value=True, elem_id="train_resumable", scale=3)
@@ -165,7 +165,7 @@ def create_train_tab(studio: Studio) -> None:
         text = f"**{current.state}** step {current.step}/{current.steps}" + (f": {message}" if message else "")
         curve = pd.DataFrame(current.losses, columns=["step", "loss"])
         shown = list(zip(current.samples, current.sample_prompts)) if current.samples else []
-        return (text, gr.Slider(maximum=max(1, current.steps), value=current.step), curve, shown,
+        return (text, progress_bar(current.step, current.steps), curve, shown,
                 gr.Timer(active=not current.finished),
                 stopped_runs(run) if current.finished and current.resumable else gr.update())
 
@@ -197,3 +197,9 @@ def _without_server_path(current) -> str:
     if not current.lora:
         return current.message
     return current.message.replace(current.lora, f"to the LoRA library as {Path(current.lora).stem}")
+
+
+def progress_bar(step: int, steps: int) -> str:
+    """A read-only progress bar for the training steps (a slider would look editable)."""
+    return (f'<progress value="{step}" max="{max(1, steps)}" style="width: 100%"></progress>'
+            f"<div>step {step} of {steps}</div>" if steps else "<div>no training running</div>")
