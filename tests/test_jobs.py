@@ -1,5 +1,7 @@
 """Front-end plumbing: streamed progress, early close cancels, safe uploads, per-session files."""
 
+import threading
+
 import pytest
 from PIL import Image
 
@@ -15,9 +17,24 @@ def test_stream_yields_progress_then_the_result(engine):
 
 
 def test_closing_the_stream_early_cancels_and_the_engine_keeps_serving(engine):
-    stream = stream_generation(engine, GenerationRequest(prompt="a red circle", steps=50, seed=3))
-    assert next(stream).step == 1
-    stream.close()  # a client that went away
+    cancel = threading.Event()  # set by the stream itself when it is closed, never by this test
+    passes = []
+
+    def count_and_hold(module, args):
+        """Count UNet passes; the second one waits until the stream is closed, however fast sampling runs."""
+        passes.append(1)
+        if len(passes) == 2:
+            assert cancel.wait(timeout=120)
+
+    unet = engine.models.get("").pipeline.unet
+    handle = unet.register_forward_pre_hook(count_and_hold)
+    try:
+        stream = stream_generation(engine, GenerationRequest(prompt="a red circle", steps=50, seed=3), cancel)
+        assert next(stream).step == 1
+        stream.close()  # a client that went away
+    finally:
+        handle.remove()
+    assert cancel.is_set() and len(passes) == 2  # the step under way when it closed ends, and sampling stops
     result = engine.generate(GenerationRequest(prompt="a blue square", steps=4, seed=1))
     assert result.images[0].image.size == (64, 64)
 

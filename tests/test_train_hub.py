@@ -1,5 +1,6 @@
 """Push to the Hugging Face Hub, everything up to the upload: the staged folder, the model card's front matter,
-repo-id and token checks, and clear, quick errors when the Hub cannot be reached (no machine here reaches it)."""
+repo-id and token checks, and clear, quick errors when the Hub cannot be reached. No test calls the real Hub:
+the unreachable and silent Hubs are local ports (one closed, one that never answers)."""
 
 from __future__ import annotations
 
@@ -155,19 +156,6 @@ def test_a_silent_hub_times_out(finished, online):
         waited = time.perf_counter() - began
     print(f"silent Hub: gave up after {waited:.2f} s (T2I_HUB_TIMEOUT 2)")
     assert 2 <= waited < 6
-
-
-def test_the_real_hub_from_this_machine_gives_a_clear_error(finished, online):
-    runner, run_id = finished
-    began = time.perf_counter()
-    with pytest.raises(RequestError) as caught:
-        push_run(runner, run_id, "me/teal-hub", TOKEN)
-    message = str(caught.value)
-    print(f"huggingface.co: error after {time.perf_counter() - began:.2f} s: {message}")
-    # this machine has no route to huggingface.co; on one that has, the made-up token is refused
-    assert message.startswith(("could not reach the Hub at https://huggingface.co",
-                               "the Hub at https://huggingface.co did not answer", "the Hub refused the token"))
-    assert TOKEN not in message and time.perf_counter() - began < 10
 
 
 def test_offline_mode_and_unfinished_runs_are_refused(finished, tmp_path):
