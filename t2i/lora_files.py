@@ -7,7 +7,6 @@ with matching shapes, so a LoRA made for another architecture is refused before 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,7 @@ import torch
 from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_peft, convert_unet_state_dict_to_peft
 from safetensors.torch import load_file
 
+from .file_hash import file_sha256
 from .model_access import HUB_ID
 from .request import RequestError
 from .safetensors_check import read_safetensors_header
@@ -211,11 +211,7 @@ class LoraLibrary:
             if key in self._checked and self._checked[key].name == name:
                 return self._checked[key]
         header = read_lora_header(path, self.max_bytes)
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        lora = LoraFile(name=name, path=path, sha256=digest.hexdigest(),
+        lora = LoraFile(name=name, path=path, sha256=file_sha256(path),
                         trigger_words=trigger_words(header.get("__metadata__") or {}))
         with self._lock:
             self._checked[key] = lora
