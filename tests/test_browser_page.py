@@ -232,6 +232,10 @@ def test_each_refusal_shows_its_message_and_leaves_the_form_usable(browser, app_
     close_toasts(page)
     assert visible_error_badges(page) == 0
 
+    page.locator("#copy_link").click()
+    expect_toast(page, "generate an image first")
+    close_toasts(page)
+
     open_accordions(page)
     page.locator("#lora-library button", has_text="Add to prompt").click()
     expect_toast(page, "choose a LoRA first")
@@ -248,6 +252,13 @@ def test_each_refusal_shows_its_message_and_leaves_the_form_usable(browser, app_
     close_toasts(page)
     assert visible_error_badges(page) == 0
 
+    page.locator("#pnginfo_text textarea").fill(
+        "a blue star\nSteps: 7, Sampler: Euler, CFG scale: 4, Seed: 9, Size: 64x64, Model: someone_elses_model")
+    page.locator("#send_txt2img").click()
+    expect_toast(page, "names the model 'someone_elses_model'")
+    close_toasts(page)
+    assert page.locator("#model input").input_value() == "embedded"  # the model that works is kept
+    assert number_input(page, "Steps").input_value() == "7"  # the rest of the recipe arrived
     page.get_by_role("tab", name="Styles").click()
     bad_csv = tmp_path / "styles.csv"
     bad_csv.write_text('name,prompt,negative_prompt\n"Broken,"{prompt} oil,\n')

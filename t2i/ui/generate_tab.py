@@ -44,6 +44,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
         with gr.Column(scale=1):
             styles = gr.Dropdown(label="Styles", choices=studio.style_names(), value=[], multiselect=True)
             model = gr.Dropdown(label="Model", choices=studio.model_choices(), value=settings.default_model,
+                                elem_id="model",
                                 allow_custom_value=True, info=MODEL_HELP[settings.model_local_paths])
             sampler = gr.Dropdown(label="Sampler", choices=studio.sampler_names(), value=DEFAULT_SAMPLER)
             steps = gr.Slider(label="Steps", minimum=1, maximum=settings.max_steps, value=DEFAULT_STEPS, step=1)
