@@ -9,7 +9,6 @@ local diffusers folder or the local hub cache, so they load offline.
 from __future__ import annotations
 
 import gc
-import hashlib
 import itertools
 import json
 import logging
@@ -27,6 +26,7 @@ from diffusers.loaders.single_file_utils import SingleFileComponentError, fetch_
 from huggingface_hub import snapshot_download
 
 from .fastpath import apply_fast_path, plan_for
+from .file_hash import file_sha256
 from .model_access import HUB_ID, model_folder_entries
 from .request import RequestError
 from .safetensors_check import read_safetensors_header
@@ -88,11 +88,7 @@ def _short_hash(path: Path) -> str:
         if not candidates:
             return ""
         path = candidates[0]
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:10]
+    return file_sha256(path)[:10]
 
 
 def _single_file_config(path: Path, header: dict, pipeline_class, settings: Settings) -> Path:

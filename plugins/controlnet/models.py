@@ -6,11 +6,11 @@ in that model's device and dtype; a ControlNet made for another architecture is 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import OrderedDict
 from pathlib import Path
 
+from t2i.file_hash import file_sha256
 from t2i.model_access import HUB_ID
 from t2i.request import RequestError
 from t2i.settings import EMBEDDED_MODEL_DIR
@@ -57,11 +57,7 @@ def short_hash(source: str) -> str:
     files = sorted(path.glob("*.safetensors")) if path.is_dir() else []
     if not files:
         return ""
-    digest = hashlib.sha256()
-    with open(files[0], "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:10]
+    return file_sha256(files[0])[:10]
 
 
 def _compatibility_problem(controlnet, model) -> str | None:

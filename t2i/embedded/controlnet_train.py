@@ -14,7 +14,6 @@ UNet is retrained the same command trains a fresh ControlNet for it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import random
@@ -33,6 +32,7 @@ from .checkpoints import load_checkpoint, save_checkpoint, writable_dir
 from .tokenizer_build import MAX_LENGTH
 from .world import ALL_COLOURS, IMAGE_SIZE, SIZES, Scene, paint, position_centre, random_scene, shape_mask
 from ..eval.analyzer import FOREGROUND_DISTANCE
+from ..file_hash import files_sha256
 from ..settings import EMBEDDED_MODEL_DIR
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "controlnet"
@@ -117,11 +117,8 @@ def training_scenes(cfg: ControlTrainConfig) -> list[tuple[Scene, list[PlacedObj
 
 def model_hash(model_dir: Path) -> str:
     """Short hash of the base model's UNet and VAE weights: a ControlNet is trained for one exact UNet."""
-    digest = hashlib.sha256()
-    for part in ("unet", "vae"):
-        for path in sorted((model_dir / part).glob("*.safetensors")):
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:10]
+    weights = [path for part in ("unet", "vae") for path in sorted((model_dir / part).glob("*.safetensors"))]
+    return files_sha256(weights)[:10]
 
 
 def images_to_tensor(images, normalise: bool = True) -> torch.Tensor:
