@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from .captions import SHAPE_WORDS, caption
 from .checkpoints import load_checkpoint, save_checkpoint, writable_dir
 from .tokenizer_build import MAX_LENGTH
+from .training_batches import images_to_tensor
 from .world import ALL_COLOURS, IMAGE_SIZE, SIZES, Scene, paint, position_centre, random_scene, shape_mask
 from ..eval.analyzer import FOREGROUND_DISTANCE
 from ..file_hash import files_sha256
@@ -121,13 +122,6 @@ def model_hash(model_dir: Path) -> str:
     return files_sha256(weights)[:10]
 
 
-def images_to_tensor(images, normalise: bool = True) -> torch.Tensor:
-    """PIL images -> NCHW float tensor, in [-1, 1] (normalise) or [0, 1] like the pipeline's control images."""
-    array = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) for im in images]) / 255.0
-    tensor = torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
-    return tensor * 2 - 1 if normalise else tensor
-
-
 @torch.no_grad()
 def encode(cfg: ControlTrainConfig, work: Path) -> None:
     """Stage 1: latents of every training scene and its control maps, once."""
@@ -141,7 +135,8 @@ def encode(cfg: ControlTrainConfig, work: Path) -> None:
     examples = training_scenes(cfg)
     for start in range(0, len(examples), 200):
         images = [draw(scene, placed) for scene, placed in examples[start:start + 200]]
-        latents.append(vae.encode(images_to_tensor(images)).latent_dist.mode() * vae.config.scaling_factor)
+        pixels = images_to_tensor(im.convert("RGB") for im in images)
+        latents.append(vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor)
         maps += [np.asarray(canny_map(im).convert("L")) for im in images]
         print(f"encoded {start + len(images)}/{len(examples)}", flush=True)
     save_file({"latents": torch.cat(latents).contiguous(), "canny": torch.from_numpy(np.stack(maps))}, str(path))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers.image_processor import VaeImageProcessor
 from safetensors.torch import load_file
 
 from .architecture import make_text_encoder, make_train_scheduler, make_unet
@@ -18,10 +18,13 @@ from .world import COLOURS, HELD_OUT_COLOURS, busy_image, random_scene, render, 
 FILLERS = EXTRA_WORDS.split()
 
 
+PIXELS = VaeImageProcessor(do_resize=False)  # images arrive at the model's size; resizing is the caller's job
+
+
 def images_to_tensor(images) -> torch.Tensor:
     """PIL images -> float tensor in [-1, 1], NCHW."""
-    array = np.stack([np.asarray(im, dtype=np.float32) for im in images]) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+    # contiguous, as before: the same memory layout picks the same conv kernels, so latents stay bit-identical
+    return PIXELS.preprocess(list(images)).contiguous()
 
 
 def autoencoder_batch(rng: random.Random, n: int, device: torch.device) -> torch.Tensor:

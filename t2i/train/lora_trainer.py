@@ -22,11 +22,11 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import DDPMScheduler
+from diffusers.image_processor import VaeImageProcessor
 from filelock import FileLock, Timeout
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
@@ -110,8 +110,9 @@ class TrainingData:
 
 
 def _encode_images(vae, images, device) -> torch.Tensor:
-    pixels = torch.tensor(np.stack([np.asarray(i, dtype=np.float32) for i in images])).permute(0, 3, 1, 2)
-    pixels = (pixels / 127.5 - 1).to(device, vae.dtype)
+    # left in preprocess's NHWC-backed layout, as the loop before it left it: the VAE's conv kernels, so the
+    # latents, stay bit-identical to those of LoRAs already trained
+    pixels = VaeImageProcessor(do_resize=False).preprocess(images).to(device, vae.dtype)
     with torch.no_grad():  # latents are encoded once: the VAE never runs in the training loop
         chunks = [vae.encode(c).latent_dist.mean for c in pixels.split(16)]
     return torch.cat(chunks) * vae.config.scaling_factor
