@@ -11,8 +11,8 @@ from .samplers import SAMPLERS
 from .settings import Settings
 
 MAX_SEED = 2**32 - 1
-# Guidance scale when none is given. Fooocus uses 4 and A1111 7; on the embedded model the benchmark measured
-# (200 single, 100 pair prompts, 20 steps) shape 85% and pairs 30% at 5, against 82.5% and 23% at 7.
+# Guidance scale when none is given. Fooocus uses 4 and A1111 7; on the embedded model 3 to 5 do about equally well
+# and higher guidance blurs shapes (the guidance sweep in t2i/embedded/model/README.md, "How well it follows prompts").
 DEFAULT_CFG = 5.0
 DEFAULT_STEPS = 20
 DEFAULT_SAMPLER = "Euler"
