@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import sys
 from dataclasses import asdict, dataclass
@@ -37,6 +38,7 @@ from ..file_hash import files_sha256
 from ..settings import EMBEDDED_MODEL_DIR
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "controlnet"
+REPO_DIR = SHIPPED_DIR.parents[2]
 CANNY_THRESHOLDS = (100, 200)  # controlnet_aux's defaults, which the plugin uses too
 STAGES = ("all", "encode", "train", "export", "eval")
 MIN_CONTRAST = 150.0  # RGB distance between object and background in the held-out set
@@ -218,7 +220,10 @@ def export(cfg: ControlTrainConfig, work: Path, base_hash: str) -> None:
     step = load_checkpoint(work / "ckpt", {"controlnet": controlnet})
     controlnet.to(torch.float16).save_pretrained(cfg.out, safe_serialization=True)
     record = {**asdict(cfg), "trained_steps": step, "base_model_hash": base_hash, "canny_thresholds": CANNY_THRESHOLDS}
-    (cfg.out / "training_config.json").write_text(json.dumps(record, default=str, indent=2))
+    # the build machine's absolute paths mean nothing elsewhere: folders relative to the repo, no scratch folder
+    del record["work"]
+    record.update({key: os.path.relpath(Path(record[key]).resolve(), REPO_DIR) for key in ("out", "model")})
+    (cfg.out / "training_config.json").write_text(json.dumps(record, default=str, indent=2) + "\n")
     print(f"saved the ControlNet ({step} steps) to {cfg.out}")
 
 
