@@ -76,7 +76,8 @@ def run(options: Options, requests: int = 8, reps: int = 0) -> dict:
     summary = {"batching_speedup": speedup, "batching_images_per_s": throughput}
     write_result("batching", {"device": str(options.device), "requests": requests, "steps": STEPS, "cfg": CFG,
                               "batch_max": BATCH_MAX, "window_ms": WINDOW_MS, "timings": timings,
-                              "images_per_s": throughput, "batched_vs_alone": fidelity, "summary": summary})
+                              "images_per_s": throughput, "batched_vs_alone": fidelity, "summary": summary},
+                 model="embedded")
     return summary
 
 

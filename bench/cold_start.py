@@ -34,7 +34,8 @@ def run(options: Options) -> dict:
                 [(name, value) for name, value in medians.items()])
     summary = {"cold_start_s": medians["app_seconds"], "peak_rss_mb": medians["app_peak_rss_mb"],
                "cli_cold_start_s": medians["cli_seconds"], "cli_peak_rss_mb": medians["cli_peak_rss_mb"]}
-    write_result("cold_start", {"device": str(options.device), **result, "medians": medians, "summary": summary})
+    write_result("cold_start", {"device": str(options.device), **result, "medians": medians, "summary": summary},
+                 model="embedded")
     return summary
 
 

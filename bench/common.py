@@ -80,12 +80,26 @@ def _has_flag(flag: str) -> bool:
         return False
 
 
-def write_result(name: str, result: dict) -> Path:
-    """Save one benchmark's result (with the machine it ran on) as bench/results/<name>.json."""
+def embedded_model_stamp() -> dict:
+    """Which embedded model a result was measured on: its hash as the app writes it into recipes ('Model hash')."""
+    from t2i.models import _short_hash
+    from t2i.settings import EMBEDDED_MODEL_DIR
+
+    return {"model": "embedded", "model_hash": _short_hash(EMBEDDED_MODEL_DIR)}
+
+
+def model_stamp(model: str) -> dict:
+    """The `model` fields of a result: the embedded model with its hash, or a description (random-weight
+    architectures have no hash: their timings do not depend on the weights)."""
+    return embedded_model_stamp() if model == "embedded" else {"model": model, "model_hash": None}
+
+
+def write_result(name: str, result: dict, model: str) -> Path:
+    """Save one benchmark's result (with the machine and the model it ran on) as bench/results/<name>.json."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
-    result = {"benchmark": name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
-              **result}
+    result = {"benchmark": name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **model_stamp(model),
+              "machine": machine(), **result}
     path.write_text(json.dumps(result, indent=1, default=str) + "\n")
     return path
 

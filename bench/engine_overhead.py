@@ -65,5 +65,6 @@ def run(options: Options) -> dict:
     summary = {"engine_overhead": ratios["engine_safety_off"], "engine_overhead_safety_on": ratios["engine_safety_on"],
                "engine_fast_vs_bare": ratios["engine_fast"]}
     write_result("engine_overhead", {"device": str(options.device), "steps": STEPS, "cfg": CFG, "timings": timings,
-                                     "ratios_to_bare": ratios, "pixel_mae_vs_bare": mae, "summary": summary})
+                                     "ratios_to_bare": ratios, "pixel_mae_vs_bare": mae, "summary": summary},
+                 model="embedded")
     return summary

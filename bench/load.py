@@ -32,7 +32,7 @@ from gradio_client import Client  # noqa: E402
 from app_calls import generate, request_mix, write_control_image, write_test_loras  # noqa: E402
 from conftest import running_app  # noqa: E402  (tests/conftest.py)
 
-from .common import RESULTS_DIR, machine  # noqa: E402
+from .common import RESULTS_DIR, embedded_model_stamp, machine  # noqa: E402
 
 
 def load(url: str, control: Path, clients: int, requests: int) -> dict:
@@ -139,7 +139,8 @@ def main() -> None:
                       f"{result['throughput_per_s']:.2f} requests/s")
     RESULTS_DIR.mkdir(exist_ok=True)
     name = "soak" if args.soak else "load"
-    (RESULTS_DIR / f"{name}.json").write_text(json.dumps({**result, "machine": machine()}, indent=1))
+    stamp = {"benchmark": name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **embedded_model_stamp()}
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps({**stamp, **result, "machine": machine()}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .common import Options, print_table, sd15_pipeline, write_result
+from .common import Options, embedded_model_stamp, print_table, sd15_pipeline, write_result
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 
@@ -51,7 +51,8 @@ def run(options: Options) -> dict:
         rows += [(f"hotswap {k}", v) for k, v in result["compile_hotswap"].items()]
         summary["lora_hotswap_recompiled"] = result["compile_hotswap"]["recompiled"]
     print_table(f"LoRA on the SD 1.5 UNet, {options.device}", rows)
-    write_result("lora_switch", {"device": str(options.device), **result, "summary": summary})
+    write_result("lora_switch", {"device": str(options.device), **result, "summary": summary},
+                 model="SD 1.5 architecture (UNet), random weights")
     return summary
 
 
@@ -114,5 +115,6 @@ def compile_hotswap(options: Options) -> dict:
     swap_ms = (time.perf_counter() - start) * 1000
     second_s = image()
     new_graphs = counters["stats"]["unique_graphs"] - graphs
-    return {"model": "sd15" if gpu else "embedded", "first_image_with_compile_s": first_s, "hotswap_ms": swap_ms,
+    model = {"model": "SD 1.5 architecture, random weights", "model_hash": None} if gpu else embedded_model_stamp()
+    return {**model, "first_image_with_compile_s": first_s, "hotswap_ms": swap_ms,
             "image_after_swap_s": second_s, "new_graphs_after_swap": new_graphs, "recompiled": new_graphs > 0}

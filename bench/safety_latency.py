@@ -1,5 +1,6 @@
 """Latency of the safety checks on CPU: each checker per prompt and per image, and a whole generation
-with and without live previews (every preview is screened too). Prints a table, then JSON on the last line.
+with and without live previews (every preview is screened too). Prints a table, then JSON on the last line,
+and writes bench/results/safety_latency.json.
 
     python bench/safety_latency.py [--runs 30]
 """
@@ -21,6 +22,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import write_result  # noqa: E402
 from t2i.embedded.captions import corpus  # noqa: E402
 from t2i.engine import Engine  # noqa: E402
 from t2i.plugins import PluginManager  # noqa: E402
@@ -75,8 +77,10 @@ def main() -> None:
     print(f"{'check':<40} {'median ms':>10} {'p95 ms':>10} {'n':>5}")
     for name, row in rows.items():
         print(f"{name:<40} {row['median_ms']:>10.2f} {row['p95_ms']:>10.2f} {row['n']:>5}")
-    print(json.dumps({"device": "cpu", "torch_threads": 1, "preview_every": settings.preview_every, "steps": 20,
-                      "results": rows}))
+    result = {"device": "cpu", "torch_threads": 1, "preview_every": settings.preview_every, "steps": 20,
+              "results": rows}
+    write_result("safety_latency", result, model="embedded")
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -56,7 +56,8 @@ def run(options: Options) -> dict:
         result["sdxl_unet_passes"] = sdxl_passes(options)
         summary["sdxl_gpu_step_speedup"] = result["sdxl_unet_passes"]["plain_s"] / result["sdxl_unet_passes"]["fast_full_s"]
     print_table(f"SD 1.5 architecture, {size}x{size}, CFG batch of 2, {options.device} (seconds; {plan})", rows)
-    write_result("sd15", {"device": str(options.device), **result, "summary": summary})
+    write_result("sd15", {"device": str(options.device), **result, "summary": summary},
+                 model="SD 1.5 architecture, random weights")
     return summary
 
 

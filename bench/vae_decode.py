@@ -39,5 +39,6 @@ def run(options: Options) -> dict:
     print_table(f"VAE decode, {size}x{size}, {options.device} (median seconds)",
                 [(name, t["median_s"]) for name, t in timings.items()] + [("tiny speedup (x)", speedup)])
     summary = {"vae_tiny_speedup": speedup}
-    write_result("vae_decode", {"device": str(options.device), "size": size, "timings": timings, "summary": summary})
+    write_result("vae_decode", {"device": str(options.device), "size": size, "timings": timings, "summary": summary},
+                 model="SD 1.5 architecture's VAE and AutoencoderTiny, random weights")
     return summary
