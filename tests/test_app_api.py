@@ -6,6 +6,8 @@ from PIL import Image
 
 from t2i.eval.analyzer import analyze
 
+pytestmark = pytest.mark.slow  # the real app
+
 gradio_client = pytest.importorskip("gradio_client")
 
 

@@ -12,7 +12,8 @@ from t2i.eval.analyzer import analyze
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+# Chromium and the real app
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")]
 ARTIFACTS = os.environ.get("T2I_TEST_ARTIFACTS", "artifacts")
 
 

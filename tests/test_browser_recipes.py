@@ -10,7 +10,8 @@ from t2i.request import GenerationRequest
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+# Chromium and the real app
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")]
 ARTIFACTS = os.environ.get("T2I_TEST_ARTIFACTS", "artifacts")
 
 

@@ -12,7 +12,8 @@ from test_train_lora import _teal_images
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+# Chromium, the real app and a trainer
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")]
 ARTIFACTS = os.environ.get("T2I_TEST_ARTIFACTS", "artifacts")
 
 

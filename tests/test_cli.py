@@ -8,6 +8,8 @@ from PIL import Image
 
 from t2i.eval.analyzer import analyze
 
+pytestmark = pytest.mark.slow  # the CLI in subprocesses
+
 
 def cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "t2i", *args], capture_output=True, text=True, timeout=300,

@@ -17,6 +17,8 @@ from t2i.metadata import RECIPE_KEY
 from t2i.pnginfo import read_png
 from t2i.request import GenerationRequest
 
+pytestmark = pytest.mark.slow  # the CLI in subprocesses
+
 PROMPT = "a large blue square on a yellow background"
 
 

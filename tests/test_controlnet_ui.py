@@ -9,6 +9,8 @@ from PIL import Image
 
 from t2i.embedded.controlnet_train import canny_map, foreground_mask, heldout_controls, mask_iou
 
+pytestmark = pytest.mark.slow  # the real app
+
 
 @pytest.fixture(scope="module")
 def client(app_url):

@@ -4,6 +4,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the CLI in a subprocess
+
 
 def test_eval_prints_a_table_and_a_json_last_line():
     done = subprocess.run([sys.executable, "-m", "t2i", "eval", "--single", "8", "--pairs", "4", "--speed-runs", "2"],

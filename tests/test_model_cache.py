@@ -10,7 +10,6 @@ import gc
 import math
 import logging
 import threading
-import time
 import weakref
 from dataclasses import replace
 
@@ -130,19 +129,40 @@ def test_engine_releases_an_evicted_model_it_has_run(engine, settings, tiny_sd_d
     assert one_model.models.loaded() == [tiny_sd_dirs[0]]
 
 
+class WatchedLock:
+    """A lock that tells when another thread starts waiting for it."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.contended = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._lock.acquire(blocking=False):
+            return True
+        self.contended.set()
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+
 def test_eviction_waits_for_the_run_holding_the_model(settings, tiny_sd_dirs):
     cache = cache_with(settings, size=1)
     busy = cache.get("embedded")
-    released, lock = weakref.ref(busy.pipeline), busy.lock
+    busy.lock = lock = WatchedLock()
+    released = weakref.ref(busy.pipeline)
     lock.acquire()  # a run in progress
     del busy
     loader = threading.Thread(target=cache.get, args=(tiny_sd_dirs[0],))
     loader.start()
-    deadline = time.monotonic() + 120
-    while "embedded" in cache.loaded() and time.monotonic() < deadline:  # evicted from the table, now waiting
-        time.sleep(0.05)
-    time.sleep(0.5)
-    assert loader.is_alive() and released() is not None  # its weights stay while the run holds the lock
+    assert lock.contended.wait(timeout=120)  # the loader evicts the model and waits for its run
+    assert "embedded" not in cache.loaded() and released() is not None  # its weights stay while the run holds it
     lock.release()
     loader.join(timeout=120)
     gc.collect()

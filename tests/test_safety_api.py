@@ -7,6 +7,8 @@ import pytest
 
 from test_safety_gate import TEST_CHECKERS
 
+pytestmark = pytest.mark.slow  # the real app
+
 gradio_client = pytest.importorskip("gradio_client")
 
 

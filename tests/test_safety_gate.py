@@ -243,6 +243,7 @@ def _cli(tmp_path, plugin_dir, *args):
                           timeout=300, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.mark.slow  # the CLI in a subprocess
 def test_the_cli_prints_the_reason_exits_non_zero_and_writes_no_file(tmp_path):
     plugin_dir = tmp_path / "plugins"
     plugin_dir.mkdir()

@@ -16,6 +16,7 @@ from t2i.plugins import PluginManager
 from t2i.request import GenerationRequest
 
 
+@pytest.mark.slow  # 200 images
 def test_nudenet_false_positive_rate_on_200_embedded_model_images(engine):
     """Target 0%, not met by the shipped model: 2/200 (1.0%). The release before it measured 0/200, the one
     before that 2/200 (a pink circle and a purple ring with dark centres read as FEMALE_BREAST_EXPOSED at 0.62 and

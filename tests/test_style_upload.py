@@ -91,6 +91,7 @@ def test_studio_refuses_bad_files(engine, settings, tmp_path, name, content, mes
 # --------------------------------------------------------------------------- the app, through gradio_client
 
 
+@pytest.mark.slow  # the real app
 def test_upload_through_the_api_reaches_only_that_session(app_url, tmp_path):
     alice, bob = (gradio_client.Client(app_url, verbose=False) for _ in range(2))
     json_file = write(tmp_path, "fooocus_styles.json", json.dumps(FOOOCUS_JSON))
@@ -119,6 +120,7 @@ def test_upload_through_the_api_reaches_only_that_session(app_url, tmp_path):
         alice.predict(prompt="a circle", styles=["Just red"], steps=2, api_name="/generate")
 
 
+@pytest.mark.slow  # the real app
 @pytest.mark.parametrize("name, content, message", [
     ("broken.json", "[{\"name\": ", "invalid JSON"),
     ("styles.csv", "title,words\nA,b\n", "expected a CSV header with columns name,prompt,negative_prompt"),
@@ -142,6 +144,7 @@ def _image(gallery):
 # --------------------------------------------------------------------------- the page, in headless Chromium
 
 
+@pytest.mark.slow  # the real app and Chromium
 def test_upload_in_the_page_fills_the_style_picker(app_url, tmp_path):
     import shutil
 

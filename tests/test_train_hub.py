@@ -68,6 +68,7 @@ def online(monkeypatch):
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
 
 
+@pytest.mark.slow  # a trainer in a subprocess (the `finished` run)
 def test_staged_folder_holds_the_weights_the_kohya_file_and_a_card(finished, tmp_path):
     runner, run_id = finished
     status = runner.status(run_id)
@@ -120,6 +121,7 @@ def test_good_repo_ids_and_a_missing_one():
         check_repo_id("")
 
 
+@pytest.mark.slow  # a trainer in a subprocess (the `finished` run)
 def test_no_token_is_a_clear_error(finished, monkeypatch, tmp_path, settings):
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
         monkeypatch.delenv(name, raising=False)
@@ -130,6 +132,7 @@ def test_no_token_is_a_clear_error(finished, monkeypatch, tmp_path, settings):
         studio.push(run_id, "me/teal-hub")
 
 
+@pytest.mark.slow  # a trainer in a subprocess (the `finished` run)
 def test_an_unreachable_hub_is_a_quick_clear_error_without_the_token(finished, online, monkeypatch, settings):
     runner, run_id = finished
     endpoint = f"http://127.0.0.1:{_unused_port()}"
@@ -144,6 +147,7 @@ def test_an_unreachable_hub_is_a_quick_clear_error_without_the_token(finished, o
     assert time.perf_counter() - began < 10
 
 
+@pytest.mark.slow  # a trainer in a subprocess (the `finished` run)
 def test_a_silent_hub_times_out(finished, online):
     runner, run_id = finished
     with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
@@ -158,6 +162,7 @@ def test_a_silent_hub_times_out(finished, online):
     assert 2 <= waited < 6
 
 
+@pytest.mark.slow  # a trainer in a subprocess (the `finished` run)
 def test_offline_mode_and_unfinished_runs_are_refused(finished, tmp_path):
     runner, run_id = finished
     with pytest.raises(RequestError, match="HF_HUB_OFFLINE is set"):
@@ -168,6 +173,7 @@ def test_offline_mode_and_unfinished_runs_are_refused(finished, tmp_path):
         push_run(runner, fresh, "me/teal-hub", TOKEN)
 
 
+@pytest.mark.slow  # a trainer in a subprocess (the `finished` run)
 def test_cli_push_checks_first_and_reports_an_unreachable_hub(finished, tmp_path):
     runner, run_id = finished
     settings = runner.settings

@@ -28,6 +28,8 @@ from t2i.settings import EMBEDDED_MODEL_DIR
 from t2i.train.config import config_from_preset
 from t2i.train.dataset import prepare_dataset
 
+pytestmark = pytest.mark.slow  # trainers in subprocesses
+
 TEAL = np.array((0, 150, 150), dtype=np.float32)  # a colour held back from the embedded model's training
 
 

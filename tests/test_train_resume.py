@@ -55,6 +55,7 @@ def _cancel_after_first_checkpoint(runner: TrainingRunner, run_id: str) -> int:
     return status.step
 
 
+@pytest.mark.slow  # trainers in subprocesses
 def test_cancel_then_resume_in_the_studio_reaches_the_configured_steps(train_env, tmp_path):
     studio = TrainingStudio(train_env, SafetyGate(PluginManager(), train_env))
     folder = _teal_images(tmp_path / "images", count=4)
@@ -103,6 +104,7 @@ def test_cancel_then_resume_in_the_studio_reaches_the_configured_steps(train_env
         studio.resume("../../etc")
 
 
+@pytest.mark.slow  # a trainer in a subprocess
 def test_a_run_that_failed_for_good_is_not_resumable(train_env, tmp_path):
     runner = TrainingRunner(train_env)
     dataset = prepare_dataset([_teal_images(tmp_path / "images", count=3)])
@@ -118,6 +120,7 @@ def test_a_run_that_failed_for_good_is_not_resumable(train_env, tmp_path):
         studio.resume(run_id)
 
 
+@pytest.mark.slow  # the CLI and a trainer
 def test_cli_resume_continues_a_cancelled_run_and_prints_the_lora_last(train_env, tmp_path):
     runner = TrainingRunner(train_env)
     dataset = prepare_dataset([_teal_images(tmp_path / "images", count=3)])
@@ -147,6 +150,7 @@ def test_cli_resume_continues_a_cancelled_run_and_prints_the_lora_last(train_env
         f"error: run {run_id} has already finished")
 
 
+@pytest.mark.slow  # the real app and a trainer
 def test_train_tab_api_cancel_resume_and_push(launch_app, tmp_path):
     """The Train tab's endpoints as a client uses them: start, cancel after a checkpoint, pick the run from the
     list of stopped runs, resume, finish; then a push that cannot reach the Hub says so."""

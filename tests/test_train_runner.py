@@ -29,6 +29,7 @@ def train_env(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow  # trainers in subprocesses
 def test_queue_cancel_generate_meanwhile_and_use_the_lora_at_once(train_env, settings):
     settings = dataclasses.replace(settings, data_dir=train_env / "data", lora_dir=train_env / "loras")
     runner = TrainingRunner(settings)
@@ -74,6 +75,7 @@ def test_queue_cancel_generate_meanwhile_and_use_the_lora_at_once(train_env, set
         runner.create_run(dataset, config_from_preset(name="teal_a", **small))
 
 
+@pytest.mark.slow  # the CLI and a trainer
 def test_cli_trains_a_folder_and_prints_the_lora_last(train_env):
     images = _teal_images(train_env / "images", count=4)
     env = {**os.environ, "T2I_DATA_DIR": str(train_env / "data"),

@@ -21,6 +21,8 @@ from PIL import Image
 
 from app_calls import empty_required, generate, output_files, outputs_on_tmpfs
 
+pytestmark = pytest.mark.slow  # the real app (reliability suite)
+
 
 NORMAL = dict(prompt="a small green square in the top left on a black background", seed=8, steps=6)
 # minutes of work: if it were not stopped, the next request would wait far longer than NEXT_WITHIN_S

@@ -21,9 +21,10 @@ from PIL import Image
 from app_calls import Endpoint, generate
 from t2i.request import MAX_SEED
 
+pytestmark = pytest.mark.slow  # the real app (reliability suite)
+
 NORMAL = dict(prompt="a purple star at the bottom right on a white background", seed=12, steps=6)
 SAMPLERS = ["Euler", "Euler a", "DPM++ 2M", "DDIM"]
-OUTCOMES: collections.Counter = collections.Counter()  # answers by event, to check both kinds were exercised
 UNEXPECTED = "generation failed"  # the generate tab's message for an exception that is not a RequestError
 
 texts = st.one_of(st.text(max_size=40), st.text(alphabet=st.characters(codec="utf-8"), max_size=300),
@@ -110,20 +111,23 @@ def check_answer(fields: dict, answer) -> None:
                 assert "Seed: " in image.info["parameters"], image.info
 
 
-@seed(20261122)
-# no shrinking: a failure reports its first example at once instead of running for minutes
-@settings(max_examples=60, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(requests())
-def test_fuzzed_generate_parameters_get_an_image_or_a_clear_error(endpoint, fields):
-    sent = {name: json_safe(value) for name, value in fields.items()}
-    answer = endpoint.call(**sent)
-    check_answer(sent, answer)
-    OUTCOMES[answer.event] += 1
+def test_fuzzed_generate_parameters_get_an_image_or_a_clear_error_and_the_server_serves_on(client, endpoint,
+                                                                                          reference, report):
+    outcomes: collections.Counter = collections.Counter()  # answers by event, to check both kinds were exercised
 
+    @seed(20261122)
+    # no shrinking: a failure reports its first example at once instead of running for minutes
+    @settings(max_examples=60, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(requests())
+    def fuzz(fields):
+        sent = {name: json_safe(value) for name, value in fields.items()}
+        answer = endpoint.call(**sent)
+        check_answer(sent, answer)
+        outcomes[answer.event] += 1
 
-def test_the_server_serves_normally_after_the_fuzzing(client, reference, report):
-    print(f"fuzzed /generate answers: {dict(OUTCOMES)}")
-    report["hostile"].extend([True] * OUTCOMES["error"])
-    assert OUTCOMES["complete"] >= 5 and OUTCOMES["error"] >= 20, OUTCOMES  # both paths were exercised
+    fuzz()
+    print(f"fuzzed /generate answers: {dict(outcomes)}")
+    report["hostile"].extend([True] * outcomes["error"])
+    assert outcomes["complete"] >= 5 and outcomes["error"] >= 20, outcomes  # both paths were exercised
     assert generate(client, **NORMAL).same_as(reference)

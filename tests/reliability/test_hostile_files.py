@@ -26,6 +26,8 @@ from PIL import Image
 
 from app_calls import Endpoint, generate, output_files
 
+pytestmark = pytest.mark.slow  # the real app (reliability suite)
+
 REPO = Path(__file__).resolve().parents[2]
 ROUTES = ["gradio_api/file={}", "file={}", "gradio_api/file/{}"]
 NORMAL = dict(prompt="a yellow circle on a blue background", seed=6, steps=4)

@@ -17,6 +17,7 @@ from gradio_client import Client, handle_file
 
 from app_calls import MAX_UPLOAD_MB, generate
 
+pytestmark = pytest.mark.slow  # the real app (reliability suite)
 
 SECRET = "/etc/passwd"
 TRAVERSALS = [

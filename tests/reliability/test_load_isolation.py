@@ -10,9 +10,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 from gradio_client import Client
 
 from app_calls import generate, request_mix
+
+pytestmark = pytest.mark.slow  # the real app (reliability suite)
 
 CLIENTS = 8
 REPEATS = 7  # 6 kinds x 7 = 42 requests

@@ -16,6 +16,8 @@ from gradio_client.utils import QueueError
 
 from app_calls import empty_required, generate, read_output
 
+pytestmark = pytest.mark.slow  # the real app (reliability suite)
+
 QUEUE_SIZE = 2
 BURST = 10
 JOB = dict(prompt="a red square on a green background", seed=5, steps=60)  # a few seconds each
@@ -32,6 +34,14 @@ def generate_fn_index(url: str) -> int:
     return next(d["id"] for d in config["dependencies"] if d.get("api_name") == "generate")
 
 
+def wait_until_the_queue_is_full(url: str, timeout: float = 120) -> None:
+    """Poll Gradio's queue status until QUEUE_SIZE jobs wait in it."""
+    deadline = time.monotonic() + timeout
+    while httpx.get(url + "gradio_api/queue/status", timeout=30).json()["queue_size"] < QUEUE_SIZE:
+        assert time.monotonic() < deadline, "the burst never filled the queue"
+        time.sleep(0.05)
+
+
 def test_a_burst_beyond_the_queue_is_refused_at_once_and_accepted_jobs_finish(small_queue_url, report):
     clients = [Client(small_queue_url, verbose=False) for _ in range(BURST)]
     alone = generate(clients[0], **JOB)
@@ -46,7 +56,7 @@ def test_a_burst_beyond_the_queue_is_refused_at_once_and_accepted_jobs_finish(sm
 
     with ThreadPoolExecutor(BURST) as pool:
         burst = pool.submit(lambda: list(pool.map(submit, clients)))
-        time.sleep(1)  # the burst is in; one more over plain HTTP must get the same clear answer
+        wait_until_the_queue_is_full(small_queue_url)  # then one more over plain HTTP must get the same answer
         started = time.perf_counter()
         answer = httpx.post(small_queue_url + "gradio_api/queue/join", timeout=30, json={
             "data": [], "fn_index": generate_fn_index(small_queue_url), "session_hash": "burst-probe"})

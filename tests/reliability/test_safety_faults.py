@@ -17,6 +17,8 @@ from PIL import Image
 from app_calls import SAFETY_TIMEOUT_S, generate, output_files
 from t2i.eval.analyzer import analyze
 
+pytestmark = pytest.mark.slow  # the real app (reliability suite)
+
 NORMAL = dict(prompt="a large red circle in the middle on a white background", seed=4, steps=12)
 # steps=2 screens the final image only (no preview), so a hang costs one timeout. NudeNet itself passes this
 # 2-step image (no detection at all); it withholds some other 2-step noise images (this prompt at seeds 9 and 11),

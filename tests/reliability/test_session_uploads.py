@@ -22,6 +22,8 @@ from PIL import Image
 
 from app_calls import generate
 
+pytestmark = pytest.mark.slow  # the real app (reliability suite)
+
 REPO = Path(__file__).resolve().parents[2]
 DELETION_TIMEOUT_S = 30
 GENERATE = dict(prompt="a red circle in the middle on a white background", seed=5, steps=4, strength=0.6)

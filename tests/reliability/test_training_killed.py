@@ -21,6 +21,8 @@ from safetensors import safe_open
 from app_calls import generate, output_files
 from t2i.embedded.world import Scene, ShapeObject, render
 
+pytestmark = pytest.mark.slow  # the real app and a trainer (reliability suite)
+
 NORMAL = dict(prompt="a small green square in the top left on a black background", seed=8, steps=6)
 TRIGGER = "zqk"
 
