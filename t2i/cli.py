@@ -10,6 +10,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from .plugins import Plugin, PluginManager
 from .request import DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS
 from .samplers import SAMPLERS
 from .settings import Settings
@@ -30,12 +31,9 @@ def _generate(args) -> int:
         prompt=args.prompt, negative_prompt=args.negative, styles=tuple(args.style), steps=args.steps,
         cfg=args.cfg, sampler=args.sampler, width=args.width, height=args.height, seed=args.seed,
         batch_count=args.batch_count, batch_size=args.batch_size, model=args.model,
-        plugin_units={name: units for name, units in (
-            ("lora", [_lora_unit(text) for text in args.lora]),
-            ("controlnet", [_control_unit(text, settings) for text in args.control])) if units},
+        plugin_units=_units_from_flags(args),
     )
-    # the person at the command line owns the machine: LoRAs may be named by file path, not only from the library
-    result = Engine(dataclasses.replace(settings, lora_local_paths=True)).generate(request)
+    result = Engine(_engine_settings(), plugins=args.plugins).generate(request)
     withheld = [item.notice for item in result.images if item.image is None]
     if withheld:  # the safety gate held an image back: refuse the whole run, write nothing
         raise RequestError(f"{withheld[0]}; no file written")
@@ -49,43 +47,20 @@ def _generate(args) -> int:
     return 0
 
 
-def _lora_unit(text: str) -> dict:
-    """A LoRA unit from `PATH_OR_NAME[:WEIGHT]` (the weight is whatever follows the last colon, if a number)."""
-    name, _, weight = text.rpartition(":")
-    try:
-        return {"name": name, "weight": float(weight)} if name else {"name": text, "weight": 1.0}
-    except ValueError:
-        return {"name": text, "weight": 1.0}
+def _engine_settings() -> Settings:
+    """The app's settings, but the person at the command line owns the machine: LoRAs may be named by file path."""
+    return dataclasses.replace(Settings(), lora_local_paths=True)
 
 
-def _control_unit(text: str, settings: Settings) -> dict:
-    """A ControlNet unit from `TYPE[@MODEL]:IMAGE[:SCALE[:START:END]]` (TYPE is the preprocessor)."""
-    from .jobs import load_image_file
-    from .request import RequestError
-
-    parts = text.split(":")
-    numbers = []
-    while len(parts) > 2 and len(numbers) < 3 and _is_number(parts[-1]):
-        numbers.insert(0, float(parts.pop()))
-    kind, path = parts[0], ":".join(parts[1:])
-    if not kind or not path or len(numbers) == 2:
-        raise RequestError(f"--control expects TYPE:IMAGE[:SCALE[:START:END]]; got {text!r}")
-    if not Path(path).is_file():
-        raise RequestError(f"control image {path!r} does not exist")
-    preprocessor, _, model = kind.partition("@")
-    unit = {"preprocessor": preprocessor, "image": load_image_file(
-        path, settings.max_upload_mb << 20, settings.max_pixels, "control image").convert("RGB")}
-    unit.update({"model": model} if model else {})
-    unit.update(zip(("scale", "start", "end"), numbers))
-    return unit
+def _flag_dest(plugin: Plugin) -> str:
+    return f"plugin_flag_{plugin.name}"
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def _units_from_flags(args) -> dict[str, list[dict]]:
+    """The units each plugin's flag gave (e.g. `--lora ink:0.8`), by plugin name."""
+    units = {plugin.name: [plugin.unit_from_cli(text) for text in getattr(args, _flag_dest(plugin))]
+             for plugin in args.plugins.plugins.values() if plugin.cli_flag}
+    return {name: plugin_units for name, plugin_units in units.items() if plugin_units}
 
 
 def _evaluate(args) -> int:
@@ -96,7 +71,8 @@ def _evaluate(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParser:
+    """The command line; `generate` takes the flags that `plugins` declare (e.g. --lora, --control)."""
     parser = argparse.ArgumentParser(prog="python -m t2i", description="t2i text-to-image studio")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="make an image from a prompt")
@@ -111,14 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--height", type=int, default=0)
     gen.add_argument("--model", default="", help="'embedded', a diffusers folder, a .safetensors file or a hub id")
     gen.add_argument("--style", action="append", default=[], help="style preset name (repeatable)")
-    gen.add_argument("--lora", action="append", default=[], metavar="PATH_OR_NAME:WEIGHT",
-                     help="a LoRA file, diffusers folder, library name or hub id, with its weight (repeatable)")
-    gen.add_argument("--control", action="append", default=[], metavar="TYPE[@MODEL]:IMAGE[:SCALE[:START:END]]",
-                     help="a ControlNet unit: preprocessor (canny, threshold, none, ...), optional ControlNet model "
-                          "(default embedded-edges), control image, weight, start and end fractions (repeatable)")
+    for plugin in plugins.plugins.values() if plugins else ():
+        if plugin.cli_flag:
+            gen.add_argument(plugin.cli_flag.flag, action="append", default=[], dest=_flag_dest(plugin),
+                             metavar=plugin.cli_flag.metavar, help=plugin.cli_flag.help)
     gen.add_argument("--batch-size", type=int, default=1)
     gen.add_argument("--batch-count", type=int, default=1)
-    gen.set_defaults(run=_generate)
+    gen.set_defaults(run=_generate, plugins=plugins)
     ev = sub.add_parser("eval", help="prompt-fidelity benchmark on the shapes world")
     ev.add_argument("--model", default="embedded")
     ev.add_argument("--steps", type=int, default=20)
@@ -133,8 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        # plugins load only to generate: they declare its flags, and its engine runs them
+        plugins = PluginManager.discover(_engine_settings()) if argv[:1] == ["generate"] else None
+        args = build_parser(plugins).parse_args(argv)
         return args.run(args)
     except (ValueError, OSError) as exc:  # RequestError is a ValueError; OSError covers unwritable output
         print(f"error: {exc}", file=sys.stderr)

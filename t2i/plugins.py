@@ -6,6 +6,12 @@ Kinds and their hooks (a subclass implements the hooks of its kind):
 - Adapter.activate(model, units) -> context manager: changes the model for one run and undoes it (LoRA).
 - Conditioner.prepare(model, pipe, mode, units, width, height) -> (pipe, kwargs): extra conditioning (ControlNet).
 
+Hooks of every kind, each with a default that does nothing, so a plugin carries its own parts:
+- preview(unit, width, height) -> image or None: what one unit feeds the model, shown before generating.
+- cli_flag + unit_from_cli(text): a repeatable `python -m t2i generate` flag, one unit per use (`--lora`).
+- ui_module: a module of the plugin's package (e.g. ".ui") whose `create_panel(studio, plugin, context)` builds
+  the plugin's own panel on the Generate tab. Only t2i.ui imports it, so the core never imports gradio.
+
 Every plugin module exposes `register(settings) -> list[Plugin]`. Built-in plugins (the `plugins/` folder,
 installed as `t2i_plugins`) and installed ones both come through the `t2i.plugins` entry-point group; the
 built-in ones are those that t2i's own distribution declares. One-off plugins load from the folders in
@@ -75,6 +81,15 @@ class Param:
 
 
 @dataclass(frozen=True)
+class CliFlag:
+    """A repeatable command-line flag of `python -m t2i generate`; each use gives one unit of its plugin."""
+
+    flag: str  # e.g. "--lora"
+    metavar: str  # the syntax, e.g. "PATH_OR_NAME:WEIGHT"
+    help: str
+
+
+@dataclass(frozen=True)
 class Verdict:
     """What a checker decided about one prompt or image."""
 
@@ -91,6 +106,8 @@ class Plugin:
     label: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
     max_units: ClassVar[int] = 0  # how many units one request may use (0: not user-facing, e.g. checkers)
+    cli_flag: ClassVar[CliFlag | None] = None  # the flag that gives units on the command line (None: no flag)
+    ui_module: ClassVar[str] = ""  # the module building its own UI panel: ".ui" (in its package) or an absolute name
 
     def choices(self, param: Param) -> list[str]:
         """The current choices of a "choice" parameter (override for live lists such as a LoRA folder)."""
@@ -117,6 +134,14 @@ class Plugin:
 
     def describe(self, units: list[dict]) -> dict[str, str]:
         """Fields for the image's A1111 parameters text (e.g. 'Lora hashes'); none by default."""
+        return {}
+
+    def preview(self, unit: dict, width: int, height: int) -> Image.Image | None:
+        """What one unit feeds the model (e.g. a ControlNet's control map), shown before generating; None: nothing."""
+        return None
+
+    def unit_from_cli(self, text: str) -> dict:
+        """The unit values one use of `cli_flag` gives, checked afterwards like any unit's values."""
         return {}
 
 

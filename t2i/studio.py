@@ -136,13 +136,13 @@ class Studio:
         return decoded
 
     def control_previews(self, form: GenerateForm) -> list[Image.Image]:
-        """The map each conditioner unit's preprocessor makes from its image (what a ControlNet will see)."""
+        """The previews of the form's units (what each feeds the model, e.g. a ControlNet's control map)."""
         units = self.engine.plugins.units_for_request(self._plugin_units(form.plugin_units))
         size = self.engine.models.get(self._model(form.model)).native_size
         width, height = _whole("width", form.width) or size, _whole("height", form.height) or size
-        return [self.engine.plugins.plugins[name].preview(unit, width, height)
-                for name, plugin_units in units.items() if hasattr(self.engine.plugins.plugins[name], "preview")
-                for unit in plugin_units]
+        previews = (self.engine.plugins.plugins[name].preview(unit, width, height)
+                    for name, plugin_units in units.items() for unit in plugin_units)
+        return [image for image in previews if image is not None]
 
     def generate(self, form: GenerateForm, session: str, client: str = "") -> Iterator[StudioUpdate]:
         """Run a generation, yielding previews while sampling and then the saved PNG files.

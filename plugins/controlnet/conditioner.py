@@ -8,12 +8,14 @@ loaded components, so nothing of one request is left on the model for the next.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
 from PIL import Image
 
-from t2i.plugins import Conditioner, Param
+from t2i.jobs import load_image_file
+from t2i.plugins import CliFlag, Conditioner, Param
 from t2i.request import RequestError
 
 from .models import EMBEDDED_NAME, library, load_controlnet, short_hash
@@ -40,6 +42,10 @@ class ControlNet(Conditioner):
         Param("end", "float", default=1.0, minimum=0.0, maximum=1.0, step=0.05, label="Ending step",
               help="fraction of the steps after which it stops; end = start: no effect"),
     )
+    cli_flag = CliFlag("--control", "TYPE[@MODEL]:IMAGE[:SCALE[:START:END]]",
+                       "a ControlNet unit: preprocessor (canny, threshold, none, ...), optional ControlNet model "
+                       "(default embedded-edges), control image, weight, start and end fractions (repeatable)")
+    ui_module = ".ui"
 
     def __init__(self, settings):
         self.settings = settings
@@ -61,6 +67,24 @@ class ControlNet(Conditioner):
     def preview(self, unit: dict, width: int, height: int) -> Image.Image:
         """The control map a unit's preprocessor makes from its image, at the generation size."""
         return self.preprocessors.run(unit["preprocessor"], unit["image"], width, height)
+
+    def unit_from_cli(self, text: str) -> dict:
+        """A unit from `TYPE[@MODEL]:IMAGE[:SCALE[:START:END]]` (TYPE is the preprocessor), its image read now."""
+        parts = text.split(":")
+        numbers = []
+        while len(parts) > 2 and len(numbers) < 3 and _is_number(parts[-1]):
+            numbers.insert(0, float(parts.pop()))
+        kind, path = parts[0], ":".join(parts[1:])
+        if not kind or not path or len(numbers) == 2:
+            raise RequestError(f"{self.cli_flag.flag} expects TYPE:IMAGE[:SCALE[:START:END]]; got {text!r}")
+        if not Path(path).is_file():
+            raise RequestError(f"control image {path!r} does not exist")
+        preprocessor, _, model = kind.partition("@")
+        unit = {"preprocessor": preprocessor, "image": load_image_file(
+            path, self.settings.max_upload_mb << 20, self.settings.max_pixels, "control image").convert("RGB")}
+        unit.update({"model": model} if model else {})
+        unit.update(zip(("scale", "start", "end"), numbers))
+        return unit
 
     def prepare(self, model, pipe, mode: str, units: list[dict], width: int, height: int):
         """The ControlNet pipeline for `mode` sharing `pipe`'s components, and its control arguments."""
@@ -94,3 +118,11 @@ class ControlNet(Conditioner):
             fields[f"ControlNet {k}"] = (f"Module: {unit['preprocessor']}, Model: {model}, Weight: {unit['scale']}, "
                                          f"Guidance Start: {unit['start']}, Guidance End: {unit['end']}")
         return fields
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

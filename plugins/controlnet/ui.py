@@ -1,25 +1,22 @@
-"""The ControlNet preview: the map each enabled unit's preprocessor makes, before generating."""
+"""The ControlNet plugin's own panel: the map each enabled unit's preprocessor makes, before generating.
+Only t2i.ui imports it."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from t2i.plugins import Plugin
 from t2i.request import RequestError
 from t2i.studio import GenerateForm, Studio
+from t2i.ui.plugin_panels import PanelContext, accept_plugin_values, units_from_values
+from t2i.ui.uploads import track_uploads
 
-from .plugin_panels import accept_plugin_values, units_from_values
-from .uploads import track_uploads
+from .conditioner import ControlNet
 
 
-def create_control_preview(studio: Studio, plugins: list[Plugin], plugin_widgets: dict, model: gr.Component,
-                           width: gr.Component, height: gr.Component, concurrency_id: str,
-                           concurrency_limit: int = 1) -> None:
-    """A button and a gallery under the ControlNet panel (nothing when the ControlNet plugin is off)."""
-    controlnet = next((p for p in plugins if p.name == "controlnet"), None)
-    if controlnet is None:
-        return
-    widgets = {key: widget for key, widget in plugin_widgets.items() if key.startswith(f"{controlnet.name}_")}
+def create_panel(studio: Studio, controlnet: ControlNet, context: PanelContext) -> None:
+    """A button and a gallery of the control maps, run in the model-work queue."""
+    widgets = context.unit_widgets_of(controlnet)
+    model, width, height = (context.inputs[name] for name in ("model", "width", "height"))
     with gr.Accordion("ControlNet preview", open=False, elem_id="controlnet-preview"):
         button = gr.Button("Preview control maps", size="sm")
         maps = gr.Gallery(label="Control maps", type="pil", columns=3, height=200, interactive=False,
@@ -35,5 +32,5 @@ def create_control_preview(studio: Studio, plugins: list[Plugin], plugin_widgets
             raise gr.Error(str(exc)) from exc
 
     button.click(accept_plugin_values(preview, widgets), inputs=[model, width, height], inputs_kwargs=widgets,
-                 outputs=maps, api_name="control_preview", concurrency_id=concurrency_id,
-                 concurrency_limit=concurrency_limit)
+                 outputs=maps, api_name="control_preview", concurrency_id=context.concurrency_id,
+                 concurrency_limit=context.concurrency_limit)

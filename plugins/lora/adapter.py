@@ -20,7 +20,7 @@ import torch
 from t2i.lora_files import LoraFile, LoraLibrary, check_lora_file
 from t2i.metadata import PROMPT_TAGS_FIELD
 from t2i.model_access import HUB_ID
-from t2i.plugins import Adapter, Param
+from t2i.plugins import Adapter, CliFlag, Param
 from t2i.request import RequestError
 
 WEIGHT = Param("weight", "float", default=1.0, minimum=-2.0, maximum=2.0, step=0.05, label="Weight",
@@ -36,6 +36,9 @@ class LoraAdapter(Adapter):
     label = "LoRA"
     params = (NAME, WEIGHT)
     max_units = 5
+    cli_flag = CliFlag("--lora", "PATH_OR_NAME:WEIGHT",
+                       "a LoRA file, diffusers folder, library name or hub id, with its weight (repeatable)")
+    ui_module = ".ui"
 
     def __init__(self, settings):
         self.library = LoraLibrary(settings.lora_dir, settings.lora_max_mb << 20, settings.lora_local_paths)
@@ -58,6 +61,14 @@ class LoraAdapter(Adapter):
         name = values.get("name")
         self.library.resolve(name)  # before the model lock: unknown names, bad headers, downloads
         return {"name": name, "weight": weight}
+
+    def unit_from_cli(self, text: str) -> dict:
+        """A unit from `PATH_OR_NAME[:WEIGHT]` (the weight is whatever follows the last colon, if a number)."""
+        name, _, weight = text.rpartition(":")
+        try:
+            return {"name": name, "weight": float(weight)} if name else {"name": text, "weight": WEIGHT.default}
+        except ValueError:
+            return {"name": text, "weight": WEIGHT.default}
 
     def units_from_prompt(self, prompt: str) -> tuple[str, list[dict]]:
         """Units from `<lora:name>` / `<lora:name:weight>` tags, and the prompt without the tags."""

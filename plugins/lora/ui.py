@@ -1,5 +1,5 @@
-"""The LoRA library panel: upload a LoRA (checked against the chosen model), refresh the list, see a LoRA's trigger
-words, put it in the prompt, and delete what this page uploaded."""
+"""The LoRA plugin's own panel, the LoRA library: upload a LoRA (checked against the chosen model), refresh the list,
+see a LoRA's trigger words, put it in the prompt, and delete what this page uploaded. Only t2i.ui imports it."""
 
 from __future__ import annotations
 
@@ -7,19 +7,17 @@ from pathlib import Path
 
 import gradio as gr
 
-from t2i.plugins import Plugin
 from t2i.request import RequestError
 from t2i.studio import Studio
+from t2i.ui.plugin_panels import PanelContext
+from t2i.ui.uploads import track_uploads
 
-from .uploads import track_uploads
+from .adapter import LoraAdapter
 
 
-def create_lora_library(studio: Studio, plugins: list[Plugin], prompt: gr.Textbox, model: gr.Dropdown) -> None:
-    """Build the panel inside the current Blocks (nothing when the LoRA plugin is switched off); uploads are checked
-    against the model in `model`, the Generate tab's Model box."""
-    lora = next((p for p in plugins if p.name == "lora"), None)
-    if lora is None:
-        return
+def create_panel(studio: Studio, lora: LoraAdapter, context: PanelContext) -> None:
+    """Build the panel inside the current Blocks; uploads are checked against the model in the Model box."""
+    prompt, model = context.inputs["prompt"], context.inputs["model"]
     with gr.Accordion("LoRA library", open=False, elem_id="lora-library"):
         with gr.Row():
             # custom values pass (the library checks every name): the choices a session was sent may predate a LoRA

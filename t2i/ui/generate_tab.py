@@ -11,9 +11,8 @@ from t2i.pnginfo import read_png
 from t2i.request import DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, RequestError
 from t2i.studio import GenerateForm, Studio
 
-from .control_preview import create_control_preview
-from .lora_library import create_lora_library
-from .plugin_panels import accept_plugin_values, create_plugin_panels, units_from_values
+from .plugin_panels import (PanelContext, accept_plugin_values, create_own_panels, create_plugin_panels,
+                            units_from_values)
 from .uploads import track_uploads
 from .widgets import upload_image
 
@@ -65,9 +64,9 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
                 strength = gr.Slider(label="Denoising strength", minimum=0.01, maximum=1, value=0.75, step=0.01)
             plugins = studio.plugins()
             plugin_widgets = create_plugin_panels(plugins)
-            create_lora_library(studio, plugins, prompt, model)
-            create_control_preview(studio, plugins, plugin_widgets, model, width, height, MODEL_WORK,
-                                   model_work_limit)
+            create_own_panels(studio, plugins, PanelContext(  # e.g. the LoRA library, the ControlNet preview
+                {"prompt": prompt, "model": model, "width": width, "height": height}, plugin_widgets, MODEL_WORK,
+                model_work_limit))
         with gr.Column(scale=2):
             preview = gr.Image(label="Preview", type="pil", interactive=False, visible=False, height=256, elem_id="preview")
             run_status = gr.Markdown("", elem_id="run_status")

@@ -1,19 +1,44 @@
-"""Widgets for adapter and conditioner plugins, generated from the parameters each plugin declares.
+"""Widgets for adapter and conditioner plugins, generated from the parameters each plugin declares, and the panels
+plugins build themselves.
 
 Every parameter of every unit becomes one widget and one named API parameter,
-`<plugin>_<unit>_<param>` (e.g. `lora_1_weight`), plus `<plugin>_<unit>_enabled`.
+`<plugin>_<unit>_<param>` (e.g. `lora_1_weight`), plus `<plugin>_<unit>_enabled`. A plugin with a `ui_module`
+adds its own panel (the LoRA library, the ControlNet preview): that module is imported here, when the page is built.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import logging
+import sys
+from dataclasses import dataclass
 from typing import Callable
 
 import gradio as gr
 
 from t2i.plugins import Param, Plugin
+from t2i.studio import Studio
 
 from .widgets import upload_image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PanelContext:
+    """What a plugin's own panel may wire to on the Generate tab."""
+
+    inputs: dict[str, gr.Component]  # the form's widgets by GenerateForm field name (prompt, model, width, ...)
+    unit_widgets: dict[str, gr.Component]  # every plugin unit widget by API name (see unit_key)
+    concurrency_id: str  # the queue of model work, for events that run a model
+    concurrency_limit: int = 1
+
+    def unit_widgets_of(self, plugin: Plugin) -> dict[str, gr.Component]:
+        """The widgets of `plugin`'s units by API name."""
+        keys = [unit_key(plugin, unit, name) for unit in range(1, plugin.max_units + 1)
+                for name in ("enabled", *(param.name for param in plugin.params))]
+        return {key: self.unit_widgets[key] for key in keys if key in self.unit_widgets}
 
 
 def unit_key(plugin: Plugin, unit: int, name: str) -> str:
@@ -96,3 +121,19 @@ def accept_plugin_values(fn: Callable, widgets: dict[str, gr.Component]) -> Call
     params += [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=None) for key in widgets]
     fn.__signature__ = inspect.Signature(params)
     return fn
+
+
+def create_own_panels(studio: Studio, plugins: list[Plugin], context: PanelContext) -> None:
+    """Each plugin's own panel, from its `ui_module`'s `create_panel(studio, plugin, context)`.
+
+    A panel that fails to import or build is logged and left out; the page and the plugin's units still work.
+    """
+    for plugin in plugins:
+        if not plugin.ui_module:
+            continue
+        try:
+            package = sys.modules[type(plugin).__module__].__package__
+            importlib.import_module(plugin.ui_module, package).create_panel(studio, plugin, context)
+        except Exception as exc:  # a broken panel must not take the page down
+            log.warning("plugin %s: its panel (%s) failed: %s: %s", plugin.name, plugin.ui_module,
+                        type(exc).__name__, exc, exc_info=True)
