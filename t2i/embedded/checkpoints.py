@@ -1,6 +1,13 @@
 """Atomic, resumable training checkpoints: weights as safetensors, optimizer/EMA state via torch.save.
 
 Only checkpoints this code wrote itself are read back, and with `weights_only=True` (no code runs).
+
+Kept, not Accelerate's save_state/load_state (which the LoRA trainer uses, t2i/train/checkpoints.py): these are the
+shipped model's training recipe, and its scripts build no Accelerator. They draw each batch from (seed, step), so
+there is no generator to checkpoint; they checkpoint several stages under their own folder names, read a stage's
+weights back alone for export (`load_checkpoint(folder, {"unet": unet}, None, ema)`), and load one stage's EMA into
+another's model (refine.py); save_state would bring a whole-run unit and pickled RNG files for none of that. A
+change here would also have to reproduce the shipped weights bit for bit (tests/test_training.py) to be safe.
 """
 
 from __future__ import annotations

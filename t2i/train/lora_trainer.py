@@ -37,7 +37,7 @@ from t2i.request import RequestError
 from t2i.settings import Settings
 
 from .buckets import assign_buckets, fit
-from .checkpoints import Checkpoint, latest_checkpoint, save_checkpoint
+from .checkpoints import LoraCheckpoints
 from .config import TrainingConfig
 from .dataset import load_saved
 from .export import export_lora, lora_metadata, model_card
@@ -216,9 +216,9 @@ def lora_weights(pipe, config: TrainingConfig) -> dict[str, torch.Tensor]:
     return weights
 
 
-def _restore(pipe, checkpoint: Checkpoint) -> None:
+def _restore(pipe, weights: dict[str, torch.Tensor]) -> None:
     for prefix, module in (("unet.", pipe.unet), ("text_encoder.", pipe.text_encoder)):
-        part = {k[len(prefix):]: v for k, v in checkpoint.weights.items() if k.startswith(prefix)}
+        part = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
         if part:
             set_peft_model_state_dict(module, part)
 
@@ -297,19 +297,15 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     optimizer = torch.optim.AdamW(groups)
     generator = torch.Generator().manual_seed(config.seed)
 
-    # 2. continue from the newest checkpoint, if any
-    checkpoint = latest_checkpoint(run_dir / "checkpoints")
-    start = 0
-    if checkpoint is not None:
-        _restore(pipe, checkpoint)
-        optimizer.load_state_dict(checkpoint.optimizer)
-        generator.set_state(checkpoint.generator)
-        start = checkpoint.step
-    elif _had_steps(run_dir / "progress.jsonl"):
-        log.write("note", message="the previous attempt stopped before its first checkpoint; starting clean")
-    log.write("start", step=start, steps=config.steps, resumed=checkpoint is not None, images=len(data.prompts),
-              device=str(accelerator.device), threads=threads)
+    # 2. continue from the newest checkpoint, if any (accelerator.load_state, into the prepared run)
     unet, optimizer = accelerator.prepare(pipe.unet, optimizer)
+    checkpoints = LoraCheckpoints(accelerator, run_dir / "checkpoints", lambda: lora_weights(pipe, config),
+                                  lambda weights: _restore(pipe, weights), optimizer, generator)
+    start = checkpoints.resume()
+    if not start and _had_steps(run_dir / "progress.jsonl"):
+        log.write("note", message="the previous attempt stopped before its first checkpoint; starting clean")
+    log.write("start", step=start, steps=config.steps, resumed=start > 0, images=len(data.prompts),
+              device=str(accelerator.device), threads=threads)
     schedule = DDPMScheduler.from_config(pipe.scheduler.config)
     trained = [p for group in groups for p in group["params"]]
     sample_prompts = list(config.sample_prompts) or [data.prompts[0], _without_trigger(data.prompts[0], config)]
@@ -338,8 +334,7 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
                 loss_value = loss.item()
         log.write("step", step=step, steps=config.steps, loss=loss_value, seconds=round(time.time() - began, 4))
         if step % config.checkpoint_every == 0 and step < config.steps and accelerator.is_main_process:
-            save_checkpoint(run_dir / "checkpoints", Checkpoint(step, lora_weights(pipe, config),
-                                                                optimizer.state_dict(), generator.get_state()))
+            checkpoints.save(step)
             log.write("checkpoint", step=step)
         if config.sample_every and step % config.sample_every == 0 and accelerator.is_main_process:
             log.write("sample", step=step, images=save_samples(pipe, config, sample_prompts, run_dir, step),
