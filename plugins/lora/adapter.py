@@ -17,11 +17,12 @@ from typing import Mapping
 
 import torch
 
-from t2i.lora_files import LoraFile, LoraLibrary, check_lora_file
 from t2i.metadata import PROMPT_TAGS_FIELD
 from t2i.model_access import HUB_ID
 from t2i.plugins import Adapter, CliFlag, Param
 from t2i.request import RequestError
+
+from .files import LoraFile, LoraLibrary, check_lora_file
 
 WEIGHT = Param("weight", "float", default=1.0, minimum=-2.0, maximum=2.0, step=0.05, label="Weight",
                help="0 turns the LoRA off; negative weights push away from what it learned")

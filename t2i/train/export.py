@@ -15,8 +15,8 @@ from huggingface_hub import ModelCardData
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from t2i.lora_files import KOHYA_SUFFIX
 from t2i.model_access import HUB_ID
+from t2i_plugins.lora.files import KOHYA_SUFFIX
 
 from .config import TrainingConfig
 
