@@ -1,4 +1,5 @@
-"""The Gradio front end (the only package besides app.py that imports gradio)."""
+"""The Gradio front end: the only package besides app.py that imports gradio (and, through it, the plugins' own
+panel modules, e.g. plugins/lora/ui.py)."""
 
 from __future__ import annotations
 
