@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 from .plugins import Plugin, PluginManager
-from .request import DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS
-from .samplers import SAMPLERS
+from .request import REQUEST_FIELDS, FieldSpec
 from .settings import Settings
 
 
@@ -28,9 +27,8 @@ def _generate(args) -> int:
     settings = Settings()
     labeller = Labeller.from_settings(settings)  # the app's labels (T2I_WATERMARK, T2I_C2PA_*), checked before any work
     request = GenerationRequest(
-        prompt=args.prompt, negative_prompt=args.negative, styles=tuple(args.style), steps=args.steps,
-        cfg=args.cfg, sampler=args.sampler, width=args.width, height=args.height, seed=args.seed,
-        batch_count=args.batch_count, batch_size=args.batch_size, model=args.model,
+        **{name: tuple(value) if isinstance(value, list) else value for name, value in vars(args).items()
+           if name in REQUEST_FIELDS},
         plugin_units=_units_from_flags(args),
     )
     result = Engine(_engine_settings(), plugins=args.plugins).generate(request)
@@ -76,27 +74,19 @@ def build_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParse
     parser = argparse.ArgumentParser(prog="python -m t2i", description="t2i text-to-image studio")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="make an image from a prompt")
-    gen.add_argument("prompt")
     gen.add_argument("-o", "--output", required=True, help="PNG file to write")
-    gen.add_argument("--negative", default="", help="negative prompt")
-    gen.add_argument("--seed", type=int, default=-1, help="-1 for random")
-    gen.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    gen.add_argument("--cfg", type=float, default=DEFAULT_CFG, help="guidance scale")
-    gen.add_argument("--sampler", default=DEFAULT_SAMPLER, help="one of: " + ", ".join(SAMPLERS))
-    gen.add_argument("--width", type=int, default=0, help="0: the model's native size")
-    gen.add_argument("--height", type=int, default=0)
-    gen.add_argument("--model", default="", help="'embedded', a diffusers folder, a .safetensors file or a hub id")
-    gen.add_argument("--style", action="append", default=[], help="style preset name (repeatable)")
+    for spec in REQUEST_FIELDS.values():
+        if spec.flag:
+            gen.add_argument(spec.flag, **_flag_options(spec))
     for plugin in plugins.plugins.values() if plugins else ():
         if plugin.cli_flag:
             gen.add_argument(plugin.cli_flag.flag, action="append", default=[], dest=_flag_dest(plugin),
                              metavar=plugin.cli_flag.metavar, help=plugin.cli_flag.help)
-    gen.add_argument("--batch-size", type=int, default=1)
-    gen.add_argument("--batch-count", type=int, default=1)
     gen.set_defaults(run=_generate, plugins=plugins)
     ev = sub.add_parser("eval", help="prompt-fidelity benchmark on the shapes world")
     ev.add_argument("--model", default="embedded")
-    ev.add_argument("--steps", type=int, default=20)
+    ev.add_argument("--steps", type=int, default=REQUEST_FIELDS["steps"].default,
+                    help="sampling steps (default: a request's, like the guidance scale and sampler)")
     ev.add_argument("--single", type=int, default=200, help="number of single-object prompts")
     ev.add_argument("--pairs", type=int, default=100, help="number of two-object prompts")
     ev.add_argument("--speed-runs", type=int, default=7)
@@ -105,6 +95,19 @@ def build_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParse
 
     add_train_parser(sub)
     return parser
+
+
+def _flag_options(spec: FieldSpec) -> dict:
+    """argparse options for a request field's flag: its type, default and help, all from its declaration."""
+    help_text = spec.help or spec.label
+    if spec.choices:
+        help_text += "; one of: " + ", ".join(spec.choices)
+    if not spec.flag.startswith("-"):  # positional: required, so no default
+        return {"help": help_text}
+    options = {"dest": spec.name, "metavar": spec.flag.lstrip("-").replace("-", "_").upper()}
+    if spec.type is tuple:
+        return {**options, "action": "append", "default": [], "help": help_text + " (repeatable)"}
+    return {**options, "type": spec.type, "default": spec.default, "help": help_text}
 
 
 def main(argv: list[str] | None = None) -> int:

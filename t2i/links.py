@@ -7,23 +7,20 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlencode
 
-from .pnginfo import PLAIN_FIELDS
-from .request import GenerationRequest, RequestError
+from .request import PLAIN_FIELDS, REQUEST_FIELDS, GenerationRequest, RequestError
 from .settings import Settings
 
-_TYPES = {"steps": int, "width": int, "height": int, "seed": int, "batch_count": int, "batch_size": int,
-          "cfg": float, "strength": float}
 # Gradio's own query parameters (`?__theme=dark`, `?view=api`) are not recipe fields
 _GRADIO_PARAMS = ("view",)
 MAX_QUERY_CHARS = 16_000
 
 
 def recipe_query(recipe: dict) -> str:
-    """The query string (with a leading '?') for a recipe's plain fields; styles repeat, one per style."""
+    """The query string (with a leading '?') for a recipe's plain fields; a list repeats, e.g. one per style."""
     items = []
     for name in PLAIN_FIELDS:
-        if name == "styles":
-            items += [("styles", style) for style in recipe.get("styles", ())]
+        if REQUEST_FIELDS[name].type is tuple:
+            items += [(name, value) for value in recipe.get(name, ())]
         elif name in recipe:
             items.append((name, str(recipe[name])))
     return "?" + urlencode(items)
@@ -44,8 +41,8 @@ def form_from_query(query: str, settings: Settings) -> dict:
         raise RequestError(f"unknown link field {unknown[0]!r}; a link can carry: {', '.join(PLAIN_FIELDS)}")
     form: dict = {}
     for name, given in values.items():
-        if name == "styles":
-            form["styles"] = [style for style in given if style]
+        if REQUEST_FIELDS[name].type is tuple:
+            form[name] = [value for value in given if value]
             continue
         if len(given) > 1:
             raise RequestError(f"the link gives {name} {len(given)} times")
@@ -57,7 +54,7 @@ def form_from_query(query: str, settings: Settings) -> dict:
 
 
 def _convert(name: str, text: str):
-    kind = _TYPES.get(name, str)
+    kind = REQUEST_FIELDS[name].type
     try:
         return kind(text)
     except ValueError:

@@ -16,12 +16,9 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from .metadata import RECIPE_KEY, STYLES_SEPARATOR
-from .request import RequestError
+from .request import PLAIN_FIELDS, REQUEST_FIELDS, RequestError
 from .samplers import SAMPLERS
 
-# the request fields a recipe carries (images never travel in metadata or links)
-PLAIN_FIELDS = ("prompt", "negative_prompt", "styles", "steps", "cfg", "sampler", "width", "height", "seed",
-                "batch_count", "batch_size", "strength", "model")
 MAX_TEXT_CHARS = 100_000
 
 # A1111's own patterns (modules/infotext_utils.py): `Key: value` with JSON-quoted values that hold commas
@@ -77,9 +74,9 @@ def _unquote(value: str) -> str:
 def _fill_form(recipe: ReadRecipe, values: dict[str, str]) -> None:
     """Move the A1111 fields that map onto the form; keep the rest in `extra`."""
     form, extra = recipe.form, dict(values)
-    for key, name, kind in (("Steps", "steps", int), ("CFG scale", "cfg", float), ("Seed", "seed", int)):
+    for key, name in (("Steps", "steps"), ("CFG scale", "cfg"), ("Seed", "seed")):
         if key in extra:
-            form[name] = _number(key, extra.pop(key), kind)
+            form[name] = _number(key, extra.pop(key), REQUEST_FIELDS[name].type)
     if "Size" in extra:
         size = _SIZE.match(extra.pop("Size"))
         if size is None:
@@ -97,7 +94,8 @@ def _fill_form(recipe: ReadRecipe, values: dict[str, str]) -> None:
         if any(key in extra for key in _HIRES_KEYS):  # with hires fix it is the hires pass's strength
             recipe.notes.append("hires fix is not available here; its fields are listed as extra")
         else:
-            form["strength"] = _number("Denoising strength", extra.pop("Denoising strength"), float)
+            form["strength"] = _number("Denoising strength", extra.pop("Denoising strength"),
+                                       REQUEST_FIELDS["strength"].type)
     if "Styles" in extra:  # our own text: the prompt above already has the styles applied
         recipe.applied_styles = _style_names(extra.pop("Styles"))
         recipe.notes.append(f"the prompt already has its styles applied ({', '.join(recipe.applied_styles)}), "

@@ -1,9 +1,15 @@
-"""What a user asks for and what they get back, as dataclasses with explicit validation."""
+"""What a user asks for and what they get back, as dataclasses with explicit validation.
+
+Each request field is declared once, here: its default beside it and a FieldSpec (widget, limits, help, CLI flag,
+whether recipes carry it). The Generate form, its API parameters, the CLI flags, recipe links and PNG info are
+built by walking these declarations (REQUEST_FIELDS), so a new field is one edit here plus its behaviour.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any
 
 from PIL import Image
 
@@ -11,36 +17,78 @@ from .samplers import SAMPLERS
 from .settings import Settings
 
 MAX_SEED = 2**32 - 1
-# Guidance scale when none is given. Fooocus uses 4 and A1111 7; on the embedded model 3 to 5 do about equally well
-# and higher guidance blurs shapes (the guidance sweep in t2i/embedded/model/README.md, "How well it follows prompts").
-DEFAULT_CFG = 5.0
-DEFAULT_STEPS = 20
-DEFAULT_SAMPLER = "Euler"
+WIDGETS = ("text", "dropdown", "multiselect", "slider", "number", "image")
+# the value type of each annotation a declared field may have (a list of names travels as a tuple)
+_VALUE_TYPES = {"str": str, "int": int, "float": float, "tuple[str, ...]": tuple, "Image.Image | None": Image.Image}
 
 
 class RequestError(ValueError):
     """A request that cannot be run as given; the message is meant for the user."""
 
 
+@dataclass(frozen=True)
+class FieldSpec:
+    """How one request field meets people: its widget, limits, help, CLI flag and whether recipes carry it.
+
+    `name`, `type` and `default` are filled in from the dataclass field (see REQUEST_FIELDS), never written twice.
+    """
+
+    widget: str  # one of WIDGETS
+    label: str = ""  # "": the field's name, capitalised
+    help: str = ""
+    minimum: float | None = None
+    maximum: float | str | None = None  # a number, or the Settings attribute that holds it (e.g. "max_steps")
+    step: float | None = None  # a slider's step
+    choices: tuple[str, ...] = ()  # fixed choices; the UI fills live ones (style presets, models) itself
+    flag: str = ""  # the CLI's "--flag", or a positional argument's name; "": not on the command line
+    recipe: bool = True  # carried by recipes, recipe links and PNG info (images never are)
+    name: str = ""
+    type: type = str  # int, float, str, tuple (a list of names) or Image.Image
+    default: Any = None
+
+    def __post_init__(self):
+        if self.widget not in WIDGETS:
+            raise ValueError(f"widget must be one of {', '.join(WIDGETS)}; got {self.widget!r}")
+
+    def bounds(self, settings: Settings) -> tuple[float | None, float | None]:
+        """The field's (minimum, maximum), with a maximum that names a setting read from `settings`."""
+        maximum = getattr(settings, self.maximum) if isinstance(self.maximum, str) else self.maximum
+        return self.minimum, maximum
+
+
+def _declare(default: Any = MISSING, **spec) -> Any:
+    """A request field with its default and its FieldSpec."""
+    return field(default=default, metadata={"spec": FieldSpec(**spec)})
+
+
 @dataclass
 class GenerationRequest:
-    """One generation: txt2img, or img2img with `init_image`, or inpainting with `init_image` + `mask`."""
+    """One generation: txt2img, or img2img with `init_image`, or inpainting with `init_image` + `mask`.
 
-    prompt: str
-    negative_prompt: str = ""
-    styles: tuple[str, ...] = ()
-    steps: int = DEFAULT_STEPS
-    cfg: float = DEFAULT_CFG
-    sampler: str = DEFAULT_SAMPLER
-    width: int = 0  # 0: the model's native size
-    height: int = 0
-    seed: int = -1  # -1: a random seed, recorded in the result
-    batch_count: int = 1
-    batch_size: int = 1
-    init_image: Image.Image | None = None
-    strength: float = 0.75
-    mask: Image.Image | None = None  # white = repaint
-    model: str = ""  # "": the default model
+    Fields are in the Generate form's order, which is also the order of the `/generate` API parameters.
+    """
+
+    prompt: str = _declare(widget="text", flag="prompt")
+    negative_prompt: str = _declare("", widget="text", flag="--negative")
+    styles: tuple[str, ...] = _declare((), widget="multiselect", flag="--style", help="style preset name")
+    model: str = _declare("", widget="dropdown", flag="--model",  # "": the default model
+                          help="'embedded', a model folder's name, a diffusers folder, a .safetensors file or a hub id")
+    sampler: str = _declare("Euler", widget="dropdown", choices=tuple(SAMPLERS), flag="--sampler")
+    steps: int = _declare(20, widget="slider", minimum=1, maximum="max_steps", step=1, flag="--steps")
+    # Guidance scale. Fooocus uses 4 and A1111 7; on the embedded model 3 to 5 do about equally well and higher
+    # guidance blurs shapes (the guidance sweep in t2i/embedded/model/README.md, "How well it follows prompts").
+    cfg: float = _declare(5.0, widget="slider", label="CFG scale", help="guidance scale", minimum=0, maximum=30,
+                          step=0.5, flag="--cfg")
+    width: int = _declare(0, widget="number", help="0: the model's native size", flag="--width")
+    height: int = _declare(0, widget="number", help="0: the model's native size", flag="--height")
+    seed: int = _declare(-1, widget="number", help="-1: random, recorded in the result", minimum=-1,
+                         maximum=MAX_SEED, flag="--seed")
+    batch_count: int = _declare(1, widget="slider", minimum=1, maximum="max_images", step=1, flag="--batch-count")
+    batch_size: int = _declare(1, widget="slider", minimum=1, maximum="max_images", step=1, flag="--batch-size")
+    init_image: Image.Image | None = _declare(None, widget="image", recipe=False)
+    mask: Image.Image | None = _declare(None, widget="image", label="Mask (white = repaint)", recipe=False)
+    # the form's slider starts at its step: 0 itself is refused (strength must be more than 0)
+    strength: float = _declare(0.75, widget="slider", label="Denoising strength", minimum=0.01, maximum=1, step=0.01)
     # units of adapter/conditioner plugins by plugin name, e.g. {"lora": [{"name": "ink", "weight": 0.8}]}
     plugin_units: dict = field(default_factory=dict)
 
@@ -67,22 +115,27 @@ class GenerationRequest:
                                    f"{settings.max_side}; got {value!r}")
         if self.width * self.height > settings.max_pixels:
             raise RequestError(f"{self.width}x{self.height} is more than {settings.max_pixels} pixels")
-        if not _is_int(self.steps) or not 1 <= self.steps <= settings.max_steps:
-            raise RequestError(f"steps must be from 1 to {settings.max_steps}; got {self.steps!r}")
-        if not _is_number(self.cfg) or not 0 <= self.cfg <= 30:
-            raise RequestError(f"cfg (guidance scale) must be a number from 0 to 30; got {self.cfg!r}")
+        low, high = REQUEST_FIELDS["steps"].bounds(settings)
+        if not _is_int(self.steps) or not low <= self.steps <= high:
+            raise RequestError(f"steps must be from {low} to {high}; got {self.steps!r}")
+        low, high = REQUEST_FIELDS["cfg"].bounds(settings)
+        if not _is_number(self.cfg) or not low <= self.cfg <= high:
+            raise RequestError(f"cfg (guidance scale) must be a number from {low} to {high}; got {self.cfg!r}")
         if not isinstance(self.sampler, str) or self.sampler not in SAMPLERS:
             raise RequestError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
-        if not _is_int(self.seed) or not -1 <= self.seed <= MAX_SEED:
-            raise RequestError(f"seed must be -1 (random) or from 0 to {MAX_SEED}; got {self.seed!r}")
+        low, high = REQUEST_FIELDS["seed"].bounds(settings)
+        if not _is_int(self.seed) or not low <= self.seed <= high:
+            raise RequestError(f"seed must be {low} (random) or from 0 to {high}; got {self.seed!r}")
         for name in ("batch_count", "batch_size"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
-                raise RequestError(f"{name} must be a whole number of at least 1; got {getattr(self, name)!r}")
+            low, _ = REQUEST_FIELDS[name].bounds(settings)
+            if not _is_int(getattr(self, name)) or getattr(self, name) < low:
+                raise RequestError(f"{name} must be a whole number of at least {low}; got {getattr(self, name)!r}")
         if self.batch_count * self.batch_size > settings.max_images:
             raise RequestError(f"batch count x batch size is {self.batch_count * self.batch_size}; "
                                f"the limit is {settings.max_images} images")
-        if not _is_number(self.strength) or not 0 < self.strength <= 1:
-            raise RequestError(f"strength must be more than 0 and at most 1; got {self.strength!r}")
+        _, high = REQUEST_FIELDS["strength"].bounds(settings)
+        if not _is_number(self.strength) or not 0 < self.strength <= high:
+            raise RequestError(f"strength must be more than 0 and at most {high}; got {self.strength!r}")
         if self.mask is not None and self.init_image is None:
             raise RequestError("a mask needs an init image to paint into")
         for name in ("init_image", "mask"):
@@ -96,16 +149,25 @@ class GenerationRequest:
 
     def recipe(self) -> dict:
         """The request's plain fields (no images), for metadata and links."""
-        recipe = {f.name: getattr(self, f.name) for f in fields(self)
-                  if f.name not in ("init_image", "mask", "plugin_units")}
-        for f in fields(self):  # cfg 5 from a form and 5.0 from the API are one recipe: written 5.0 both ways
-            if f.type == "float" and _is_number(recipe[f.name]):
-                recipe[f.name] = float(recipe[f.name])
+        recipe = {name: getattr(self, name) for name in PLAIN_FIELDS}
+        for name in PLAIN_FIELDS:  # cfg 5 from a form and 5.0 from the API are one recipe: written 5.0 both ways
+            if REQUEST_FIELDS[name].type is float and _is_number(recipe[name]):
+                recipe[name] = float(recipe[name])
         recipe["styles"] = list(self.styles)
         if self.plugin_units:  # image parameters (e.g. a control image) cannot travel in a recipe
             recipe["plugin_units"] = {name: [{k: v for k, v in unit.items() if not isinstance(v, Image.Image)}
                                              for unit in units] for name, units in self.plugin_units.items()}
         return recipe
+
+
+# the declared fields by name, in order, each FieldSpec completed from its dataclass field
+REQUEST_FIELDS: dict[str, FieldSpec] = {
+    f.name: replace(f.metadata["spec"], name=f.name, type=_VALUE_TYPES[f.type],
+                    label=f.metadata["spec"].label or f.name.replace("_", " ").capitalize(),
+                    default="" if f.default is MISSING else f.default)  # the prompt has none: the form starts empty
+    for f in fields(GenerationRequest) if "spec" in f.metadata}
+# the fields a recipe carries, in form order
+PLAIN_FIELDS = tuple(name for name, spec in REQUEST_FIELDS.items() if spec.recipe)
 
 
 @dataclass

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from PIL import Image
 
@@ -15,34 +15,20 @@ from .labels import Labeller
 from .metadata import infotext
 from .model_access import check_server_model, model_folder_entries
 from .ratelimit import RateLimiter
-from .request import DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, GenerationRequest, GenerationResult, RequestError
-from .samplers import DISTILLED_FOR, SAMPLERS, sampler_warning
+from .request import REQUEST_FIELDS, GenerationRequest, GenerationResult, RequestError
+from .samplers import DISTILLED_FOR, sampler_warning
 from .sessions import SessionUploads, upload_folder
 from .settings import Settings
 from .styles import SessionStyles, UnknownStyleError, apply_styles, read_style_upload
 
 
-@dataclass
-class GenerateForm:
-    """The generate form as a front end sends it; image fields are uploaded file paths."""
-
-    prompt: str = ""
-    negative_prompt: str = ""
-    styles: list[str] = field(default_factory=list)
-    sampler: str = DEFAULT_SAMPLER
-    steps: int | float = DEFAULT_STEPS
-    cfg: float = DEFAULT_CFG
-    width: int | float = 0
-    height: int | float = 0
-    seed: int | float = -1
-    batch_count: int | float = 1
-    batch_size: int | float = 1
-    model: str = ""
-    init_image: str | None = None
-    mask: str | None = None
-    strength: float = 0.75
-    # enabled units per plugin, values by parameter name; image parameters are uploaded file paths
-    plugin_units: dict = field(default_factory=dict)
+# Derived, so a declared field is on the form at once. Values arrive as widgets send them (20.0 for 20); images, and
+# plugin units' image parameters, are uploaded file paths.
+GenerateForm = make_dataclass("GenerateForm", [
+    (f.name, Any, field(default=REQUEST_FIELDS[f.name].default) if f.default_factory is MISSING
+     else field(default_factory=f.default_factory)) for f in fields(GenerationRequest)],
+    namespace={"__module__": __name__,
+               "__doc__": "The generate form as a front end sends it: GenerationRequest's fields and defaults."})
 
 
 @dataclass
@@ -82,8 +68,13 @@ class Studio:
         When a chosen style is one the session imported, every chosen style is applied here (the engine
         knows only the shared presets), so the recipe holds the styled prompt and no style names.
         """
-        images = {name: self._upload(path, name.replace("_", " "))
-                  for name in ("init_image", "mask") if (path := getattr(form, name))}
+        values = {name: getattr(form, name) for name in REQUEST_FIELDS}
+        for name, spec in REQUEST_FIELDS.items():  # uploads first: each is screened before anything else is read
+            if spec.type is Image.Image:
+                values[name] = self._upload(values[name], name.replace("_", " ")) if values[name] else None
+        for name, spec in REQUEST_FIELDS.items():
+            if spec.type is int:
+                values[name] = _whole(name.replace("_", " "), values[name])
         prompt, negative, styles = form.prompt, form.negative_prompt or "", tuple(form.styles or ())
         if (isinstance(prompt, str) and prompt.strip() and isinstance(negative, str)
                 and self.session_styles.uses_imported(session, styles)):
@@ -92,14 +83,8 @@ class Studio:
             except UnknownStyleError as exc:
                 raise RequestError(str(exc)) from exc
             styles = ()
-        return GenerationRequest(
-            prompt=prompt, negative_prompt=negative, styles=styles,
-            steps=_whole("steps", form.steps), cfg=form.cfg, sampler=form.sampler, width=_whole("width", form.width),
-            height=_whole("height", form.height), seed=_whole("seed", form.seed),
-            batch_count=_whole("batch count", form.batch_count), batch_size=_whole("batch size", form.batch_size),
-            init_image=images.get("init_image"), mask=images.get("mask"), strength=form.strength,
-            model=self._model(form.model), plugin_units=self._plugin_units(form.plugin_units),
-        )
+        values.update(prompt=prompt, negative_prompt=negative, styles=styles, model=self._model(form.model))
+        return GenerationRequest(**values, plugin_units=self._plugin_units(form.plugin_units))
 
     def _model(self, spec) -> str:
         """The form's model, if this server offers it (see model_access)."""
@@ -181,10 +166,6 @@ class Studio:
                                    seed=first.seed)
             else:
                 yield StudioUpdate(progress=event, preview=event.previews[0] if event.previews else None)
-
-    def sampler_names(self) -> list[str]:
-        """Sampler names in the order users see them."""
-        return list(SAMPLERS)
 
     def sampler_warning(self, model: str, sampler: str) -> str:
         """A warning when `sampler` does not suit `model` ('' when it does; checked only for distilled samplers)."""

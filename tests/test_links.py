@@ -3,8 +3,7 @@
 import pytest
 
 from t2i.links import form_from_query, recipe_query
-from t2i.pnginfo import PLAIN_FIELDS
-from t2i.request import GenerationRequest, RequestError
+from t2i.request import PLAIN_FIELDS, GenerationRequest, RequestError
 
 RECIPE = {"prompt": "a red star, (blue:1.2) & more?", "negative_prompt": "green #1", "styles": ["Pop Art", "Anime"],
           "steps": 12, "cfg": 6.5, "sampler": "DPM++ 2M Karras", "width": 64, "height": 64, "seed": 4242,

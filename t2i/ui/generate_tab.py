@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from typing import Callable
 
 import gradio as gr
 
 from t2i.pnginfo import read_png
-from t2i.request import DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, RequestError
+from t2i.request import REQUEST_FIELDS, RequestError
+from t2i.settings import Settings
 from t2i.studio import GenerateForm, Studio
 
 from .plugin_panels import (PanelContext, accept_plugin_values, create_own_panels, create_plugin_panels,
@@ -18,9 +21,45 @@ from .widgets import upload_image
 
 log = logging.getLogger(__name__)
 MODEL_WORK = "model"  # one concurrency group for everything that runs a model
-# what the Model box takes, by T2I_MODEL_LOCAL_PATHS (t2i/model_access.py)
-MODEL_HELP = {False: "'embedded', a model from the server's model folder, or a hub id (owner/name)",
-              True: "'embedded', a model folder's name, a diffusers folder, a .safetensors file or a hub id"}
+# what the Model box takes when T2I_MODEL_LOCAL_PATHS is off (t2i/model_access.py); when on, its declared help
+SERVER_MODEL_HELP = "'embedded', a model from the server's model folder, or a hub id (owner/name)"
+_COMPONENTS = {"text": gr.Textbox, "dropdown": gr.Dropdown, "multiselect": gr.Dropdown, "slider": gr.Slider,
+               "number": gr.Number}
+
+
+def field_widget(name: str, settings: Settings, **overrides) -> gr.Component:
+    """The input for one declared request field: its label, default, range, choices and help, then `overrides`."""
+    spec = REQUEST_FIELDS[name]
+    if spec.widget == "image":
+        return upload_image(spec.label, **overrides)
+    options = dict(label=spec.label, value=spec.default, info=spec.help or None)
+    if spec.widget == "slider":
+        minimum, maximum = spec.bounds(settings)
+        options.update(minimum=minimum, maximum=maximum, step=spec.step)
+    elif spec.widget == "number":  # no range here: out-of-range values get the request's own message
+        options.update(precision=0 if spec.type is int else None)
+    elif spec.widget in ("dropdown", "multiselect"):
+        multiselect = spec.widget == "multiselect"
+        options.update(choices=list(spec.choices), multiselect=multiselect,
+                       value=list(spec.default) if multiselect else spec.default)
+    return _COMPONENTS[spec.widget](**{**options, **overrides})
+
+
+def takes_form_fields(fn: Callable) -> Callable:
+    """`fn(request=, progress=, **values)` as an event handler whose first parameters are the declared fields,
+    named, ordered and defaulted as declared: they are the `/generate` API parameters."""
+    own = list(inspect.signature(fn).parameters.values())
+    signature = inspect.Signature([inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                     default=spec.default)
+                                   for name, spec in REQUEST_FIELDS.items()] + own)
+
+    @functools.wraps(fn)
+    def handler(*args, **kwargs):
+        arguments = signature.bind(*args, **kwargs).arguments
+        yield from fn(**arguments.pop(own[-1].name, {}), **arguments)
+
+    handler.__signature__ = signature
+    return handler
 
 
 def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
@@ -31,42 +70,49 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
     settings = studio.settings
     # batching (T2I_BATCH_MAX) can only group requests that are in the engine at once; the group's lowest limit wins
     model_work_limit = max(1, settings.batch_max)
+    widgets: dict[str, gr.Component] = {}  # the form's inputs by field name: laid out here, each built as declared
+
+    def place(name: str, **overrides) -> gr.Component:
+        widgets[name] = field_widget(name, settings, **overrides)
+        return widgets[name]
+
     with gr.Row():
         with gr.Column(scale=3):
-            prompt = gr.Textbox(label="Prompt", value="", lines=3, elem_id="prompt",
-                                placeholder="a red circle in the top left on a blue background")
-            negative = gr.Textbox(label="Negative prompt", value="", lines=2, elem_id="negative")
+            place("prompt", lines=3, elem_id="prompt", placeholder="a red circle in the top left on a blue background")
+            place("negative_prompt", lines=2, elem_id="negative")
         with gr.Column(scale=1, min_width=160):
             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
             stop_btn = gr.Button("Stop", elem_id="stop")
     with gr.Row():
         with gr.Column(scale=1):
-            styles = gr.Dropdown(label="Styles", choices=studio.style_names(), value=[], multiselect=True)
-            model = gr.Dropdown(label="Model", choices=studio.model_choices(), value=settings.default_model,
-                                elem_id="model",
-                                allow_custom_value=True, info=MODEL_HELP[settings.model_local_paths])
-            sampler = gr.Dropdown(label="Sampler", choices=studio.sampler_names(), value=DEFAULT_SAMPLER)
-            steps = gr.Slider(label="Steps", minimum=1, maximum=settings.max_steps, value=DEFAULT_STEPS, step=1)
-            cfg = gr.Slider(label="CFG scale", minimum=0, maximum=30, value=DEFAULT_CFG, step=0.5)
+            place("styles", choices=studio.style_names())
+            model_help = {} if settings.model_local_paths else {"info": SERVER_MODEL_HELP}
+            model = place("model", choices=studio.model_choices(), value=settings.default_model, elem_id="model",
+                          allow_custom_value=True, **model_help)
+            sampler = place("sampler")
+            place("steps")
+            place("cfg")
             with gr.Row():
-                width = gr.Number(label="Width", value=0, precision=0, info="0 = model's size")
-                height = gr.Number(label="Height", value=0, precision=0, info="0 = model's size")
+                place("width")
+                place("height")
             with gr.Row():
-                seed = gr.Number(label="Seed", value=-1, precision=0, info="-1 = random", elem_id="seed")
+                seed = place("seed", elem_id="seed")
                 random_btn = gr.Button("Random", scale=0, min_width=80)
                 reuse_btn = gr.Button("Reuse last", scale=0, min_width=80)
             with gr.Row():
-                batch_count = gr.Slider(label="Batch count", minimum=1, maximum=settings.max_images, value=1, step=1)
-                batch_size = gr.Slider(label="Batch size", minimum=1, maximum=settings.max_images, value=1, step=1)
+                place("batch_count")
+                place("batch_size")
             with gr.Accordion("img2img / inpainting", open=False):
-                init_image = upload_image("Init image", sources=["upload", "clipboard"], elem_id="init_image")
-                mask = upload_image("Mask (white = repaint)", sources=["upload"], elem_id="mask")
-                strength = gr.Slider(label="Denoising strength", minimum=0.01, maximum=1, value=0.75, step=0.01)
+                place("init_image", sources=["upload", "clipboard"], elem_id="init_image")
+                place("mask", sources=["upload"], elem_id="mask")
+                place("strength")
+            for name in REQUEST_FIELDS:  # a field declared after this layout was written still gets its widget
+                if name not in widgets:
+                    place(name)
             plugins = studio.plugins()
             plugin_widgets = create_plugin_panels(plugins)
             create_own_panels(studio, plugins, PanelContext(  # e.g. the LoRA library, the ControlNet preview
-                {"prompt": prompt, "model": model, "width": width, "height": height}, plugin_widgets, MODEL_WORK,
-                model_work_limit))
+                widgets, plugin_widgets, MODEL_WORK, model_work_limit))
         with gr.Column(scale=2):
             preview = gr.Image(label="Preview", type="pil", interactive=False, visible=False, height=256, elem_id="preview")
             run_status = gr.Markdown("", elem_id="run_status")
@@ -81,14 +127,12 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
             selected = gr.State(0)  # the result the user is looking at: its recipe is the one shown and linked
 
     # defaults on every parameter make each one optional for API callers (gradio_client)
-    def generate(prompt="", negative_prompt="", styles=None, model="", sampler=DEFAULT_SAMPLER, steps=DEFAULT_STEPS,
-                 cfg=DEFAULT_CFG, width=0, height=0, seed=-1, batch_count=1, batch_size=1, init_image=None, mask=None,
-                 strength=0.75, request: gr.Request = None, progress=gr.Progress(), **plugin_values):
-        track_uploads(studio, request, init_image, mask, plugin_values)
-        form = GenerateForm(prompt=prompt, negative_prompt=negative_prompt, styles=styles or [], model=model,
-                            sampler=sampler, steps=steps, cfg=cfg, width=width, height=height, seed=seed,
-                            batch_count=batch_count, batch_size=batch_size, init_image=init_image, mask=mask,
-                            strength=strength, plugin_units=units_from_values(plugins, plugin_values))
+    @takes_form_fields
+    def generate(request: gr.Request = None, progress=gr.Progress(), **values):
+        form_values = {name: values.pop(name) for name in REQUEST_FIELDS}  # the rest are plugin unit values
+        images = [form_values[name] for name, spec in REQUEST_FIELDS.items() if spec.widget == "image"]
+        track_uploads(studio, request, *images, values)
+        form = GenerateForm(**form_values, plugin_units=units_from_values(plugins, values))
         try:
             client = request.client.host if request and request.client else ""
             for update in studio.generate(form, request.session_hash if request else "", client):
@@ -108,8 +152,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
 
     run = generate_btn.click(
         gpu(accept_plugin_values(generate, plugin_widgets)),
-        inputs=[prompt, negative, styles, model, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
-                init_image, mask, strength],
+        inputs=[widgets[name] for name in REQUEST_FIELDS],
         inputs_kwargs=plugin_widgets,  # one named API parameter per plugin unit field, e.g. lora_1_weight
         outputs=[preview, gallery, info, last_seed], api_name="generate", concurrency_id=MODEL_WORK,
         concurrency_limit=model_work_limit,
@@ -130,7 +173,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
 
     gallery.select(show_selected, gallery, [info, last_seed, link, selected], queue=False, api_visibility="private")
 
-    def warn_sampler(model="", sampler=DEFAULT_SAMPLER):
+    def warn_sampler(model="", sampler=REQUEST_FIELDS["sampler"].default):
         """The sampler's help text, or why it will not suit the chosen model."""
         try:
             warning = studio.sampler_warning(model, sampler)
@@ -153,7 +196,4 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
         lambda: gr.update(value=None, visible=False), None, preview, queue=False, api_visibility="private")
     random_btn.click(lambda: -1, None, seed, api_name="random_seed", queue=False)
     reuse_btn.click(lambda last_seed=-1: last_seed, last_seed, seed, api_name="reuse_seed", queue=False)
-    return {"prompt": prompt, "negative_prompt": negative, "styles": styles, "steps": steps, "cfg": cfg,
-            "sampler": sampler, "width": width, "height": height, "seed": seed, "batch_count": batch_count,
-            "batch_size": batch_size, "strength": strength, "model": model, "init_image": init_image,
-            "gallery": gallery, "selected": selected, "link": link, "copy_link": copy_link}
+    return {**widgets, "gallery": gallery, "selected": selected, "link": link, "copy_link": copy_link}

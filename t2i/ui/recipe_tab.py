@@ -11,8 +11,8 @@ import gradio as gr
 
 from t2i.labels import describe_labels
 from t2i.links import form_from_query, recipe_query
-from t2i.pnginfo import PLAIN_FIELDS, ReadRecipe, parse_infotext, read_png
-from t2i.request import RequestError
+from t2i.pnginfo import ReadRecipe, parse_infotext, read_png
+from t2i.request import PLAIN_FIELDS, RequestError
 from t2i.studio import Studio
 
 from .uploads import track_uploads
