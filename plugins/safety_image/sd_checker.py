@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
+from diffusers.image_processor import VaeImageProcessor
 
 from t2i.plugins import ImageChecker, Verdict
 
@@ -32,7 +32,7 @@ class SDSafetyChecker(ImageChecker):
         """Run the checker on one image; its has-NSFW-concept answer is the verdict."""
         rgb = image.convert("RGB")
         clip_input = self.feature_extractor(images=[rgb], return_tensors="pt").pixel_values
-        _, has_nsfw = self.model(clip_input=clip_input, images=np.asarray(rgb, dtype=np.float32)[None] / 255.0)
+        _, has_nsfw = self.model(clip_input=clip_input, images=VaeImageProcessor.pil_to_numpy(rgb))
         flagged = bool(has_nsfw[0])
         return Verdict(flagged, "NSFW concept" if flagged else "", {"nsfw_concept": float(flagged)})
 

@@ -171,6 +171,7 @@ def analyze(image: Image.Image) -> Analysis:
     image = image.convert("RGB")
     if image.size != (IMAGE_SIZE, IMAGE_SIZE):
         image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX)
+    # plain 0-255 RGB, measured against the world's colour table: not VaeImageProcessor's [-1, 1] model input
     pixels = np.asarray(image, dtype=np.float32)
     border = np.concatenate([pixels[:2].reshape(-1, 3), pixels[-2:].reshape(-1, 3),
                              pixels[:, :2].reshape(-1, 3), pixels[:, -2:].reshape(-1, 3)])
