@@ -196,6 +196,7 @@ def test_one_request_failing_does_not_reach_the_others(batching_engine):
     assert [analyze(r.images[0].image).objects[0].colour for r in results[2:]] == ["green", "yellow"]
 
 
+@pytest.mark.slow  # trains a LoRA (about 40 s)
 def test_requests_with_the_same_lora_share_a_call_and_the_lora_acts(settings, tmp_path):
     from lora_helpers import train_tint_lora
 

@@ -42,6 +42,7 @@ def test_an_empty_window_equals_no_controlnet(engine, controls):
     assert engine.generate(off).images[0].image.tobytes() == engine.generate(plain).images[0].image.tobytes()
 
 
+@pytest.mark.slow  # a measurement (about 20 s)
 def test_shorter_guidance_windows_weaken_adherence(engine, controls, full_ious):
     # measured on this model: shapes still move in the last steps, so a late start (the last 10% of the steps)
     # weakens adherence somewhat, and a window over only the first half loses most of it
@@ -52,6 +53,7 @@ def test_shorter_guidance_windows_weaken_adherence(engine, controls, full_ious):
     assert np.mean(early) < np.mean(full_ious) - 0.3
 
 
+@pytest.mark.slow  # a measurement (about 10 s)
 def test_lower_scale_weakens_adherence(engine, controls, full_ious):
     weak = control_ious(engine, controls, scale=0.2)
     print(f"mask IoU: scale 1.0 {np.mean(full_ious):.3f}, scale 0.2 {np.mean(weak):.3f}")

@@ -114,6 +114,7 @@ def watermark_measurement(engine):
     return result
 
 
+@pytest.mark.slow  # the watermark measurement over 26 images
 def test_watermark_survives_a_png_round_trip(watermark_measurement):
     m = watermark_measurement
     assert m["size_in"] == [64, 64] and m["shapes"]["size_out"] == [256, 256]  # enlarged to the library's minimum
@@ -124,6 +125,7 @@ def test_watermark_survives_a_png_round_trip(watermark_measurement):
         assert m[name]["psnr_db"] > 40, name  # invisible; measured 43 dB (shapes), 41 (saturated), 44 (controls)
 
 
+@pytest.mark.slow  # the watermark measurement over 26 images
 def test_watermark_survives_default_jpeg90(watermark_measurement):
     # PIL's default JPEG subsamples chroma 4:2:0; the mark is in luma, which JPEG keeps whole (before, in U: 0 of 18)
     for name in ("shapes", "saturated", "controls"):

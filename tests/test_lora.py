@@ -167,6 +167,7 @@ def test_least_recently_used_adapters_are_deleted_and_memory_returns(settings, l
     assert count() == with_blue > plain
 
 
+@pytest.mark.slow  # many runs (about 25 s)
 def test_interleaved_requests_from_threads_match_each_request_run_alone(lora_engine):
     mixes = [(), [("red", 1.0)], [("blue", 0.8)], [("red", 0.6), ("blue", 1.0)]]
     requests = [_request(PROMPTS[i % 2], seed=i, loras=mixes[i % 4], steps=8) for i in range(16)]

@@ -3,6 +3,7 @@
 import random
 from types import SimpleNamespace
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import CLIPTextModel, CLIPTokenizer
@@ -24,6 +25,7 @@ def test_labels_say_what_a_caption_states():
     assert set(single) == set(pair) == set(HEADS)
 
 
+@pytest.mark.slow  # a training run (about 2 minutes on 2 cores)
 def test_short_pretraining_reads_the_column_from_unseen_wordings(tmp_path):
     build_tokenizer(tmp_path / "tokenizer")
     tokenizer = CLIPTokenizer.from_pretrained(tmp_path / "tokenizer")

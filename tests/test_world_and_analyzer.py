@@ -3,6 +3,7 @@
 import random
 from dataclasses import replace
 
+import pytest
 from PIL import Image
 
 from t2i.embedded.captions import EVAL_TEMPLATES, TRAIN_TEMPLATES, caption, is_held_out
@@ -25,6 +26,7 @@ def _matches(scene, analysis) -> bool:
     return True
 
 
+@pytest.mark.slow  # a measurement over many renders (about 20 s)
 def test_analyzer_reads_ground_truth_renders():
     rng = random.Random(2024)
     scenes = [random_scene(rng, two_objects=i % 4 == 0) for i in range(500)]
