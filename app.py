@@ -13,7 +13,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from starlette.middleware import Middleware  # noqa: E402
 from starlette.middleware.trustedhost import TrustedHostMiddleware  # noqa: E402
 
-from t2i.sessions import upload_folder  # noqa: E402
+from t2i.web.sessions import upload_folder  # noqa: E402
 from t2i.settings import Settings, load_settings  # noqa: E402
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")

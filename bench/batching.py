@@ -30,7 +30,7 @@ STEPS, CFG, BATCH_MAX, WINDOW_MS = 20, 7.0, 4, 30
 
 def run(options: Options, requests: int = 8, reps: int = 0) -> dict:
     """Time N queued requests with batching off and on; write bench/results/batching.json; return the summary."""
-    from t2i.engine import Engine
+    from t2i.generation.engine import Engine
     from t2i.plugins import PluginManager
     from t2i.request import GenerationRequest
     from t2i.settings import Settings

@@ -24,7 +24,7 @@ def run(options: Options) -> dict:
     """Time engine and bare pipeline A B A B; write bench/results/engine_overhead.json; return the summary."""
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
-    from t2i.engine import Engine
+    from t2i.generation.engine import Engine
     from t2i.plugins import PluginManager
     from t2i.request import GenerationRequest
     from t2i.settings import EMBEDDED_MODEL_DIR, Settings, resolve_dtype

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_result  # noqa: E402
 from t2i.embedded.captions import corpus  # noqa: E402
-from t2i.engine import Engine  # noqa: E402
+from t2i.generation.engine import Engine  # noqa: E402
 from t2i.plugins import PluginManager  # noqa: E402
 from t2i.request import GenerationRequest  # noqa: E402
 from t2i.settings import Settings  # noqa: E402

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from t2i.fastpath import apply_fast_path, feature_cache, plan_for
+from t2i.generation.fastpath import apply_fast_path, feature_cache, plan_for
 
 from .common import Options, sync, architecture, interleaved, print_table, sd15_pipeline, write_result
 

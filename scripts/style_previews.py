@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from t2i.engine import Engine  # noqa: E402
-from t2i.labels import Labeller  # noqa: E402
-from t2i.metadata import write_atomically  # noqa: E402
+from t2i.generation.engine import Engine  # noqa: E402
+from t2i.recipes.labels import Labeller  # noqa: E402
+from t2i.recipes.infotext import write_atomically  # noqa: E402
 from t2i.request import GenerationRequest  # noqa: E402
 from t2i.settings import Settings  # noqa: E402
 from t2i.styles import BUILTIN_STYLES_DIR, load_styles, preview_path  # noqa: E402

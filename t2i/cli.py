@@ -10,16 +10,16 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from .plugins import Plugin, PluginManager
-from .request import REQUEST_FIELDS, FieldSpec
-from .settings import Settings
+from t2i.plugins import Plugin, PluginManager
+from t2i.request import REQUEST_FIELDS, FieldSpec
+from t2i.settings import Settings
 
 
 def _generate(args) -> int:
-    from .engine import Engine
-    from .labels import Labeller
-    from .metadata import write_atomically
-    from .request import GenerationRequest, RequestError
+    from t2i.generation.engine import Engine
+    from t2i.recipes.labels import Labeller
+    from t2i.recipes.infotext import write_atomically
+    from t2i.request import GenerationRequest, RequestError
 
     out = Path(args.output)
     if out.suffix.lower() != ".png":
@@ -62,7 +62,7 @@ def _units_from_flags(args) -> dict[str, list[dict]]:
 
 
 def _evaluate(args) -> int:
-    from .eval.benchmark import run_benchmark
+    from t2i.eval.benchmark import run_benchmark
 
     run_benchmark(model=args.model, steps=args.steps, n_single=args.single, n_pairs=args.pairs,
                   speed_runs=args.speed_runs)
@@ -91,7 +91,7 @@ def build_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParse
     ev.add_argument("--pairs", type=int, default=100, help="number of two-object prompts")
     ev.add_argument("--speed-runs", type=int, default=7)
     ev.set_defaults(run=_evaluate)
-    from .train.cli import add_train_parser  # light: the trainer's heavy imports happen when it runs
+    from t2i.train.command import add_train_parser  # light: the trainer's heavy imports happen when it runs
 
     add_train_parser(sub)
     return parser

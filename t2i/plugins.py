@@ -33,8 +33,8 @@ from typing import Any, ClassVar, ContextManager, Iterable, Mapping, Sequence
 
 from PIL import Image
 
-from .request import RequestError
-from .settings import Settings
+from t2i.request import RequestError
+from t2i.settings import Settings
 
 log = logging.getLogger(__name__)
 

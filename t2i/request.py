@@ -13,8 +13,8 @@ from typing import Any
 
 from PIL import Image
 
-from .samplers import SAMPLERS
-from .settings import Settings
+from t2i.generation.samplers import SAMPLERS
+from t2i.settings import Settings
 
 MAX_SEED = 2**32 - 1
 WIDGETS = ("text", "dropdown", "multiselect", "slider", "number", "image")

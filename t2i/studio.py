@@ -9,17 +9,19 @@ from typing import Any, Iterator
 
 from PIL import Image
 
-from .engine import Engine, ProgressEvent
-from .jobs import load_image_file, save_result, session_folder, stream_generation
-from .labels import Labeller
-from .metadata import infotext
-from .model_access import check_server_model, model_folder_entries
-from .ratelimit import RateLimiter
-from .request import REQUEST_FIELDS, GenerationRequest, GenerationResult, RequestError
-from .samplers import DISTILLED_FOR, sampler_warning
-from .sessions import SessionUploads, upload_folder
-from .settings import Settings
-from .styles import SessionStyles, UnknownStyleError, apply_styles, read_style_upload
+from t2i.generation.engine import Engine, ProgressEvent
+from t2i.generation.stream import stream_generation
+from t2i.recipes.outputs import save_result, session_folder
+from t2i.web.uploads import load_image_file
+from t2i.recipes.labels import Labeller
+from t2i.recipes.infotext import infotext
+from t2i.models.access import check_server_model, model_folder_entries
+from t2i.web.ratelimit import RateLimiter
+from t2i.request import REQUEST_FIELDS, GenerationRequest, GenerationResult, RequestError
+from t2i.generation.samplers import DISTILLED_FOR, sampler_warning
+from t2i.web.sessions import SessionUploads, upload_folder
+from t2i.settings import Settings
+from t2i.styles import SessionStyles, UnknownStyleError, apply_styles, read_style_upload
 
 
 # Derived, so a declared field is on the form at once. Values arrive as widgets send them (20.0 for 20); images, and

@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
 import pytest
 import torch
 
-from t2i.engine import Engine
+from t2i.generation.engine import Engine
 from t2i.settings import Settings
 from tiny_components import clip_config, tiny_parts
 

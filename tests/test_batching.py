@@ -14,8 +14,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from t2i.batching import batch_key
-from t2i.engine import Engine, GenerationCancelled
+from t2i.generation.batching import batch_key
+from t2i.generation.engine import Engine, GenerationCancelled
 from t2i.eval.analyzer import analyze
 from t2i.request import GenerationRequest, RequestError
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from t2i.embedded.controlnet_train import foreground_mask, heldout_controls, mask_iou
+from t2i.embedded.training.train_controlnet import foreground_mask, heldout_controls, mask_iou
 from t2i.embedded.world import Scene, ShapeObject, render
 from t2i.eval.analyzer import analyze
 

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from t2i.jobs import save_result
+from t2i.recipes.outputs import save_result
 from t2i.request import GenerationRequest
 
 playwright = pytest.importorskip("playwright.sync_api")

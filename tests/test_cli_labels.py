@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from c2pa_helpers import make_c2pa_files
-from t2i.jobs import save_result
-from t2i.labels import AI_SOURCE_TYPE, LABEL_KEY, XMP_KEY, describe_labels, read_c2pa, read_label, read_watermark
-from t2i.metadata import RECIPE_KEY
-from t2i.pnginfo import read_png
+from t2i.recipes.outputs import save_result
+from t2i.recipes.labels import AI_SOURCE_TYPE, LABEL_KEY, XMP_KEY, describe_labels, read_c2pa, read_label, read_watermark
+from t2i.recipes.infotext import RECIPE_KEY
+from t2i.recipes.pnginfo import read_png
 from t2i.request import GenerationRequest
 
 pytestmark = pytest.mark.slow  # the CLI in subprocesses

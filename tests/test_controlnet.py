@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from tiny_components import clip_config, tiny_parts
-from t2i.engine import Engine
+from t2i.generation.engine import Engine
 from t2i.request import GenerationRequest, RequestError
 
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from t2i.cli import main
-from t2i.embedded.controlnet_train import control_ious, foreground_mask, heldout_controls, mask_iou
+from t2i.embedded.training.train_controlnet import control_ious, foreground_mask, heldout_controls, mask_iou
 from t2i.request import GenerationRequest
 
 N_CONTROLS = 8  # the training script's eval stage measures 48 (see the model card)

@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from t2i.embedded.controlnet_train import canny_map, draw, object_mask, placed_scene
+from t2i.embedded.training.train_controlnet import canny_map, draw, object_mask, placed_scene
 from t2i.plugins import PluginManager
 from t2i.request import RequestError
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from t2i.embedded.controlnet_train import canny_map, foreground_mask, heldout_controls, mask_iou
+from t2i.embedded.training.train_controlnet import canny_map, foreground_mask, heldout_controls, mask_iou
 
 pytestmark = pytest.mark.slow  # the real app
 

@@ -7,13 +7,13 @@ import pytest
 from PIL import Image
 
 from t2i.embedded.world import Scene, ShapeObject, render
-from t2i.engine import Engine, GenerationCancelled
+from t2i.generation.engine import Engine, GenerationCancelled
 from t2i.eval.analyzer import analyze, named_colour_share
-from t2i.metadata import png_bytes
-from t2i.prompts import encode_prompts
+from t2i.recipes.infotext import png_bytes
+from t2i.generation.prompts import encode_prompts
 from t2i.plugins import PluginManager
 from t2i.request import GenerationRequest, RequestError
-from t2i.samplers import SAMPLERS
+from t2i.generation.samplers import SAMPLERS
 
 
 def run(engine, **fields):
@@ -185,7 +185,7 @@ def test_sdxl_shaped_pipeline_runs_through_the_same_engine(engine, tiny_sdxl_dir
 
 
 def test_preview_method_is_chosen_by_vae_size_and_setting(engine):
-    from t2i.previews import preview_method
+    from t2i.generation.previews import preview_method
 
     model = engine.models.get("embedded")
     assert preview_method(model, "auto") == "full" and preview_method(model, "approx") == "approx"

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from t2i.embedded.controlnet_train import foreground_mask, mask_iou
-from t2i.engine import Engine
+from t2i.embedded.training.train_controlnet import foreground_mask, mask_iou
+from t2i.generation.engine import Engine
 from t2i.eval.analyzer import analyze
-from t2i.fastpath import FastPath, cpu_has_bf16, feature_cache, plan_for
+from t2i.generation.fastpath import FastPath, cpu_has_bf16, feature_cache, plan_for
 from t2i.plugins import PluginManager
 from t2i.request import GenerationRequest
 

@@ -2,7 +2,7 @@
 
 import hashlib
 
-from t2i.file_hash import file_sha256, files_sha256
+from t2i.models.file_hash import file_sha256, files_sha256
 
 
 def test_file_sha256_matches_hashlib(tmp_path):

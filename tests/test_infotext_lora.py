@@ -13,9 +13,9 @@ from diffusers import UNet2DConditionModel
 from safetensors.torch import save_file
 
 from lora_helpers import UNET_TARGETS, random_lora_weights
-from t2i.engine import Engine
-from t2i.metadata import infotext, png_bytes
-from t2i.pnginfo import parse_infotext
+from t2i.generation.engine import Engine
+from t2i.recipes.infotext import infotext, png_bytes
+from t2i.recipes.pnginfo import parse_infotext
 from t2i.request import GenerationRequest
 from t2i.settings import EMBEDDED_MODEL_DIR
 

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from c2pa_helpers import make_c2pa_files
-from t2i.jobs import save_result
-from t2i.labels import (AI_SOURCE_TYPE, LABEL_KEY, WATERMARK_MIN_MATCH, XMP_KEY, Labeller, add_watermark,
+from t2i.recipes.outputs import save_result
+from t2i.recipes.labels import (AI_SOURCE_TYPE, LABEL_KEY, WATERMARK_MIN_MATCH, XMP_KEY, Labeller, add_watermark,
                         describe_labels, read_c2pa, read_label, read_watermark)
-from t2i.pnginfo import read_png
+from t2i.recipes.pnginfo import read_png
 from t2i.request import GenerationRequest, RequestError
 
 ARTIFACTS = os.environ.get("T2I_TEST_ARTIFACTS", "artifacts")

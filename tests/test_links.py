@@ -2,7 +2,7 @@
 
 import pytest
 
-from t2i.links import form_from_query, recipe_query
+from t2i.recipes.links import form_from_query, recipe_query
 from t2i.request import PLAIN_FIELDS, GenerationRequest, RequestError
 
 RECIPE = {"prompt": "a red star, (blue:1.2) & more?", "negative_prompt": "green #1", "styles": ["Pop Art", "Anime"],

@@ -12,7 +12,7 @@ import pytest
 
 from lora_helpers import to_kohya, train_tint_lora
 from t2i.cli import main as cli_main
-from t2i.engine import Engine
+from t2i.generation.engine import Engine
 from t2i.request import GenerationRequest, RequestError
 
 PROMPTS = ("a blue circle on a white background", "a green star in the top left on a gray background")

@@ -14,7 +14,7 @@ from diffusers import UNet2DConditionModel
 from safetensors.torch import save_file
 
 from lora_helpers import TEXT_TARGETS, UNET_TARGETS, random_lora_weights
-from t2i.engine import Engine
+from t2i.generation.engine import Engine
 from t2i_plugins.lora.files import LoraLibrary, trigger_words
 from t2i.request import GenerationRequest, RequestError
 from t2i.settings import EMBEDDED_MODEL_DIR

@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from t2i.engine import Engine
-from t2i.metadata import infotext
-from t2i.model_access import check_server_model, model_folder_entries
+from t2i.generation.engine import Engine
+from t2i.recipes.infotext import infotext
+from t2i.models.access import check_server_model, model_folder_entries
 from t2i.request import RequestError
 from t2i.settings import EMBEDDED_MODEL_DIR
 from t2i.studio import GenerateForm, Studio

@@ -17,10 +17,10 @@ import pytest
 from diffusers import StableDiffusionPipeline
 from transformers import CLIPTextModel
 
-from t2i.engine import Engine
-from t2i.models import GIB, ModelCache
+from t2i.generation.engine import Engine
+from t2i.models.cache import GIB, ModelCache
 from t2i.request import GenerationRequest
-from t2i.safetensors_check import read_safetensors_header
+from t2i.models.file_checks import read_safetensors_header
 from t2i.settings import EMBEDDED_MODEL_DIR
 from tiny_components import clip_config, tiny_parts
 
@@ -100,7 +100,7 @@ def test_model_bigger_than_the_bound_loads_alone_with_a_warning(settings, tiny_s
     cache = cache_with(settings, gb=cache_with(settings).get("embedded").memory_bytes() / 2 / GIB)
     cache.get(a)
     cache.get(b)
-    with caplog.at_level(logging.WARNING, logger="t2i.models"):
+    with caplog.at_level(logging.WARNING, logger="t2i.models.cache"):
         model = cache.get("embedded")
     assert cache.loaded() == ["embedded"] and model.pipeline.unet is not None
     assert any("more than T2I_MODEL_CACHE_GB" in record.getMessage() for record in caplog.records)

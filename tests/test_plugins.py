@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from t2i.engine import Engine
+from t2i.generation.engine import Engine
 from t2i.plugins import Adapter, Param, PluginManager
 from t2i.request import GenerationRequest, RequestError
 

@@ -5,8 +5,8 @@ import io
 import pytest
 from PIL import Image, PngImagePlugin
 
-from t2i.metadata import infotext, png_bytes
-from t2i.pnginfo import parse_infotext, read_png
+from t2i.recipes.infotext import infotext, png_bytes
+from t2i.recipes.pnginfo import parse_infotext, read_png
 from t2i.request import GenerationRequest, RequestError
 
 sd_parsers = pytest.importorskip("sd_parsers")

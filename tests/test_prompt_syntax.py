@@ -1,4 +1,4 @@
-"""A1111 and compel prompt syntax in, compel syntax out (t2i.prompt_syntax), read back by compel's own parser."""
+"""A1111 and compel prompt syntax in, compel syntax out (t2i.generation.prompt_syntax), read back by compel's own parser."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from t2i.prompt_syntax import PromptSyntaxError, is_compel_syntax, to_compel
+from t2i.generation.prompt_syntax import PromptSyntaxError, is_compel_syntax, to_compel
 
 
 @pytest.fixture(scope="module")

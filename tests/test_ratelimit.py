@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from t2i.ratelimit import RateLimited, RateLimiter
+from t2i.web.ratelimit import RateLimited, RateLimiter
 from t2i.studio import GenerateForm, Studio
 
 

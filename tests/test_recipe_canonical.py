@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from t2i.metadata import png_bytes
+from t2i.recipes.infotext import png_bytes
 from t2i.request import GenerationRequest
 
 

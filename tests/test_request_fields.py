@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from t2i.cli import build_parser
-from t2i.links import form_from_query, recipe_query
-from t2i.pnginfo import parse_infotext
+from t2i.recipes.links import form_from_query, recipe_query
+from t2i.recipes.pnginfo import parse_infotext
 from t2i.request import PLAIN_FIELDS, REQUEST_FIELDS, GenerationRequest, RequestError
 from t2i.studio import GenerateForm, Studio
 

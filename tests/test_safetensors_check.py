@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from t2i.request import RequestError
-from t2i.safetensors_check import check_safetensors_file
+from t2i.models.file_checks import check_safetensors_file
 
 
 def _write(path, header: dict, data: bytes = b""):

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from t2i.engine import Engine
+from t2i.generation.engine import Engine
 from t2i.plugins import ImageChecker, PluginManager, PromptChecker, Verdict
 from t2i.request import GenerationRequest, RequestError
-from t2i.safety import PROMPT_REFUSED, PromptRefused, SafetyGate, load_policy
+from t2i.safety.gate import PROMPT_REFUSED, PromptRefused, SafetyGate, load_policy
 from t2i.studio import GenerateForm, Studio
 
 # Checker plugins for tests, written as real plugin modules so the CLI and the app can load them from a folder.

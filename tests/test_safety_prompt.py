@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from t2i.engine import Engine
+from t2i.generation.engine import Engine
 from t2i.request import GenerationRequest
-from t2i.safety import PROMPT_REFUSED, PromptRefused
+from t2i.safety.gate import PROMPT_REFUSED, PromptRefused
 
 DATA = Path(__file__).resolve().parent / "data"
 

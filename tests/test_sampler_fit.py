@@ -1,6 +1,6 @@
 """A sampler distilled models need (LCM) warns on a model that was not distilled for it, on every front end."""
 
-from t2i.samplers import SAMPLERS, sampler_warning
+from t2i.generation.samplers import SAMPLERS, sampler_warning
 from t2i.studio import GenerateForm, Studio
 
 

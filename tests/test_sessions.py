@@ -3,7 +3,7 @@ outside the upload folder is ever recorded or deleted."""
 
 from pathlib import Path
 
-from t2i.sessions import SessionUploads
+from t2i.web.sessions import SessionUploads
 
 
 def file(path: Path, text: str = "x") -> Path:

@@ -19,7 +19,7 @@ from diffusers import StableDiffusionPipeline
 from safetensors.torch import load_file, save_file
 
 from ldm_layout import save_single_file
-from t2i.engine import Engine
+from t2i.generation.engine import Engine
 from t2i.request import GenerationRequest, RequestError
 from t2i.settings import EMBEDDED_MODEL_DIR
 

@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-from t2i.pnginfo import read_png
+from t2i.recipes.pnginfo import read_png
 from t2i.request import GenerationRequest
 from t2i.styles import BUILTIN_STYLES_DIR, load_styles, preview_path
 

@@ -9,9 +9,9 @@ from safetensors.torch import load_file
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from t2i.embedded.captions import caption
-from t2i.embedded.text_pretrain import HEADS, IGNORE, make_heads, pretrain_text_encoder, scene_labels
-from t2i.embedded.tokenizer_build import MAX_LENGTH, build_tokenizer
-from t2i.embedded.train import described_caption
+from t2i.embedded.training.text_pretrain import HEADS, IGNORE, make_heads, pretrain_text_encoder, scene_labels
+from t2i.embedded.training.tokenizer_build import MAX_LENGTH, build_tokenizer
+from t2i.embedded.training.train_model import described_caption
 from t2i.embedded.world import POSITIONS, Scene, ShapeObject, random_scene
 
 

@@ -7,7 +7,7 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import save_file
 
-from t2i.train.checkpoints import KEEP, LORA_FILE, LoraCheckpoints, latest_checkpoint_step
+from t2i.train.resume import KEEP, LORA_FILE, LoraCheckpoints, latest_checkpoint_step
 
 
 def _run(folder, steps: int, save_every: int = 0, resume: bool = False):

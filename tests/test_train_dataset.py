@@ -14,7 +14,7 @@ from PIL import Image
 
 from t2i.plugins import PluginManager
 from t2i.request import RequestError
-from t2i.safety import SafetyGate
+from t2i.safety.gate import SafetyGate
 from t2i.train.config import PRESETS, TrainingConfig, config_from_preset
 from t2i.train.dataset import DatasetLimits, load_saved, prepare_dataset
 

@@ -19,13 +19,13 @@ from diffusers import StableDiffusionPipeline
 
 from t2i.plugins import PluginManager
 from t2i.request import RequestError
-from t2i.safety import SafetyGate
+from t2i.safety.gate import SafetyGate
 from t2i.train.config import TrainingConfig, config_from_preset
 from t2i.train.dataset import prepare_dataset
 from t2i.train.export import card_front_matter, library_paths, model_card
 from t2i.train.hub import HUB_WEIGHTS, check_repo_id, push_run, stage
 from t2i.train.runner import TrainingRunner
-from t2i.train.studio import TrainingStudio
+from t2i.train.actions import TrainingStudio
 
 from test_train_lora import _teal_images
 

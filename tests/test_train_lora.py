@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from t2i.embedded.world import SHAPES, Scene, ShapeObject, render
-from t2i.engine import Engine
+from t2i.generation.engine import Engine
 from t2i.request import GenerationRequest
 from t2i.settings import EMBEDDED_MODEL_DIR
 from t2i.train.config import config_from_preset

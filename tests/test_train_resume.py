@@ -16,11 +16,11 @@ from safetensors import safe_open
 
 from t2i.plugins import PluginManager
 from t2i.request import RequestError
-from t2i.safety import SafetyGate
+from t2i.safety.gate import SafetyGate
 from t2i.train.config import config_from_preset
 from t2i.train.dataset import prepare_dataset
 from t2i.train.runner import TrainingRunner, read_status
-from t2i.train.studio import TrainingStudio
+from t2i.train.actions import TrainingStudio
 
 from test_train_hub import TOKEN, _unused_port
 from test_train_lora import _events, _teal_images

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from t2i.engine import Engine
+from t2i.generation.engine import Engine
 from t2i.request import GenerationRequest, RequestError
 from t2i.train.config import config_from_preset
 from t2i.train.dataset import prepare_dataset
@@ -96,8 +96,8 @@ def test_cli_trains_a_folder_and_prints_the_lora_last(train_env):
 
 def test_training_studio_checks_uploads_and_refuses_bad_tokens(tmp_path, settings):
     from t2i.plugins import PluginManager
-    from t2i.safety import SafetyGate
-    from t2i.train.studio import TrainingStudio
+    from t2i.safety.gate import SafetyGate
+    from t2i.train.actions import TrainingStudio
 
     studio = TrainingStudio(dataclasses.replace(settings, data_dir=tmp_path / "data"),
                             SafetyGate(PluginManager(), settings))

@@ -19,7 +19,7 @@ KILL_AT = 5
 # lands at a known step, where a timed kill lands anywhere (or after the run ended).
 KILLED_AFTER_CHECKPOINT = """
 import os, runpy, signal, sys
-import t2i.embedded.checkpoints as checkpoints
+import t2i.embedded.training.checkpoints as checkpoints
 save, kill_at = checkpoints.save_checkpoint, int(sys.argv[1])
 def save_then_die(folder, models, optimizer, step, ema=None):
     save(folder, models, optimizer, step, ema)
@@ -27,7 +27,7 @@ def save_then_die(folder, models, optimizer, step, ema=None):
         os.kill(os.getpid(), signal.SIGKILL)
 checkpoints.save_checkpoint = save_then_die
 sys.argv = ["train", *sys.argv[2:]]
-runpy.run_module("t2i.embedded.train", run_name="__main__", alter_sys=True)
+runpy.run_module("t2i.embedded.training.train_model", run_name="__main__", alter_sys=True)
 """
 
 
@@ -38,7 +38,7 @@ def train(work, out, *prefix):
 
 
 def test_killed_run_resumes_from_its_last_checkpoint_to_the_straight_runs_weights(tmp_path):
-    straight = train(tmp_path / "a", tmp_path / "out-a", "-m", "t2i.embedded.train")
+    straight = train(tmp_path / "a", tmp_path / "out-a", "-m", "t2i.embedded.training.train_model")
     assert straight.returncode == 0, straight.stderr
     # the stages before the denoiser are shared, so the comparison is about resuming alone: they are not
     # reproducible across processes today (two fresh runs' VAE weights were up to 0.76 apart)
@@ -49,7 +49,7 @@ def test_killed_run_resumes_from_its_last_checkpoint_to_the_straight_runs_weight
     step_file = tmp_path / "b" / "denoiser_ckpt" / "step.json"
     assert json.loads(step_file.read_text())["step"] == KILL_AT
 
-    resumed = train(tmp_path / "b", tmp_path / "out-b", "-m", "t2i.embedded.train")
+    resumed = train(tmp_path / "b", tmp_path / "out-b", "-m", "t2i.embedded.training.train_model")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming denoiser_ckpt from step {KILL_AT}" in resumed.stdout  # continued, not restarted
     assert json.loads(step_file.read_text())["step"] == 12

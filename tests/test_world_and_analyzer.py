@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from t2i.embedded.captions import EVAL_TEMPLATES, TRAIN_TEMPLATES, caption, is_held_out
-from t2i.embedded.train import TrainConfig, training_scenes
+from t2i.embedded.training.train_model import TrainConfig, training_scenes
 from t2i.embedded.world import COLOURS, POSITIONS, SHAPES, Scene, random_scene, render
 from t2i.eval.analyzer import analyze, relation_holds
 from t2i.eval.benchmark import pair_cases, score_pair, single_object_cases

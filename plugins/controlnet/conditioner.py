@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
 from PIL import Image
 
-from t2i.jobs import load_image_file
+from t2i.web.uploads import load_image_file
 from t2i.plugins import CliFlag, Conditioner, Param
 from t2i.request import RequestError
 

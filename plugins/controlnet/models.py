@@ -10,8 +10,8 @@ import json
 from collections import OrderedDict
 from pathlib import Path
 
-from t2i.file_hash import file_sha256
-from t2i.model_access import HUB_ID
+from t2i.models.file_hash import file_sha256
+from t2i.models.access import HUB_ID
 from t2i.request import RequestError
 from t2i.settings import EMBEDDED_MODEL_DIR
 

@@ -17,8 +17,8 @@ from typing import Mapping
 
 import torch
 
-from t2i.metadata import PROMPT_TAGS_FIELD
-from t2i.model_access import HUB_ID
+from t2i.recipes.infotext import PROMPT_TAGS_FIELD
+from t2i.models.access import HUB_ID
 from t2i.plugins import Adapter, CliFlag, Param
 from t2i.request import RequestError
 

@@ -21,10 +21,10 @@ import torch
 from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_peft, convert_unet_state_dict_to_peft
 from safetensors.torch import load_file
 
-from t2i.file_hash import file_sha256
-from t2i.model_access import HUB_ID
+from t2i.models.file_hash import file_sha256
+from t2i.models.access import HUB_ID
 from t2i.request import RequestError
-from t2i.safetensors_check import read_safetensors_header
+from t2i.models.file_checks import read_safetensors_header
 
 MAX_HEADER_BYTES = 4 << 20  # real LoRA headers, kohya metadata included, are under 1 MB; parsing 4 MB takes < 1 s
 MAX_TENSORS = 20_000  # a full SDXL LoRA (UNet + both text encoders, with alphas) has about 2,500

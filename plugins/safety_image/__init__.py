@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from t2i.safety import load_policy
+from t2i.safety.gate import load_policy
 
 from .nudenet_checker import NudeNetChecker
 from .sd_checker import load_sd_checker

@@ -3,7 +3,7 @@ contexts, and alt-profanity-check's shipped offensive-language classifier. Runs 
 
 from __future__ import annotations
 
-from t2i.safety import load_policy
+from t2i.safety.gate import load_policy
 
 from .checker import PromptModeration
 

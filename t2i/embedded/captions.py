@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from .world import DEFAULT_BACKGROUND, DEFAULT_POSITION, DEFAULT_SIZE, Scene, ShapeObject
+from t2i.embedded.world import DEFAULT_BACKGROUND, DEFAULT_POSITION, DEFAULT_SIZE, Scene, ShapeObject
 
 SHAPE_WORDS = {
     "circle": ["circle", "ball", "disc", "round circle"],
@@ -103,7 +103,7 @@ def caption(scene: Scene, rng: random.Random, eval_wording: bool = False) -> str
 
 def corpus(n: int, seed: int = 0) -> list[str]:
     """Captions of random scenes (all styles and colours, for building the tokenizer's merges)."""
-    from .world import ALL_COLOURS, HELD_OUT_STYLES, STYLES, random_scene
+    from t2i.embedded.world import ALL_COLOURS, HELD_OUT_STYLES, STYLES, random_scene
 
     rng = random.Random(seed)
     colours = tuple(c for c in ALL_COLOURS if c != "gray")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from t2i.embedded.captions import caption, is_held_out
 from t2i.embedded.world import BACKGROUND_ONLY_COLOURS, COLOURS, POSITIONS, SHAPES, SIZES, Scene, ShapeObject, random_scene
 
-from .analyzer import analyze, named_colour_share, relation_holds
+from t2i.eval.analyzer import analyze, named_colour_share, relation_holds
 
 TARGETS = {"colour": 0.90, "background": 0.95, "shape": 0.85, "position": 0.85, "size": 0.80,
            "pair_both_right": 0.60, "clean_pixels": 0.90}
@@ -87,7 +87,7 @@ def score_pair(case: EvalCase, image) -> dict:
 def run_benchmark(model: str = "embedded", steps: int = 20, n_single: int = 200, n_pairs: int = 100,
                   speed_runs: int = 7) -> dict:
     """Generate and judge the held-out prompt sets; print a table and a final JSON line; return the numbers."""
-    from t2i.engine import Engine
+    from t2i.generation.engine import Engine
     from t2i.plugins import PluginManager
     from t2i.request import GenerationRequest
     from t2i.settings import Settings

@@ -36,7 +36,7 @@ def round_trip(vae, images):
     """Images through encode (posterior mode) and decode, back as PIL images."""
     from PIL import Image
 
-    from t2i.embedded.train import images_to_tensor
+    from t2i.embedded.training.train_model import images_to_tensor
 
     decoded = vae.decode(vae.encode(images_to_tensor(images)).latent_dist.mode()).sample
     pixels = ((decoded.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from .. import __version__
-from ..models import LoadedModel
-from ..plugins import Plugin
-from ..request import MAX_SEED, GenerationRequest
-from ..styles import StyledPrompt
+from t2i import __version__
+from t2i.models.cache import LoadedModel
+from t2i.plugins import Plugin
+from t2i.request import MAX_SEED, GenerationRequest
+from t2i.styles import StyledPrompt
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The one run path: requests run as members of a group, and a request on its own is a group of one.
 
 A group shares its model, sampler, steps, CFG, size, mode, strength and plugin units apart from their images
-(t2i/batching.py decides who may join). Each batch of a group is one pipeline call: prompt embeddings one row
+(t2i/generation/batching.py decides who may join). Each batch of a group is one pipeline call: prompt embeddings one row
 per image (what `num_images_per_prompt` would repeat, done per member), one CPU generator per image so every
 image keeps its seed's noise, and each input the members share passed once while inputs that differ (init
 images, masks, control maps) are passed one per image. A conditioner's extra arguments must therefore be images,
@@ -23,16 +23,16 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..fastpath import feature_cache
-from ..plugins import activated
-from ..previews import latents_to_preview, preview_method
-from ..progress import GenerationCancelled, ProgressCallback, ProgressEvent
-from ..prompts import encode_prompts
-from ..request import GeneratedImage, GenerationResult
-from ..safety import SafetyGate
-from ..samplers import make_scheduler
-from ..settings import Settings
-from .prepared import PreparedRequest
+from t2i.generation.fastpath import feature_cache
+from t2i.plugins import activated
+from t2i.generation.previews import latents_to_preview, preview_method
+from t2i.generation.progress import GenerationCancelled, ProgressCallback, ProgressEvent
+from t2i.generation.prompts import encode_prompts
+from t2i.request import GeneratedImage, GenerationResult
+from t2i.safety.gate import SafetyGate
+from t2i.generation.samplers import make_scheduler
+from t2i.settings import Settings
+from t2i.generation.prepared import PreparedRequest
 
 
 @dataclass(eq=False)

@@ -15,10 +15,10 @@ from huggingface_hub import ModelCardData
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from t2i.model_access import HUB_ID
+from t2i.models.access import HUB_ID
 from t2i_plugins.lora.files import KOHYA_SUFFIX
 
-from .config import TrainingConfig
+from t2i.train.config import TrainingConfig
 
 TRIGGER_KEY = "t2i_trigger_words"  # JSON list; the LoRA plugin reads it (and kohya's ss_tag_frequency)
 

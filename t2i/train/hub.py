@@ -21,9 +21,9 @@ from safetensors import safe_open
 
 from t2i.request import RequestError
 
-from .config import TrainingConfig
-from .export import library_paths, model_card
-from .runner import TrainingRunner
+from t2i.train.config import TrainingConfig
+from t2i.train.export import library_paths, model_card
+from t2i.train.runner import TrainingRunner
 
 HUB_WEIGHTS = "pytorch_lora_weights.safetensors"  # the file diffusers' load_lora_weights(repo_id) picks
 CARD = "README.md"

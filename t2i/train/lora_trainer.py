@@ -31,17 +31,17 @@ from filelock import FileLock, Timeout
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-from t2i.engine import VERSION
-from t2i.models import ModelCache
+from t2i.generation.engine import VERSION
+from t2i.models.cache import ModelCache
 from t2i.request import RequestError
 from t2i.settings import Settings
 
-from .buckets import assign_buckets, fit
-from .checkpoints import LoraCheckpoints
-from .config import TrainingConfig
-from .dataset import load_saved
-from .export import export_lora, lora_metadata, model_card
-from .runner import BUSY_EXIT, RUN_LOCK
+from t2i.train.buckets import assign_buckets, fit
+from t2i.train.resume import LoraCheckpoints
+from t2i.train.config import TrainingConfig
+from t2i.train.dataset import load_saved
+from t2i.train.export import export_lora, lora_metadata, model_card
+from t2i.train.runner import BUSY_EXIT, RUN_LOCK
 
 ATTENTION_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
 # kohya's LoCon set: every layer of ResnetBlock2D, Downsample2D and Upsample2D ("conv" is the resamplers' layer)

@@ -23,9 +23,9 @@ from filelock import FileLock, Timeout
 from t2i.request import RequestError
 from t2i.settings import Settings
 
-from .checkpoints import latest_checkpoint_step
-from .config import TrainingConfig
-from .dataset import Dataset
+from t2i.train.resume import latest_checkpoint_step
+from t2i.train.config import TrainingConfig
+from t2i.train.dataset import Dataset
 
 RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[A-Za-z0-9_.-]{1,64}-[0-9a-f]{6,16}$")  # older runs: 6 hex digits
 RUN_LOCK = "run.lock"  # held by a run's trainer process for its whole life, also while it waits for its turn

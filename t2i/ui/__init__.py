@@ -9,11 +9,11 @@ import gradio as gr
 
 from t2i.studio import Studio
 
-from .generate_tab import create_generate_tab
-from .recipe_tab import create_recipe_tab, wire_recipe_links
-from .styles_tab import create_styles_tab, wire_style_sessions
-from .train_tab import create_train_tab
-from .uploads import upload_sweep, wire_upload_sessions
+from t2i.ui.generate_tab import create_generate_tab
+from t2i.ui.recipe_tab import create_recipe_tab, wire_recipe_links
+from t2i.ui.styles_tab import create_styles_tab, wire_style_sessions
+from t2i.ui.train_tab import create_train_tab
+from t2i.ui.uploads import upload_sweep, wire_upload_sessions
 
 
 # small models make small images: show them enlarged with sharp pixels, not smeared

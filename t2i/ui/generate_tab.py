@@ -9,19 +9,19 @@ from typing import Callable
 
 import gradio as gr
 
-from t2i.pnginfo import read_png
+from t2i.recipes.pnginfo import read_png
 from t2i.request import REQUEST_FIELDS, RequestError
 from t2i.settings import Settings
 from t2i.studio import GenerateForm, Studio
 
-from .plugin_panels import (PanelContext, accept_plugin_values, create_own_panels, create_plugin_panels,
+from t2i.ui.plugin_panels import (PanelContext, accept_plugin_values, create_own_panels, create_plugin_panels,
                             units_from_values)
-from .uploads import track_uploads
-from .widgets import upload_image
+from t2i.ui.uploads import track_uploads
+from t2i.ui.widgets import upload_image
 
 log = logging.getLogger(__name__)
 MODEL_WORK = "model"  # one concurrency group for everything that runs a model
-# what the Model box takes when T2I_MODEL_LOCAL_PATHS is off (t2i/model_access.py); when on, its declared help
+# what the Model box takes when T2I_MODEL_LOCAL_PATHS is off (t2i/models/access.py); when on, its declared help
 SERVER_MODEL_HELP = "'embedded', a model from the server's model folder, or a hub id (owner/name)"
 _COMPONENTS = {"text": gr.Textbox, "dropdown": gr.Dropdown, "multiselect": gr.Dropdown, "slider": gr.Slider,
                "number": gr.Number}

@@ -20,7 +20,7 @@ import gradio as gr
 from t2i.plugins import Param, Plugin
 from t2i.studio import Studio
 
-from .widgets import upload_image
+from t2i.ui.widgets import upload_image
 
 log = logging.getLogger(__name__)
 

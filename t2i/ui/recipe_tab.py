@@ -9,13 +9,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from t2i.labels import describe_labels
-from t2i.links import form_from_query, recipe_query
-from t2i.pnginfo import ReadRecipe, parse_infotext, read_png
+from t2i.recipes.labels import describe_labels
+from t2i.recipes.links import form_from_query, recipe_query
+from t2i.recipes.pnginfo import ReadRecipe, parse_infotext, read_png
 from t2i.request import PLAIN_FIELDS, RequestError
 from t2i.studio import Studio
 
-from .uploads import track_uploads
+from t2i.ui.uploads import track_uploads
 
 MAX_PNG_BYTES = 50 << 20
 

@@ -8,7 +8,7 @@ from t2i.request import RequestError
 from t2i.studio import Studio
 from t2i.styles import preview_path
 
-from .uploads import track_uploads
+from t2i.ui.uploads import track_uploads
 
 
 def create_styles_tab(studio: Studio, form: dict) -> None:

@@ -17,9 +17,9 @@ from t2i.request import RequestError
 from t2i.settings import Settings
 from t2i.studio import Studio
 from t2i.train.config import DEFAULT_PRESET, METHODS, PRESETS
-from t2i.train.studio import TrainingStudio
+from t2i.train.actions import TrainingStudio
 
-from .uploads import track_uploads
+from t2i.ui.uploads import track_uploads
 
 REMEMBERED_RUNS = 50  # run ids a browser keeps; the oldest are forgotten first
 

@@ -80,7 +80,7 @@ def write_test_loras(folder: Path) -> None:
 
 def write_control_image(path: Path) -> Path:
     """A held-out shapes-world picture for a ControlNet unit."""
-    from t2i.embedded.controlnet_train import heldout_controls
+    from t2i.embedded.training.train_controlnet import heldout_controls
 
     heldout_controls(1)[0][0].save(path)
     return path

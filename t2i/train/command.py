@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import DEFAULT_PRESET, METHODS, PRESETS, TARGETS
+from t2i.train.config import DEFAULT_PRESET, METHODS, PRESETS, TARGETS
 
 
 def add_train_parser(sub) -> None:
@@ -61,17 +61,17 @@ def _overrides(args) -> dict:
 def _train(args) -> int:
     from t2i.plugins import PluginManager
     from t2i.request import RequestError
-    from t2i.safety import SafetyGate
+    from t2i.safety.gate import SafetyGate
     from t2i.settings import Settings
 
-    from .config import config_from_preset
-    from .dataset import prepare_dataset
-    from .runner import TrainingRunner
+    from t2i.train.config import config_from_preset
+    from t2i.train.dataset import prepare_dataset
+    from t2i.train.runner import TrainingRunner
 
     settings = Settings()
     runner = TrainingRunner(settings)
     if args.push_to_hub:  # a bad repo id or a missing token fails now, not after the training
-        from .hub import check_repo_id, find_token
+        from t2i.train.hub import check_repo_id, find_token
 
         check_repo_id(args.push_to_hub)
         find_token()
@@ -96,7 +96,7 @@ def _train(args) -> int:
         raise RequestError(f"training {status.state}: {status.message}{resume}")
     print(status.lora, flush=True)
     if args.push_to_hub:
-        from .hub import push_run
+        from t2i.train.hub import push_run
 
         try:
             url = push_run(runner, run_id, args.push_to_hub, private=args.private)

@@ -20,11 +20,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .generation.prepared import PreparedRequest
-from .generation.run import Member, Runner
-from .progress import GenerationCancelled, ProgressCallback
-from .request import GenerationResult
-from .settings import Settings
+from t2i.generation.prepared import PreparedRequest
+from t2i.generation.run import Member, Runner
+from t2i.generation.progress import GenerationCancelled, ProgressCallback
+from t2i.request import GenerationResult
+from t2i.settings import Settings
 
 POLL_S = 0.02  # how often a waiting request looks at its cancel event and tries the model lock
 

@@ -26,7 +26,7 @@ from functools import lru_cache
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
-from .settings import parse_speed
+from t2i.settings import parse_speed
 
 _CAST_HOOK = "t2i_low_precision"
 _CACHE_HOOK = "t2i_feature_cache"

@@ -5,7 +5,9 @@ import threading
 import pytest
 from PIL import Image
 
-from t2i.jobs import load_image_file, save_result, session_folder, stream_generation
+from t2i.generation.stream import stream_generation
+from t2i.recipes.outputs import save_result, session_folder
+from t2i.web.uploads import load_image_file
 from t2i.request import GenerationRequest, GenerationResult, RequestError
 from t2i.studio import GenerateForm, Studio
 

@@ -1,6 +1,6 @@
 """Train the embedded shapes-world model from a fixed seed, resumably.
 
-    python -m t2i.embedded.train --out t2i/embedded/model --work ~/.cache/t2i-train
+    python -m t2i.embedded.training.train_model --out t2i/embedded/model --work ~/.cache/t2i-train
 
 Stages, each resumable from the work folder: (1) the tokenizer, (2) the VAE on fresh renders (edge-weighted),
 optionally then its decoder alone (refine.py, --decoder-steps), (3) encode a fixed training set once (on CPU,
@@ -25,15 +25,15 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from .architecture import make_sample_scheduler, make_unet, make_vae
-from .checkpoints import load_checkpoint, save_checkpoint, writable_dir
-from .refine import refine_decoder, refine_low_noise
-from .text_pretrain import pretrain_text_encoder
-from .tokenizer_build import build_tokenizer
-from .training_batches import (autoencoder_batch, denoiser_batch, denoiser_update, described_caption,
+from t2i.embedded.training.architecture import make_sample_scheduler, make_unet, make_vae
+from t2i.embedded.training.checkpoints import load_checkpoint, save_checkpoint, writable_dir
+from t2i.embedded.training.refine import refine_decoder, refine_low_noise
+from t2i.embedded.training.text_pretrain import pretrain_text_encoder
+from t2i.embedded.training.tokenizer_build import build_tokenizer
+from t2i.embedded.training.batches import (autoencoder_batch, denoiser_batch, denoiser_update, described_caption,
                                images_to_tensor, load_denoiser_setup, load_text_encoder, reconstruction_loss,
                                training_scenes)
-from .world import render
+from t2i.embedded.world import render
 
 STAGES = ("all", "tokenizer", "vae", "decoder", "encode", "text", "denoiser", "low_noise", "export")
 

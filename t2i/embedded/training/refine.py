@@ -18,8 +18,8 @@ import sys
 import torch
 from tqdm import tqdm
 
-from .checkpoints import load_checkpoint, save_checkpoint
-from .training_batches import (autoencoder_batch, denoiser_batch, denoiser_update, load_denoiser_setup,
+from t2i.embedded.training.checkpoints import load_checkpoint, save_checkpoint
+from t2i.embedded.training.batches import (autoencoder_batch, denoiser_batch, denoiser_update, load_denoiser_setup,
                                reconstruction_loss)
 
 DECODER_SEED_OFFSET = 7_000_003

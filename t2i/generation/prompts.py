@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from compel import CompelForSD, CompelForSDXL
 
-from .models import LoadedModel
-from .prompt_syntax import PromptSyntaxError, to_compel
-from .request import RequestError
+from t2i.models.cache import LoadedModel
+from t2i.generation.prompt_syntax import PromptSyntaxError, to_compel
+from t2i.request import RequestError
 
 
 def encode_prompts(model: LoadedModel, prompt: str, negative_prompt: str) -> dict:

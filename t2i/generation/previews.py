@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .models import LoadedModel
-from .settings import PREVIEW_METHODS
+from t2i.models.cache import LoadedModel
+from t2i.settings import PREVIEW_METHODS
 
 FULL_PREVIEW_MAX_PARAMS = 5_000_000  # the embedded VAE has ~1 M; SD 1.5's has 84 M
 

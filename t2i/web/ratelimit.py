@@ -6,7 +6,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from .request import RequestError
+from t2i.request import RequestError
 
 MAX_TRACKED_CLIENTS = 10_000  # oldest buckets are dropped beyond this, so memory stays bounded
 

@@ -9,15 +9,15 @@ from pathlib import Path
 
 from PIL import Image
 
-from t2i.model_access import check_server_model
+from t2i.models.access import check_server_model
 from t2i.request import RequestError
-from t2i.safety import SafetyGate
+from t2i.safety.gate import SafetyGate
 from t2i.settings import Settings
 
-from .config import config_from_preset
-from .dataset import Dataset, DatasetLimits, load_saved, prepare_dataset
-from .hub import push_run
-from .runner import RunStatus, TrainingRunner
+from t2i.train.config import config_from_preset
+from t2i.train.dataset import Dataset, DatasetLimits, load_saved, prepare_dataset
+from t2i.train.hub import push_run
+from t2i.train.runner import RunStatus, TrainingRunner
 
 TOKEN_CHARS = set("0123456789abcdef")
 

@@ -26,9 +26,9 @@ from typing import Callable
 
 from PIL import Image, ImageFilter
 
-from .plugins import Plugin, PluginManager, Verdict
-from .request import RequestError
-from .settings import SAFETY_ACTIONS, Settings
+from t2i.plugins import Plugin, PluginManager, Verdict
+from t2i.request import RequestError
+from t2i.settings import SAFETY_ACTIONS, Settings
 
 log = logging.getLogger(__name__)
 PROMPT_REFUSED = "this prompt was refused by the content policy"

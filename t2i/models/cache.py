@@ -25,12 +25,12 @@ from diffusers import (
 from diffusers.loaders.single_file_utils import SingleFileComponentError, fetch_diffusers_config
 from huggingface_hub import snapshot_download
 
-from .fastpath import apply_fast_path, plan_for
-from .file_hash import file_sha256
-from .model_access import HUB_ID, model_folder_entries
-from .request import RequestError
-from .safetensors_check import read_safetensors_header
-from .settings import EMBEDDED_MODEL_DIR, Settings, resolve_device, resolve_dtype
+from t2i.generation.fastpath import apply_fast_path, plan_for
+from t2i.models.file_hash import file_sha256
+from t2i.models.access import HUB_ID, model_folder_entries
+from t2i.request import RequestError
+from t2i.models.file_checks import read_safetensors_header
+from t2i.settings import EMBEDDED_MODEL_DIR, Settings, resolve_device, resolve_dtype
 
 MODE_PIPELINES = {"img2img": AutoPipelineForImage2Image, "inpaint": AutoPipelineForInpainting}
 CONFIG_FILES = ["*.json", "**/*.json", "*.txt", "**/*.txt", "**/*.model"]  # a pipeline's configs, no weights

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlencode
 
-from .request import PLAIN_FIELDS, REQUEST_FIELDS, GenerationRequest, RequestError
-from .settings import Settings
+from t2i.request import PLAIN_FIELDS, REQUEST_FIELDS, GenerationRequest, RequestError
+from t2i.settings import Settings
 
 # Gradio's own query parameters (`?__theme=dark`, `?view=api`) are not recipe fields
 _GRADIO_PARAMS = ("view",)

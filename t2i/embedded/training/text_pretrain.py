@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .architecture import TEXT_WIDTH, make_text_encoder
-from .checkpoints import load_checkpoint, save_checkpoint
-from .tokenizer_build import MAX_LENGTH
-from .world import BACKGROUND_ONLY_COLOURS, COLOURS, POSITIONS, RELATIONS, SHAPES, SIZES
+from t2i.embedded.training.architecture import TEXT_WIDTH, make_text_encoder
+from t2i.embedded.training.checkpoints import load_checkpoint, save_checkpoint
+from t2i.embedded.training.tokenizer_build import MAX_LENGTH
+from t2i.embedded.world import BACKGROUND_ONLY_COLOURS, COLOURS, POSITIONS, RELATIONS, SHAPES, SIZES
 
 TEXT_SEED_OFFSET = 3_000_017
 IGNORE = -100  # label of an attribute the caption does not state (cross-entropy skips it)

@@ -1,7 +1,7 @@
 """Train the embedded model's ControlNet (edge maps -> shapes), resumably; then measure where it puts shapes.
 
-    python -m t2i.embedded.controlnet_train            # train against t2i/embedded/model, export, evaluate
-    python -m t2i.embedded.controlnet_train --stage eval --n-eval 48
+    python -m t2i.embedded.training.train_controlnet            # train against t2i/embedded/model, export, evaluate
+    python -m t2i.embedded.training.train_controlnet --stage eval --n-eval 48
 
 The ControlNet starts as a copy of the UNet's encoder (`ControlNetModel.from_unet`); the UNet, VAE and text
 encoder stay frozen. Training scenes are shapes-world renders with shapes moved and scaled off the 3x3 grid the
@@ -28,14 +28,14 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from .captions import SHAPE_WORDS, caption
-from .checkpoints import load_checkpoint, save_checkpoint, writable_dir
-from .tokenizer_build import MAX_LENGTH
-from .training_batches import images_to_tensor
-from .world import ALL_COLOURS, IMAGE_SIZE, SIZES, Scene, paint, position_centre, random_scene, shape_mask
-from ..eval.analyzer import FOREGROUND_DISTANCE
-from ..file_hash import files_sha256
-from ..settings import EMBEDDED_MODEL_DIR
+from t2i.embedded.captions import SHAPE_WORDS, caption
+from t2i.embedded.training.checkpoints import load_checkpoint, save_checkpoint, writable_dir
+from t2i.embedded.training.tokenizer_build import MAX_LENGTH
+from t2i.embedded.training.batches import images_to_tensor
+from t2i.embedded.world import ALL_COLOURS, IMAGE_SIZE, SIZES, Scene, paint, position_centre, random_scene, shape_mask
+from t2i.eval.analyzer import FOREGROUND_DISTANCE
+from t2i.models.file_hash import files_sha256
+from t2i.settings import EMBEDDED_MODEL_DIR
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "controlnet"
 REPO_DIR = SHIPPED_DIR.parents[2]
@@ -260,7 +260,7 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 def control_ious(engine, controls, model: str = "embedded-edges", preprocessor: str = "canny", scale: float = 1.0,
                  start: float = 0.0, end: float = 1.0, steps: int = 20, seed: int = 0) -> list[float]:
     """Mask IoU between each generated image's object and the control image's shape (0 for a withheld image)."""
-    from ..request import GenerationRequest
+    from t2i.request import GenerationRequest
 
     ious = []
     for k, (image, mask, prompt) in enumerate(controls):
@@ -275,8 +275,8 @@ def control_ious(engine, controls, model: str = "embedded-edges", preprocessor: 
 
 def evaluate(n: int) -> float:
     """Print and return the mean mask IoU of the shipped ControlNet on `n` held-out control images."""
-    from ..engine import Engine
-    from ..settings import Settings
+    from t2i.generation.engine import Engine
+    from t2i.settings import Settings
 
     engine = Engine(Settings(device="cpu", dtype="float32", default_model="embedded"))
     controls = heldout_controls(n)

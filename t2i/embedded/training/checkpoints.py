@@ -2,7 +2,7 @@
 
 Only checkpoints this code wrote itself are read back, and with `weights_only=True` (no code runs).
 
-Kept, not Accelerate's save_state/load_state (which the LoRA trainer uses, t2i/train/checkpoints.py): these are the
+Kept, not Accelerate's save_state/load_state (which the LoRA trainer uses, t2i/train/resume.py): these are the
 shipped model's training recipe, and its scripts build no Accelerator. They draw each batch from (seed, step), so
 there is no generator to checkpoint; they checkpoint several stages under their own folder names, read a stage's
 weights back alone for export (`load_checkpoint(folder, {"unet": unet}, None, ema)`), and load one stage's EMA into

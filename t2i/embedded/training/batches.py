@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from diffusers.image_processor import VaeImageProcessor
 from safetensors.torch import load_file
 
-from .architecture import make_text_encoder, make_train_scheduler, make_unet
-from .captions import caption, is_held_out
-from .tokenizer_build import EXTRA_WORDS, MAX_LENGTH
-from .world import COLOURS, HELD_OUT_COLOURS, busy_image, random_scene, render, spread_apart
+from t2i.embedded.training.architecture import make_text_encoder, make_train_scheduler, make_unet
+from t2i.embedded.captions import caption, is_held_out
+from t2i.embedded.training.tokenizer_build import EXTRA_WORDS, MAX_LENGTH
+from t2i.embedded.world import COLOURS, HELD_OUT_COLOURS, busy_image, random_scene, render, spread_apart
 
 FILLERS = EXTRA_WORDS.split()
 

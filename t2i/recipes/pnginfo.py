@@ -15,9 +15,9 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from .metadata import RECIPE_KEY, STYLES_SEPARATOR
-from .request import PLAIN_FIELDS, REQUEST_FIELDS, RequestError
-from .samplers import SAMPLERS
+from t2i.recipes.infotext import RECIPE_KEY, STYLES_SEPARATOR
+from t2i.request import PLAIN_FIELDS, REQUEST_FIELDS, RequestError
+from t2i.generation.samplers import SAMPLERS
 
 MAX_TEXT_CHARS = 100_000
 

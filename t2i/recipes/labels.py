@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from .metadata import png_bytes
-from .request import RequestError
-from .settings import Settings
+from t2i.recipes.infotext import png_bytes
+from t2i.request import RequestError
+from t2i.settings import Settings
 
 AI_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 XMP_KEY = "XML:com.adobe.xmp"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from diffusers import AutoencoderKL, DDPMScheduler, EulerDiscreteScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from .world import IMAGE_SIZE
+from t2i.embedded.world import IMAGE_SIZE
 
 LATENT_SIZE = IMAGE_SIZE // 4  # three VAE blocks: a scale factor of 4
 TEXT_WIDTH = 128

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .request import RequestError
-from .settings import Settings
+from t2i.request import RequestError
+from t2i.settings import Settings
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 SINGLE_FILE_SUFFIX = ".safetensors"

@@ -14,7 +14,7 @@ import regex
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from .captions import corpus
+from t2i.embedded.captions import corpus
 
 # CLIP's own word split (lower-cased text)
 CLIP_PATTERN = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""", regex.IGNORECASE)

@@ -6,17 +6,17 @@ import logging
 import secrets
 import threading
 
-from . import __version__ as VERSION
-from .batching import Batcher
-from .generation.prepared import PreparedRequest
-from .generation.run import Member, Runner
-from .models import ModelCache
-from .plugins import PluginManager
-from .progress import GenerationCancelled, ProgressCallback, ProgressEvent
-from .request import MAX_SEED, GenerationRequest, GenerationResult, RequestError
-from .safety import SafetyGate
-from .settings import Settings
-from .styles import BUILTIN_STYLES_DIR, UnknownStyleError, apply_styles, load_styles
+from t2i import __version__ as VERSION
+from t2i.generation.batching import Batcher
+from t2i.generation.prepared import PreparedRequest
+from t2i.generation.run import Member, Runner
+from t2i.models.cache import ModelCache
+from t2i.plugins import PluginManager
+from t2i.generation.progress import GenerationCancelled, ProgressCallback, ProgressEvent
+from t2i.request import MAX_SEED, GenerationRequest, GenerationResult, RequestError
+from t2i.safety.gate import SafetyGate
+from t2i.settings import Settings
+from t2i.styles import BUILTIN_STYLES_DIR, UnknownStyleError, apply_styles, load_styles
 
 # front ends import these from here
 __all__ = ["VERSION", "Engine", "GenerationCancelled", "ProgressEvent"]

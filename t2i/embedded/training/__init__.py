@@ -1,0 +1,1 @@
+"""How the shipped shapes-world model is built: tokenizer, text pretraining, denoiser and ControlNet training."""

@@ -1,0 +1,1 @@
+"""Models: loading and caching pipelines, which models a server may load, file header checks, file hashes."""

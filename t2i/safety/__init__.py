@@ -1,0 +1,1 @@
+"""The safety gate every prompt and image passes; the checkers themselves are plugins."""

@@ -1,0 +1,1 @@
+"""What a server needs per visitor: upload lifetimes per browser session, rate limits."""
