@@ -21,7 +21,8 @@ from t2i.recipes.labels import Labeller  # noqa: E402
 from t2i.recipes.infotext import write_atomically  # noqa: E402
 from t2i.request import GenerationRequest  # noqa: E402
 from t2i.settings import Settings  # noqa: E402
-from t2i.styles import BUILTIN_STYLES_DIR, load_styles, preview_path  # noqa: E402
+from t2i.style_files import load_styles  # noqa: E402
+from t2i.styles import BUILTIN_STYLES_DIR, preview_path  # noqa: E402
 
 
 def main() -> None:

@@ -21,7 +21,8 @@ from t2i.request import REQUEST_FIELDS, GenerationRequest, GenerationResult, Req
 from t2i.generation.samplers import DISTILLED_FOR, sampler_warning
 from t2i.web.sessions import SessionUploads, upload_folder
 from t2i.settings import Settings
-from t2i.styles import SessionStyles, UnknownStyleError, apply_styles, read_style_upload
+from t2i.style_files import read_style_upload
+from t2i.styles import SessionStyles, UnknownStyleError, apply_styles
 
 
 # Derived, so a declared field is on the form at once. Values arrive as widgets send them (20.0 for 20); images, and

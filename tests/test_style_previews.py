@@ -5,7 +5,8 @@ from PIL import Image
 
 from t2i.recipes.pnginfo import read_png
 from t2i.request import GenerationRequest
-from t2i.styles import BUILTIN_STYLES_DIR, load_styles, preview_path
+from t2i.style_files import load_styles
+from t2i.styles import BUILTIN_STYLES_DIR, preview_path
 
 
 def test_every_builtin_style_has_a_preview_made_with_it():

@@ -9,16 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from t2i.styles import (
-    BUILTIN_STYLES_DIR,
-    Style,
-    StyledPrompt,
-    StyleLibrary,
-    UnknownStyleError,
-    apply_styles,
-    import_style_file,
-    load_styles,
-)
+from t2i.style_files import import_style_file, load_styles
+from t2i.styles import BUILTIN_STYLES_DIR, Style, StyledPrompt, StyleLibrary, UnknownStyleError, apply_styles
 
 REPO = Path(__file__).resolve().parent.parent
 

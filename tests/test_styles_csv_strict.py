@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from t2i.styles import Style, load_styles, read_style_upload
+from t2i.style_files import load_styles, read_style_upload
+from t2i.styles import Style
 
 HEADER = "name,prompt,negative_prompt\n"
 

@@ -16,7 +16,8 @@ from t2i.generation.progress import GenerationCancelled, ProgressCallback, Progr
 from t2i.request import MAX_SEED, GenerationRequest, GenerationResult, RequestError
 from t2i.safety.gate import SafetyGate
 from t2i.settings import Settings
-from t2i.styles import BUILTIN_STYLES_DIR, UnknownStyleError, apply_styles, load_styles
+from t2i.style_files import load_styles
+from t2i.styles import BUILTIN_STYLES_DIR, UnknownStyleError, apply_styles
 
 # front ends import these from here
 __all__ = ["VERSION", "Engine", "GenerationCancelled", "ProgressEvent"]

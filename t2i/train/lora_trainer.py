@@ -8,6 +8,10 @@ JSON lines to RUN_DIR/progress.jsonl (start, step, checkpoint, sample, done, err
 RUN_DIR/checkpoints and continues from the newest one when started again (after a crash or kill -9), and
 finally writes the LoRA into the library folder. All training randomness comes from one torch.Generator
 whose state is checkpointed, so a resumed run continues the exact same sequence.
+
+It is longer than our usual ~300 lines on purpose: like diffusers' training scripts it reads as one
+procedure, top to bottom (load, prepare, loop, checkpoint, sample, export); the reusable parts live beside it
+(dataset, buckets, resume, export).
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ base model knows, so that only the control map can say where a shape goes. Each 
 the VAE once (stage "encode"); the control maps are controlnet_aux Canny edges made the way the plugin makes
 them, a fifth of them thickened like hand-drawn scribbles. The work folder is keyed by a hash of the base model's weights, so after the
 UNet is retrained the same command trains a fresh ControlNet for it.
+
+It runs a little over ~300 lines because its stages (encode, train, export, evaluate) share the scene,
+control-map and IoU helpers that the tests also use to measure the shipped ControlNet.
 """
 
 from __future__ import annotations
