@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -119,3 +120,15 @@ def app_url(tmp_path_factory):
     # the README's example plugin, to test generated widgets
     with running_app(tmp_path_factory.mktemp("app-data"), T2I_PLUGIN_DIRS=str(EXAMPLE_PLUGINS_DIR)) as url:
         yield url
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian chromium driven by Playwright (the browser tests skip where chromium is missing)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield browser
+        browser.close()

@@ -24,15 +24,6 @@ PROMISED_INPUTS = ("#init_image", "#mask", "#controlnet_1_image", "#controlnet_2
                    "#lora-library", "#train_files")
 
 
-@pytest.fixture
-def browser():
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield browser
-        browser.close()
-
-
 class WatchedPage:
     """A page that records page errors, console errors and failed same-origin requests."""
 
@@ -139,17 +130,26 @@ def test_every_tab_and_accordion_opens_without_errors_and_shows_its_inputs(brows
     assert watched.problems == []
 
 
-def test_img2img_from_an_uploaded_init_image_keeps_its_layout(browser, app_url, tmp_path):
-    init = render(Scene((ShapeObject("square", "red", "large", "top left"),), background="blue"))
-    page = WatchedPage(browser, app_url).page
+def run_on_init_image(page, app_url, tmp_path, init, prompt: str, strength: float, seed: int, mask=None):
+    """Upload an init image (and a mask) through the page, run the prompt on it; the result."""
     open_accordions(page)
     page.locator("#init_image input[type=file]").set_input_files(save_png(init, tmp_path, "init.png"))
     page.locator("#init_image img").wait_for()
-    page.locator("#prompt textarea").fill("a red square in the top left on a blue background")
-    set_number(page, "Denoising strength", 0.3)
-    page.locator("#seed input").fill("11")
+    if mask is not None:
+        page.locator("#mask input[type=file]").set_input_files(save_png(mask, tmp_path, "mask.png"))
+        page.locator("#mask img").wait_for()
+    page.locator("#prompt textarea").fill(prompt)
+    set_number(page, "Denoising strength", strength)
+    page.locator("#seed input").fill(str(seed))
     page.locator("#generate").click()
-    result = result_images(page, app_url, seed=11)[0]
+    return result_images(page, app_url, seed=seed)[0]
+
+
+def test_img2img_from_an_uploaded_init_image_keeps_its_layout(browser, app_url, tmp_path):
+    init = render(Scene((ShapeObject("square", "red", "large", "top left"),), background="blue"))
+    page = WatchedPage(browser, app_url).page
+    result = run_on_init_image(page, app_url, tmp_path, init, "a red square in the top left on a blue background",
+                               strength=0.3, seed=11)
     shot(page, "page-img2img.png")
     analysis = analyze(result)
     difference = np.abs(np.asarray(result, float) - np.asarray(init, float)).mean()
@@ -164,15 +164,8 @@ def test_inpainting_with_an_uploaded_mask_changes_only_the_masked_area(browser, 
     mask = Image.new("L", init.size, 0)
     mask.paste(255, (32, 0, 64, 64))  # repaint the right half, where the yellow circle is
     page = WatchedPage(browser, app_url).page
-    open_accordions(page)
-    page.locator("#init_image input[type=file]").set_input_files(save_png(init, tmp_path, "init.png"))
-    page.locator("#mask input[type=file]").set_input_files(save_png(mask, tmp_path, "mask.png"))
-    page.locator("#mask img").wait_for()
-    page.locator("#prompt textarea").fill("a red square on the right on a blue background")
-    set_number(page, "Denoising strength", 1)
-    page.locator("#seed input").fill("3")
-    page.locator("#generate").click()
-    result = np.asarray(result_images(page, app_url, seed=3)[0], float)
+    result = np.asarray(run_on_init_image(page, app_url, tmp_path, init, "a red square on the right on a blue "
+                                          "background", strength=1, seed=3, mask=mask), float)
     shot(page, "page-inpaint.png")
     change = np.abs(result - np.asarray(init, float)).mean(axis=2)
     assert change[:, :32].mean() < 2, f"unmasked half changed by {change[:, :32].mean():.1f} on average"

@@ -15,15 +15,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="Deb
 ARTIFACTS = os.environ.get("T2I_TEST_ARTIFACTS", "artifacts")
 
 
-@pytest.fixture
-def browser():
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield browser
-        browser.close()
-
-
 def open_page(browser, url):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(url)
