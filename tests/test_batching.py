@@ -85,6 +85,7 @@ def assert_like_alone(engine: Engine, request: GenerationRequest, result) -> Non
         assert batched.parameters == single.parameters
 
 
+@pytest.mark.slow  # many 20-step runs (about 95 s on 2 loaded cores)
 def test_concurrent_requests_share_calls_and_keep_their_own_images(batching_engine, engine):
     requests = [GenerationRequest(prompt=prompt, seed=10 + i, steps=STEPS) for i, prompt in enumerate(PROMPTS.values())]
     with unet_batches(batching_engine) as sizes:
@@ -99,6 +100,7 @@ def test_concurrent_requests_share_calls_and_keep_their_own_images(batching_engi
         assert_like_alone(engine, request, result)
 
 
+@pytest.mark.slow  # many 20-step runs (about 35 s on 2 loaded cores)
 def test_batch_sizes_add_up_and_seeds_follow_each_request(batching_engine, engine):
     requests = [GenerationRequest(prompt=PROMPTS["red"], seed=70, batch_size=2, steps=STEPS),
                 GenerationRequest(prompt=PROMPTS["blue"], seed=90, steps=STEPS)]
@@ -132,6 +134,7 @@ def test_a_long_prompt_gets_a_call_of_its_own(batching_engine):
     assert [analyze(r.images[0].image).objects[0].colour for r in results] == ["red", "blue"]
 
 
+@pytest.mark.slow  # many 20-step runs (about 45 s on 2 loaded cores)
 def test_cancelling_one_request_drops_only_its_images(batching_engine, engine):
     requests = [GenerationRequest(prompt=prompt, seed=20 + i, steps=STEPS)
                 for i, prompt in enumerate([PROMPTS["red"], PROMPTS["blue"], PROMPTS["yellow"]])]
@@ -219,6 +222,7 @@ def test_requests_with_the_same_lora_share_a_call_and_the_lora_acts(settings, tm
         assert change > 3
 
 
+@pytest.mark.slow  # many 20-step runs (about 25 s on 2 loaded cores)
 def test_batching_off_runs_one_request_per_call_with_unchanged_bytes(engine):
     assert engine.settings.batch_max == 1
     requests = [GenerationRequest(prompt=prompt, seed=30 + i, steps=8) for i, prompt in enumerate(PROMPTS.values())]
@@ -252,6 +256,7 @@ def test_which_requests_can_share_a_call(batching_engine):
         GenerationRequest(prompt="a red circle", batch_size=4)))  # a full call on its own: no waiting
 
 
+@pytest.mark.slow  # many 20-step runs (about 40 s on 2 loaded cores)
 def test_inpainting_and_controlnet_requests_batch_with_their_own_images(batching_engine, engine):
     from PIL import Image
 

@@ -26,6 +26,7 @@ def full_ious(engine, controls):
     return control_ious(engine, controls)
 
 
+@pytest.mark.slow  # a measurement over 8 held-out controls, with and without ControlNet (about 70 s)
 def test_the_shipped_controlnet_places_shapes_where_the_control_image_says(engine, controls, full_ious):
     without = control_ious(engine, controls, end=0.0)
     print(f"mask IoU on {N_CONTROLS} held-out control images: {np.mean(full_ious):.3f} "

@@ -15,6 +15,7 @@ from t2i.cli import main as cli_main
 from t2i.generation.engine import Engine
 from t2i.request import GenerationRequest, RequestError
 
+pytestmark = pytest.mark.slow  # trains the LoRAs it loads (about 40 s) before its 12-step runs
 PROMPTS = ("a blue circle on a white background", "a green star in the top left on a gray background")
 
 
