@@ -125,9 +125,10 @@ def app_url(tmp_path_factory):
 @pytest.fixture
 def browser():
     """Headless Debian chromium driven by Playwright (the browser tests skip where chromium is missing)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed")
+    with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         yield browser

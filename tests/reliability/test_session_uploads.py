@@ -8,7 +8,6 @@ app's unload handlers. Here a raw socket holds that connection, so the test clos
 
 from __future__ import annotations
 
-import shutil
 import socket
 import time
 import uuid
@@ -126,70 +125,54 @@ def test_a_closed_pages_uploads_are_deleted_and_its_outputs_kept(reliability_url
     assert first_gone < 5 and second_gone < 5
 
 
-def test_closing_a_real_browser_tab_deletes_its_upload(reliability_url, gradio_uploads, tmp_path):
+def test_closing_a_real_browser_tab_deletes_its_upload(browser, reliability_url, gradio_uploads, tmp_path):
     """The same through Chromium: import a styles file in the Styles tab, then close the tab."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed")
     styles = tmp_path / "tab_styles.csv"
     styles.write_text("name,prompt,negative_prompt\nclosing_tab,{prompt} on a grey background,\n")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page()
-        page.goto(reliability_url)
-        page.get_by_role("tab", name="Styles").click()
-        page.locator("#style_upload input[type=file]").set_input_files(str(styles))
-        imported = page.locator("#imported_styles textarea")
-        deadline = time.monotonic() + 60
-        while "closing_tab" not in imported.input_value():
-            assert time.monotonic() < deadline, "the styles file was not imported"
-            time.sleep(0.1)
-        (upload,) = uploads_of(gradio_uploads, styles)
-        page.close()
-        gone = wait_until_gone([upload], time.monotonic())
-        browser.close()
+    page = browser.new_page()
+    page.goto(reliability_url)
+    page.get_by_role("tab", name="Styles").click()
+    page.locator("#style_upload input[type=file]").set_input_files(str(styles))
+    imported = page.locator("#imported_styles textarea")
+    deadline = time.monotonic() + 60
+    while "closing_tab" not in imported.input_value():
+        assert time.monotonic() < deadline, "the styles file was not imported"
+        time.sleep(0.1)
+    (upload,) = uploads_of(gradio_uploads, styles)
+    page.close()
+    gone = wait_until_gone([upload], time.monotonic())
     print(f"\nthe tab's upload was deleted {gone * 1000:.0f} ms after the tab closed")
     assert gone < 5
 
 
 @pytest.mark.slow
 def test_an_upload_a_page_holds_unused_outlives_an_api_session_that_used_the_same_file(
-        reliability_url, gradio_uploads, tmp_path):
+        browser, reliability_url, gradio_uploads, tmp_path):
     """Issue 23: a Train tab holds uploaded images it has not checked yet; a gradio_client session uploads one of
     the same files (Gradio keeps it once), uses it and closes. The tab's check still finds every image."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed")
     images = [picture(tmp_path / f"r{i}.png", colour) for i, colour in enumerate(("red", "navy", "olive"))]
     client_only = picture(tmp_path / "client_only.png", "purple")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page()
-        page.goto(reliability_url)
-        page.get_by_role("tab", name="Train").click()
-        # the input's upload event records the files for this tab: wait for its answer, not for a while
-        with page.expect_response(lambda r: r.url.endswith("/gradio_api/run/predict") and r.ok
-                                  and "r0.png" in (r.request.post_data or "")):
-            page.locator("#train_files input[type=file]").set_input_files([str(p) for p in images])
-        (shared,) = uploads_of(gradio_uploads, images[0])
+    page = browser.new_page()
+    page.goto(reliability_url)
+    page.get_by_role("tab", name="Train").click()
+    # the input's upload event records the files for this tab: wait for its answer, not for a while
+    with page.expect_response(lambda r: r.url.endswith("/gradio_api/run/predict") and r.ok
+                              and "r0.png" in (r.request.post_data or "")):
+        page.locator("#train_files input[type=file]").set_input_files([str(p) for p in images])
+    (shared,) = uploads_of(gradio_uploads, images[0])
 
-        api = PageSession.open(reliability_url)
-        try:
-            api.img2img(images[0])
-            api.img2img(client_only)
-            (theirs,) = uploads_of(gradio_uploads, client_only)
-        finally:
-            closed = api.close()
-        wait_until_gone([theirs], closed)  # the session's unload has run
-        assert shared.exists(), "closing the API session deleted a file an open page holds"
+    api = PageSession.open(reliability_url)
+    try:
+        api.img2img(images[0])
+        api.img2img(client_only)
+        (theirs,) = uploads_of(gradio_uploads, client_only)
+    finally:
+        closed = api.close()
+    wait_until_gone([theirs], closed)  # the session's unload has run
+    assert shared.exists(), "closing the API session deleted a file an open page holds"
 
-        page.locator("#train_check").click()
-        notes = page.locator("#train_notes")
-        notes.get_by_text("3 images").wait_for(timeout=60_000)
-        page.close()
-        wait_until_gone([shared], time.monotonic())  # and it goes when the last page holding it closes
-        browser.close()
+    page.locator("#train_check").click()
+    notes = page.locator("#train_notes")
+    notes.get_by_text("3 images").wait_for(timeout=60_000)
+    page.close()
+    wait_until_gone([shared], time.monotonic())  # and it goes when the last page holding it closes
