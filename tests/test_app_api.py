@@ -68,8 +68,8 @@ def test_corrupt_init_image_is_a_clear_error(client, tmp_path):
 def test_seed_endpoints(client):
     assert client.predict(api_name="/random_seed") == -1
     assert client.predict(last_seed=123, api_name="/reuse_seed") == 123
-    preview, status = client.predict(api_name="/stop")  # the page's preview is cleared and says it stopped
-    assert preview is None and status.startswith("**Stopped.**")
+    preview, status = client.predict(api_name="/stop")  # the page's preview is hidden and says it stopped
+    assert preview["value"] is None and preview["visible"] is False and status.startswith("**Stopped.**")
 
 
 def test_plugin_parameters_are_generated_api_parameters(client):
