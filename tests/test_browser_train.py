@@ -1,6 +1,7 @@
 """The Train tab in a real browser: a run this browser started is offered for Resume after a reload and after a
 restart of the server; a visitor with another browser never sees it."""
 
+import json
 import os
 import re
 import shutil
@@ -25,7 +26,10 @@ def _open_train_tab(page, url: str) -> None:
 def _stopped_run_options(page, screenshot: str = "") -> tuple[str, list[str]]:
     """Click the "Your stopped runs" box (its focus asks the server); return the server's answer and the options
     the page then shows."""
-    with page.expect_response(lambda r: "/gradio_api/run/" in r.url and r.request.method == "POST",
+    # other events answer on the same route: take the answer of this event, by its index in the page's config
+    runs_event = page.evaluate("() => window.gradio_config.dependencies.find(d => d.api_name === 'train_runs').id")
+    with page.expect_response(lambda r: "/gradio_api/run/" in r.url and r.request.method == "POST"
+                              and json.loads(r.request.post_data or "{}").get("fn_index") == runs_event,
                               timeout=60_000) as answer:
         page.locator("#train_resumable input").click()
     reply = answer.value.text()

@@ -101,8 +101,10 @@ def test_the_page_lists_loras_added_after_start_and_add_to_prompt_explains_itsel
                                              args=["--headless", "--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.goto(app_url)
+        page.locator("#generate").wait_for()
         for accordion in ("#lora-library", "#plugin-lora"):
             page.locator(f"{accordion} button.label-wrap").first.click()
+            page.locator(f"{accordion} button.label-wrap.open").first.wait_for()  # opened, not still loading
         for dropdown in ("#lora_chosen", "#lora_1_name"):  # filled on load, no "Refresh" pressed
             page.locator(f"{dropdown} input").click()
             page.locator(dropdown).get_by_role("option", name="after_start").wait_for(timeout=30_000)

@@ -186,7 +186,9 @@ def create_train_tab(studio: Studio) -> None:
                show_progress="hidden")
     cancel_btn.click(cancel, run_id, [state, resumable], api_name="train_cancel", show_progress="hidden")
     run_id.change(remember, [run_id, my_runs], my_runs, api_name="train_remember", queue=False)
-    resumable.focus(stopped_runs, [resumable, my_runs], resumable, api_name="train_runs", show_progress="hidden")
+    # a lookup that cannot fail on user input: answered at once, outside the queue, as the list opens
+    resumable.focus(stopped_runs, [resumable, my_runs], resumable, api_name="train_runs", show_progress="hidden",
+                    queue=False)
     resume_btn.click(resume, [resumable, run_id], [run_id, state, timer, resumable], api_name="train_resume",
                      show_progress="hidden")
     push_btn.click(push, [run_id, repo, token_box, private], pushed, api_name="train_push", show_progress_on=pushed)
