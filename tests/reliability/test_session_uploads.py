@@ -133,11 +133,8 @@ def test_closing_a_real_browser_tab_deletes_its_upload(browser, reliability_url,
     page.goto(reliability_url)
     page.get_by_role("tab", name="Styles").click()
     page.locator("#style_upload input[type=file]").set_input_files(str(styles))
-    imported = page.locator("#imported_styles textarea")
-    deadline = time.monotonic() + 60
-    while "closing_tab" not in imported.input_value():
-        assert time.monotonic() < deadline, "the styles file was not imported"
-        time.sleep(0.1)
+    page.wait_for_function("() => document.querySelector('#imported_styles textarea').value.includes('closing_tab')",
+                           timeout=60_000)  # the styles file was imported
     (upload,) = uploads_of(gradio_uploads, styles)
     page.close()
     gone = wait_until_gone([upload], time.monotonic())
