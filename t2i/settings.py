@@ -199,6 +199,18 @@ class Settings:
     safety_config: str = _variable(
         "T2I_SAFETY_CONFIG", "", "a JSON file with any of `action`, `checkers`, `timeout_s`, `audit_log`, "
         "`allow_unchecked_images` (overriding the variables) and `thresholds` per checker", safety=True)
+    # wildcards, X/Y/Z plots and history (t2i/generation/wildcards.py, t2i/grid/, t2i/web/history.py)
+    wildcards_dir: Path = _variable("T2I_WILDCARDS_DIR", lambda data: data["data_dir"] / "wildcards",
+                                    "wildcard files: `__name__` in a prompt takes a line of `name.txt`",
+                                    shown="`$T2I_DATA_DIR/wildcards`")
+    wildcards_max_kb: int = _variable("T2I_WILDCARDS_MAX_KB", 256, "size cap of one wildcard file", ge=1)
+    grid_max_steps: int = _variable(
+        "T2I_GRID_MAX_STEPS", 2000, "time budget of one X/Y/Z plot: sampling steps of all its cells together "
+                                    "(its cells also count against `T2I_MAX_IMAGES`)", ge=1)
+    grid_max_pixels: int = _variable("T2I_GRID_MAX_PIXELS", 4096 * 4096, "size cap of an X/Y/Z grid image",
+                                     shown="4096²", ge=64 * 64)
+    history_max: int = _variable("T2I_HISTORY_MAX", 200, "results kept in each browser session's history", ge=1)
+    history_days: float = _variable("T2I_HISTORY_DAYS", 7.0, "days a result stays in its session's history", gt=0)
     safety_sd_checker: str = _variable(
         "T2I_SD_SAFETY_CHECKER", "CompVis/stable-diffusion-safety-checker", "diffusers' "
         "StableDiffusionSafetyChecker: a local folder, or a hub id found in the local hub cache (empty: off)",

@@ -10,6 +10,7 @@ from t2i import __version__ as VERSION
 from t2i.generation.batching import Batcher
 from t2i.generation.prepared import PreparedRequest
 from t2i.generation.run import Member, Runner
+from t2i.generation.wildcards import Wildcards
 from t2i.models.cache import ModelCache
 from t2i.plugins import PluginManager
 from t2i.generation.progress import GenerationCancelled, ProgressCallback, ProgressEvent
@@ -35,6 +36,7 @@ class Engine:
         self.runner = Runner(self.settings, self.safety)
         self.batcher = Batcher(self.runner, self.settings)
         self.styles = load_styles([BUILTIN_STYLES_DIR, *self.settings.styles_dirs])
+        self.wildcards = Wildcards(self.settings)
         for problem in self.styles.problems:  # a broken style file is skipped, not fatal
             log.warning("style skipped: %s", problem)
 
@@ -52,6 +54,10 @@ class Engine:
     def prepare(self, request: GenerationRequest) -> PreparedRequest:
         """Validate, collect plugin units, apply styles and check the prompts: the work before the model lock."""
         request.validate(self.settings)
+        base_seed = request.seed if request.seed >= 0 else secrets.randbelow(MAX_SEED + 1)
+        expanded = self.wildcards.expand(request, base_seed)  # `{a|b}`, `__name__`: before the gate reads it
+        request = expanded.request
+        request.validate(self.settings)  # the expanded prompts are held to the same limits
         units = self.plugins.units_for_request(request.plugin_units)
         prompt = request.prompt
         for adapter in self.plugins.of_kind("adapter"):  # e.g. <lora:name:0.8> written in the prompt
@@ -69,7 +75,7 @@ class Engine:
             request=request, model=model, styled=styled, audit_id=audit_id,
             used=[(self.plugins.plugins[name], plugin_units) for name, plugin_units in units.items() if plugin_units],
             width=request.width or model.native_size, height=request.height or model.native_size,
-            base_seed=request.seed if request.seed >= 0 else secrets.randbelow(MAX_SEED + 1))
+            base_seed=base_seed, templates=expanded.templates)
 
     def run(self, prepared: PreparedRequest, on_progress: ProgressCallback | None = None,
             cancel: threading.Event | None = None) -> GenerationResult:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image
 
@@ -25,6 +25,7 @@ class PreparedRequest:
     height: int
     base_seed: int
     audit_id: str  # ties this request's safety verdicts together in the audit log
+    templates: dict = field(default_factory=dict)  # the dynamic prompts expanded into the prompts (wildcards.py)
 
     @property
     def adapters(self) -> list[tuple[Plugin, list[dict]]]:
@@ -58,6 +59,7 @@ class PreparedRequest:
         """The recipe that remakes the image of `seed` on its own."""
         request, model, styled = self.request, self.model, self.styled
         params = request.recipe()
+        described = {**self.templates, **described}
         if described:  # e.g. LoRA hashes; units written in the prompt stay in the recorded prompt
             params["infotext_extra"] = described
         params.update(seed=seed, width=self.width, height=self.height, batch_size=1, batch_count=1, model=model.name,

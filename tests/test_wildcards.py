@@ -1,0 +1,117 @@
+"""Wildcards and dynamic prompts: seeded expansion, the folder's files and their limits, the safety gate reading the
+expanded text, and recipes that replay to the same bytes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from PIL import Image
+
+from t2i.generation.engine import Engine
+from t2i.generation.wildcards import Wildcards, WildcardError
+from t2i.recipes.infotext import infotext, png_bytes
+from t2i.recipes.pnginfo import read_png
+from t2i.request import GenerationRequest
+from t2i.safety.gate import PromptRefused
+
+COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("wildcards")
+    (folder / "colours.txt").write_text("# a comment line is skipped\n" + "\n".join(COLOURS) + "\n")
+    (folder / "shapes").mkdir()
+    (folder / "shapes" / "round.txt").write_text("circle\n")
+    (folder / "danger.txt").write_text("naked\n")
+    (folder / "big.txt").write_text("x" * 3000)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def wildcard_settings(settings, folder):
+    return dataclasses.replace(settings, wildcards_dir=folder, wildcards_max_kb=2)
+
+
+@pytest.fixture(scope="module")
+def wildcards(wildcard_settings):
+    return Wildcards(wildcard_settings)
+
+
+@pytest.fixture(scope="module")
+def wildcard_engine(wildcard_settings):
+    return Engine(wildcard_settings)
+
+
+def expand(wildcards, prompt, seed, negative=""):
+    return wildcards.expand(GenerationRequest(prompt=prompt, negative_prompt=negative), seed)
+
+
+def test_the_same_seed_expands_the_same_way_and_other_seeds_differently(wildcards):
+    template = "a __colours__ {circle|square|triangle} on a __colours__ background"
+    first = [expand(wildcards, template, seed).request.prompt for seed in range(12)]
+    again = [expand(wildcards, template, seed).request.prompt for seed in range(12)]
+    assert first == again
+    assert len(set(first)) >= 6  # 108 expansions: twelve seeds hit several
+    for prompt in first:
+        words = prompt.split()
+        assert words[1] in COLOURS and words[2] in ("circle", "square", "triangle") and words[5] in COLOURS
+    assert expand(wildcards, template, 3).templates == {"Template": template}
+
+
+def test_plain_prompts_are_left_alone(wildcards):
+    prompt = "a (red:1.2) circle, [blue:green:0.5] <lora:ink:0.8>"
+    expanded = expand(wildcards, prompt, 1)
+    assert expanded.request.prompt == prompt and expanded.templates == {}
+
+
+def test_the_negative_prompt_and_sub_folders_expand_too(wildcards):
+    expanded = expand(wildcards, "a __shapes/round__", 5, negative="{blurry|noisy}")
+    assert expanded.request.prompt == "a circle"
+    assert expanded.request.negative_prompt in ("blurry", "noisy")
+    assert expanded.templates == {"Template": "a __shapes/round__", "Negative Template": "{blurry|noisy}"}
+
+
+def test_missing_and_oversized_files_and_bad_syntax_are_clear_errors(wildcards):
+    with pytest.raises(WildcardError, match=r"no wildcard file __nowhere__ in "):
+        expand(wildcards, "a __nowhere__", 1)
+    with pytest.raises(WildcardError, match=r"__big__ is 2 KB; the limit is 2 KB \(T2I_WILDCARDS_MAX_KB\)"):
+        expand(wildcards, "a __big__", 1)
+    with pytest.raises(WildcardError, match=r"dynamic prompt syntax"):
+        expand(wildcards, "a {red", 1)
+
+
+def test_combinations_list_every_expansion_within_the_limit(wildcards):
+    assert wildcards.combinations("a {red|blue} {circle|square}", 4) == [
+        "a red circle", "a red square", "a blue circle", "a blue square"]
+    with pytest.raises(WildcardError, match="more than 3 combinations"):
+        wildcards.combinations("a {red|blue} {circle|square}", 3)
+
+
+def test_the_gate_reads_the_expanded_prompt(wildcard_engine):
+    with pytest.raises(PromptRefused):
+        wildcard_engine.prepare(GenerationRequest(prompt="a __danger__ person", seed=1))
+    with pytest.raises(PromptRefused):  # through the negative prompt's "without" reading too
+        wildcard_engine.prepare(GenerationRequest(prompt="a person", negative_prompt="__danger__", seed=1))
+
+
+def test_the_recipe_keeps_template_and_expansion_and_replays_to_the_same_bytes(wildcard_engine):
+    template = "a __colours__ circle on a {white|black} background"
+    request = GenerationRequest(prompt=template, seed=7, steps=3)
+    item = wildcard_engine.generate(request).images[0]
+    params = item.parameters
+    assert params["prompt"] != template and params["infotext_extra"]["Template"] == template
+    assert params["prompt"] == expand(wildcard_engine.wildcards, template, 7).request.prompt
+    text = infotext(params)
+    assert text.splitlines()[0] == params["prompt"] and f"Template: {json.dumps(template)}" in text
+    # the same request again, and the recipe read back from its PNG, give the same bytes
+    again = wildcard_engine.generate(GenerationRequest(prompt=template, seed=7, steps=3)).images[0]
+    recipe = read_png(png_bytes(item.image, params)).form
+    replay = wildcard_engine.generate(GenerationRequest(**{k: v for k, v in recipe.items() if k in (
+        "prompt", "negative_prompt", "seed", "steps", "cfg", "sampler", "width", "height")})).images[0]
+    assert item.image.tobytes() == again.image.tobytes() == replay.image.tobytes()
+    other = wildcard_engine.generate(GenerationRequest(prompt="a red circle on a white background", seed=7,
+                                                       steps=3)).images[0]
+    assert isinstance(other.image, Image.Image)
