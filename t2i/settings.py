@@ -22,6 +22,8 @@ from pydantic.dataclasses import dataclass
 from pydantic_core import ArgsKwargs
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
+from t2i.safety.categories import DEFAULT_CATEGORIES, parse_categories
+
 EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent / "embedded" / "model"
 _TMP = Path(tempfile.gettempdir())
 
@@ -79,6 +81,7 @@ Folders = Annotated[tuple[Path, ...], _split(os.pathsep)]
 Names = Annotated[tuple[str, ...], _split(",")]
 Speed = Annotated[str, AfterValidator(_check_speed)]
 Device = Annotated[str, AfterValidator(_check_device)]
+SafetyCategories = Annotated[str, AfterValidator(lambda value: parse_categories(value) and value)]
 
 
 def _variable(name: str, default: Any, help: str, *, shown: str | None = None, safety: bool = False,
@@ -184,6 +187,10 @@ class Settings:
     safety_action: SafetyAction = _variable(
         "T2I_SAFETY_ACTION", "block", "a flagged image is withheld (`block`), blurred (`blur`) or blacked out "
         "(`black`); clients cannot change it", safety=True)
+    safety_categories: SafetyCategories = _variable(
+        "T2I_SAFETY_CATEGORIES", DEFAULT_CATEGORIES, "prompt categories and what each does, `name=action` "
+        "(`block`, `warn` or `off`), comma-separated, for `sexual`, `violence_gore`, `hate`, `self_harm` (one "
+        "left out: `block`); `sexual_minors` is always blocked and cannot be changed", safety=True)
     safety_checkers: Names = _variable(
         "T2I_SAFETY_CHECKERS", (), "comma-separated checker names to run (default: every loaded checker)",
         safety=True)
