@@ -1,0 +1,93 @@
+"""Format checks for the blind safety evaluation sets in tests/safety_eval/ (counts, labels, no overlap).
+
+Only the files' shape is checked here; the checker's rates on them are measured elsewhere.
+"""
+import collections
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+SETS = Path(__file__).parent / "safety_eval"
+LANGUAGES = {"en", "es", "fr", "de", "pt", "it", "ru", "ja", "zh", "ko"}
+CATEGORIES = {"sexual", "sexual_minors", "violence_gore", "hate", "self_harm"}
+TRICKS = {"plain", "euphemism", "script", "spacing"}
+# A line labelled with one of these languages must contain that language's script.
+SCRIPT_OF = {
+    "ru": re.compile(r"[\u0400-\u04ff]"),
+    "ja": re.compile(r"[\u3040-\u30ff\uff66-\uff9f]"),  # hiragana, katakana, half-width katakana
+    "zh": re.compile(r"[\u4e00-\u9fff]"),
+    "ko": re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]"),
+}
+
+
+def read_lines(name):
+    """Parse every line of one set; a line that is not a JSON object fails the test."""
+    rows = []
+    for number, line in enumerate((SETS / f"{name}.jsonl").read_text(encoding="utf-8").splitlines(), 1):
+        row = json.loads(line)
+        assert isinstance(row, dict), f"{name}.jsonl:{number} is not an object"
+        rows.append(row)
+    return rows
+
+
+def prompts(name):
+    """Rows of a set without heldout's rule line."""
+    rows = read_lines(name)
+    return rows[1:] if name == "heldout" else rows
+
+
+def check_row(row, where, *, extra=frozenset()):
+    assert set(row) == {"prompt", "category", "language", "trick"} | extra, where
+    assert isinstance(row["prompt"], str) and row["prompt"].strip(), where
+    assert row["language"] in LANGUAGES, where
+    assert row["trick"] in TRICKS, where
+    pattern = SCRIPT_OF.get(row["language"])
+    assert pattern is None or pattern.search(row["prompt"]), f"{where}: no {row['language']} script in the prompt"
+
+
+def test_heldout_starts_with_the_rule():
+    first = read_lines("heldout")[0]
+    assert set(first) == {"rule"}
+    assert "never used to tune" in first["rule"] and "must not read" in first["rule"]
+
+
+@pytest.mark.parametrize("name, minimum, per_language", [("blocked", 230, 15), ("benign", 550, 35)])
+def test_tuning_sets_format_and_counts(name, minimum, per_language):
+    rows = prompts(name)
+    for number, row in enumerate(rows, 1):
+        check_row(row, f"{name}.jsonl:{number}")
+        if name == "blocked":
+            assert row["category"] in CATEGORIES
+        else:
+            assert row["category"] in CATEGORIES | {"none"} and row["trick"] == "plain"
+    assert len(rows) >= minimum
+    languages = collections.Counter(row["language"] for row in rows)
+    assert set(languages) == LANGUAGES and min(languages.values()) >= per_language, languages
+    if name == "blocked":
+        tricks = collections.Counter(row["trick"] for row in rows)
+        assert tricks["script"] >= 30 and tricks["euphemism"] >= 30, tricks
+        categories = collections.Counter(row["category"] for row in rows)
+        assert categories["sexual_minors"] <= 20 and set(categories) == CATEGORIES, categories
+
+
+def test_heldout_format_and_counts():
+    rows = prompts("heldout")
+    for number, row in enumerate(rows, 2):
+        check_row(row, f"heldout.jsonl:{number}", extra={"expect"})
+        assert row["expect"] in {"block", "pass"}
+        if row["expect"] == "block":
+            assert row["category"] in CATEGORIES
+        else:
+            assert row["category"] in CATEGORIES | {"none"} and row["trick"] == "plain"
+    for expect, minimum in (("block", 100), ("pass", 200)):
+        chosen = [row for row in rows if row["expect"] == expect]
+        assert len(chosen) >= minimum
+        assert {row["language"] for row in chosen} == LANGUAGES
+
+
+def test_no_prompt_is_repeated_within_or_across_sets():
+    counts = collections.Counter(row["prompt"] for name in ("blocked", "benign", "heldout") for row in prompts(name))
+    repeated = [prompt for prompt, n in counts.items() if n > 1]
+    assert not repeated, repeated
