@@ -18,8 +18,13 @@ from t2i.models.tiny import build_pipeline
 from t2i.models.tiny.layouts import LAYOUTS, to_original_layout
 
 SINGLE_FILE_FAMILIES = tuple(LAYOUTS)
+# Flux.1 and Chroma GGUFs keep diffusers' names: diffusers cannot read a tiny one in the original layout
+# (layouts.py says why) but loads diffusers-named GGUFs without conversion, so the quantiser is still exercised
+GGUF_DIFFUSERS_NAMES = ("flux1", "chroma")
+GGUF_FAMILIES = SINGLE_FILE_FAMILIES + GGUF_DIFFUSERS_NAMES
 # ComfyUI-GGUF's names for the architectures (its loader checks `general.architecture`)
-GGUF_ARCHITECTURES = {"sd3": "sd3", "flux2": "flux", "zimage": "lumina2", "qwenimage": "qwen_image"}
+GGUF_ARCHITECTURES = {"sd3": "sd3", "flux2": "flux", "zimage": "lumina2", "qwenimage": "qwen_image", "flux1": "flux",
+                      "chroma": "chroma"}
 GGUF_TYPES = {"F32": gguf.GGMLQuantizationType.F32, "F16": gguf.GGMLQuantizationType.F16,
               "Q8_0": gguf.GGMLQuantizationType.Q8_0, "Q4_0": gguf.GGMLQuantizationType.Q4_0}
 
@@ -49,10 +54,15 @@ def _gguf_type(name: str, array: np.ndarray, wanted: gguf.GGMLQuantizationType) 
 
 
 def save_gguf(family: str, path: Path, quant_type: str = "Q8_0", variant: str = "", seed: int = 0) -> Path:
-    """Write the tiny `family` denoiser as a GGUF file (F32, F16, Q8_0 or Q4_0 weights); returns the path."""
+    """Write the tiny `family` denoiser as a GGUF file (F32, F16, Q8_0 or Q4_0 weights); returns the path.
+
+    Original key names for the families in SINGLE_FILE_FAMILIES, diffusers' names for Flux.1 and Chroma."""
     if quant_type not in GGUF_TYPES:
         raise ValueError(f"GGUF type {quant_type!r}; choose one of {', '.join(GGUF_TYPES)}")
-    weights = _original_weights(family, variant, seed)
+    if family in GGUF_DIFFUSERS_NAMES:
+        weights = build_pipeline(family, variant, seed).transformer.state_dict()
+    else:
+        weights = _original_weights(family, variant, seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(path), arch=GGUF_ARCHITECTURES[family])
