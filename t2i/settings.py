@@ -153,6 +153,15 @@ class Settings:
     rate_limit_per_minute: float = _variable(
         "T2I_RATE_LIMIT", 60.0, "generate requests per minute per client address, bursts up to the same number "
         "(0: no limit)", ge=0)
+    # the A1111 and OpenAI images APIs beside the page (t2i/api/)
+    api: bool = _variable("T2I_API", False, "1: serve the AUTOMATIC1111 `/sdapi/v1` and OpenAI `/v1/images` APIs "
+                          "on the app's port (`--api`)")
+    api_key: str = _variable(
+        "T2I_API_KEY", "", "key those APIs require (`Authorization: Bearer KEY`, or Basic with KEY as the password); "
+        "required when the server listens beyond loopback")
+    allowed_hosts: Names = _variable(
+        "T2I_ALLOWED_HOSTS", (), "extra Host names the server answers besides 127.0.0.1 and localhost "
+        "(comma-separated, e.g. `host.docker.internal`); unset beyond loopback: any")
     lora_dir: Path = _variable("T2I_LORA_DIR", lambda data: data["data_dir"] / "loras",
                                "LoRA library (uploads and trained LoRAs)", shown="`$T2I_DATA_DIR/loras`")
     lora_cache_size: int = _variable("T2I_LORA_CACHE_SIZE", 8, "LoRAs kept loaded per model", ge=1)

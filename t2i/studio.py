@@ -16,6 +16,7 @@ from t2i.web.uploads import load_image_file
 from t2i.recipes.labels import Labeller
 from t2i.recipes.infotext import infotext
 from t2i.models.access import check_server_model, model_folder_entries
+from t2i.web.admission import Admission
 from t2i.web.ratelimit import RateLimiter
 from t2i.request import REQUEST_FIELDS, GenerationRequest, GenerationResult, RequestError
 from t2i.generation.samplers import DISTILLED_FOR, sampler_warning
@@ -61,6 +62,8 @@ class Studio:
         self.labeller = Labeller.from_settings(self.settings)
         self.session_styles = SessionStyles(self.engine.styles)  # presets a session uploaded, for that session only
         self.rate_limiter = RateLimiter(self.settings.rate_limit_per_minute)
+        # model work from every front end: as many at once as may share a batch, T2I_QUEUE_SIZE more waiting
+        self.admission = Admission(max(1, self.settings.batch_max), self.settings.queue_size)
         self.uploads = SessionUploads(upload_folder(self.settings.data_dir))  # deleted as each session ends
         self._running: dict[str, set[threading.Event]] = {}  # session -> cancel events of its runs
         self._running_lock = threading.Lock()
@@ -100,8 +103,9 @@ class Studio:
         """The loaded model the form's Model box names, as a generation would load it (e.g. to check a LoRA)."""
         return self.engine.models.get(self._model(spec))
 
-    def _upload(self, path: str, what: str) -> Image.Image:
-        """An uploaded image, decoded under the caps and passed through the image safety checkers."""
+    def _upload(self, path: str | bytes, what: str) -> Image.Image:
+        """An uploaded image (a file, or bytes an API received), decoded under the caps and passed through the image
+        safety checkers."""
         image = load_image_file(path, self.settings.max_upload_mb << 20, self.settings.max_pixels, what=what)
         if self.engine.safety.screen_image(image, what).flagged:
             raise RequestError(f"the {what} was refused by the safety checker")
@@ -133,17 +137,45 @@ class Studio:
         return [image for image in previews if image is not None]
 
     def generate(self, form: GenerateForm, session: str, client: str = "") -> Iterator[StudioUpdate]:
-        """Run a generation, yielding previews while sampling and then the saved PNG files.
+        """Run a generation, yielding previews while sampling and then the saved PNG files (the page's path).
 
         `client` (an address) is what the rate limit counts; without one the session is counted.
         """
+        for event in self.run(form, session, client):
+            if isinstance(event, GenerationResult):
+                files = save_result(event, session_folder(self.settings.data_dir, session), self.labeller)
+                notices = [item.notice for item in event.images if item.notice]
+                notices += [warning] if (warning := self.sampler_warning(form.model, form.sampler)) else []
+                first = event.images[0]
+                yield StudioUpdate(files=files, info="\n".join([infotext(first.parameters), *notices]),
+                                   seed=first.seed)
+            else:
+                yield StudioUpdate(progress=event, preview=event.previews[0] if event.previews else None)
+
+    def run(self, form: GenerateForm, session: str, client: str = "",
+            cancel: threading.Event | None = None) -> Iterator[ProgressEvent | GenerationResult]:
+        """The one path of a generation for every front end: the rate limit, the request's checks, a place under
+        the shared admission limit (QueueFull at once when none is left), then progress events and the result,
+        not saved. A result whose every image the safety gate withheld is a refusal (RequestError).
+
+        `cancel` stops this run alone; stop(session) stops every run of the session, waiting or running. A
+        cancelled run ends without a result.
+        """
         self.rate_limiter.acquire(client or session)
         request = self.request_from_form(form, session)
-        cancel = threading.Event()
+        cancel = cancel or threading.Event()
         with self._running_lock:
             self._running.setdefault(session, set()).add(cancel)
         try:
-            yield from self._stream(request, session, cancel)
+            if not self.admission.acquire(cancel):
+                return
+            try:
+                for event in stream_generation(self.engine, request, cancel):
+                    if isinstance(event, GenerationResult) and all(item.image is None for item in event.images):
+                        raise RequestError(next(item.notice for item in event.images if item.notice))
+                    yield event
+            finally:
+                self.admission.release()
         finally:
             with self._running_lock:  # an ended session leaves nothing behind
                 self._running[session].discard(cancel)
@@ -151,24 +183,12 @@ class Studio:
                     del self._running[session]
 
     def stop(self, session: str) -> None:
-        """Stop the session's running generations at their next step (the Stop button, also over the API)."""
+        """Stop the session's generations, running or waiting, at their next step (the Stop button, also over the
+        API)."""
         with self._running_lock:
             for cancel in self._running.get(session, ()):
                 cancel.set()
-
-    def _stream(self, request: GenerationRequest, session: str, cancel: threading.Event) -> Iterator[StudioUpdate]:
-        for event in stream_generation(self.engine, request, cancel):
-            if isinstance(event, GenerationResult):
-                files = save_result(event, session_folder(self.settings.data_dir, session), self.labeller)
-                notices = [item.notice for item in event.images if item.notice]
-                if not files:  # the safety gate withheld every image: a refusal, like a refused prompt
-                    raise RequestError(notices[0])
-                notices += [warning] if (warning := self.sampler_warning(request.model, request.sampler)) else []
-                first = event.images[0]
-                yield StudioUpdate(files=files, info="\n".join([infotext(first.parameters), *notices]),
-                                   seed=first.seed)
-            else:
-                yield StudioUpdate(progress=event, preview=event.previews[0] if event.previews else None)
+        self.admission.wake()
 
     def sampler_warning(self, model: str, sampler: str) -> str:
         """A warning when `sampler` does not suit `model` ('' when it does; checked only for distilled samplers)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -9,13 +10,14 @@ from PIL import Image, UnidentifiedImageError
 from t2i.request import RequestError
 
 
-def load_image_file(path: str | Path, max_bytes: int, max_pixels: int, what: str = "image") -> Image.Image:
-    """Decode an uploaded image fully, refusing oversized files, decompression bombs and corrupt data."""
-    path = Path(path)
-    if path.stat().st_size > max_bytes:
-        raise RequestError(f"{what} is {path.stat().st_size >> 20} MB; the limit is {max_bytes >> 20} MB")
+def load_image_file(source: str | Path | bytes, max_bytes: int, max_pixels: int, what: str = "image") -> Image.Image:
+    """Decode an uploaded image (a file, or bytes an API received) fully, refusing oversized files, decompression
+    bombs and corrupt data."""
+    size = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
+    if size > max_bytes:
+        raise RequestError(f"{what} is {size >> 20} MB; the limit is {max_bytes >> 20} MB")
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source)) as image:
             if image.width * image.height > max_pixels:
                 raise RequestError(f"{what} is {image.width}x{image.height}; the limit is {max_pixels} pixels")
             image.load()
