@@ -79,6 +79,10 @@ class GenerationRequest:
     # guidance blurs shapes (the guidance sweep in t2i/embedded/model/README.md, "How well it follows prompts").
     cfg: float = _declare(5.0, widget="slider", label="CFG scale", help="guidance scale", minimum=0, maximum=30,
                           step=0.5, flag="--cfg")
+    # guidance distilled into the model (Flux.1 dev, Flux.2), written as Forge writes it: "Distilled CFG Scale"
+    distilled_cfg: float = _declare(3.5, widget="slider", label="Distilled CFG scale", minimum=0, maximum=30, step=0.5,
+                                    flag="--distilled-cfg", help="Flux.1 dev and Flux.2 only; other models refuse "
+                                    "a value other than the default")
     width: int = _declare(0, widget="number", help="0: the model's native size", flag="--width")
     height: int = _declare(0, widget="number", help="0: the model's native size", flag="--height")
     seed: int = _declare(-1, widget="number", help="-1: random, recorded in the result", minimum=-1,
@@ -121,6 +125,9 @@ class GenerationRequest:
         low, high = REQUEST_FIELDS["cfg"].bounds(settings)
         if not _is_number(self.cfg) or not low <= self.cfg <= high:
             raise RequestError(f"cfg (guidance scale) must be a number from {low} to {high}; got {self.cfg!r}")
+        low, high = REQUEST_FIELDS["distilled_cfg"].bounds(settings)
+        if not _is_number(self.distilled_cfg) or not low <= self.distilled_cfg <= high:
+            raise RequestError(f"distilled_cfg must be a number from {low} to {high}; got {self.distilled_cfg!r}")
         if not isinstance(self.sampler, str) or self.sampler not in SAMPLERS:
             raise RequestError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
         low, high = REQUEST_FIELDS["seed"].bounds(settings)

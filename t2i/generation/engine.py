@@ -11,10 +11,10 @@ from t2i.generation.batching import Batcher
 from t2i.generation.prepared import PreparedRequest
 from t2i.generation.run import Member, Runner
 from t2i.generation.wildcards import Wildcards
-from t2i.models.cache import ModelCache
+from t2i.models.cache import LoadedModel, ModelCache
 from t2i.plugins import PluginManager
 from t2i.generation.progress import GenerationCancelled, ProgressCallback, ProgressEvent
-from t2i.request import MAX_SEED, GenerationRequest, GenerationResult, RequestError
+from t2i.request import MAX_SEED, REQUEST_FIELDS, GenerationRequest, GenerationResult, RequestError
 from t2i.safety.gate import SafetyGate
 from t2i.settings import Settings
 from t2i.style_files import load_styles
@@ -71,6 +71,7 @@ class Engine:
         audit_id = secrets.token_hex(6)
         self.safety.check_prompts(styled.prompt, styled.negative_prompt, request_id=audit_id)
         model = self.models.get(request.model)
+        check_fits_family(request, model)
         return PreparedRequest(
             request=request, model=model, styled=styled, audit_id=audit_id,
             used=[(self.plugins.plugins[name], plugin_units) for name, plugin_units in units.items() if plugin_units],
@@ -84,3 +85,16 @@ class Engine:
         with prepared.model.lock:
             self.runner.run([member])
         return member.outcome()
+
+
+def check_fits_family(request: GenerationRequest, model: LoadedModel) -> None:
+    """Raise RequestError when the request asks for what the model's family cannot do (a sampler, a mode, distilled
+    guidance), before the model lock is taken."""
+    family = model.family_spec
+    family.check_sampler(request.sampler)
+    if request.mode not in family.pipelines:
+        raise RequestError(f"{family.label} models have no {request.mode} pipeline in diffusers; they run: "
+                           f"{', '.join(family.pipelines)}")
+    if model.distilled_cfg is None and request.distilled_cfg != REQUEST_FIELDS["distilled_cfg"].default:
+        raise RequestError(f"model {model.name!r} ({family.label}) has no distilled guidance; leave distilled_cfg at "
+                           f"{REQUEST_FIELDS['distilled_cfg'].default}")

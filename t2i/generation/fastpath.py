@@ -7,6 +7,9 @@ Switches (each measured in bench/ and checked against the slow path in tests/tes
   float32, and a hook casts the UNet's inputs down and its output back up.
 - `cache=N`: DeepCache-style feature caching: the UNet's deep blocks (all but the outermost down and up block)
   run every N-th step; the steps between reuse their outputs and only run the high-resolution shell.
+The switches act on UNets (SD, SDXL). On transformer families (SD3, Flux, Z-Image, Qwen-Image, Chroma) they are
+skipped and the plan says why (`FastPath.skipped`, logged at load): channels-last is a convolution layout, the
+cast hook would round the float position ids those transformers take, and the feature cache hooks UNet blocks.
 SDPA attention needs no switch: diffusers uses `AttnProcessor2_0` (torch's scaled_dot_product_attention) by
 default whenever torch has it.
 
@@ -41,6 +44,7 @@ class FastPath:
     channels_last: bool = False
     unet_dtype: torch.dtype | None = None  # None: the UNet keeps the pipeline's dtype
     cache_interval: int = 1  # deep UNet blocks recomputed every N steps; 1 recomputes them every step
+    skipped: str = ""  # why asked-for switches were not applied ("" when none were skipped)
 
 
 @lru_cache(maxsize=1)
@@ -62,13 +66,17 @@ def _low_precision_dtype(device: torch.device) -> torch.dtype | None:
     return None  # no native reduced precision here: float32 is faster than emulated bf16
 
 
-def plan_for(speed: str, device: torch.device, unet_parameters: int = 0) -> FastPath:
-    """The switches a `T2I_SPEED` value turns on for `device` and a UNet of that size; unknown values raise."""
+def plan_for(speed: str, device: torch.device, unet_parameters: int = 0, denoiser: str = "unet") -> FastPath:
+    """The switches a `T2I_SPEED` value turns on for `device` and a denoiser of that kind ("unet" or
+    "transformer") and size; unknown values raise."""
     choice = parse_speed(speed)  # the grammar lives with the setting, so that Settings checks it at start
     if choice == "auto":
         choice = "fast" if unet_parameters >= AUTO_FAST_MIN_PARAMETERS else "quality"
     if choice == "quality":
         return FastPath()
+    if denoiser != "unet":
+        return FastPath(skipped=f"T2I_SPEED={speed}: the fast-path switches act on UNets; this model's denoiser "
+                                "is a transformer, so it runs the plain path")
     if choice == "fast":
         return FastPath(channels_last=True, unet_dtype=_low_precision_dtype(device))
     return FastPath(channels_last="channels_last" in choice,

@@ -55,6 +55,16 @@ class PreparedRequest:
             inputs["mask_image"] = request.mask.convert("L").resize(size, Image.Resampling.NEAREST)
         return inputs
 
+    def guidance(self) -> dict:
+        """The guidance arguments under the names the model's family takes: CFG, distilled guidance, token limit."""
+        family, request = self.model.family_spec, self.request
+        arguments = {family.cfg_arg: request.cfg} if family.cfg_arg else {}
+        if self.model.distilled_cfg is not None:
+            arguments[family.distilled_arg] = request.distilled_cfg
+        if family.token_limit_arg:
+            arguments[family.token_limit_arg] = family.token_limit
+        return arguments
+
     def parameters(self, seed: int, described: dict) -> dict:
         """The recipe that remakes the image of `seed` on its own."""
         request, model, styled = self.request, self.model, self.styled
@@ -63,8 +73,10 @@ class PreparedRequest:
         if described:  # e.g. LoRA hashes; units written in the prompt stay in the recorded prompt
             params["infotext_extra"] = described
         params.update(seed=seed, width=self.width, height=self.height, batch_size=1, batch_count=1, model=model.name,
-                      model_hash=model.short_hash, mode=request.mode, final_prompt=styled.prompt,
+                      model_hash=model.short_hash, family=model.family, mode=request.mode, final_prompt=styled.prompt,
                       final_negative_prompt=styled.negative_prompt, generator=f"t2i {__version__}")
         if request.init_image is None:
             params.pop("strength")
+        if model.distilled_cfg is None:  # written only for models that have it, as Forge writes it
+            params.pop("distilled_cfg", None)
         return params

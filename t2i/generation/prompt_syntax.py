@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-__all__ = ["PromptSyntaxError", "is_compel_syntax", "to_compel"]
+__all__ = ["PromptSyntaxError", "is_compel_syntax", "plain_text", "to_compel", "uses_weighting"]
 
 
 class PromptSyntaxError(ValueError):
@@ -82,6 +82,19 @@ def to_compel(prompt: str) -> str:
         return texts[0] if texts else ""
     # compel un-escapes \" inside a quoted conjunct and then re-escapes it, so escaped quotes survive as they are
     return "(" + ", ".join(f'"{text}"' for text in texts) + ").and()"
+
+
+def uses_weighting(prompt: str) -> bool:
+    """True if the prompt asks for weighting: a weight other than 1, BREAK, or a compel-only construct."""
+    if is_compel_syntax(prompt):
+        return True
+    parts = _parse_a1111(prompt)
+    return len(parts) > 1 or any(_format_weight(weight) != "1" for runs in parts for _, weight in runs)
+
+
+def plain_text(prompt: str) -> str:
+    """The text of a prompt without weighting (see uses_weighting), A1111 escapes such as \\( resolved."""
+    return "".join(text for runs in _parse_a1111(prompt) for text, _ in runs)
 
 
 def _check_compel_brackets(prompt: str) -> None:

@@ -115,7 +115,7 @@ class Runner:
         for plugin, units in prepared.conditioners:  # a conditioner may swap in its own pipeline
             member.pipe, kwargs = plugin.prepare(model, member.pipe, mode, units, prepared.width, prepared.height)
             member.inputs.update(kwargs)
-        member.pipe.scheduler = make_scheduler(prepared.request.sampler, model.scheduler_config)
+        member.pipe.scheduler = make_scheduler(prepared.request.sampler, model.scheduler_config, model.family_spec)
         member.pipe.set_progress_bar_config(disable=True)
         member.embeds = encode_prompts(model, prepared.styled.prompt, prepared.styled.negative_prompt)
         member.described = prepared.described()
@@ -128,9 +128,10 @@ class Runner:
         lead = members[0].prepared
         seeds = [m.prepared.seeds(batch) for m in members]
         try:
-            with feature_cache(members[0].pipe.unet, lead.model.cache["fast_path"].cache_interval):
+            # the feature cache acts on UNets only (a transformer's fast path has interval 1)
+            with feature_cache(getattr(members[0].pipe, "unet", None), lead.model.cache["fast_path"].cache_interval):
                 images = members[0].pipe(
-                    **_rows(members), num_inference_steps=lead.request.steps, guidance_scale=lead.request.cfg,
+                    **_rows(members), **lead.guidance(), num_inference_steps=lead.request.steps,
                     width=lead.width, height=lead.height,
                     generator=[torch.Generator("cpu").manual_seed(s) for own in seeds for s in own],
                     callback_on_step_end=self._step_callback(members, batch), output_type="pil",
@@ -171,7 +172,8 @@ class Runner:
             watching = [m for m in members if m.live and m.on_progress is not None]
             previews = None
             if watching and done % every == 0 and done < pipe.num_timesteps:
-                previews = latents_to_preview(model, kwargs["latents"], method)
+                previews = latents_to_preview(model, kwargs["latents"], method, members[0].prepared.width,
+                                              members[0].prepared.height)
             start = 0
             for member in members:
                 own = previews[start:start + member.image_count] if previews else None
@@ -207,15 +209,19 @@ class Runner:
 
 def _calls_by_shape(members: list[Member]) -> list[list[Member]]:
     calls: dict[tuple, list[Member]] = {}
-    for member in members:
-        shapes = tuple(tuple(tensor.shape) for tensor in member.embeds.values())
+    for member in members:  # texts for the pipeline's own encoder (lists) go together; it pads them itself
+        shapes = tuple((name, tuple(value.shape) if isinstance(value, torch.Tensor) else "text")
+                       for name, value in member.embeds.items())
         calls.setdefault(shapes, []).append(member)
     return list(calls.values())
 
 
 def _rows(members: list[Member]) -> dict:
-    """The call's arguments: embeddings one row per image, and each input once when shared, else one per image."""
+    """The call's arguments: embeddings (or texts) one row per image, and each input once when shared, else one per
+    image."""
     rows = {name: torch.cat([m.embeds[name].repeat_interleave(m.image_count, dim=0) for m in members])
+            if isinstance(members[0].embeds[name], torch.Tensor)
+            else [text for m in members for text in m.embeds[name] for _ in range(m.image_count)]
             for name in members[0].embeds}
     for name in members[0].inputs:
         rows[name] = _merged([m.inputs[name] for m in members], [m.image_count for m in members], name)

@@ -1,14 +1,17 @@
-"""Sampler names users know from AUTOMATIC1111, mapped to diffusers schedulers.
+"""Sampler names users know from AUTOMATIC1111, mapped to diffusers schedulers of the model's family.
 
 A fresh scheduler is built for every request from the model's own scheduler config: diffusers
-schedulers keep per-run state and are not safe to share between concurrent requests.
+schedulers keep per-run state and are not safe to share between concurrent requests. UNet families (SD, SDXL)
+take the noise-prediction schedulers of SAMPLERS; flow-matching families (SD3, Flux, Z-Image, Qwen-Image, Chroma)
+take the flow-matching schedulers of FLOW_SCHEDULERS, and a name a family lists in neither is refused
+(t2i/models/families.py says which names each family takes), never replaced by another sampler.
 """
 
 from __future__ import annotations
 
 from diffusers import (
     DDIMScheduler, DPMSolverMultistepScheduler, DPMSolverSDEScheduler, EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler, LCMScheduler, UniPCMultistepScheduler,
+    EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler, LCMScheduler, UniPCMultistepScheduler,
 )
 
 SAMPLERS = {
@@ -20,6 +23,14 @@ SAMPLERS = {
     "DDIM": (DDIMScheduler, {}),
     "UniPC": (UniPCMultistepScheduler, {}),
     "LCM": (LCMScheduler, {}),
+}
+
+
+# The same names on flow-matching models: these schedulers take the sigmas and the resolution-dependent shift (`mu`)
+# that those pipelines pass to set_timesteps. UniPC predicts the flow itself, with the model's own fixed shift.
+FLOW_SCHEDULERS = {
+    "Euler": (FlowMatchEulerDiscreteScheduler, {}),
+    "UniPC": (UniPCMultistepScheduler, {"use_flow_sigmas": True, "prediction_type": "flow_prediction"}),
 }
 
 
@@ -42,8 +53,15 @@ def sampler_warning(name: str, model_scheduler_config: dict) -> str:
             "wrong colours and shapes")
 
 
-def make_scheduler(name: str, base_config: dict):
-    """A new scheduler for sampler `name`, keeping the model's noise schedule from `base_config`."""
+def make_scheduler(name: str, base_config: dict, family):
+    """A new scheduler for sampler `name` on a model of `family`, keeping the model's schedule from `base_config`;
+    RequestError when the family cannot run that sampler."""
+    family.check_sampler(name)
+    if family.flow_matching:
+        cls, overrides = FLOW_SCHEDULERS[name]
+        if cls is UniPCMultistepScheduler:
+            overrides = {**overrides, "flow_shift": base_config.get("shift", 1.0)}
+        return cls.from_config(base_config, **overrides)
     cls, overrides = SAMPLERS[name]
     config = {**LATENT_DEFAULTS, **base_config}
     return cls.from_config(config, **overrides)

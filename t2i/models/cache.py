@@ -1,9 +1,13 @@
-"""Find, load and cache diffusion models: the embedded model, diffusers folders, hub ids, .safetensors files.
+"""Find, load and cache diffusion models of every family t2i runs (t2i/models/families.py): the embedded model,
+diffusers folders, hub ids, single-file .safetensors checkpoints.
 
-Loaded pipelines are kept in an LRU cache bounded by count and by the bytes of their weights; the img2img
-and inpainting pipelines of a model are built with `from_pipe`, so they share the already-loaded components
-instead of loading them again. Single-file (A1111/Civitai) checkpoints take their component configs from a
-local diffusers folder or the local hub cache, so they load offline.
+A model's family is told before its weights are read (a folder's model_index.json, a hub model's model_index.json,
+a single file's tensor names), and an unknown pipeline is refused naming it. Loaded pipelines are kept in an LRU
+cache bounded by count and by the bytes of their weights; the img2img and inpainting pipelines of a model are built
+with `from_pipe`, so they share the already-loaded components instead of loading them again. Single-file
+(A1111/Civitai) checkpoints take their component configs from a local diffusers folder or the local hub cache, so
+they load offline; a file that holds only the denoiser (as Flux, Z-Image and Qwen-Image ship) takes the rest of
+the pipeline from that folder.
 """
 
 from __future__ import annotations
@@ -17,24 +21,23 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import diffusers
 import torch
-from diffusers import (
-    AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image, StableDiffusionPipeline,
-    StableDiffusionXLPipeline,
-)
 from diffusers.loaders.single_file_utils import SingleFileComponentError, fetch_diffusers_config
-from huggingface_hub import snapshot_download
+from huggingface_hub import hf_hub_download, snapshot_download
 
 from t2i.generation.fastpath import apply_fast_path, plan_for
+from t2i.models.families import FAMILIES, Family, Variant, family_of_class, family_of_tensors
 from t2i.models.file_hash import file_sha256
 from t2i.models.access import HUB_ID, model_folder_entries
 from t2i.request import RequestError
 from t2i.models.file_checks import read_safetensors_header
 from t2i.settings import EMBEDDED_MODEL_DIR, Settings, resolve_device, resolve_dtype
 
-MODE_PIPELINES = {"img2img": AutoPipelineForImage2Image, "inpaint": AutoPipelineForInpainting}
 CONFIG_FILES = ["*.json", "**/*.json", "*.txt", "**/*.txt", "**/*.model"]  # a pipeline's configs, no weights
 GIB = 1 << 30
+# tensor-name prefixes of checkpoints that carry the whole pipeline (text encoders, VAE), not the denoiser alone
+WHOLE_CHECKPOINT_PREFIXES = ("first_stage_model.", "text_encoders.", "cond_stage_model.", "conditioner.", "vae.")
 log = logging.getLogger(__name__)
 
 
@@ -43,8 +46,8 @@ class LoadedModel:
     """A loaded model: its text-to-image pipeline, plus per-mode pipelines sharing its components."""
 
     name: str
-    family: str  # "sd" (1.x/2.x) or "sdxl"
-    pipeline: StableDiffusionPipeline | StableDiffusionXLPipeline
+    family: str  # a FAMILIES id: "sd" (1.x/2.x), "sdxl", "sd3", "flux1", ...
+    pipeline: diffusers.DiffusionPipeline
     short_hash: str
     lock: threading.Lock = field(default_factory=threading.Lock)  # one run at a time per model
     cache: dict = field(default_factory=dict)  # per-model helpers built on first use (compel, previews)
@@ -55,15 +58,43 @@ class LoadedModel:
         self.scheduler_config = dict(self.pipeline.scheduler.config)
 
     @property
+    def family_spec(self) -> Family:
+        """What the registry knows about this model's family."""
+        return FAMILIES[self.family]
+
+    @property
+    def variant(self) -> Variant | None:
+        """The family's variant this model is (Flux.1 dev or schnell), None where the family has none."""
+        return self.family_spec.variant_of(self.pipeline)
+
+    @property
+    def distilled_cfg(self) -> float | None:
+        """The default distilled guidance of this model, None when it has none (SD, SDXL, Flux.1 schnell...)."""
+        variant = self.variant
+        return variant.distilled_cfg if variant is not None else self.family_spec.distilled_cfg
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        """The denoising network: the UNet or the transformer."""
+        return getattr(self.pipeline, self.family_spec.denoiser)
+
+    @property
     def native_size(self) -> int:
-        return self.pipeline.unet.config.sample_size * self.pipeline.vae_scale_factor
+        """The size the pipeline makes by default: its own default sample size, else the denoiser's config."""
+        size = getattr(self.pipeline, "default_sample_size", None) or self.denoiser.config.get("sample_size")
+        return int(size * self.pipeline.vae_scale_factor) if size else self.family_spec.native_size
 
     def pipeline_for(self, mode: str):
-        """The pipeline for txt2img, img2img or inpaint, built once from the shared components."""
+        """The pipeline for txt2img, img2img or inpaint, built once from the shared components; RequestError when
+        the family has no pipeline for the mode."""
         if mode == "txt2img":
             return self.pipeline
         if mode not in self._mode_pipelines:
-            self._mode_pipelines[mode] = MODE_PIPELINES[mode].from_pipe(self.pipeline)
+            class_name = self.family_spec.pipelines.get(mode)
+            if class_name is None:
+                raise RequestError(f"{self.family_spec.label} models have no {mode} pipeline in diffusers; "
+                                   f"they run: {', '.join(self.family_spec.pipelines)}")
+            self._mode_pipelines[mode] = getattr(diffusers, class_name).from_pipe(self.pipeline)
         return self._mode_pipelines[mode]
 
     def memory_bytes(self) -> int:
@@ -81,17 +112,25 @@ class LoadedModel:
         return sum(storages.values())
 
 
-def _short_hash(path: Path) -> str:
+def _short_hash(path: Path, family: Family) -> str:
     """First 10 hex digits of the SHA-256 of the weights, as A1111 shows as 'Model hash'."""
     if path.is_dir():
-        candidates = sorted((path / "unet").glob("*.safetensors")) or sorted(path.rglob("*.safetensors"))
+        candidates = sorted((path / family.denoiser).glob("*.safetensors")) or sorted(path.rglob("*.safetensors"))
         if not candidates:
             return ""
         path = candidates[0]
     return file_sha256(path)[:10]
 
 
-def _single_file_config(path: Path, header: dict, pipeline_class, settings: Settings) -> Path:
+def _folder_family(folder: Path, source: str) -> tuple[Family, str]:
+    """The family and pipeline class name of a diffusers folder, from its model_index.json."""
+    if not (folder / "model_index.json").is_file():
+        raise RequestError(f"model folder {source!r} has no model_index.json (not a diffusers pipeline)")
+    class_name = json.loads((folder / "model_index.json").read_text()).get("_class_name", "")
+    return family_of_class(class_name, source), class_name
+
+
+def _single_file_config(path: Path, header: dict, family: Family, settings: Settings) -> Path:
     """The local diffusers folder whose configs describe a single-file checkpoint's components."""
     if settings.single_file_config:
         folder = Path(settings.single_file_config).expanduser()
@@ -99,43 +138,70 @@ def _single_file_config(path: Path, header: dict, pipeline_class, settings: Sett
             raise RequestError(f"T2I_SINGLE_FILE_CONFIG={settings.single_file_config!r} is not a diffusers folder "
                                "(no model_index.json)")
         class_name = json.loads((folder / "model_index.json").read_text()).get("_class_name", "")
-        if class_name != pipeline_class.__name__:
-            raise RequestError(f"{path.name} is a {pipeline_class.__name__} checkpoint but T2I_SINGLE_FILE_CONFIG "
-                               f"holds a {class_name or 'unknown'} pipeline's configs")
+        if family_of_class(class_name, str(folder)) is not family:
+            raise RequestError(f"{path.name} is a {family.label} checkpoint but T2I_SINGLE_FILE_CONFIG holds a "
+                               f"{class_name or 'unknown'} pipeline's configs")
         return folder
     # diffusers names the reference repo for a checkpoint from a few tensor names and shapes: the header has them
     shapes = {name: torch.empty(entry["shape"], device="meta") for name, entry in header.items()
               if name != "__metadata__"}
-    repo = fetch_diffusers_config(shapes)["pretrained_model_name_or_path"]
-    for local_files_only in (True, False):  # the local hub cache first; the hub only where it can be reached
+    try:
+        repo = fetch_diffusers_config(shapes)["pretrained_model_name_or_path"]
+    except (KeyError, ValueError, IndexError, AttributeError):  # shapes of no release diffusers knows
+        repo = None
+    for local_files_only in (True, False) if repo else ():  # the local hub cache first; the hub only if reachable
         try:
             return Path(snapshot_download(repo, allow_patterns=CONFIG_FILES, local_files_only=local_files_only))
         except OSError:  # not cached / offline / unreachable
             continue
-    raise RequestError(f"{path.name} is a single-file checkpoint and the configs of its parts were not found "
-                       f"({repo} is not in the local hub cache, and the hub cannot be reached): set "
-                       "T2I_SINGLE_FILE_CONFIG to a local diffusers folder of the same architecture, or save the "
-                       "model as a diffusers folder")
+    where = f"{repo} is not in the local hub cache, and the hub cannot be reached" if repo else \
+        "diffusers knows no release of this shape"
+    raise RequestError(f"{path.name} is a single-file {family.label} checkpoint and the configs of its parts were "
+                       f"not found ({where}): set T2I_SINGLE_FILE_CONFIG to a local diffusers folder of the same "
+                       "architecture, or save the model as a diffusers folder")
 
 
 def _load_single_file(path: Path, dtype, settings: Settings):
-    """A single-file (A1111/Civitai layout) .safetensors checkpoint as a pipeline; offline with local configs."""
+    """A single-file .safetensors checkpoint (A1111/Civitai layout, or a denoiser alone) as a pipeline, offline with
+    local configs; returns (pipeline, family)."""
     if path.suffix != ".safetensors":
         raise RequestError(f"{path.name}: only .safetensors checkpoints are loaded (pickle files can run code)")
     if not path.is_file():
         raise RequestError(f"model file {str(path)!r} does not exist")
-    header = read_safetensors_header(path, max_bytes=16 << 30)
-    xl = any(k.startswith("conditioner.embedders.1") for k in header)
-    pipeline_class = StableDiffusionXLPipeline if xl else StableDiffusionPipeline
-    config = _single_file_config(path, header, pipeline_class, settings)
+    header = read_safetensors_header(path, max_bytes=64 << 30)
+    family = family_of_tensors([name for name in header if name != "__metadata__"], path.name)
+    if not family.single_file:
+        raise RequestError(f"{path.name} is a {family.label} checkpoint; diffusers loads no single files of "
+                           "that family: use a diffusers folder")
+    config = _single_file_config(path, header, family, settings)
+    pipeline_class = getattr(diffusers, family.pipelines["txt2img"])
+    # a file with only the denoiser's weights (as Flux and newer families ship) takes the rest from the folder
+    denoiser_only = not any(name.startswith(WHOLE_CHECKPOINT_PREFIXES) for name in header)
     try:
-        return pipeline_class.from_single_file(str(path), config=str(config), local_files_only=True, dtype=dtype)
+        if family.denoiser == "unet" or not denoiser_only:
+            return pipeline_class.from_single_file(str(path), config=str(config), local_files_only=True,
+                                                   dtype=dtype), family
+        denoiser_config = json.loads((config / family.denoiser / "config.json").read_text())
+        denoiser = getattr(diffusers, denoiser_config["_class_name"]).from_single_file(
+            str(path), config=str(config), subfolder=family.denoiser, local_files_only=True, torch_dtype=dtype)
+        return pipeline_class.from_pretrained(config, **{family.denoiser: denoiser}, dtype=dtype,
+                                              use_safetensors=True, local_files_only=True), family
     except NotImplementedError as exc:  # a weight the configs expect is absent: diffusers fails moving it off "meta"
         raise RequestError(f"{path.name} lacks weights that the configs in {config} expect (a partial checkpoint, "
                            "or configs of another architecture)") from exc
     except (OSError, ValueError, KeyError, RuntimeError, SingleFileComponentError) as exc:
         raise RequestError(f"could not load {path.name} with the configs in {config}: "
                            f"{str(exc).strip().splitlines()[0]}") from exc
+
+
+def _hub_family(spec: str) -> tuple[Family, str]:
+    """The family of a hub model from its model_index.json, read before any weight is downloaded."""
+    try:
+        index = Path(hf_hub_download(spec, "model_index.json"))
+    except Exception as exc:  # offline, no such repository, gated, network errors
+        raise RequestError(f"could not load {spec!r} from the model hub (offline, or no such model): "
+                           f"{type(exc).__name__}") from exc
+    return _folder_family(index.parent, spec)
 
 
 def _load_pipeline(spec: str, settings: Settings) -> LoadedModel:
@@ -145,41 +211,42 @@ def _load_pipeline(spec: str, settings: Settings) -> LoadedModel:
     in_model_folder = model_folder_entries(settings).get(spec)
     path = EMBEDDED_MODEL_DIR if spec == "embedded" else in_model_folder or Path(spec).expanduser()
     if path.is_dir():
-        if not (path / "model_index.json").exists():
-            raise RequestError(f"model folder {spec!r} has no model_index.json (not a diffusers pipeline)")
-        class_name = json.loads((path / "model_index.json").read_text()).get("_class_name", "")
-        if "StableDiffusion" not in class_name:
-            raise RequestError(f"model {spec!r} is a {class_name or 'unknown'} pipeline; "
-                               "t2i runs Stable Diffusion 1.x/2.x and SDXL models")
-        pipe = AutoPipelineForText2Image.from_pretrained(path, dtype=dtype, use_safetensors=True)
+        family, class_name = _folder_family(path, spec)
+        # the family's text-to-image pipeline loads a folder saved from any of its pipelines
+        pipeline_class = getattr(diffusers, class_name if class_name in family.also_loads else
+                                 family.pipelines["txt2img"])
+        pipe = pipeline_class.from_pretrained(path, dtype=dtype, use_safetensors=True)
         source = path
     elif path.suffix in (".safetensors", ".ckpt", ".pt", ".pth", ".bin"):
-        pipe = _load_single_file(path, dtype, settings)
+        pipe, family = _load_single_file(path, dtype, settings)
         source = path
     elif HUB_ID.match(spec):
+        family, class_name = _hub_family(spec)
+        pipeline_class = getattr(diffusers, class_name if class_name in family.also_loads else
+                                 family.pipelines["txt2img"])
         try:
-            pipe = AutoPipelineForText2Image.from_pretrained(spec, dtype=dtype, use_safetensors=True)
+            pipe = pipeline_class.from_pretrained(spec, dtype=dtype, use_safetensors=True)
         except OSError as exc:
             raise RequestError(f"could not load {spec!r} from the model hub (offline, or no such model): "
                                f"{str(exc).splitlines()[0]}") from exc
-        source = Path(pipe.unet.config._name_or_path)  # the hub cache folder
+        source = Path(getattr(pipe, family.denoiser).config._name_or_path)  # the hub cache folder
     else:
         raise RequestError(f"unknown model {spec!r}: give 'embedded', a diffusers folder, a .safetensors file "
                            "or a hub id (owner/name)")
-    if not isinstance(pipe, (StableDiffusionPipeline, StableDiffusionXLPipeline)):
-        raise RequestError(f"model {spec!r} loaded as {type(pipe).__name__}; t2i runs SD 1.x/2.x and SDXL")
     pipe.set_progress_bar_config(disable=True)
-    family = "sdxl" if isinstance(pipe, StableDiffusionXLPipeline) else "sd"
-    short_hash = _short_hash(source) if source is not None and source.exists() else ""
+    short_hash = _short_hash(source, family) if source is not None and source.exists() else ""
     name = "embedded" if spec == "embedded" else (path.name if path.exists() else spec)
-    return LoadedModel(name=name, family=family, pipeline=pipe, short_hash=short_hash)
+    return LoadedModel(name=name, family=family.id, pipeline=pipe, short_hash=short_hash)
 
 
 def _place(model: LoadedModel, settings: Settings) -> None:
     """Move a freshly loaded model to its device and apply the fast path planned for it."""
     device = resolve_device(settings.device)
     model.pipeline = model.pipeline.to(device)
-    fast_path = plan_for(settings.speed, device, sum(p.numel() for p in model.pipeline.unet.parameters()))
+    fast_path = plan_for(settings.speed, device, sum(p.numel() for p in model.denoiser.parameters()),
+                         model.family_spec.denoiser)
+    if fast_path.skipped:
+        log.info("model %s: %s", model.name, fast_path.skipped)
     apply_fast_path(model.pipeline, fast_path)
     model.cache["fast_path"] = fast_path
 
