@@ -1,52 +1,13 @@
 """Tiny random pipelines of every model family t2i runs, built offline and deterministically.
 
 For tests and benchmarks: `build_pipeline(family)` gives a diffusers pipeline on CPU in float32 whose
-weights depend only on `seed`; `save_tiny_model` writes it as a diffusers folder. Single files, GGUF files
-and LoRAs of the same models are written by `t2i.models.tiny.files` and `t2i.models.tiny.lora`.
+weights depend only on `seed`; `save_tiny_model` writes it as a diffusers folder, `save_single_file` and
+`save_gguf` its denoiser as one file in the layout real downloads use, `save_tiny_lora` a random LoRA for it.
 """
 
-from __future__ import annotations
+from t2i.models.tiny.files import GGUF_FAMILIES, SINGLE_FILE_FAMILIES, save_gguf, save_single_file
+from t2i.models.tiny.lora import save_tiny_lora
+from t2i.models.tiny.pipelines import FAMILIES, FAMILY_IDS, build_pipeline, save_tiny_model
 
-from pathlib import Path
-
-import diffusers
-
-from t2i.models.tiny import components
-
-# family id -> (diffusers pipeline class name, component builder, variants; the first is the default)
-FAMILIES = {
-    "sd": ("StableDiffusionPipeline", components.sd_components, ("",)),
-    "sdxl": ("StableDiffusionXLPipeline", components.sdxl_components, ("",)),
-    "sd3": ("StableDiffusion3Pipeline", components.sd3_components, ("",)),
-    "flux1": ("FluxPipeline", components.flux1_components, ("dev", "schnell")),
-    "flux2": ("Flux2Pipeline", components.flux2_components, ("",)),
-    "zimage": ("ZImagePipeline", components.zimage_components, ("",)),
-    "qwenimage": ("QwenImagePipeline", components.qwenimage_components, ("",)),
-    "chroma": ("ChromaPipeline", components.chroma_components, ("",)),
-}
-FAMILY_IDS = tuple(FAMILIES)
-
-
-def _family(family: str, variant: str) -> tuple[type, callable, str]:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; tiny models exist for {', '.join(FAMILY_IDS)}")
-    class_name, build, variants = FAMILIES[family]
-    variant = variant or variants[0]
-    if variant not in variants:
-        raise ValueError(f"{family} has variants {', '.join(map(repr, variants))}, not {variant!r}")
-    return getattr(diffusers, class_name), build, variant
-
-
-def build_pipeline(family: str, variant: str = "", seed: int = 0):
-    """A tiny random pipeline of `family` on CPU in float32; the same seed gives the same weights."""
-    pipeline_class, build, variant = _family(family, variant)
-    pipe = pipeline_class(**build(seed, variant))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def save_tiny_model(family: str, folder: Path, variant: str = "", seed: int = 0) -> Path:
-    """Write a tiny `family` pipeline as a diffusers folder (safetensors only); returns the folder."""
-    folder = Path(folder)
-    build_pipeline(family, variant, seed).save_pretrained(folder, safe_serialization=True)
-    return folder
+__all__ = ["FAMILIES", "FAMILY_IDS", "GGUF_FAMILIES", "SINGLE_FILE_FAMILIES", "build_pipeline", "save_gguf",
+           "save_single_file", "save_tiny_lora", "save_tiny_model"]

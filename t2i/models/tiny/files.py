@@ -14,7 +14,7 @@ import gguf
 import numpy as np
 from safetensors.torch import save_file
 
-from t2i.models.tiny import build_pipeline
+from t2i.models.tiny.pipelines import build_pipeline
 from t2i.models.tiny.layouts import LAYOUTS, to_original_layout
 
 SINGLE_FILE_FAMILIES = tuple(LAYOUTS)
