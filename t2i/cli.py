@@ -1,4 +1,4 @@
-"""Command line: `python -m t2i generate ...` and `python -m t2i eval ...`.
+"""Command line: `python -m t2i generate ...`, `python -m t2i grid ...` and `python -m t2i eval ...`.
 
 Every failure prints one clear line on stderr, exits non-zero, and writes no file.
 """
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from t2i.plugins import Plugin, PluginManager
-from t2i.request import REQUEST_FIELDS, FieldSpec
+from t2i.request import REQUEST_FIELDS, FieldSpec, GenerationRequest
 from t2i.settings import Settings
 
 
@@ -19,19 +19,14 @@ def _generate(args) -> int:
     from t2i.generation.engine import Engine
     from t2i.recipes.labels import Labeller
     from t2i.recipes.infotext import write_atomically
-    from t2i.request import GenerationRequest, RequestError
+    from t2i.request import RequestError
 
     out = Path(args.output)
     if out.suffix.lower() != ".png":
         raise ValueError(f"output must be a .png file; got {out.name!r}")
     settings = Settings()
     labeller = Labeller.from_settings(settings)  # the app's labels (T2I_WATERMARK, T2I_C2PA_*), checked before any work
-    request = GenerationRequest(
-        **{name: tuple(value) if isinstance(value, list) else value for name, value in vars(args).items()
-           if name in REQUEST_FIELDS},
-        plugin_units=_units_from_flags(args),
-    )
-    result = Engine(_engine_settings(), plugins=args.plugins).generate(request)
+    result = Engine(_engine_settings(), plugins=args.plugins).generate(_request_from_flags(args))
     withheld = [item.notice for item in result.images if item.image is None]
     if withheld:  # the safety gate held an image back: refuse the whole run, write nothing
         raise RequestError(f"{withheld[0]}; no file written")
@@ -42,6 +37,36 @@ def _generate(args) -> int:
     for path, blob, item in zip(paths, blobs, result.images):
         write_atomically(path, blob)
         print(f"{path}  seed={item.seed}" + (f"  ({item.notice})" if item.notice else ""))
+    return 0
+
+
+def _request_from_flags(args) -> GenerationRequest:
+    """The GenerationRequest the request fields' flags and the plugins' flags describe."""
+    return GenerationRequest(
+        **{name: tuple(value) if isinstance(value, list) else value for name, value in vars(args).items()
+           if name in REQUEST_FIELDS},
+        plugin_units=_units_from_flags(args),
+    )
+
+
+def _grid(args) -> int:
+    from t2i.generation.engine import Engine
+    from t2i.grid.axes import Axis
+    from t2i.grid.plot import plan_plot, run_plot, save_plot
+    from t2i.recipes.labels import Labeller
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"output must be a .png file; got {out.name!r}")
+    labeller = Labeller.from_settings(Settings())
+    axes = [Axis.from_spec(spec) if spec else None for spec in (args.x, args.y, args.z)]
+    engine = Engine(_engine_settings(), plugins=args.plugins)
+    plot = plan_plot(engine, _request_from_flags(args), axes)  # every refusal comes before the first image
+    run_plot(engine, plot, on_cell=lambda done, total: print(f"cell {done}/{total}", file=sys.stderr))
+    cells = Path(args.cells) if args.cells else out.with_name(f"{out.stem}-cells")
+    paths = save_plot(plot, out, cells, labeller)
+    print(f"{paths[0]}  {plot.grids[0].width}x{sum(g.height for g in plot.grids)}, {len(plot.cells)} cells in "
+          f"{cells}")
     return 0
 
 
@@ -75,14 +100,17 @@ def build_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParse
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="make an image from a prompt")
     gen.add_argument("-o", "--output", required=True, help="PNG file to write")
-    for spec in REQUEST_FIELDS.values():
-        if spec.flag:
-            gen.add_argument(spec.flag, **_flag_options(spec))
-    for plugin in plugins.plugins.values() if plugins else ():
-        if plugin.cli_flag:
-            gen.add_argument(plugin.cli_flag.flag, action="append", default=[], dest=_flag_dest(plugin),
-                             metavar=plugin.cli_flag.metavar, help=plugin.cli_flag.help)
+    _add_request_flags(gen, plugins)
     gen.set_defaults(run=_generate, plugins=plugins)
+    grid = sub.add_parser("grid", help="X/Y/Z plot: a labelled grid of images over up to three request fields")
+    grid.add_argument("-o", "--output", required=True, help="grid PNG file to write")
+    for axis in ("x", "y", "z"):
+        grid.add_argument(f"--{axis}", default="", metavar="NAME:VALUES",
+                          help=f"{axis.upper()} axis, e.g. 'cfg:3,5,7', 'seed:1-3', 'steps:10-30 (+10)', "
+                               "'Prompt S/R:red,blue', 'sampler:Euler,DPM++ 2M'")
+    grid.add_argument("--cells", default="", help="folder for each cell's own PNG (default: OUTPUT-cells/)")
+    _add_request_flags(grid, plugins)
+    grid.set_defaults(run=_grid, plugins=plugins)
     ev = sub.add_parser("eval", help="prompt-fidelity benchmark on the shapes world")
     ev.add_argument("--model", default="embedded")
     ev.add_argument("--steps", type=int, default=REQUEST_FIELDS["steps"].default,
@@ -95,6 +123,17 @@ def build_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParse
 
     add_train_parser(sub)
     return parser
+
+
+def _add_request_flags(parser: argparse.ArgumentParser, plugins: PluginManager | None) -> None:
+    """The request fields' flags and the plugins' flags (e.g. --lora), as `generate` and `grid` take them."""
+    for spec in REQUEST_FIELDS.values():
+        if spec.flag:
+            parser.add_argument(spec.flag, **_flag_options(spec))
+    for plugin in plugins.plugins.values() if plugins else ():
+        if plugin.cli_flag:
+            parser.add_argument(plugin.cli_flag.flag, action="append", default=[], dest=_flag_dest(plugin),
+                                metavar=plugin.cli_flag.metavar, help=plugin.cli_flag.help)
 
 
 def _flag_options(spec: FieldSpec) -> dict:
@@ -114,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         # plugins load only to generate: they declare its flags, and its engine runs them
-        plugins = PluginManager.discover(_engine_settings()) if argv[:1] == ["generate"] else None
+        plugins = PluginManager.discover(_engine_settings()) if argv[:1] in (["generate"], ["grid"]) else None
         args = build_parser(plugins).parse_args(argv)
         return args.run(args)
     except (ValueError, OSError) as exc:  # RequestError is a ValueError; OSError covers unwritable output

@@ -4,14 +4,13 @@ expanded text, and recipes that replay to the same bytes."""
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import pytest
 from PIL import Image
 
 from t2i.generation.engine import Engine
 from t2i.generation.wildcards import Wildcards, WildcardError
-from t2i.recipes.infotext import infotext, png_bytes
+from t2i.recipes.infotext import infotext, png_bytes, quote
 from t2i.recipes.pnginfo import read_png
 from t2i.request import GenerationRequest
 from t2i.safety.gate import PromptRefused
@@ -105,7 +104,7 @@ def test_the_recipe_keeps_template_and_expansion_and_replays_to_the_same_bytes(w
     assert params["prompt"] != template and params["infotext_extra"]["Template"] == template
     assert params["prompt"] == expand(wildcard_engine.wildcards, template, 7).request.prompt
     text = infotext(params)
-    assert text.splitlines()[0] == params["prompt"] and f"Template: {json.dumps(template)}" in text
+    assert text.splitlines()[0] == params["prompt"] and f"Template: {quote(template)}" in text
     # the same request again, and the recipe read back from its PNG, give the same bytes
     again = wildcard_engine.generate(GenerationRequest(prompt=template, seed=7, steps=3)).images[0]
     recipe = read_png(png_bytes(item.image, params)).form

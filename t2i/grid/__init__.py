@@ -1,0 +1,1 @@
+"""X/Y/Z plots: axes (A1111 syntax), running the cells through the engine, drawing the labelled grid."""

@@ -1,0 +1,132 @@
+"""X/Y/Z plots: A1111 axis syntax, refusals before any image, and a grid whose size, labels and cells are measured
+(each cell the same bytes as its request run alone)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from t2i.cli import main
+from t2i.grid.axes import PROMPT_SR, Axis, field_for, parse_values, split_values
+from t2i.grid.drawing import draw_label, font_for, plan_layout
+from t2i.grid.plot import GRID_KEY, plan_plot, run_plot, save_plot
+from t2i.recipes.pnginfo import read_png
+from t2i.request import GenerationRequest, RequestError
+from t2i.safety.gate import PromptRefused
+
+PROMPT = "a red circle on a blue background"
+
+
+@pytest.mark.parametrize("field, text, values", [
+    ("steps", "1-5", [1, 2, 3, 4, 5]),
+    ("steps", "1-10 (+3)", [1, 4, 7, 10]),
+    ("seed", "10-4 (-3)", [10, 7, 4]),
+    ("seed", "-1, 3", [-1, 3]),
+    ("steps", "1-3 [5]", [1, 2, 2, 2, 3]),
+    ("cfg", "3-7 (+2), 9", [3.0, 5.0, 7.0, 9.0]),
+    ("cfg", "1-2 [3]", [1.0, 1.5, 2.0]),
+    ("cfg", "2.5, 7.25", [2.5, 7.25]),
+    ("sampler", "Euler, DPM++ 2M", ["Euler", "DPM++ 2M"]),
+    (PROMPT_SR, 'red, "green, dark", yellow', ["red", "green, dark", "yellow"]),
+    ("styles", "a, b", [("a",), ("b",)]),
+])
+def test_a1111_value_syntax(field, text, values):
+    assert parse_values(field, text) == values
+
+
+def test_axis_names_and_bad_values():
+    assert [field_for(n) for n in ("CFG scale", "cfg", "Checkpoint", "Prompt S/R", "prompt_sr", "Seed")] == [
+        "cfg", "cfg", "model", PROMPT_SR, PROMPT_SR, "seed"]
+    assert split_values(' a ,  "b, c" ,') == ["a", "b, c"]
+    with pytest.raises(RequestError, match="unknown plot axis 'colour'"):
+        Axis.parse("colour", "1, 2")
+    with pytest.raises(RequestError, match="'x' is not a whole number"):
+        Axis.parse("steps", "3, x")
+    with pytest.raises(RequestError, match="never gets from 1 to 5"):
+        Axis.parse("steps", "1-5 (-1)")
+    with pytest.raises(RequestError, match="write it as NAME:VALUES"):
+        Axis.from_spec("cfg 3,5")
+    with pytest.raises(RequestError, match="more than 1000 values"):
+        Axis.parse("seed", "1-5000")
+
+
+def test_refusals_come_before_any_image(engine):
+    plan = lambda axes, **fields: plan_plot(engine, GenerationRequest(**{"prompt": PROMPT, "steps": 2, **fields}),
+                                            axes)
+    with pytest.raises(RequestError, match=r"17 cells; the limit is 16 images \(T2I_MAX_IMAGES\)"):
+        plan([Axis.parse("seed", "1-17")])
+    with pytest.raises(RequestError, match=r"take 2296 sampling steps together; the limit is 2000"):
+        plan([Axis.parse("steps", "140-147"), Axis.parse("seed", "1, 2")], steps=150)
+    with pytest.raises(RequestError, match=r"cell X='Sampler: Nope'.*unknown sampler 'Nope'"):
+        plan([Axis.parse("sampler", "Euler, Nope")])
+    with pytest.raises(RequestError, match=r"cell .*'Steps: 151'.*steps must be from 1 to 150"):
+        plan([Axis.parse("steps", "150, 151")])
+    with pytest.raises(RequestError, match=r"Y axis: Prompt S/R: 'green' .* is not in the prompt"):
+        plan([None, Axis.parse("Prompt S/R", "green, red")])
+    with pytest.raises(RequestError, match="batch count and batch size to 1"):
+        plan([Axis.parse("seed", "1, 2")], batch_size=2)
+    with pytest.raises(RequestError, match=r"T2I_GRID_MAX_PIXELS"):
+        plan_plot(_engine_with(engine, grid_max_pixels=64 * 64), GenerationRequest(prompt=PROMPT, steps=2),
+                  [Axis.parse("seed", "1, 2")])
+    with pytest.raises(PromptRefused):  # every cell's prompt passes the gate before anything runs
+        plan([Axis.parse("Prompt S/R", "circle, naked person")])
+
+
+def _engine_with(engine, **settings):
+    """The session engine seen with other settings (its models and plugins shared), for the plan's limits."""
+    other = object.__new__(type(engine))
+    other.__dict__.update(engine.__dict__, settings=dataclasses.replace(engine.settings, **settings))
+    return other
+
+
+def crop(image: Image.Image, box) -> bytes:
+    return image.crop(box).tobytes()
+
+
+def test_grid_size_labels_and_cells_equal_their_solo_runs(engine, tmp_path):
+    axes = [Axis.parse("CFG scale", "3, 6"), Axis.parse("Prompt S/R", "red, green, yellow"), Axis.parse("seed", "4, 9")]
+    plot = run_plot(engine, plan_plot(engine, GenerationRequest(prompt=PROMPT, steps=3, seed=1), axes))
+    assert len(plot.cells) == 12 and len(plot.grids) == 2
+    first = plot.cells[0].image.image
+    layout = plan_layout(2, 3, first.size, x_labels=True, y_labels=True, title=True)
+    font = font_for(first.width)
+    for page, (grid, seed) in enumerate(zip(plot.grids, (4, 9))):
+        assert grid.size == layout.size == (layout.left + 2 * first.width, layout.top + 3 * first.height)
+        title = draw_label(f"Seed: {seed}", grid.width, layout.title_height, font)
+        assert crop(grid, (0, 0, grid.width, layout.title_height)) == title.tobytes()
+        for column, cfg in enumerate(("3.0", "6.0")):
+            x = layout.cell_box(column, 0)[0]
+            label = draw_label(f"CFG scale: {cfg}", layout.cell_width, layout.top - layout.title_height, font)
+            assert crop(grid, (x, layout.title_height, x + layout.cell_width, layout.top)) == label.tobytes()
+        for row, colour in enumerate(("red", "green", "yellow")):
+            y = layout.cell_box(0, row)[1]
+            label = draw_label(colour, layout.left, layout.cell_height, font)
+            assert crop(grid, (0, y, layout.left, y + layout.cell_height)) == label.tobytes()
+            for column, cfg in enumerate((3.0, 6.0)):
+                solo = engine.generate(GenerationRequest(prompt=f"a {colour} circle on a blue background", cfg=cfg,
+                                                         seed=seed, steps=3)).images[0].image
+                assert crop(grid, layout.cell_box(column, row)) == solo.tobytes()
+                cell = next(c for c in plot.cells if (c.column, c.row, c.page) == (column, row, page))
+                assert cell.image.image.tobytes() == solo.tobytes()
+    # the axes change the images: colour rows differ in their mean red and green
+    means = [np.asarray(c.image.image, dtype=float).mean(axis=(0, 1)) for c in plot.cells[:6]]
+    assert len({m.round(3).tobytes() for m in means}) == 6
+    paths = save_plot(plot, tmp_path / "grid.png", tmp_path / "cells")
+    assert len(paths) == 13 and Image.open(paths[0]).size == (layout.size[0], 2 * layout.size[1])
+    described = json.loads(Image.open(paths[0]).text[GRID_KEY])
+    assert described["labels"]["Y"] == ["red", "green", "yellow"] and len(described["cells"]) == 12
+    recipe = read_png(paths[1]).form  # each cell's own PNG carries the recipe that remakes it
+    assert (recipe["prompt"], recipe["cfg"], recipe["seed"]) == (PROMPT, 3.0, 4)
+
+
+@pytest.mark.slow
+def test_cli_grid_writes_the_grid_and_cells_and_refuses_bad_axes(tmp_path, capsys):
+    out = tmp_path / "g.png"
+    assert main(["grid", PROMPT, "--x", "cfg:3,5", "--y", "seed:1-2", "--steps", "2", "-o", str(out)]) == 0
+    assert Image.open(out).size[0] > 2 * 64 and len(list((tmp_path / "g-cells").glob("*.png"))) == 4
+    assert main(["grid", PROMPT, "--x", "colour:1,2", "-o", str(tmp_path / "h.png")]) == 1
+    assert "unknown plot axis 'colour'" in capsys.readouterr().err and not (tmp_path / "h.png").exists()
