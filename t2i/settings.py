@@ -60,6 +60,23 @@ def parse_speed(value: str) -> str | dict[str, int]:
     return switches
 
 
+def parse_replicas(value: str) -> tuple[int, int]:
+    """T2I_RAY_REPLICAS's grammar: `N` (N >= 1) or `MIN-MAX` autoscaling bounds (0 <= MIN <= MAX, MAX >= 1), as
+    (min, max); anything else raises ValueError."""
+    low, dash, high = value.strip().partition("-")
+    if not low.isdigit() or (dash and not high.isdigit()):
+        raise ValueError("use a number of replicas, or MIN-MAX autoscaling bounds (e.g. 1-4)")
+    bounds = (int(low), int(high)) if dash else (int(low), int(low))
+    if bounds[1] < 1 or bounds[0] > bounds[1]:
+        raise ValueError("needs at least 1 replica, and MIN at most MAX")
+    return bounds
+
+
+def _check_replicas(value: str) -> str:
+    parse_replicas(value)
+    return value
+
+
 def _check_speed(value: str) -> str:
     parse_speed(value)
     return value
@@ -81,6 +98,7 @@ Folders = Annotated[tuple[Path, ...], _split(os.pathsep)]
 Names = Annotated[tuple[str, ...], _split(",")]
 Speed = Annotated[str, AfterValidator(_check_speed)]
 Device = Annotated[str, AfterValidator(_check_device)]
+Replicas = Annotated[str, AfterValidator(_check_replicas)]
 SafetyCategories = Annotated[str, AfterValidator(lambda value: parse_categories(value) and value)]
 
 
@@ -231,6 +249,25 @@ class Settings:
         "T2I_SD_SAFETY_CHECKER", "CompVis/stable-diffusion-safety-checker", "diffusers' "
         "StableDiffusionSafetyChecker: a local folder, or a hub id found in the local hub cache (empty: off)",
         safety=True)
+    # serving on Ray (t2i/ray/): the front end hands model work to Ray Serve replicas, each holding an Engine
+    backend: Literal["local", "ray"] = _variable(
+        "T2I_BACKEND", "local", "where model work runs: `local` (this process) or `ray` (Ray Serve replicas; needs "
+        "the `ray` extra, see Scaling out on Ray)")
+    ray_address: str = _variable(
+        "T2I_RAY_ADDRESS", "", "Ray cluster to join (`auto`, `HOST:6379`, `ray://HOST:10001`); empty starts a "
+        "one-machine cluster")
+    ray_replicas: Replicas = _variable(
+        "T2I_RAY_REPLICAS", "1", "engine replicas: a number, or `MIN-MAX` for autoscaling between the bounds")
+    ray_replica_cpus: float = _variable(
+        "T2I_RAY_REPLICA_CPUS", 1.0, "CPUs each replica reserves; its torch threads are this, rounded down (at least "
+        "1)", gt=0)
+    ray_replica_gpus: float = _variable(
+        "T2I_RAY_REPLICA_GPUS", 0.0, "GPUs each replica reserves (1: one GPU each; 0.5: two replicas share one)",
+        ge=0)
+    ray_max_ongoing: int = _variable(
+        "T2I_RAY_MAX_ONGOING", 2, "requests one replica holds at once (running or waiting for its model)", ge=1)
+    ray_max_queued: int = _variable(
+        "T2I_RAY_MAX_QUEUED", 32, "requests waiting for a free replica before \"server busy\"", ge=1)
 
     @model_validator(mode="before")
     @classmethod

@@ -53,17 +53,29 @@ def _whole(name: str, value) -> int:
     return int(value)
 
 
+def _generator(settings: Settings, engine: Engine):
+    """What runs generations: `engine` itself, or Ray Serve replicas holding engines (T2I_BACKEND=ray)."""
+    if settings.backend == "ray":
+        from t2i.ray.backend import RayEngine  # Ray is an optional install
+
+        return RayEngine(settings, engine)
+    return engine
+
+
 class Studio:
     """Holds the engine and settings; every method is one user action."""
 
     def __init__(self, settings: Settings | None = None, engine: Engine | None = None):
         self.settings = settings or Settings()
         self.engine = engine or Engine(self.settings)
+        self.generator = _generator(self.settings, self.engine)  # where model work runs (T2I_BACKEND)
         self.labeller = Labeller.from_settings(self.settings)
         self.session_styles = SessionStyles(self.engine.styles)  # presets a session uploaded, for that session only
         self.rate_limiter = RateLimiter(self.settings.rate_limit_per_minute)
         # model work from every front end: as many at once as may share a batch, T2I_QUEUE_SIZE more waiting
-        self.admission = Admission(max(1, self.settings.batch_max), self.settings.queue_size)
+        # batching groups what is in the engine at once; on Ray the replicas together hold `concurrency` requests
+        self.admission = Admission(max(1, self.settings.batch_max, getattr(self.generator, "concurrency", 1)),
+                                   self.settings.queue_size)
         self.uploads = SessionUploads(upload_folder(self.settings.data_dir))  # deleted as each session ends
         self._running: dict[str, set[threading.Event]] = {}  # session -> cancel events of its runs
         self._running_lock = threading.Lock()
@@ -170,7 +182,7 @@ class Studio:
             if not self.admission.acquire(cancel):
                 return
             try:
-                for event in stream_generation(self.engine, request, cancel):
+                for event in stream_generation(self.generator, request, cancel):
                     if isinstance(event, GenerationResult) and all(item.image is None for item in event.images):
                         raise RequestError(next(item.notice for item in event.images if item.notice))
                     yield event

@@ -69,7 +69,8 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
     """
     settings = studio.settings
     # batching (T2I_BATCH_MAX) can only group requests that are in the engine at once; the group's lowest limit wins
-    model_work_limit = max(1, settings.batch_max)
+    # on Ray (T2I_BACKEND=ray) as many as the replicas hold at once
+    model_work_limit = max(1, settings.batch_max, getattr(studio.generator, "concurrency", 1))
     widgets: dict[str, gr.Component] = {}  # the form's inputs by field name: laid out here, each built as declared
 
     def place(name: str, **overrides) -> gr.Component:
