@@ -31,9 +31,9 @@ def zero_gpu():
 
 
 def served_folders(settings: Settings) -> list[str]:
-    """The data folders whose files the pages show (outputs, training uploads and samples); Gradio's file
+    """The data folders whose files the pages show (outputs, training uploads and samples, histories); Gradio's file
     route serves these, so the rest of the data folder (safety audit log, LoRA library) stays private."""
-    return [str(settings.data_dir / name) for name in ("sessions", "training-uploads", "training")]
+    return [str(settings.data_dir / name) for name in ("sessions", "training-uploads", "training", "history")]
 
 
 def place_uploads(settings: Settings) -> None:

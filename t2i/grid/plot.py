@@ -169,9 +169,11 @@ def save_plot(plot: Plot, grid_path: Path, cells_folder: Path, labeller: Labelle
     blobs = [(grid_path, labeller.png(grid_image(plot), first.parameters, extra, title=grid_path.name))]
     for cell in plot.cells:
         if cell.image.image is not None:
-            path = cells_folder / f"z{cell.page + 1}-y{cell.row + 1}-x{cell.column + 1}-{cell.image.seed}.png"
-            blobs.append((path, labeller.png(cell.image.image, cell.image.parameters, file_id(),
-                                             title=path.name)))
+            own_id = file_id()
+            name = "-".join([f"z{cell.page + 1}-y{cell.row + 1}-x{cell.column + 1}", str(cell.image.seed),
+                             *own_id.values()])
+            path = cells_folder / f"{name}.png"
+            blobs.append((path, labeller.png(cell.image.image, cell.image.parameters, own_id, title=path.name)))
     for path, blob in blobs:  # encoded first, so a failure part-way leaves no partial set
         write_atomically(path, blob)
     return [path for path, _ in blobs]

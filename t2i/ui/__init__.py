@@ -10,6 +10,8 @@ import gradio as gr
 from t2i.studio import Studio
 
 from t2i.ui.generate_tab import create_generate_tab
+from t2i.ui.grid_tab import create_grid_tab
+from t2i.ui.history_tab import create_history_tab, wire_history
 from t2i.ui.recipe_tab import create_recipe_tab, wire_recipe_links
 from t2i.ui.styles_tab import create_styles_tab, wire_style_sessions
 from t2i.ui.train_tab import create_train_tab
@@ -34,6 +36,10 @@ def build_app(studio: Studio, gpu: Callable = lambda fn: fn) -> gr.Blocks:
         with gr.Tabs() as tabs:
             with gr.Tab("Generate", id="generate"):
                 form = create_generate_tab(studio, gpu)
+            with gr.Tab("X/Y/Z plot", id="xyz_plot"):
+                grid_gallery = create_grid_tab(studio, form, gpu)
+            with gr.Tab("History", id="history"):
+                history = create_history_tab(studio, form, tabs)
             with gr.Tab("PNG info", id="png_info"):
                 create_recipe_tab(studio, form, tabs)
             with gr.Tab("Styles", id="styles"):
@@ -43,5 +49,6 @@ def build_app(studio: Studio, gpu: Callable = lambda fn: fn) -> gr.Blocks:
         wire_recipe_links(demo, studio, form)
         wire_style_sessions(demo, studio)
         wire_upload_sessions(demo, studio)
+        wire_history(demo, studio, history, [form["gallery"], grid_gallery])
     demo.queue(max_size=studio.settings.queue_size, default_concurrency_limit=1)
     return demo
