@@ -4,6 +4,10 @@ guidance window (start and end as fractions of the sampling steps).
 Per request, under the model lock, it builds diffusers' ControlNet variant of the pipeline for the mode
 (txt2img, img2img, inpaint; SD 1.x/2.x or SDXL) with `AutoPipelineFor*.from_pipe`, which shares the
 loaded components, so nothing of one request is left on the model for the next.
+
+Other families are refused with a message that says why: diffusers has ControlNets for Flux.1, SD3, Z-Image and
+Qwen-Image (other model classes, named in t2i/models/families.py), which this plugin does not load yet; Flux.2
+and Chroma have none.
 """
 
 from __future__ import annotations
@@ -91,6 +95,7 @@ class ControlNet(Conditioner):
         active = [u for u in units if u["end"] > u["start"]]  # an empty guidance window does nothing
         if not active:
             return pipe, {}
+        check_family(model)
         sources = self.models()
         controlnets = []
         for unit in active:
@@ -118,6 +123,17 @@ class ControlNet(Conditioner):
             fields[f"ControlNet {k}"] = (f"Module: {unit['preprocessor']}, Model: {model}, Weight: {unit['scale']}, "
                                          f"Guidance Start: {unit['start']}, Guidance End: {unit['end']}")
         return fields
+
+
+def check_family(model) -> None:
+    """Raise RequestError unless the model's family takes the ControlNets this plugin loads (UNet ControlNets)."""
+    family = model.family_spec
+    if family.controlnet_model == "ControlNetModel":
+        return
+    if family.controlnet_model:
+        raise RequestError(f"ControlNet: t2i runs ControlNets on SD 1.x/2.x and SDXL models; {family.label} "
+                           f"ControlNets ({family.controlnet_model} in diffusers) are not supported yet")
+    raise RequestError(f"ControlNet: diffusers has no ControlNet for {family.label} models")
 
 
 def _is_number(text: str) -> bool:

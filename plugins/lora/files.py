@@ -33,7 +33,7 @@ TRIGGER_WORDS_KEY = "t2i_trigger_words"  # our own metadata key: a JSON list (or
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"  # what diffusers' save_lora_weights writes
 KOHYA_SUFFIX = ".kohya"  # NAME.kohya.safetensors: the kohya/A1111-keyed copy the trainer writes beside NAME.safetensors
 UPLOAD_NAME = re.compile(r"^\w[\w.+-]{0,99}$")  # names an upload may be saved under
-LORA_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+LORA_COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2")
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,12 @@ def check_lora_file(pipe, path: Path, label: str, max_bytes: int) -> None:
 
 def check_lora_fits(pipe, tensors: dict[str, torch.Tensor], label: str) -> None:
     """Raise RequestError unless every weight of the LoRA belongs to a layer of `pipe` with matching shapes."""
-    try:  # diffusers' own conversion: kohya/A1111 and older diffusers keys become diffusers keys
-        state_dict, _ = type(pipe).lora_state_dict(dict(tensors))
-    except (ValueError, KeyError, IndexError, RuntimeError) as exc:
+    try:  # diffusers' own conversion for this pipeline's family: kohya/A1111, BFL and older keys become diffusers'
+        converted = type(pipe).lora_state_dict(dict(tensors))
+    except (ValueError, KeyError, IndexError, RuntimeError, AssertionError, AttributeError) as exc:
         raise RequestError(f"LoRA {label!r} is not in a LoRA format t2i can read: {str(exc).splitlines()[0][:200]}") from exc
+    # SD and SDXL loaders return (weights, network alphas); the transformer families' loaders the weights alone
+    state_dict = converted[0] if isinstance(converted, tuple) else converted
     parts: dict[str, dict] = {}
     for key, value in state_dict.items():
         component, _, rest = key.partition(".")
@@ -136,7 +138,7 @@ def check_lora_fits(pipe, tensors: dict[str, torch.Tensor], label: str) -> None:
 
 def _to_peft(component: str, model, weights: dict) -> dict:
     """The weights with peft keys (`<layer>.lora_A.weight`), converted as diffusers converts them when loading."""
-    if component == "unet":
+    if component in ("unet", "transformer"):
         return weights if "lora_A" in next(iter(weights)) else convert_unet_state_dict_to_peft(weights)
     converted = convert_state_dict_to_peft(convert_state_dict_to_diffusers(weights))
     if not hasattr(model, "text_model"):  # transformers 5 text encoders have no `text_model.` level

@@ -15,6 +15,7 @@ INFOTEXT_EXTRA_KEY = "infotext_extra"  # params[...]: {field: value} that plugin
 # A plugin field of this name goes at the end of the prompt line, not among the `Key: value` pairs: A1111 keeps
 # `<lora:name:weight>` tags in the prompt, and Civitai and other readers take LoRA names and weights from there
 PROMPT_TAGS_FIELD = "Prompt tags"
+DISTILLED_CFG_FIELD = "Distilled CFG Scale"  # Forge's name for Flux's distilled guidance
 STYLES_SEPARATOR = "; "  # `Styles: Watercolor; Pixel Art`, as SD.Next writes it (A1111 itself writes no styles)
 
 
@@ -26,8 +27,10 @@ def quote(value) -> str:
 
 def infotext(params: dict) -> str:
     """The A1111 'parameters' text for one image (prompt, negative, then key: value pairs)."""
-    fields = [("Steps", params["steps"]), ("Sampler", params["sampler"]), ("CFG scale", params["cfg"]),
-              ("Seed", params["seed"]), ("Size", f"{params['width']}x{params['height']}")]
+    fields = [("Steps", params["steps"]), ("Sampler", params["sampler"]), ("CFG scale", params["cfg"])]
+    if "distilled_cfg" in params:  # only models with distilled guidance record it (Flux.1 dev), as Forge does
+        fields.append((DISTILLED_CFG_FIELD, params["distilled_cfg"]))
+    fields += [("Seed", params["seed"]), ("Size", f"{params['width']}x{params['height']}")]
     if params.get("model_hash"):
         fields.append(("Model hash", params["model_hash"]))
     fields.append(("Model", params["model"]))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from t2i.recipes.infotext import RECIPE_KEY, STYLES_SEPARATOR
+from t2i.recipes.infotext import DISTILLED_CFG_FIELD, RECIPE_KEY, STYLES_SEPARATOR
 from t2i.request import PLAIN_FIELDS, REQUEST_FIELDS, RequestError
 from t2i.generation.samplers import SAMPLERS
 
@@ -74,7 +74,8 @@ def _unquote(value: str) -> str:
 def _fill_form(recipe: ReadRecipe, values: dict[str, str]) -> None:
     """Move the A1111 fields that map onto the form; keep the rest in `extra`."""
     form, extra = recipe.form, dict(values)
-    for key, name in (("Steps", "steps"), ("CFG scale", "cfg"), ("Seed", "seed")):
+    numbers = (("Steps", "steps"), ("CFG scale", "cfg"), (DISTILLED_CFG_FIELD, "distilled_cfg"), ("Seed", "seed"))
+    for key, name in numbers:
         if key in extra:
             form[name] = _number(key, extra.pop(key), REQUEST_FIELDS[name].type)
     if "Size" in extra:
@@ -116,8 +117,9 @@ def _style_names(value: str) -> list[str]:
 
 
 def _sampler(name: str, schedule: str) -> str:
-    """A1111 >= 1.8 writes `Sampler: DPM++ 2M, Schedule type: Karras`; older ones `DPM++ 2M Karras`."""
-    if schedule and schedule not in ("Automatic", "Uniform") and not name.endswith(schedule):
+    """A1111 >= 1.8 writes `Sampler: DPM++ 2M, Schedule type: Karras`; older ones `DPM++ 2M Karras`. Forge writes
+    `Schedule type: Simple` for Flux: the model's own flow-matching schedule, which t2i's samplers use."""
+    if schedule and schedule not in ("Automatic", "Uniform", "Simple") and not name.endswith(schedule):
         return f"{name} {schedule}"
     return name
 

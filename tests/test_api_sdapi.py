@@ -1,0 +1,179 @@
+"""The A1111 API (/sdapi/v1) in process, over the same Studio as the page: measured images with their recipe, the
+page's bytes, the listing routes, per-caller options, and hostile input answered with clear 4xx errors."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from api_helpers import bomb_png, data_url, decoded, make_studio, without_chunk
+from t2i.api.server import api_app
+from t2i.eval.analyzer import analyze
+from t2i.recipes.labels import AI_SOURCE_TYPE, read_label
+from t2i.recipes.pnginfo import read_png
+from t2i.settings import EMBEDDED_MODEL_DIR
+from t2i.studio import GenerateForm
+
+GREEN_TRIANGLE = "a large green triangle at the bottom on a white background"
+
+
+@pytest.fixture(scope="module")
+def studio(settings, engine, tmp_path_factory):
+    studio = make_studio(settings, engine, tmp_path_factory.mktemp("sdapi-data"))
+    studio.settings.model_dir.mkdir()
+    (studio.settings.model_dir / "shapes-copy").symlink_to(EMBEDDED_MODEL_DIR)  # a second model to choose
+    return studio
+
+
+@pytest.fixture(scope="module")
+def client(studio):
+    return TestClient(api_app(studio))
+
+
+@pytest.mark.slow  # four images at 20 steps
+def test_txt2img_images_are_measured_carry_their_recipe_and_equal_the_pages_bytes(client, studio):
+    answer = client.post("/sdapi/v1/txt2img", json={"prompt": GREEN_TRIANGLE, "seed": 11, "steps": 20,
+                                                    "batch_size": 2, "sampler_name": "Euler", "subseed": 5})
+    assert answer.status_code == 200, answer.text
+    info = json.loads(answer.json()["info"])
+    pngs = decoded(answer.json()["images"])
+    assert info["all_seeds"] == [11, 12] and info["sd_model_name"] == "embedded" and info["steps"] == 20
+    assert info["t2i_ignored"] == {"subseed": "variation seeds are not available in t2i"}
+    found = analyze(Image.open(io.BytesIO(pngs[0])))
+    assert found.background == "white" and found.objects[0].colour == "green"
+    assert [read_png(png).form["seed"] for png in pngs] == [11, 12]
+    assert info["infotexts"][1] == Image.open(io.BytesIO(pngs[1])).info["parameters"]
+    assert read_label(pngs[0]) == AI_SOURCE_TYPE
+    # the page's path, same request and seed: the same bytes, but for the page file's own id chunk
+    form = GenerateForm(prompt=GREEN_TRIANGLE, seed=11, steps=20, batch_size=2)
+    files = next(update.files for update in studio.generate(form, "page-session") if update.files)
+    assert [without_chunk(path.read_bytes(), "t2i_file_id") for path in files] == pngs
+
+
+@pytest.mark.slow  # a 12-step inpainting
+def test_img2img_inpaints_inside_the_mask_only(client):
+    init = Image.new("RGB", (64, 64), (250, 250, 250))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    answer = client.post("/sdapi/v1/img2img", json={
+        "prompt": "a large red circle on a white background", "init_images": [data_url(init)],
+        "mask": data_url(mask), "denoising_strength": 1.0, "steps": 12, "seed": 2, "mask_blur": 4,
+        "inpainting_fill": 1, "inpaint_full_res": True, "resize_mode": 0})
+    assert answer.status_code == 200, answer.text
+    png, = decoded(answer.json()["images"])
+    assert read_png(png).extra["mode"] == "inpaint"
+    pixels, outside = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")), np.asarray(mask) == 0
+    assert np.array_equal(pixels[outside], np.asarray(init)[outside])  # untouched outside the mask
+    assert np.abs(pixels[~outside].astype(int) - 250).mean() > 20  # painted inside it
+    assert set(json.loads(answer.json()["info"])["t2i_ignored"]) == {"mask_blur", "inpainting_fill",
+                                                                       "inpaint_full_res"}
+
+
+def test_listings_name_models_and_loras_without_server_paths(client, studio):
+    models = client.get("/sdapi/v1/sd-models").json()
+    assert {m["title"] for m in models} >= {"embedded", "shapes-copy"}
+    library = studio.engine.settings.lora_dir  # the engine's LoRA library (shared by the session's tests)
+    library.mkdir(parents=True, exist_ok=True)
+    lora = library / "api-test-ink.safetensors"
+    lora.write_bytes(b"")  # listed by its name only; never loaded here
+    try:
+        listed = client.get("/sdapi/v1/loras").json()
+    finally:
+        lora.unlink()
+    assert {"name": "api-test-ink", "alias": "api-test-ink", "path": "api-test-ink", "metadata": {}} in listed
+    assert str(library) not in json.dumps(listed)
+    assert "Euler a" in [s["name"] for s in client.get("/sdapi/v1/samplers").json()]
+    assert [s["name"] for s in client.get("/sdapi/v1/schedulers").json()] == ["automatic", "karras"]
+    assert client.get("/sdapi/v1/scripts").json() == {"txt2img": [], "img2img": []}
+    assert "Watercolor" in [s["name"] for s in client.get("/sdapi/v1/prompt-styles").json()]
+    for route in ("sd-models", "loras", "options", "sd-vae", "upscalers", "embeddings"):
+        assert str(studio.settings.data_dir) not in client.get(f"/sdapi/v1/{route}").text
+
+
+def test_options_change_only_the_callers_own_model(client):
+    one, other = {"X-T2I-Client": "one"}, {"X-T2I-Client": "other"}
+    assert client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "shapes-copy"}, headers=one).json() == {}
+    assert client.get("/sdapi/v1/options", headers=one).json()["sd_model_checkpoint"] == "shapes-copy"
+    assert client.get("/sdapi/v1/options", headers=other).json()["sd_model_checkpoint"] == "embedded"
+    refused = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "/etc"}, headers=other)
+    assert refused.status_code == 400 and "unknown model" in refused.json()["detail"]
+    refused = client.post("/sdapi/v1/options", json={"samples_save": False}, headers=other)
+    assert refused.status_code == 422 and "samples_save" in refused.json()["detail"]
+
+
+def test_png_info_reads_our_recipe(client):
+    answer = client.post("/sdapi/v1/txt2img", json={"prompt": "a blue star", "seed": 4, "steps": 2})
+    info = client.post("/sdapi/v1/png-info", json={"image": answer.json()["images"][0]}).json()
+    assert info["parameters"]["Seed"] == 4 and info["parameters"]["Prompt"] == "a blue star"
+    assert info["info"].startswith("a blue star\nSteps: 2")
+
+
+@pytest.mark.parametrize("route, body, status, message", [
+    ("txt2img", b"{prompt: ", 422, "not valid JSON"),
+    ("txt2img", b"[1, 2]", 422, "JSON object"),
+    ("txt2img", b'{"prompt": "a red circle", "cfg_scale": NaN}', 422, "NaN is not a JSON number"),
+    ("txt2img", {"prompt": 5}, 422, "prompt: Input should be a valid string"),
+    ("txt2img", {"prompt": "a red circle", "steps": "20"}, 422, "steps: Input should be a valid integer"),
+    ("txt2img", {"prompt": "a red circle", "steps": -3}, 400, "steps must be from 1"),
+    ("txt2img", {"prompt": "a red circle", "width": -64}, 400, "width must be"),
+    ("txt2img", {"prompt": "a red circle", "seed": -5}, 400, "seed must be"),
+    ("txt2img", {"prompt": "a red circle", "batch_size": 10_000}, 400, "the limit is"),
+    ("txt2img", {"prompt": "a red circle", "sampler_name": "Nope"}, 400, "unknown sampler 'Nope'"),
+    ("txt2img", {"prompt": "a red circle", "scheduler": "Exponential"}, 422, "t2i offers automatic, karras"),
+    ("txt2img", {"prompt": "a red circle", "override_settings": {"sd_model_checkpoint": "nothing-here"}}, 400,
+     "unknown model"),
+    ("txt2img", {"prompt": "a red circle", "override_settings": {"sd_model_checkpoint": "/etc/passwd"}}, 400,
+     "this server loads no other local paths"),
+    ("txt2img", {"prompt": "a red circle", "enable_hr": True, "restore_faces": True}, 422,
+     "enable_hr=True: hires fix is not available in t2i; restore_faces=True"),
+    ("txt2img", {"prompt": "a red circle", "alwayson_scripts": {"ControlNet": {"args": [{"enabled": True}]}}}, 422,
+     "alwayson_scripts="),
+    ("txt2img", {"prompt": "a red circle", "override_settings": {"CLIP_stop_at_last_layers": 2}}, 422,
+     "clip skip is not available"),
+    ("txt2img", {"prompt": "a red circle", "hacks": 1, "nsfw": True}, 422, "unknown field(s) for this A1111 "
+     "route: hacks, nsfw"),
+    ("img2img", {"prompt": "a red circle", "init_images": ["data:text/html;base64,PGI+aGk8L2I+"]}, 400,
+     "only data:image/...;base64, URLs"),
+    ("img2img", {"prompt": "a red circle", "init_images": ["file:///etc/passwd"]}, 400, "does not fetch URLs"),
+    ("img2img", {"prompt": "a red circle", "init_images": ["http://127.0.0.1:9/x.png"]}, 400, "does not fetch URLs"),
+    ("img2img", {"prompt": "a red circle", "init_images": ["/etc/passwd"]}, 400, "not valid base64"),
+    ("img2img", {"prompt": "a red circle", "init_images": ["QUFB" * 400_000]}, 400, "the limit is 1 MB"),
+    ("img2img", {"prompt": "a red circle", "init_images": [data_url(Image.new("RGB", (8, 8)))] * 2}, 422,
+     "exactly one init image"),
+    ("img2img", {"prompt": "a red circle", "init_images": ["iVBORw0KGgo" + "A" * 41]}, 400, "could not be read"),
+])
+def test_hostile_input_is_a_clear_4xx_and_the_server_keeps_serving(client, studio, route, body, status, message):
+    sent = dict(content=body) if isinstance(body, bytes) else dict(json=body)
+    answer = client.post(f"/sdapi/v1/{route}", **sent)
+    assert answer.status_code == status, answer.text
+    assert message in answer.json()["detail"]
+    assert studio.admission.counts() == (0, 0)  # nothing left holding or waiting for a place
+    assert client.get("/sdapi/v1/options").status_code == 200
+
+
+def test_after_hostile_input_generation_still_works(client):
+    for body in ({"prompt": 5}, {"prompt": "a red circle", "steps": -1}, {"prompt": "x", "enable_hr": True}):
+        assert client.post("/sdapi/v1/txt2img", json=body).status_code in (400, 422)
+    answer = client.post("/sdapi/v1/txt2img", json={"prompt": "a red circle", "steps": 1})
+    assert answer.status_code == 200 and len(answer.json()["images"]) == 1
+
+
+@pytest.mark.parametrize("side, message", [(5000, "5000x5000; the limit is"),
+                                           (30_000, "could not be read as an image (DecompressionBombError)")])
+def test_a_decompression_bomb_is_refused_before_decoding(client, side, message):
+    bomb = bomb_png(side, side)
+    assert len(bomb) < 200_000  # small on the wire, huge decoded
+    answer = client.post("/sdapi/v1/img2img", json={"prompt": "a red circle", "init_images": [
+        "data:image/png;base64," + base64.b64encode(bomb).decode()]})
+    assert answer.status_code == 400 and message in answer.json()["detail"]
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(client):
+    answer = client.post("/sdapi/v1/img2img", content=b'{"prompt": "' + b"x" * (5 << 20) + b'"}')
+    assert answer.status_code == 413 and "the limit is" in answer.json()["detail"]
