@@ -15,6 +15,7 @@ from collections import Counter
 
 from t2i.generation.engine import Engine
 from t2i.generation.progress import GenerationCancelled, ProgressCallback, ProgressEvent
+from t2i.plugins import PluginManager
 from t2i.request import MAX_SEED, GenerationRequest, GenerationResult, RequestError
 from t2i.settings import Settings, SettingsError, parse_replicas
 
@@ -40,6 +41,25 @@ def deployment_options(settings: Settings) -> dict:
     return {**scaling, "max_ongoing_requests": settings.ray_max_ongoing,
             "max_queued_requests": settings.ray_max_queued,
             "ray_actor_options": {"num_cpus": settings.ray_replica_cpus, "num_gpus": settings.ray_replica_gpus}}
+
+
+def routing_id(model: str, adapters: list[str]) -> str:
+    """The multiplexed model id: the model and its adapters (named by content hash), in any order, e.g.
+    `embedded|lora_ab12...+lora_cd34...`."""
+    return f"{model}|{'+'.join(sorted(adapters))}"
+
+
+def request_routing_id(request: GenerationRequest, settings: Settings, plugins: PluginManager) -> str:
+    """The multiplexed id of a request: its model and its LoRAs' content hashes (from units and prompt tags)."""
+    lora = plugins.plugins.get("lora")
+    model = request.model or settings.default_model
+    if lora is None or not isinstance(request.prompt, str) or not isinstance(request.plugin_units, dict):
+        return routing_id(model, [])
+    try:
+        units = list(request.plugin_units.get("lora") or []) + lora.units_from_prompt(request.prompt)[1]
+        return routing_id(model, [lora.library.resolve(unit["name"]).adapter_name for unit in units])
+    except (RequestError, TypeError, KeyError):  # the replica's engine refuses it, with its own message
+        return routing_id(model, [])
 
 
 class RayEngine:
@@ -74,7 +94,7 @@ class RayEngine:
         """
         if isinstance(request.seed, int) and request.seed == -1:  # others are the replica's to refuse
             request = dataclasses.replace(request, seed=secrets.randbelow(MAX_SEED + 1))
-        model_id = self.routing_id(request)
+        model_id = request_routing_id(request, self.settings, self.engine.plugins)
         cancel = cancel or threading.Event()
         try:
             return self._run(request, model_id, on_progress, cancel)
@@ -124,20 +144,6 @@ class RayEngine:
                 if not done.is_set():
                     stream.cancel()
                 return
-
-    def routing_id(self, request: GenerationRequest) -> str:
-        """The multiplexed id of a request: its model and its LoRAs' content hashes (from units and prompt tags)."""
-        from t2i.ray.deployment import routing_id
-
-        lora = self.engine.plugins.plugins.get("lora")
-        model = request.model or self.settings.default_model
-        if lora is None or not isinstance(request.prompt, str) or not isinstance(request.plugin_units, dict):
-            return routing_id(model, [])
-        try:
-            units = list(request.plugin_units.get("lora") or []) + lora.units_from_prompt(request.prompt)[1]
-            return routing_id(model, [lora.library.resolve(unit["name"]).adapter_name for unit in units])
-        except (RequestError, TypeError, KeyError):  # the replica's engine refuses it, with its own message
-            return routing_id(model, [])
 
     def close(self) -> None:
         """Remove the Serve application, and stop the cluster if this engine started it."""

@@ -56,11 +56,6 @@ def _portable(error: RequestError) -> RequestError:
         return RequestError(str(error))
 
 
-def routing_id(model: str, adapter_hashes: list[str]) -> str:
-    """The multiplexed model id: the model and its LoRAs' content hashes (order-free), e.g. `embedded|ab12+cd34`."""
-    return f"{model}|{'+'.join(sorted(adapter_hashes))}"
-
-
 @serve.deployment(name="EngineReplica")
 class EngineReplica:
     """One engine in a replica process; requests with the same routing id prefer the replica that ran them."""
@@ -77,7 +72,7 @@ class EngineReplica:
     @serve.multiplexed(max_num_models_per_replica=8)
     async def load(self, model_id: str) -> str:
         """Load the routing id's base model (its LoRAs load on first use, into the adapter LRU)."""
-        model = model_id.rpartition("|")[0]
+        model = model_id.rpartition("|")[0]  # backend.routing_id: MODEL|ADAPTERS
         try:
             await asyncio.to_thread(self.engine.models.get, model)
         except RequestError:  # a model this server cannot load: the request's run refuses it with the message
