@@ -63,9 +63,9 @@ def request_routing_id(request: GenerationRequest, settings: Settings, plugins: 
 
 
 class RayEngine:
-    """Runs generations on the `t2i` Serve application's replicas, deploying it (and a local cluster) if needed."""
+    """Runs generations on a Serve application's replicas (`t2i`), deploying it (and a local cluster) if needed."""
 
-    def __init__(self, settings: Settings, engine: Engine):
+    def __init__(self, settings: Settings, engine: Engine, app_name: str = APP_NAME):
         if ray is None:
             raise SettingsError("T2I_BACKEND=ray needs Ray: pip install 't2i[ray]' (or -r requirements-ray.txt)")
         self.settings = settings
@@ -78,8 +78,9 @@ class RayEngine:
         from t2i.ray.deployment import EngineReplica  # imports torch and the engine only once Ray is up
 
         serve.start(proxy_location="Disabled")  # handles only: no HTTP proxy on the cluster's interfaces
+        self.app_name = app_name  # another name deploys a second set of replicas beside (bench/ray_serving.py)
         self.handle = serve.run(EngineReplica.options(**deployment_options(settings)).bind(settings),
-                                name=APP_NAME, route_prefix=None)
+                                name=app_name, route_prefix=None)
         # what the front end should send at once: every replica's share (more wait in the front end's own queue)
         self.concurrency = parse_replicas(settings.ray_replicas)[1] * settings.ray_max_ongoing
         self.served: Counter[str] = Counter()  # replica id -> requests it finished
@@ -147,7 +148,7 @@ class RayEngine:
 
     def close(self) -> None:
         """Remove the Serve application, and stop the cluster if this engine started it."""
-        serve.delete(APP_NAME)
+        serve.delete(self.app_name)
         if self.started_cluster:
             serve.shutdown()
             ray.shutdown()

@@ -25,6 +25,11 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def only_loopback() -> bool:
+    """Whether this process's network namespace has no interface but loopback."""
+    return os.listdir("/sys/class/net") == ["lo"]
+
+
 def loopback_command(argv: list[str]) -> list[str]:
     """`argv` wrapped to run in a new network namespace with only loopback, brought up first."""
     return ["unshare", "-n", "sh", "-c", f"ip link set lo up && exec {shlex.join(argv)}"]
