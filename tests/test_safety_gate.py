@@ -18,7 +18,7 @@ from PIL import Image
 from t2i.generation.engine import Engine
 from t2i.plugins import ImageChecker, PluginManager, PromptChecker, Verdict
 from t2i.request import GenerationRequest, RequestError
-from t2i.safety.gate import PROMPT_REFUSED, PromptRefused, SafetyGate, load_policy
+from t2i.safety.gate import PROMPT_REFUSED, PromptRefused, SafetyGate, load_policy, refusal_message
 from t2i.studio import GenerateForm, Studio
 
 # Checker plugins for tests, written as real plugin modules so the CLI and the app can load them from a folder.
@@ -214,8 +214,9 @@ def test_the_audit_log_records_every_verdict_without_prompt_text_or_image_data(q
     assert {line["what"] for line in lines} == {"prompt", "negative prompt", "prompt without negative", "preview",
                                                 "image"}
     assert len({line["request_id"] for line in lines}) == 1  # one request, one id
-    assert all(set(line) == {"time", "request_id", "what", "checker", "flagged", "reason", "scores", "seconds"}
-               for line in lines)
+    keys = {"time", "request_id", "what", "checker", "flagged", "reason", "scores", "seconds"}
+    # a prompt's verdict also records the categories flagged and what the policy did with each
+    assert all(set(line) == (keys | {"categories"} if "prompt" in line["what"] else keys) for line in lines)
     text = engine.safety.policy.audit_log.read_text()
     assert "blue circle" not in text and "green" not in text and len(text) < 300 * len(lines)
 
@@ -254,4 +255,4 @@ def test_the_cli_prints_the_reason_exits_non_zero_and_writes_no_file(tmp_path):
     assert run.stderr.strip().splitlines()[-1] == "error: image withheld by the safety checker; no file written"
     run = _cli(tmp_path, plugin_dir, "a naked woman", "-o", str(out), "--steps", "2")
     assert run.returncode == 1 and not out.exists()
-    assert run.stderr.strip().splitlines()[-1] == f"error: {PROMPT_REFUSED}"
+    assert run.stderr.strip().splitlines()[-1] == f"error: {refusal_message('sexual')}"

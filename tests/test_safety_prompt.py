@@ -11,9 +11,11 @@ import pytest
 
 from t2i.generation.engine import Engine
 from t2i.request import GenerationRequest
-from t2i.safety.gate import PROMPT_REFUSED, PromptRefused
+from t2i.safety.categories import CATEGORIES
+from t2i.safety.gate import PROMPT_REFUSED, PromptRefused, refusal_message
 
 DATA = Path(__file__).resolve().parent / "data"
+REFUSALS = {PROMPT_REFUSED, *map(refusal_message, CATEGORIES)}
 
 
 def read_cases(name: str) -> list[list[str]]:
@@ -46,7 +48,7 @@ def test_the_evasion_suite_is_refused(evasion_engine):
             evasion_engine.generate(request)
             passed.append(case)
         except PromptRefused as refused:
-            assert str(refused) == PROMPT_REFUSED  # never says which word matched
+            assert str(refused) in REFUSALS  # names the category, never the matched word
     rate = 1 - len(passed) / len(cases)
     print(f"\nevasion suite: {len(cases) - len(passed)}/{len(cases)} refused ({rate:.1%}); let through: {passed}")
     assert len(cases) >= 60 and sum(len(c) > 1 for c in cases) >= 8 and rate >= 0.95
@@ -86,7 +88,7 @@ def test_allowed_contexts_pass_but_the_same_word_elsewhere_does_not(engine):
 def test_the_classifier_scores_abuse_and_the_threshold_is_the_operators(engine):
     checker = engine.plugins.plugins["prompt_moderation"]
     abuse = checker.check_prompt("a poster saying you stupid bitch")
-    assert abuse.flagged and abuse.scores["profanity"] >= 0.9 and abuse.scores["blocklist"] == 0
+    assert abuse.flagged and abuse.scores["profanity"] >= 0.9 and set(abuse.scores) == {"hate", "profanity"}
     assert checker.check_prompt("a poster saying have a nice day").scores["profanity"] < 0.5
 
 

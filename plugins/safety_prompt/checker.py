@@ -1,32 +1,42 @@
-"""The prompt checker: normalise, then refuse listed terms, risky combinations, and abuse the classifier scores.
+"""The prompt checker: normalise, then find each policy category's terms in ten languages, risky combinations,
+and abuse the classifier scores. It reports every category it finds (score 1.0 under the category's name);
+the safety gate applies the operator's policy to them.
 
-Matching, on the normalised text read twice (leet symbols as letters, and as separators):
-1. phrases of the [allow] list are taken out first ("naked eye", "breast stroke");
+Matching, on the Latin reading read twice (leet symbols as letters, and as separators):
+1. phrases of the [allow] lists are taken out first ("naked eye", "breast stroke", "árboles desnudos");
 2. any word, phrase, two neighbouring words written apart ("po rn") or run of spaced-out letters
-   ("n u d e") that is a [block] term; chunks with separators inside ("n.u-d_e") and masked letters ("p*rn");
-3. a [minor] word together with a [suggestive] word anywhere in the text;
-4. a [remove] word followed closely by a [clothing] word ("without clothes");
-5. alt-profanity-check's shipped classifier (offensive language) at or above the "profanity" threshold.
+   ("n u d e") that is a category's term; chunks with separators inside ("n.u-d_e") and masked letters ("p*rn");
+then the Russian lists word by word on the Cyrillic reading, and the Japanese, Chinese and Korean lists as
+substrings of the native reading without spaces and punctuation (allowed phrases taken out first);
+3. sexual_minors: a [minor] word (or an age under 18) with a sexual or [suggestive] word anywhere in the text;
+4. sexual: a [remove] word followed closely by a [clothing] word ("without clothes");
+5. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity".
 """
 
 from __future__ import annotations
 
 import re
 
-from profanity_check import predict_prob
-
 from t2i.plugins import PromptChecker, Verdict
+from t2i.safety.categories import CATEGORIES
 
-from .normalize import joined_chunks, masked_chunks, plain_words, readable, tokens
-from .wordlists import REMOVAL_REACH, Terms, load_terms
+from .classifier import offensive_probability
+from .normalize import joined_chunks, masked_chunks, native, plain_words, readable, tokens
+from .wordlists import NOT_LETTERS, REMOVAL_REACH, Lexicon, Terms, load_lexicon
 
 DEFAULT_THRESHOLDS = {"profanity": 0.9}
+LIST_CATEGORIES = tuple(c for c in CATEGORIES if c != "sexual_minors") + ("sexual_minors",)
 # words never joined to a neighbour: "a pen is red" must not read as a blocked word
 FUNCTION_WORDS = frozenset("a an and as at in is it no of on or the to".split())
+CYRILLIC_WORD = re.compile(r"[а-яё]+")
+# an age: "12 years old", "12-year-old", "12yo", "12 años", "12 ans", "12 Jahre", "12 anni", "12 лет", "12歳"
+AGE = re.compile(r"(\d{1,2})\s*-?\s*(?:years?\s*-?\s*old|yo|y/o|anos|ans|jahre|jahrige\w*|anni|лет|год\w*|"
+                 r"歳|岁|歲|살)")
+ADULT_AGE = 18
 
 
 class PromptModeration(PromptChecker):
-    """Word lists over normalised text, plus an offensive-language classifier."""
+    """Word lists in ten languages over normalised text, plus an offensive-language classifier."""
 
     name = "prompt_moderation"
     label = "Prompt moderation"
@@ -34,75 +44,138 @@ class PromptModeration(PromptChecker):
 
     def __init__(self, thresholds: dict[str, float] = DEFAULT_THRESHOLDS):
         self.thresholds = dict(thresholds)
-        self.terms = load_terms()
-        allow = sorted(self.terms["allow"].written, key=len, reverse=True)
+        self.lexicon: Lexicon = load_lexicon()
+        allow = sorted(self.lexicon.latin["allow"].written, key=len, reverse=True)
         self._allow_pattern = re.compile(r"\b(?:" + "|".join(
             r"\s+".join(map(re.escape, p.split())) for p in allow) + r")\b") if allow else None
 
     def check_prompt(self, text: str) -> Verdict:
-        """Flag a prompt whose normalised words hit the lists, or that the classifier scores as abusive."""
-        text = readable(text)
-        reason = self._list_reason(text)
-        profanity = float(predict_prob([plain_words(self._without_allowed(text))])[0])
-        scores = {"blocklist": float(reason is not None), "profanity": round(profanity, 4)}
-        if reason is None and profanity >= self.thresholds["profanity"]:
-            reason = f"offensive language (score {profanity:.2f})"
-        return Verdict(reason is not None, reason or "", scores)
+        """Flag a prompt whose normalised words hit a category's lists, or that the classifier scores as abusive."""
+        latin, own = readable(text), native(text)
+        found = self._latin_hits(latin)
+        for category, reason in {**self._cyrillic_hits(own), **self._substring_hits(own)}.items():
+            found.setdefault(category, reason)
+        if "sexual_minors" not in found and self._mentions_minor(latin, own) and (
+                "sexual" in found or self._mentions("suggestive", latin, own)):
+            found["sexual_minors"] = "a minor in a sexual or suggestive context"
+        profanity = offensive_probability(plain_words(self._without_allowed(latin)))
+        if profanity >= self.thresholds["profanity"]:
+            found.setdefault("hate", f"offensive language (score {profanity:.2f})")
+        scores = {**{c: 1.0 for c in found}, "profanity": round(profanity, 4)}
+        reason = "; ".join(f"{c}: {r}" for c, r in found.items())
+        return Verdict(bool(found), reason, scores)
 
+    # -- Latin script (en es fr de pt it), word by word
     def _without_allowed(self, text: str) -> str:
         return self._allow_pattern.sub(" ", text) if self._allow_pattern else text
 
-    def _list_reason(self, text: str) -> str | None:
-        block = self.terms["block"]
+    def _latin_hits(self, text: str) -> dict[str, str]:
+        found: dict[str, str] = {}
         for symbols_are_letters in (True, False):
-            words = self._allowed_blanked(tokens(text, symbols_are_letters))
-            reason = self._word_reason(words) or self._combination_reason(words)
-            if reason:
-                return reason
+            words = self._allowed_blanked(tokens(text, symbols_are_letters), self.lexicon.latin["allow"])
+            for category in LIST_CATEGORIES:
+                reason = found.get(category) or _word_reason(self.lexicon.latin[category], words)
+                if reason:
+                    found[category] = reason
+            if "sexual" not in found and _undressing(self.lexicon.latin, words):
+                found["sexual"] = "undressing"
         kept = self._without_allowed(text)
-        for chunk in joined_chunks(kept):
-            if block.matches(chunk):
-                return f"blocked term written with separators ({chunk})"
-        for pattern in masked_chunks(kept):
-            hit = next((t for t in (*block.words, *block.prefixes) if re.fullmatch(pattern, t)), None)
-            if hit:
-                return f"blocked term with masked letters ({hit})"
-        return None
+        for category in LIST_CATEGORIES:
+            terms = self.lexicon.latin[category]
+            if category in found:
+                continue
+            chunk = next((c for c in joined_chunks(kept) if terms.matches(c)), None)
+            if chunk:
+                found[category] = f"term written with separators ({chunk})"
+                continue
+            for pattern in masked_chunks(kept):
+                hit = next((t for t in (*terms.words, *terms.prefixes) if len(t) > 2 and re.fullmatch(pattern, t)),
+                           None)
+                if hit:
+                    found[category] = f"term with masked letters ({hit})"
+                    break
+        return found
 
-    def _allowed_blanked(self, words: list[str]) -> list[str]:
+    @staticmethod
+    def _allowed_blanked(words: list[str], allow: Terms) -> list[str]:
         """The words with every allowed phrase replaced by empty words (so it neither matches nor joins)."""
         words = list(words)
-        allow = self.terms["allow"]
         for i in range(len(words)):
             phrase = allow.phrase_at(words, i)
             if phrase:
                 words[i:i + len(phrase)] = [""] * len(phrase)
         return words
 
-    def _word_reason(self, words: list[str]) -> str | None:
-        block = self.terms["block"]
-        for i, word in enumerate(words):
-            if block.matches(word):
-                return f"blocked term ({word})"
-            if block.phrase_at(words, i):
-                return f"blocked phrase ({' '.join(block.phrase_at(words, i))})"
-            after = words[i + 1] if i + 1 < len(words) else ""
-            if word and after and not {word, after} & FUNCTION_WORDS and block.matches(word + after):
-                return f"blocked term split by a space ({word} {words[i + 1]})"
-        for run in re.findall(r"(?:\b[a-z] ){2,}[a-z]\b", " ".join(w or "_" for w in words)):
-            hit = block.within(run.replace(" ", ""))
-            if hit:
-                return f"blocked term spelled out ({hit})"
-        return None
+    # -- Cyrillic (ru), word by word; CJK (ja zh ko), substrings
+    def _cyrillic_words(self, own: str) -> list[str]:
+        return self._allowed_blanked(CYRILLIC_WORD.findall(own), self.lexicon.cyrillic["allow"])
 
-    def _combination_reason(self, words: list[str]) -> str | None:
-        terms: dict[str, Terms] = self.terms
-        if any(map(terms["minor"].matches, words)) and (
-                any(map(terms["suggestive"].matches, words))
-                or any(terms["suggestive"].phrase_at(words, i) for i in range(len(words)))):
-            return "a minor in a suggestive context"
-        for i, word in enumerate(words):
-            if terms["remove"].matches(word) and any(
-                    map(terms["clothing"].matches, words[i + 1:i + 1 + REMOVAL_REACH])):
-                return "undressing"
-        return None
+    def _cyrillic_hits(self, own: str) -> dict[str, str]:
+        words = self._cyrillic_words(own)
+        if not any(words):
+            return {}
+        found = {}
+        for category in LIST_CATEGORIES:
+            reason = _word_reason(self.lexicon.cyrillic[category], words, spelled_out=False)
+            if reason:
+                found[category] = reason
+        if "sexual" not in found and _undressing(self.lexicon.cyrillic, words):
+            found["sexual"] = "undressing"
+        return found
+
+    def _compact(self, own: str) -> str:
+        compact = NOT_LETTERS.sub("", own)
+        for allowed in self.lexicon.substrings["allow"].terms:
+            compact = compact.replace(allowed, "|")
+        return compact
+
+    def _substring_hits(self, own: str) -> dict[str, str]:
+        compact = self._compact(own)
+        found = {}
+        for category in LIST_CATEGORIES:
+            hit = self.lexicon.substrings[category].find(compact)
+            if hit:
+                found[category] = f"term ({hit})"
+        return found
+
+    # -- the combinations
+    def _mentions_minor(self, latin: str, own: str) -> bool:
+        if any(int(age) < ADULT_AGE for age in AGE.findall(own)):
+            return True
+        return self._mentions("minor", latin, own)
+
+    def _mentions(self, section: str, latin: str, own: str) -> bool:
+        """Whether a word or phrase of this section is in the text, in any script."""
+        return (_has(self.lexicon.latin[section], tokens(self._without_allowed(latin)))
+                or _has(self.lexicon.cyrillic[section], self._cyrillic_words(own))
+                or self.lexicon.substrings[section].find(self._compact(own)) is not None)
+
+
+def _has(terms: Terms, words: list[str]) -> bool:
+    return any(map(terms.matches, words)) or any(terms.phrase_at(words, i) for i in range(len(words)))
+
+
+def _word_reason(terms: Terms, words: list[str], spelled_out: bool = True) -> str | None:
+    """Why these words hit a section: a word, a phrase, a word split by a space, or spaced-out letters."""
+    for i, word in enumerate(words):
+        if terms.matches(word):
+            return f"term ({word})"
+        phrase = terms.phrase_at(words, i)
+        if phrase:
+            return f"phrase ({' '.join(phrase)})"
+        after = words[i + 1] if i + 1 < len(words) else ""
+        if word and after and not {word, after} & FUNCTION_WORDS and terms.matches(word + after):
+            return f"term split by a space ({word} {after})"
+    if spelled_out:
+        for run in re.findall(r"(?:\b[a-z] ){2,}[a-z]\b", " ".join(w or "_" for w in words)):
+            hit = terms.within(run.replace(" ", ""))
+            if hit:
+                return f"term spelled out ({hit})"
+    return None
+
+
+def _undressing(sections: dict[str, Terms], words: list[str]) -> bool:
+    """A removal word followed within REMOVAL_REACH words by a clothing word ("without clothes")."""
+    return any(sections["remove"].matches(word) and any(map(sections["clothing"].matches,
+                                                            words[i + 1:i + 1 + REMOVAL_REACH]))
+               for i, word in enumerate(words))

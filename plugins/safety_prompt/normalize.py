@@ -1,11 +1,18 @@
 """Text normalisation against evasion: what a prompt says once its disguises are taken off.
 
-Steps, in order: Unicode NFKC (full-width and mathematical letters), dropping format characters (zero-width
-spaces and joiners, soft hyphens), case folding, dropping combining marks (nüde), mapping confusable
-characters to the Latin letters they imitate (Unicode's confusables data from UTS #39, shipped by
-confusable-homoglyphs), then for matching a coarser fold: leetspeak digits and symbols to letters,
-look-alike letters to one class (l, 1, |, ! -> i); letters repeated three or more times are read both as
-one and as two ("nuuude", "boooobs"), never shorter words ("nigger" must not become "Niger").
+Two readings of a prompt, both built from `native`:
+- `native`: Unicode NFKC (full-width, half-width katakana, mathematical and circled letters), dropping format and
+  invisible characters (zero-width spaces and joiners, soft hyphens, Hangul fillers, braille blanks), case
+  folding, dropping combining marks (nüde, Zalgo text; the kana voicing marks stay, so ば stays ば), and folding
+  the letter forms NFKC leaves alone (small capitals, regional indicators, negative circled/squared and
+  parenthesised letters, barred and hooked letters such as ø, ł, ɴ, ᴀ) to their plain Latin letter. Scripts
+  stay: Russian, Japanese, Chinese and Korean words are matched on this reading; Latin look-alikes inside a
+  Cyrillic word (Latin "c" in "секс") are read as the Cyrillic letters they imitate.
+- `readable`: the native reading with confusable characters mapped to the Latin letters they imitate
+  (Unicode's confusables data from UTS #39, shipped by confusable-homoglyphs): "nаked" with a Cyrillic "а".
+Then, for matching Latin-script words, a coarser fold: leetspeak digits and symbols to letters, look-alike
+letters to one class (l, 1, |, ! -> i); letters repeated three or more times are read both as one and as two
+("nuuude", "boooobs"), never shorter words ("nigger" must not become "Niger").
 """
 
 from __future__ import annotations
@@ -38,13 +45,50 @@ def confusables_to_ascii() -> dict[str, str]:
     return mapping
 
 
-def readable(text: str) -> str:
-    """The text as a reader sees it: NFKC, no format characters, case-folded, no accents, no homoglyphs."""
-    text = unicodedata.normalize("NFKC", text)
+# invisible characters that are letters or symbols by category, so dropping format characters (Cf) misses them
+INVISIBLE = dict.fromkeys(map(ord, "\u115f\u1160\u3164\uffa0\u2800\u180e"), None)
+KANA_VOICING = ("\u3099", "\u309a")
+# Unicode names of letter forms NFKC does not fold, with the plain letter as group 1
+LETTER_FORM_NAMES = re.compile(
+    r"LATIN LETTER SMALL CAPITAL ([A-Z])|(?:NEGATIVE )?(?:CIRCLED|SQUARED|PARENTHESIZED) LATIN (?:CAPITAL|SMALL) "
+    r"LETTER ([A-Z])|REGIONAL INDICATOR SYMBOL LETTER ([A-Z])|MODIFIER LETTER (?:CAPITAL|SMALL) ([A-Z])|"
+    r"LATIN (?:CAPITAL|SMALL) LETTER ([A-Z]) WITH .*|LATIN (?:SUBSCRIPT )?(?:CAPITAL|SMALL) LETTER "
+    r"(?:TURNED |REVERSED |SCRIPT |DOTLESS |OPEN |BARRED |LONG )?([A-Z])")
+# the blocks that hold Latin letter forms: Latin-1 to Latin Extended Additional, letterlike and enclosed
+# alphanumerics, Latin Extended-C/D/E, half/full-width forms, the enclosed alphanumeric supplement
+LATIN_BLOCKS = ((0x80, 0x2000), (0x2100, 0x2500), (0x2C60, 0x2C80), (0xA720, 0xA800), (0xAB30, 0xAB70),
+                (0xFF00, 0xFFF0), (0x1F100, 0x1F200))
+# Latin letters that look like Cyrillic ones, read as Cyrillic inside a word that has Cyrillic letters
+LATIN_TO_CYRILLIC = str.maketrans("aceopxykmthb", "асеорхукмтнв")
+CYRILLIC_WORD = re.compile(r"\w*[\u0400-\u04ff]\w*")
+
+
+@functools.lru_cache(maxsize=1)
+def letter_forms() -> dict[int, str]:
+    """Each non-ASCII Latin letter form (ᴀ, 🅽, 🇳, ⒩, ø, ɴ, é) -> its plain lower-case letter."""
+    table = {}
+    for code in (c for start, end in LATIN_BLOCKS for c in range(start, end)):
+        match = LETTER_FORM_NAMES.fullmatch(unicodedata.name(chr(code), ""))
+        if match:
+            table[code] = next(g for g in match.groups() if g).lower()
+    return table
+
+
+def native(text: str) -> str:
+    """The text in its own script, undisguised: NFKC, no invisible characters or marks, case-folded, plain letters."""
+    # letter forms first: NFKC would turn ⒩ into "(n)"
+    text = unicodedata.normalize("NFKC", text.translate(letter_forms())).translate(INVISIBLE)
     text = "".join(c for c in text if unicodedata.category(c) != "Cf").casefold()
-    text = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+    text = "".join(c for c in unicodedata.normalize("NFD", text)
+                   if not unicodedata.combining(c) or c in KANA_VOICING)
+    text = unicodedata.normalize("NFC", text.translate(letter_forms()))  # again: NFKC made some (ｎ̸)
+    return CYRILLIC_WORD.sub(lambda m: m.group(0).translate(LATIN_TO_CYRILLIC).replace("ё", "е"), text)
+
+
+def readable(text: str) -> str:
+    """The text as a reader of Latin script sees it: the native reading with homoglyphs as Latin letters."""
     mapping = confusables_to_ascii()
-    return unicodedata.normalize("NFC", "".join(mapping.get(c, c) for c in text))
+    return unicodedata.normalize("NFC", "".join(mapping.get(c, c) for c in native(text)))
 
 
 def fold(word: str) -> str:

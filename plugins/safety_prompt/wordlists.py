@@ -1,4 +1,9 @@
-"""The word lists of terms.txt, folded into the matching form, and the rules that use them."""
+"""The word lists of lists/<language>.txt, folded into the matching form of their script.
+
+Latin-script languages (en es fr de pt it) are merged and matched word by word on the Latin reading; Russian
+word by word on the Cyrillic reading; Japanese, Chinese and Korean as substrings of the native reading with
+spaces and punctuation taken out (see normalize.py for the readings).
+"""
 
 from __future__ import annotations
 
@@ -6,36 +11,44 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .normalize import fold, spellings
+from t2i.safety.categories import CATEGORIES
 
-TERMS_FILE = Path(__file__).resolve().parent / "terms.txt"
-SECTIONS = ("block", "minor", "suggestive", "clothing", "remove", "allow")
+from .normalize import fold, native, readable, spellings
+
+LISTS_DIR = Path(__file__).resolve().parent / "lists"
+LATIN_LANGUAGES = ("en", "es", "fr", "de", "pt", "it")
+CYRILLIC_LANGUAGES = ("ru",)
+SUBSTRING_LANGUAGES = ("ja", "zh", "ko")
+LANGUAGES = LATIN_LANGUAGES + CYRILLIC_LANGUAGES + SUBSTRING_LANGUAGES
+SECTIONS = (*CATEGORIES, "minor", "suggestive", "clothing", "remove", "allow")
 PLURALS = ("s", "es")
 REMOVAL_REACH = 3  # words after "without"/"no"/"removing" that a clothing word may be
+NOT_LETTERS = re.compile(r"[\W_]+")
 
 
 @dataclass
 class Terms:
-    """One section of the lists: exact words (with plurals), prefixes, and phrases, all folded."""
+    """One section of the word lists: exact words (with plurals), prefixes, and phrases, all folded."""
 
     words: set[str] = field(default_factory=set)
     prefixes: tuple[str, ...] = ()
-    phrases: list[tuple[str, ...]] = field(default_factory=list)
+    phrases: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # by first word
     written: list[str] = field(default_factory=list)  # entries as written, for matching unfolded text
+    plurals: tuple[str, ...] = PLURALS
 
     def add(self, entry: str) -> None:
-        """Add one entry as written in terms.txt."""
+        """Add one entry as written in a list file (already in its reading's form)."""
         self.written.append(entry)
         parts = [fold(p) for p in entry.split()]
         if len(parts) > 1:
-            self.phrases.append(tuple(parts))
+            self.phrases.setdefault(parts[0], []).append(tuple(parts))
             entry = "".join(parts)  # written together it is one word
         else:
             entry = parts[0]
         if entry.endswith("*"):
             self.prefixes += (entry[:-1],)
         else:
-            self.words.update([entry] + [entry + suffix for suffix in PLURALS])
+            self.words.update([entry] + [entry + suffix for suffix in self.plurals])
 
     def matches(self, word: str) -> bool:
         """Whether one folded word (in any of its spellings) is in this section."""
@@ -54,15 +67,42 @@ class Terms:
 
     def phrase_at(self, words: list[str], i: int) -> tuple[str, ...] | None:
         """The phrase starting at word i, if one does."""
-        for phrase in self.phrases:
+        for phrase in self.phrases.get(words[i], ()) if i < len(words) else ():
             if tuple(words[i:i + len(phrase)]) == phrase:
                 return phrase
         return None
 
 
-def load_terms(path: Path = TERMS_FILE) -> dict[str, Terms]:
-    """Each section of the lists file; an unknown section is an error, not a silently ignored list."""
-    sections = {name: Terms() for name in SECTIONS}
+@dataclass
+class Substrings:
+    """One section of the CJK lists: terms found anywhere in the compacted text."""
+
+    terms: list[str] = field(default_factory=list)
+    pattern: re.Pattern | None = None
+
+    def add(self, entry: str) -> None:
+        """Add one entry (spaces inside it are dropped, as they are from the text)."""
+        self.terms.append(NOT_LETTERS.sub("", entry))
+        self.pattern = re.compile("|".join(map(re.escape, sorted(self.terms, key=len, reverse=True))))
+
+    def find(self, compact: str) -> str | None:
+        """The first term found in the compacted text, if any."""
+        found = self.pattern.search(compact) if self.pattern else None
+        return found.group(0) if found else None
+
+
+@dataclass
+class Lexicon:
+    """Every section, per reading: Latin words, Cyrillic words, CJK substrings."""
+
+    latin: dict[str, Terms]
+    cyrillic: dict[str, Terms]
+    substrings: dict[str, Substrings]
+
+
+def read_sections(path: Path) -> dict[str, list[str]]:
+    """Each section of one list file; an unknown section is an error, not a silently ignored list."""
+    sections: dict[str, list[str]] = {name: [] for name in SECTIONS}
     current = None
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -75,5 +115,21 @@ def load_terms(path: Path = TERMS_FILE) -> dict[str, Terms]:
         elif current is None:
             raise ValueError(f"{path.name}:{number}: a term before the first [section]")
         else:
-            sections[current].add(line)
+            sections[current].append(line)
     return sections
+
+
+def load_lexicon(folder: Path = LISTS_DIR) -> Lexicon:
+    """The lists of every language, folded into the form their reading matches."""
+    lexicon = Lexicon({s: Terms() for s in SECTIONS}, {s: Terms(plurals=()) for s in SECTIONS},
+                      {s: Substrings() for s in SECTIONS})
+    for language in LANGUAGES:
+        for section, entries in read_sections(folder / f"{language}.txt").items():
+            for entry in entries:
+                if language in LATIN_LANGUAGES:
+                    lexicon.latin[section].add(readable(entry))
+                elif language in CYRILLIC_LANGUAGES:
+                    lexicon.cyrillic[section].add(native(entry))
+                else:
+                    lexicon.substrings[section].add(native(entry))
+    return lexicon

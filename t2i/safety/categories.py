@@ -8,9 +8,9 @@ blocked: a setting that names it with anything but `block` is refused at start.
 
 from __future__ import annotations
 
-CATEGORY_LABELS = {
-    "sexual": "sexual content",
+CATEGORY_LABELS = {  # the order in which a user is told: the gravest first
     "sexual_minors": "sexual content involving minors",
+    "sexual": "sexual content",
     "violence_gore": "graphic violence and gore",
     "hate": "hate and abuse",
     "self_harm": "self-harm",

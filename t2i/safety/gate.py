@@ -6,6 +6,13 @@
   images (T2I_SAFETY_ALLOW_UNCHECKED=1).
 - The negative prompt is checked alone and as what it asks for, "<prompt>; without <item>; ..." for each of
   its comma-separated items, so a negative prompt cannot take the clothes off an innocent-looking prompt.
+- A prompt checker names the categories it flags (t2i/safety/categories.py) by scoring each 1.0 under the
+  category's name; the operator's T2I_SAFETY_CATEGORIES decides what each does: refuse the prompt (`block`,
+  the user is told the category, never the matched word), let it run with the category logged (`warn`), or
+  nothing (`off`). A flag that names no category is blocked. Sexual content with minors is always blocked.
+- A live preview with less than PREVIEW_MIN_SIDE pixels of information on its shorter side is not screened:
+  an image checker reads nothing real there (bench/nudenet_min_size.py measured NudeNet losing faces at 48 px),
+  only noise; the final image is always screened, whatever its size.
 - Every verdict goes to a JSON-lines audit log (no prompt text, no image data) for tuning thresholds.
 
 The policy comes from Settings (env vars) and an optional JSON file (T2I_SAFETY_CONFIG) whose keys
@@ -24,15 +31,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from PIL import Image, ImageFilter
 
 from t2i.plugins import Plugin, PluginManager, Verdict
 from t2i.request import RequestError
+from t2i.safety.categories import ALWAYS_BLOCKED, CATEGORIES, CATEGORY_LABELS, UNSPECIFIED, parse_categories
 from t2i.settings import SAFETY_ACTIONS, Settings
 
 log = logging.getLogger(__name__)
 PROMPT_REFUSED = "this prompt was refused by the content policy"
-POLICY_KEYS = ("action", "checkers", "thresholds", "timeout_s", "audit_log", "allow_unchecked_images")
+POLICY_KEYS = ("action", "categories", "checkers", "thresholds", "timeout_s", "audit_log", "allow_unchecked_images")
+# measured (bench/nudenet_min_size.py): NudeNet finds faces in photos down to 64-80 px and none at 48 px
+PREVIEW_MIN_SIDE = 48
 
 
 class PromptRefused(RequestError):
@@ -44,6 +55,7 @@ class SafetyPolicy:
     """What the operator decided: the action on flagged images, which checkers run, thresholds, limits."""
 
     action: str = "block"
+    categories: dict = field(default_factory=lambda: parse_categories(""))  # category -> block, warn or off
     checkers: tuple[str, ...] = ()  # empty: every loaded checker runs
     thresholds: dict = field(default_factory=dict)  # checker name -> {score name: threshold}
     timeout_s: float = 10.0
@@ -61,7 +73,8 @@ class SafetyPolicy:
 
 def load_policy(settings: Settings) -> SafetyPolicy:
     """The policy from settings, overridden by the JSON config file if one is set; bad values raise."""
-    values = {"action": settings.safety_action, "checkers": settings.safety_checkers, "thresholds": {},
+    values = {"action": settings.safety_action, "categories": settings.safety_categories,
+              "checkers": settings.safety_checkers, "thresholds": {},
               "timeout_s": settings.safety_timeout_s,
               "audit_log": settings.safety_audit_log or settings.data_dir / "safety_audit.jsonl",
               "allow_unchecked_images": settings.safety_allow_unchecked_images}
@@ -72,7 +85,8 @@ def load_policy(settings: Settings) -> SafetyPolicy:
             raise ValueError(f"safety config {settings.safety_config}: expected an object with keys from "
                              f"{', '.join(POLICY_KEYS)}")
         values.update(given)
-    policy = SafetyPolicy(action=values["action"], checkers=tuple(values["checkers"]),
+    policy = SafetyPolicy(action=values["action"], categories=parse_categories(values["categories"]),
+                          checkers=tuple(values["checkers"]),
                           thresholds=dict(values["thresholds"]), timeout_s=float(values["timeout_s"]),
                           audit_log=Path(values["audit_log"]) if values["audit_log"] else None,
                           allow_unchecked_images=bool(values["allow_unchecked_images"]))
@@ -113,13 +127,17 @@ class AuditLog:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(self, request_id: str, what: str, checker: str, verdict: Verdict, seconds: float) -> None:
-        """Record one verdict (a failure to write is logged, never fatal to serving)."""
+    def write(self, request_id: str, what: str, checker: str, verdict: Verdict, seconds: float,
+              categories: dict[str, str] | None = None) -> None:
+        """Record one verdict, with the flagged categories and what the policy did with each (a failure to write
+        is logged, never fatal to serving)."""
         if self.path is None:
             return
         entry = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "request_id": request_id,
                  "what": what, "checker": checker, "flagged": verdict.flagged, "reason": verdict.reason,
                  "scores": verdict.scores, "seconds": round(seconds, 4)}
+        if categories is not None:
+            entry["categories"] = categories
         try:
             with self._lock, open(self.path, "a", encoding="utf-8") as file:
                 file.write(json.dumps(entry, default=float) + "\n")
@@ -151,19 +169,38 @@ class SafetyGate:
                       "refused", name)
         return [p for p in named if p.kind == kind] + [_Missing(n, kind) for n in missing]
 
-    def check_prompts(self, prompt: str, negative_prompt: str = "", request_id: str = "") -> None:
-        """Raise PromptRefused if a checker flags the prompt, the negative prompt, or what they ask for together."""
+    def check_prompts(self, prompt: str, negative_prompt: str = "", request_id: str = "") -> list[str]:
+        """Raise PromptRefused if a checker flags a blocked category in the prompt, the negative prompt, or what
+        they ask for together; return the warned categories found (the prompt runs)."""
         request_id = request_id or secrets.token_hex(6)
         texts = [("prompt", prompt), ("negative prompt", negative_prompt)]
         if prompt and negative_prompt:  # each comma-separated negative item is something the image is without
             items = [item.strip() for item in negative_prompt.split(",") if item.strip()]
             texts.append(("prompt without negative", "; ".join([prompt, *(f"without {item}" for item in items)])))
+        warned: list[str] = []
         for what, text in texts:
             if not text:
                 continue
             for checker in self.prompt_checkers:
-                if self._judge(checker, checker.check_prompt, text, what, request_id).flagged:
-                    raise PromptRefused(PROMPT_REFUSED)
+                actions = self._judge_prompt(checker, text, what, request_id)
+                blocked = [category for category, action in actions.items() if action == "block"]
+                if blocked:
+                    raise PromptRefused(refusal_message(blocked[0]))
+                warned += [c for c, action in actions.items() if action == "warn" and c not in warned]
+        return warned
+
+    def _judge_prompt(self, checker, text: str, what: str, request_id: str) -> dict[str, str]:
+        """The categories a prompt checker flagged, each with the policy's action (audited and logged)."""
+        start = time.perf_counter()
+        verdict = _run_with_timeout(checker.name, checker.check_prompt, text, self.policy.timeout_s)
+        actions = {}
+        if verdict.flagged:
+            named = [c for c in CATEGORIES if verdict.scores.get(c, 0) >= 1.0] or [UNSPECIFIED]
+            actions = {c: "block" if c in (UNSPECIFIED, ALWAYS_BLOCKED) else self.policy.categories[c] for c in named}
+            log.info("%s flagged by %s (request %s): %s -> %s", what, checker.name, request_id, verdict.reason,
+                     actions)
+        self.audit.write(request_id, what, checker.name, verdict, time.perf_counter() - start, actions)
+        return actions
 
     def screen_image(self, image: Image.Image, what: str = "image", request_id: str = "") -> ScreenedImage:
         """Run every image checker; a flagged image is blocked, blurred or blacked out by policy."""
@@ -172,6 +209,11 @@ class SafetyGate:
             verdict = Verdict(True, "no image checker is loaded")
             self.audit.write(request_id, what, "none", verdict, 0.0)
             return ScreenedImage(self._apply_policy(image), True, f"{what} withheld: no safety checker is available")
+        if what == "preview" and min(information_size(image)) < PREVIEW_MIN_SIDE:
+            side = min(information_size(image))
+            self.audit.write(request_id, what, "none", Verdict(False, f"not screened: {side} px of information, "
+                             f"below the {PREVIEW_MIN_SIDE} px an image checker reads"), 0.0)
+            return ScreenedImage(image)
         for checker in self.image_checkers:
             if self._judge(checker, checker.check_image, image, what, request_id).flagged:
                 return ScreenedImage(self._apply_policy(image), True, f"{what} withheld by the safety checker")
@@ -191,6 +233,25 @@ class SafetyGate:
         if self.action == "black":
             return Image.new(image.mode, image.size)
         return None
+
+
+def refusal_message(category: str) -> str:
+    """What the user is told: the category, never the matched word."""
+    label = CATEGORY_LABELS.get(category)
+    return f"{PROMPT_REFUSED} ({label})" if label else PROMPT_REFUSED
+
+
+def information_size(image: Image.Image) -> tuple[int, int]:
+    """The image's width and height before nearest-neighbour enlargement: a 16x16 preview shown at 64x64 is 16x16."""
+    pixels = np.asarray(image)
+    width, height = image.size
+    for factor in range(min(width, height), 1, -1):
+        if width % factor or height % factor:
+            continue
+        cells = pixels[::factor, ::factor]
+        if np.array_equal(np.repeat(np.repeat(cells, factor, axis=0), factor, axis=1), pixels):
+            return width // factor, height // factor
+    return width, height
 
 
 def _run_with_timeout(name: str, check: Callable, value, timeout_s: float) -> Verdict:

@@ -1,0 +1,63 @@
+"""Rates of a prompt checker on evaluation sets: the share of should-block prompts it flags and of benign
+prompts it lets through, overall, per category and per language.
+
+Sets are JSON lines {"prompt", "category", "language", "trick"} with "expect": "block" | "pass" (or the
+expectation given for the whole file); a first line {"rule": ...} states the file's rule and is skipped.
+Only rates and counts leave this module: the prompts of a held-out set are never printed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+
+def read_set(path: Path, expect: str | None = None) -> list[dict]:
+    """The cases of one JSON-lines set, each with its "expect"; the rule line is skipped."""
+    cases = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        case = json.loads(line)
+        if "rule" in case and "prompt" not in case:
+            continue
+        case.setdefault("expect", expect)
+        if case["expect"] not in ("block", "pass"):
+            raise ValueError(f"{path.name}: a case without a block/pass expectation")
+        cases.append(case)
+    return cases
+
+
+def rates(cases: list[dict], flags: Callable[[dict], bool]) -> dict:
+    """Per expectation ("block": share flagged; "pass": share let through): overall, per category, per language."""
+    counts: dict = defaultdict(lambda: [0, 0])  # key -> [right, total]
+    for case in cases:
+        right = flags(case) == (case["expect"] == "block")
+        for key in (("all",), ("category", case.get("category") or "none"),
+                    ("language", case.get("language") or "?")):
+            counts[(case["expect"], *key)][0] += right
+            counts[(case["expect"], *key)][1] += 1
+    result: dict = {}
+    for (expect, *key), (right, total) in sorted(counts.items()):
+        row = {"right": right, "total": total, "rate": round(right / total, 4)}
+        if key == ["all"]:
+            result.setdefault(expect, {})["all"] = row
+        else:
+            result.setdefault(expect, {}).setdefault(key[0], {})[key[1]] = row
+    return result
+
+
+def table(name: str, result: dict) -> str:
+    """The rates as printable lines: blocked (flagged) and benign (passed), overall and per group."""
+    lines = []
+    for expect, word in (("block", "blocked"), ("pass", "passed")):
+        if expect not in result:
+            continue
+        overall = result[expect]["all"]
+        lines.append(f"{name}: {word} {overall['right']}/{overall['total']} ({overall['rate']:.1%})")
+        for group in ("category", "language"):
+            cells = [f"{key} {row['right']}/{row['total']}" for key, row in result[expect].get(group, {}).items()]
+            lines.append(f"  {word} per {group}: " + ", ".join(cells))
+    return "\n".join(lines)
