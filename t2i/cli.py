@@ -1,4 +1,4 @@
-"""Command line: `python -m t2i generate ...`, `python -m t2i grid ...` and `python -m t2i eval ...`.
+"""Command line: `python -m t2i generate ...`, `grid ...`, `batch ...`, `train ...` and `eval ...`.
 
 Every failure prints one clear line on stderr, exits non-zero, and writes no file.
 """
@@ -119,8 +119,10 @@ def build_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParse
     ev.add_argument("--pairs", type=int, default=100, help="number of two-object prompts")
     ev.add_argument("--speed-runs", type=int, default=7)
     ev.set_defaults(run=_evaluate)
+    from t2i.batch.command import add_batch_parser  # light, like the trainer's: heavy imports when it runs
     from t2i.train.command import add_train_parser  # light: the trainer's heavy imports happen when it runs
 
+    add_batch_parser(sub)
     add_train_parser(sub)
     return parser
 
