@@ -138,6 +138,15 @@ class Settings:
     model_cache_gb: float = _variable(
         "T2I_MODEL_CACHE_GB", 0.0, "GiB the cached models' weights may hold on their device (0: only the count "
         "bounds the cache)", ge=0)
+    # quantised weights and offloading (t2i/models/memory.py)
+    quantize: Literal["none", "int8", "int4", "nf4", "auto"] = _variable(
+        "T2I_QUANTIZE", "auto", "weights of the denoiser and large text encoders: `int8` (torchao), `int4` (SDNQ), "
+        "`nf4` (bitsandbytes, CUDA only, while loading), `none`; `auto` quantises (int8) only when the weights do "
+        "not fit in the device's free memory")
+    offload: Literal["none", "model", "sequential", "group", "auto"] = _variable(
+        "T2I_OFFLOAD", "auto", "CUDA only: `model` (whole components to the GPU in turn), `sequential` (layer by "
+        "layer: least memory, slowest), `group` (blocks, streamed), `none`; `auto` offloads only when the "
+        "weights do not fit in free GPU memory")
     single_file_config: str = _variable(
         "T2I_SINGLE_FILE_CONFIG", "", "local diffusers folder whose configs single-file checkpoints load with "
         "(unset: the local hub cache)")

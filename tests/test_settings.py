@@ -18,7 +18,7 @@ README = ROOT / "README.md"
 # the defaults as they were before the settings were declared with pydantic: they must not move
 DEFAULTS = dict(
     device="auto", dtype="auto", default_model="embedded", model_local_paths=False, model_cache_size=2,
-    model_cache_gb=0, single_file_config="", max_prompt_chars=4000, max_side=2048, max_pixels=1536 * 1536,
+    model_cache_gb=0, quantize="auto", offload="auto", single_file_config="", max_prompt_chars=4000, max_side=2048, max_pixels=1536 * 1536,
     max_steps=150, max_images=16, max_upload_mb=20, queue_size=32, host="127.0.0.1", port=7860, share=False,
     data_dir=Path(tempfile.gettempdir()) / "t2i", model_dir=Path(tempfile.gettempdir()) / "t2i" / "models",
     browser_secret="", upload_ttl_s=3600, styles_dirs=(), styles_max_kb=1024, preview_every=2,
@@ -26,7 +26,6 @@ DEFAULTS = dict(
     lora_dir=Path(tempfile.gettempdir()) / "t2i" / "loras", lora_cache_size=8, lora_max_mb=1024,
     lora_local_paths=False, train_threads=0, train_lock=Path(tempfile.gettempdir()) / "t2i-training.lock",
     hub_timeout_s=20, controlnet_dirs=(), annotators="lllyasviel/Annotators", safety_action="block",
-    safety_categories="sexual=block,violence_gore=block,hate=block,self_harm=block",
     safety_config="", safety_checkers=(), safety_timeout_s=10, safety_audit_log="",
     safety_allow_unchecked_images=False, safety_sd_checker="CompVis/stable-diffusion-safety-checker",
     watermark=False, c2pa_key="", c2pa_cert="", speed="auto", batch_max=1, batch_window_ms=30)
