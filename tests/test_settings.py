@@ -26,6 +26,7 @@ DEFAULTS = dict(
     lora_dir=Path(tempfile.gettempdir()) / "t2i" / "loras", lora_cache_size=8, lora_max_mb=1024,
     lora_local_paths=False, train_threads=0, train_lock=Path(tempfile.gettempdir()) / "t2i-training.lock",
     hub_timeout_s=20, controlnet_dirs=(), annotators="lllyasviel/Annotators", safety_action="block",
+    safety_categories="sexual=block,violence_gore=block,hate=block,self_harm=block",
     safety_config="", safety_checkers=(), safety_timeout_s=10, safety_audit_log="",
     safety_allow_unchecked_images=False, safety_sd_checker="CompVis/stable-diffusion-safety-checker",
     watermark=False, c2pa_key="", c2pa_cert="", speed="auto", batch_max=1, batch_window_ms=30)
