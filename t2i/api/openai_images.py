@@ -94,6 +94,7 @@ def openai_router(studio: Studio, jobs: Jobs) -> APIRouter:
         user = check_key(request, settings.api_key, basic=False)
         values, files = await _multipart(request, settings.max_upload_mb)
         images = files.pop("image", None) or files.pop("image[]", None)
+        values.pop("image", None)  # text where the file belongs (a URL, a path): never fetched or opened
         if images is None:
             raise OpenAIError("image is required: the picture to edit, as a PNG file", "image")
         uploads = {"init_image": images}
@@ -188,6 +189,8 @@ def _model(name, models: ModelChoices) -> str:
 async def _multipart(request: Request, max_upload_mb: int) -> tuple[dict, dict[str, bytes]]:
     """The form fields (JSON-like values: numbers parsed) and the uploaded files' bytes of a multipart body, held in
     memory only (under the upload caps), never spooled to disk."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise OpenAIError("images/edits takes multipart/form-data: the image (and mask) as files, the rest as fields")
     cap = body_cap(max_upload_mb, 2)
     raw = await read_body(request, cap)
 
