@@ -16,11 +16,11 @@ from t2i.request import RequestError
 from t2i.settings import Settings
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
-SINGLE_FILE_SUFFIX = ".safetensors"
+SINGLE_FILE_SUFFIXES = (".safetensors", ".gguf")  # GGUF: quantised denoisers (Flux, Qwen-Image ...)
 
 
 def model_folder_entries(settings: Settings) -> dict[str, Path]:
-    """Models in the model folder by name: diffusers folders (with model_index.json) and .safetensors files."""
+    """Models in the model folder by name: diffusers folders (with model_index.json), .safetensors and .gguf files."""
     folder = Path(settings.model_dir).expanduser()
     if not folder.is_dir():
         return {}
@@ -28,7 +28,7 @@ def model_folder_entries(settings: Settings) -> dict[str, Path]:
     for path in sorted(folder.iterdir()):
         if path.is_dir() and (path / "model_index.json").is_file():
             entries[path.name] = path
-        elif path.is_file() and path.suffix == SINGLE_FILE_SUFFIX:
+        elif path.is_file() and path.suffix in SINGLE_FILE_SUFFIXES:
             entries[path.name] = path
     return entries
 

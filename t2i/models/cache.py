@@ -23,7 +23,10 @@ from pathlib import Path
 
 import diffusers
 import torch
-from diffusers.loaders.single_file_utils import SingleFileComponentError, fetch_diffusers_config
+from diffusers import GGUFQuantizationConfig
+from diffusers.loaders.single_file_utils import (
+    DIFFUSERS_DEFAULT_PIPELINE_PATHS, SingleFileComponentError, infer_diffusers_model_type,
+)
 from huggingface_hub import hf_hub_download, snapshot_download
 
 from t2i.generation.fastpath import apply_fast_path, plan_for
@@ -32,6 +35,7 @@ from t2i.models.file_hash import file_sha256
 from t2i.models.access import HUB_ID, model_folder_entries
 from t2i.request import RequestError
 from t2i.models.file_checks import read_safetensors_header
+from t2i.models.gguf_checks import read_gguf_tensor_names
 from t2i.settings import EMBEDDED_MODEL_DIR, Settings, resolve_device, resolve_dtype
 
 CONFIG_FILES = ["*.json", "**/*.json", "*.txt", "**/*.txt", "**/*.model"]  # a pipeline's configs, no weights
@@ -145,17 +149,19 @@ def _single_file_config(path: Path, header: dict, family: Family, settings: Sett
     # diffusers names the reference repo for a checkpoint from a few tensor names and shapes: the header has them
     shapes = {name: torch.empty(entry["shape"], device="meta") for name, entry in header.items()
               if name != "__metadata__"}
-    try:
-        repo = fetch_diffusers_config(shapes)["pretrained_model_name_or_path"]
-    except (KeyError, ValueError, IndexError, AttributeError):  # shapes of no release diffusers knows
-        repo = None
+    try:  # diffusers falls back to SD 1.5 for shapes it does not know: only a release of this family counts
+        model_type = infer_diffusers_model_type(shapes)
+    except (KeyError, ValueError, IndexError, AttributeError):
+        model_type = None
+    known = model_type in family.diffusers_model_types
+    repo = DIFFUSERS_DEFAULT_PIPELINE_PATHS[model_type]["pretrained_model_name_or_path"] if known else None
     for local_files_only in (True, False) if repo else ():  # the local hub cache first; the hub only if reachable
         try:
             return Path(snapshot_download(repo, allow_patterns=CONFIG_FILES, local_files_only=local_files_only))
         except OSError:  # not cached / offline / unreachable
             continue
     where = f"{repo} is not in the local hub cache, and the hub cannot be reached" if repo else \
-        "diffusers knows no release of this shape"
+        f"diffusers knows no {family.label} release of this shape"
     raise RequestError(f"{path.name} is a single-file {family.label} checkpoint and the configs of its parts were "
                        f"not found ({where}): set T2I_SINGLE_FILE_CONFIG to a local diffusers folder of the same "
                        "architecture, or save the model as a diffusers folder")
@@ -194,6 +200,28 @@ def _load_single_file(path: Path, dtype, settings: Settings):
                            f"{str(exc).strip().splitlines()[0]}") from exc
 
 
+def _load_gguf(path: Path, dtype, settings: Settings):
+    """A GGUF file of a transformer family's denoiser (city96's layout), kept quantised by diffusers' GGUF quantiser,
+    with the rest of the pipeline from the local configs folder; returns (pipeline, family)."""
+    if not path.is_file():
+        raise RequestError(f"model file {str(path)!r} does not exist")
+    names = read_gguf_tensor_names(path, max_bytes=64 << 30)
+    family = family_of_tensors(names, path.name)
+    if family.denoiser != "transformer":
+        raise RequestError(f"{path.name} is a {family.label} GGUF; t2i loads GGUF files of transformer families only")
+    config = _single_file_config(path, {}, family, settings)
+    denoiser_config = json.loads((config / family.denoiser / "config.json").read_text())
+    try:
+        denoiser = getattr(diffusers, denoiser_config["_class_name"]).from_single_file(
+            str(path), config=str(config), subfolder=family.denoiser, local_files_only=True, torch_dtype=dtype,
+            quantization_config=GGUFQuantizationConfig(compute_dtype=dtype))
+        return getattr(diffusers, family.pipelines["txt2img"]).from_pretrained(
+            config, **{family.denoiser: denoiser}, dtype=dtype, use_safetensors=True, local_files_only=True), family
+    except (OSError, ValueError, KeyError, RuntimeError, NotImplementedError, SingleFileComponentError) as exc:
+        raise RequestError(f"could not load {path.name} with the configs in {config}: "
+                           f"{str(exc).strip().splitlines()[0]}") from exc
+
+
 def _hub_family(spec: str) -> tuple[Family, str]:
     """The family of a hub model from its model_index.json, read before any weight is downloaded."""
     try:
@@ -216,6 +244,9 @@ def _load_pipeline(spec: str, settings: Settings) -> LoadedModel:
         pipeline_class = getattr(diffusers, class_name if class_name in family.also_loads else
                                  family.pipelines["txt2img"])
         pipe = pipeline_class.from_pretrained(path, dtype=dtype, use_safetensors=True)
+        source = path
+    elif path.suffix == ".gguf":
+        pipe, family = _load_gguf(path, dtype, settings)
         source = path
     elif path.suffix in (".safetensors", ".ckpt", ".pt", ".pth", ".bin"):
         pipe, family = _load_single_file(path, dtype, settings)

@@ -61,6 +61,8 @@ class Family:
     controlnet_model: str = ""  # the diffusers ControlNet model class
     variants: tuple[Variant, ...] = ()
     single_file: bool = True  # diffusers loads this family's single-file checkpoints
+    # diffusers' names (single_file_utils) for this family's releases, whose configs it fetches for a single file
+    diffusers_model_types: tuple[str, ...] = ()
 
     @property
     def prompt_tokens(self) -> int:
@@ -101,7 +103,8 @@ FAMILIES: dict[str, Family] = {family.id: family for family in (
            controlnet_pipelines={"txt2img": "StableDiffusionXLControlNetPipeline",
                                  "img2img": "StableDiffusionXLControlNetImg2ImgPipeline",
                                  "inpaint": "StableDiffusionXLControlNetInpaintPipeline"},
-           controlnet_model="ControlNetModel", **_SD_COMPONENTS),
+           controlnet_model="ControlNetModel", **_SD_COMPONENTS,
+           diffusers_model_types=("xl_base", "xl_inpaint", "playground-v2-5")),
     Family("sd", "Stable Diffusion 1.x/2.x",
            {"txt2img": "StableDiffusionPipeline", "img2img": "StableDiffusionImg2ImgPipeline",
             "inpaint": "StableDiffusionInpaintPipeline"}, (),
@@ -110,7 +113,8 @@ FAMILIES: dict[str, Family] = {family.id: family for family in (
            controlnet_pipelines={"txt2img": "StableDiffusionControlNetPipeline",
                                  "img2img": "StableDiffusionControlNetImg2ImgPipeline",
                                  "inpaint": "StableDiffusionControlNetInpaintPipeline"},
-           controlnet_model="ControlNetModel", **_SD_COMPONENTS),
+           controlnet_model="ControlNetModel", **_SD_COMPONENTS,
+           diffusers_model_types=("v1", "v2", "inpainting", "inpainting_v2")),
     Family("sd3", "SD3/3.5",
            {"txt2img": "StableDiffusion3Pipeline", "img2img": "StableDiffusion3Img2ImgPipeline",
             "inpaint": "StableDiffusion3InpaintPipeline"}, (),
@@ -121,7 +125,8 @@ FAMILIES: dict[str, Family] = {family.id: family for family in (
            tokenizer="tokenizer_3", prompt_headroom=1, cfg_arg="guidance_scale",
            controlnet_pipelines={"txt2img": "StableDiffusion3ControlNetPipeline",
                                  "inpaint": "StableDiffusion3ControlNetInpaintingPipeline"},
-           lora_formats=("diffusers",), controlnet_model="SD3ControlNetModel"),
+           lora_formats=("diffusers",), controlnet_model="SD3ControlNetModel",
+           diffusers_model_types=("sd3", "sd35_medium", "sd35_large")),
     Family("chroma", "Chroma",
            # ChromaInpaintPipeline (diffusers 0.42.1) reads transformer.config.guidance_embeds, which Chroma's
            # transformer has not: it fails on every call, so inpainting is not offered
@@ -130,7 +135,8 @@ FAMILIES: dict[str, Family] = {family.id: family for family in (
            native_size=1024, steps=26, cfg=4.0, denoiser="transformer", latent_channels=16, packed_latents=True,
            latent_layout="shift_scale",
            samplers=FLOW_SAMPLERS, prompt_encoding="pipeline", token_limit=512, token_limit_arg="max_sequence_length",
-           tokenizer="tokenizer", prompt_headroom=1, cfg_arg="guidance_scale"),
+           tokenizer="tokenizer", prompt_headroom=1, cfg_arg="guidance_scale",
+           diffusers_model_types=("chroma",)),
     Family("flux2", "Flux.2",
            {"txt2img": "Flux2Pipeline"}, ("Flux2KleinPipeline",),
            ("single_stream_modulation.lin.weight",),
@@ -138,10 +144,12 @@ FAMILIES: dict[str, Family] = {family.id: family for family in (
            latent_layout="flux2",
            samplers=FLOW_SAMPLERS, prompt_encoding="pipeline", token_limit=512, token_limit_arg="max_sequence_length",
            tokenizer="tokenizer", prompt_headroom=64, cfg_arg=None, distilled_arg="guidance_scale", distilled_cfg=4.0,
-           negative_prompt=False),
+           negative_prompt=False,
+           diffusers_model_types=("flux-2-dev",)),
     Family("flux1", "Flux.1 (dev, schnell)",
            {"txt2img": "FluxPipeline", "img2img": "FluxImg2ImgPipeline", "inpaint": "FluxInpaintPipeline"}, (),
-           ("double_blocks.0.img_attn.norm.key_norm.scale",),
+           # Black Forest Labs' names; diffusers' names (GGUFs converted from diffusers folders)
+           ("double_blocks.0.img_attn.norm.key_norm.scale", "single_transformer_blocks.0.proj_mlp.weight"),
            native_size=1024, steps=28, cfg=1.0, denoiser="transformer", latent_channels=16, packed_latents=True,
            latent_layout="shift_scale",
            samplers=FLOW_SAMPLERS, prompt_encoding="compel-flux", token_limit=512,
@@ -151,17 +159,20 @@ FAMILIES: dict[str, Family] = {family.id: family for family in (
                                  "inpaint": "FluxControlNetInpaintPipeline"},
            controlnet_model="FluxControlNetModel",
            variants=(Variant("dev", "transformer", "guidance_embeds", True, 28, 1.0, 3.5),
-                     Variant("schnell", "transformer", "guidance_embeds", False, 4, 1.0, None))),
+                     Variant("schnell", "transformer", "guidance_embeds", False, 4, 1.0, None)),
+           diffusers_model_types=("flux-dev", "flux-schnell", "flux-fill", "flux-depth")),
+    # Z-Image passes its sigmas as a list, which UniPC's flow schedule cannot take (diffusers 0.42.1): Euler only
     Family("zimage", "Z-Image",
            {"txt2img": "ZImagePipeline", "img2img": "ZImageImg2ImgPipeline", "inpaint": "ZImageInpaintPipeline"}, (),
            ("cap_embedder.0.weight",),
            native_size=1024, steps=9, cfg=0.0, denoiser="transformer", latent_channels=16, packed_latents=False,
            latent_layout="shift_scale",
-           samplers=FLOW_SAMPLERS, prompt_encoding="pipeline", token_limit=512, token_limit_arg="max_sequence_length",
+           samplers=("Euler",), prompt_encoding="pipeline", token_limit=512, token_limit_arg="max_sequence_length",
            tokenizer="tokenizer", prompt_headroom=64, cfg_arg="guidance_scale",
            controlnet_pipelines={"txt2img": "ZImageControlNetPipeline",
                                  "inpaint": "ZImageControlNetInpaintPipeline"},
-           controlnet_model="ZImageControlNetModel"),
+           controlnet_model="ZImageControlNetModel",
+           diffusers_model_types=("z-image-turbo",)),
     Family("qwenimage", "Qwen-Image",
            {"txt2img": "QwenImagePipeline", "img2img": "QwenImageImg2ImgPipeline",
             "inpaint": "QwenImageInpaintPipeline"}, (),
