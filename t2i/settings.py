@@ -235,6 +235,31 @@ class Settings:
         safety=True)
     safety_audit_log: str = _variable(
         "T2I_SAFETY_AUDIT_LOG", "", "one JSON line per verdict: time, request id, what (prompt, negative prompt, "
+    # wildcards, X/Y/Z plots and history (t2i/generation/wildcards.py, t2i/grid/, t2i/web/history.py)
+    wildcards_dir: Path = _variable("T2I_WILDCARDS_DIR", lambda data: data["data_dir"] / "wildcards",
+                                    "wildcard files: `__name__` in a prompt takes a line of `name.txt`",
+                                    shown="`$T2I_DATA_DIR/wildcards`")
+    wildcards_max_kb: int = _variable("T2I_WILDCARDS_MAX_KB", 256, "size cap of one wildcard file", ge=1)
+    grid_max_steps: int = _variable(
+        "T2I_GRID_MAX_STEPS", 2000, "time budget of one X/Y/Z plot: sampling steps of all its cells together "
+                                    "(its cells also count against `T2I_MAX_IMAGES`)", ge=1)
+    grid_max_pixels: int = _variable("T2I_GRID_MAX_PIXELS", 4096 * 4096, "size cap of an X/Y/Z grid image",
+                                     shown="4096²", ge=64 * 64)
+    history_max: int = _variable("T2I_HISTORY_MAX", 200, "results kept in each browser session's history", ge=1)
+    history_days: float = _variable("T2I_HISTORY_DAYS", 7.0, "days a result stays in its session's history", gt=0)
+    # hires fix, VAE choice and textual-inversion embeddings (t2i/generation/hires.py, t2i/models/vae_choice.py,
+    # t2i/models/embedding_files.py)
+    upscaler_dir: Path = _variable(
+        "T2I_UPSCALER_DIR", lambda data: data["data_dir"] / "upscalers", "hires fix model upscalers (ESRGAN-family "
+        "`.safetensors` that spandrel reads), offered by file name beside the shipped `shapes-compact-2x`",
+        shown="`$T2I_DATA_DIR/upscalers`")
+    vae_dir: Path = _variable(
+        "T2I_VAE_DIR", lambda data: data["data_dir"] / "vae", "VAEs offered in the VAE box (`.safetensors` files "
+        "and diffusers folders; `--vae NAME`)", shown="`$T2I_DATA_DIR/vae`")
+    embeddings_dir: Path = _variable(
+        "T2I_EMBEDDINGS_DIR", lambda data: data["data_dir"] / "embeddings", "textual-inversion embeddings "
+        "(A1111/Civitai `.safetensors`), used by file name in prompts (`--embeddings-dir`)",
+        shown="`$T2I_DATA_DIR/embeddings`")
         "image, preview, upload), checker, flagged, reason, scores, seconds; no prompt text, no image data",
         shown="`$T2I_DATA_DIR/safety_audit.jsonl`", safety=True)
     safety_allow_unchecked_images: bool = _variable(
