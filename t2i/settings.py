@@ -10,6 +10,7 @@ these declarations (scripts/settings_table.py) and checked against them (tests/t
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
@@ -72,6 +73,12 @@ def parse_replicas(value: str) -> tuple[int, int]:
     return bounds
 
 
+def _check_backend(value: str) -> str:
+    if value == "ray" and importlib.util.find_spec("ray") is None:  # found, not imported: start stays light
+        raise ValueError("needs Ray, the `ray` extra: pip install -e '.[ray]' (requirements-ray.txt)")
+    return value
+
+
 def _check_replicas(value: str) -> str:
     parse_replicas(value)
     return value
@@ -99,6 +106,7 @@ Names = Annotated[tuple[str, ...], _split(",")]
 Speed = Annotated[str, AfterValidator(_check_speed)]
 Device = Annotated[str, AfterValidator(_check_device)]
 Replicas = Annotated[str, AfterValidator(_check_replicas)]
+Backend = Annotated[Literal["local", "ray"], AfterValidator(_check_backend)]
 SafetyCategories = Annotated[str, AfterValidator(lambda value: parse_categories(value) and value)]
 
 
@@ -212,6 +220,13 @@ class Settings:
     train_threads: int = _variable(
         "T2I_TRAIN_THREADS", 0, "CPU threads of a training process (0: half the cores, the rest left to generation)",
         ge=0)
+    # multi-process training (t2i/train/launch.py)
+    train_processes: int = _variable(
+        "T2I_TRAIN_PROCESSES", 1, "processes one training run uses (Accelerate: one per GPU with NCCL, gloo on CPU); "
+        "each draws its own batches, so a step trains processes × batch size images (`train --processes`)", ge=1)
+    train_accelerate_config: str = _variable(
+        "T2I_TRAIN_ACCELERATE_CONFIG", "", "an `accelerate launch` config file for multi-process training (shipped, "
+        "untested here: `t2i/train/accelerate_configs/deepspeed_zero2.yaml`, `fsdp.yaml`)")
     train_lock: Path = _variable("T2I_TRAIN_LOCK", _TMP / "t2i-training.lock",
                                  "lock file that lets one training run at a time on this machine",
                                  shown="`$TMPDIR/t2i-training.lock`")
@@ -220,21 +235,6 @@ class Settings:
     controlnet_dirs: Folders = _variable("T2I_CONTROLNET_DIRS", (), "ControlNet library folders (`:`-separated)")
     annotators: str = _variable("T2I_ANNOTATORS", "lllyasviel/Annotators", "where HED, MiDaS, OpenPose, … weights "
                                 "load from (a folder holding the files, or a hub id)")
-    safety_action: SafetyAction = _variable(
-        "T2I_SAFETY_ACTION", "block", "a flagged image is withheld (`block`), blurred (`blur`) or blacked out "
-        "(`black`); clients cannot change it", safety=True)
-    safety_categories: SafetyCategories = _variable(
-        "T2I_SAFETY_CATEGORIES", DEFAULT_CATEGORIES, "prompt categories and what each does, `name=action` "
-        "(`block`, `warn` or `off`), comma-separated, for `sexual`, `violence_gore`, `hate`, `self_harm` (one "
-        "left out: `block`); `sexual_minors` is always blocked and cannot be changed", safety=True)
-    safety_checkers: Names = _variable(
-        "T2I_SAFETY_CHECKERS", (), "comma-separated checker names to run (default: every loaded checker)",
-        safety=True)
-    safety_timeout_s: float = _variable(
-        "T2I_SAFETY_TIMEOUT", 10.0, "seconds a checker may take before its silence counts as a flag", gt=0,
-        safety=True)
-    safety_audit_log: str = _variable(
-        "T2I_SAFETY_AUDIT_LOG", "", "one JSON line per verdict: time, request id, what (prompt, negative prompt, "
     # wildcards, X/Y/Z plots and history (t2i/generation/wildcards.py, t2i/grid/, t2i/web/history.py)
     wildcards_dir: Path = _variable("T2I_WILDCARDS_DIR", lambda data: data["data_dir"] / "wildcards",
                                     "wildcard files: `__name__` in a prompt takes a line of `name.txt`",
@@ -260,6 +260,21 @@ class Settings:
         "T2I_EMBEDDINGS_DIR", lambda data: data["data_dir"] / "embeddings", "textual-inversion embeddings "
         "(A1111/Civitai `.safetensors`), used by file name in prompts (`--embeddings-dir`)",
         shown="`$T2I_DATA_DIR/embeddings`")
+    safety_action: SafetyAction = _variable(
+        "T2I_SAFETY_ACTION", "block", "a flagged image is withheld (`block`), blurred (`blur`) or blacked out "
+        "(`black`); clients cannot change it", safety=True)
+    safety_categories: SafetyCategories = _variable(
+        "T2I_SAFETY_CATEGORIES", DEFAULT_CATEGORIES, "prompt categories and what each does, `name=action` "
+        "(`block`, `warn` or `off`), comma-separated, for `sexual`, `violence_gore`, `hate`, `self_harm` (one "
+        "left out: `block`); `sexual_minors` is always blocked and cannot be changed", safety=True)
+    safety_checkers: Names = _variable(
+        "T2I_SAFETY_CHECKERS", (), "comma-separated checker names to run (default: every loaded checker)",
+        safety=True)
+    safety_timeout_s: float = _variable(
+        "T2I_SAFETY_TIMEOUT", 10.0, "seconds a checker may take before its silence counts as a flag", gt=0,
+        safety=True)
+    safety_audit_log: str = _variable(
+        "T2I_SAFETY_AUDIT_LOG", "", "one JSON line per verdict: time, request id, what (prompt, negative prompt, "
         "image, preview, upload), checker, flagged, reason, scores, seconds; no prompt text, no image data",
         shown="`$T2I_DATA_DIR/safety_audit.jsonl`", safety=True)
     safety_allow_unchecked_images: bool = _variable(
@@ -267,24 +282,12 @@ class Settings:
     safety_config: str = _variable(
         "T2I_SAFETY_CONFIG", "", "a JSON file with any of `action`, `checkers`, `timeout_s`, `audit_log`, "
         "`allow_unchecked_images` (overriding the variables) and `thresholds` per checker", safety=True)
-    # wildcards, X/Y/Z plots and history (t2i/generation/wildcards.py, t2i/grid/, t2i/web/history.py)
-    wildcards_dir: Path = _variable("T2I_WILDCARDS_DIR", lambda data: data["data_dir"] / "wildcards",
-                                    "wildcard files: `__name__` in a prompt takes a line of `name.txt`",
-                                    shown="`$T2I_DATA_DIR/wildcards`")
-    wildcards_max_kb: int = _variable("T2I_WILDCARDS_MAX_KB", 256, "size cap of one wildcard file", ge=1)
-    grid_max_steps: int = _variable(
-        "T2I_GRID_MAX_STEPS", 2000, "time budget of one X/Y/Z plot: sampling steps of all its cells together "
-                                    "(its cells also count against `T2I_MAX_IMAGES`)", ge=1)
-    grid_max_pixels: int = _variable("T2I_GRID_MAX_PIXELS", 4096 * 4096, "size cap of an X/Y/Z grid image",
-                                     shown="4096²", ge=64 * 64)
-    history_max: int = _variable("T2I_HISTORY_MAX", 200, "results kept in each browser session's history", ge=1)
-    history_days: float = _variable("T2I_HISTORY_DAYS", 7.0, "days a result stays in its session's history", gt=0)
     safety_sd_checker: str = _variable(
         "T2I_SD_SAFETY_CHECKER", "CompVis/stable-diffusion-safety-checker", "diffusers' "
         "StableDiffusionSafetyChecker: a local folder, or a hub id found in the local hub cache (empty: off)",
         safety=True)
     # serving on Ray (t2i/ray/): the front end hands model work to Ray Serve replicas, each holding an Engine
-    backend: Literal["local", "ray"] = _variable(
+    backend: Backend = _variable(
         "T2I_BACKEND", "local", "where model work runs: `local` (this process) or `ray` (Ray Serve replicas; needs "
         "the `ray` extra, see Scaling out on Ray)")
     ray_address: str = _variable(
