@@ -13,19 +13,17 @@ import secrets
 import threading
 from collections import Counter
 
+import ray
+from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError, RequestCancelledError
+
 from t2i.generation.engine import Engine
 from t2i.generation.progress import GenerationCancelled, ProgressCallback, ProgressEvent
 from t2i.plugins import PluginManager
 from t2i.request import MAX_SEED, GenerationRequest, GenerationResult, RequestError
-from t2i.settings import Settings, SettingsError, parse_replicas
-
-try:
-    import ray
-    from ray import serve
-    from ray.exceptions import RayActorError
-    from ray.serve.exceptions import BackPressureError, RequestCancelledError
-except ImportError:  # reported when a RayEngine is made, i.e. at start with T2I_BACKEND=ray
-    ray = None
+from t2i.ray.deployment import EngineReplica, Finished, Refused, Started
+from t2i.settings import Settings, parse_replicas
 
 APP_NAME = "t2i"
 CANCEL_POLL_S = 0.1  # how often a waiting request looks at its Stop flag (Serve's sync stream has no timeout)
@@ -66,17 +64,14 @@ class RayEngine:
     """Runs generations on a Serve application's replicas (`t2i`), deploying it (and a local cluster) if needed."""
 
     def __init__(self, settings: Settings, engine: Engine, app_name: str = APP_NAME):
-        if ray is None:
-            raise SettingsError("T2I_BACKEND=ray needs Ray: pip install 't2i[ray]' (or -r requirements-ray.txt)")
         self.settings = settings
         self.engine = engine  # the front end's: reads LoRA hashes for routing, runs no model
-        self.started_cluster = not ray.is_initialized()
-        if self.started_cluster:
+        self.connected = not ray.is_initialized()  # this engine joins (or starts) the cluster, and leaves it
+        self.started_cluster = self.connected and not settings.ray_address
+        if self.connected:
             # empty address: a one-machine cluster of this process ("local" never joins a stale one in /tmp/ray)
             ray.init(address=settings.ray_address or "local", namespace=APP_NAME, include_dashboard=False,
                      log_to_driver=False)
-        from t2i.ray.deployment import EngineReplica  # imports torch and the engine only once Ray is up
-
         serve.start(proxy_location="Disabled")  # handles only: no HTTP proxy on the cluster's interfaces
         self.app_name = app_name  # another name deploys a second set of replicas beside (bench/ray_serving.py)
         self.handle = serve.run(EngineReplica.options(**deployment_options(settings)).bind(settings),
@@ -84,8 +79,9 @@ class RayEngine:
         # what the front end should send at once: every replica's share (more wait in the front end's own queue)
         self.concurrency = parse_replicas(settings.ray_replicas)[1] * settings.ray_max_ongoing
         self.served: Counter[str] = Counter()  # replica id -> requests it finished
-        self.retries = 0
-        self.running: dict[int, object] = {}  # thread id -> the Started record of its request, while it runs
+        self.retries = 0  # requests sent again because their replica died
+        self.running: dict[int, Started] = {}  # thread id -> the Started record of its request, while it runs
+        self._counting = threading.Lock()
 
     def generate(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:
@@ -101,14 +97,13 @@ class RayEngine:
             return self._run(request, model_id, on_progress, cancel)
         except RayActorError as exc:
             log.warning("replica died during a request (%s); retrying it once", type(exc).__name__)
-            self.retries += 1
+            with self._counting:
+                self.retries += 1
             return self._run(request, model_id, on_progress, cancel)
 
     def _run(self, request: GenerationRequest, model_id: str, on_progress: ProgressCallback | None,
              cancel: threading.Event) -> GenerationResult:
         """One attempt: stream the replica's messages, cancelling its run when `cancel` is set."""
-        from t2i.ray.deployment import Finished, Refused, Started
-
         stream = self.handle.options(stream=True, multiplexed_model_id=model_id).generate.remote(request)
         done = threading.Event()
         threading.Thread(target=self._cancel_on_stop, args=(stream, cancel, done), daemon=True).start()
@@ -125,7 +120,8 @@ class RayEngine:
                     raise message.error  # the engine's own RequestError (e.g. PromptRefused), message and all
                 elif isinstance(message, Finished):
                     answered = True
-                    self.served[message.replica] += 1
+                    with self._counting:
+                        self.served[message.replica] += 1
                     return message.result
             raise GenerationCancelled("generation cancelled")  # the replica's engine stopped at a step
         except RequestCancelledError:
@@ -147,8 +143,9 @@ class RayEngine:
                 return
 
     def close(self) -> None:
-        """Remove the Serve application, and stop the cluster if this engine started it."""
+        """Remove the Serve application; stop the cluster if this engine started it, leave one it joined."""
         serve.delete(self.app_name)
         if self.started_cluster:
             serve.shutdown()
+        if self.connected:
             ray.shutdown()
