@@ -3,6 +3,7 @@ path last, and optionally push it to the Hugging Face Hub."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,9 @@ def add_train_parser(sub) -> None:
                        help="upload the finished LoRA to this Hugging Face model repo (token: HF_TOKEN or `hf auth "
                             "login`); with --resume of a finished run, only upload")
     train.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    train.add_argument("--processes", type=int, default=None, metavar="N",
+                       help="training processes (default: T2I_TRAIN_PROCESSES): one per GPU, or N on CPU (gloo); "
+                            "a resumed run needs the number it was checkpointed with")
     train.set_defaults(run=_train)
 
 
@@ -69,6 +73,8 @@ def _train(args) -> int:
     from t2i.train.runner import TrainingRunner
 
     settings = Settings()
+    if args.processes is not None:
+        settings = dataclasses.replace(settings, train_processes=args.processes)  # validated again (at least 1)
     runner = TrainingRunner(settings)
     if args.push_to_hub:  # a bad repo id or a missing token fails now, not after the training
         from t2i.train.hub import check_repo_id, find_token

@@ -1,7 +1,11 @@
 """The LoRA / DreamBooth-LoRA training script; it runs in its own process, never inside the web server.
 
     python -m t2i.train.lora_trainer RUN_DIR --lora-dir DIR
-    accelerate launch -m t2i.train.lora_trainer RUN_DIR --lora-dir DIR     (several GPUs)
+    accelerate launch --multi_gpu --num_processes N -m t2i.train.lora_trainer RUN_DIR --lora-dir DIR
+
+With several processes (T2I_TRAIN_PROCESSES; NCCL on GPUs, gloo on CPU) each rank draws its own batches from
+its own generator (seeded by rank), DDP averages the gradients of the UNet's and the text encoder's LoRA layers,
+and only the main process takes the locks, logs, samples, checkpoints and exports.
 
 RUN_DIR holds config.json (a TrainingConfig) and dataset/ (written by Dataset.save). The script appends
 JSON lines to RUN_DIR/progress.jsonl (start, step, checkpoint, sample, done, error), writes checkpoints to
@@ -18,17 +22,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import hashlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list, gather_object
 from diffusers import DDPMScheduler
 from diffusers.image_processor import VaeImageProcessor
 from filelock import FileLock, Timeout
@@ -41,7 +50,7 @@ from t2i.request import RequestError
 from t2i.settings import Settings
 
 from t2i.train.buckets import assign_buckets, fit
-from t2i.train.resume import LoraCheckpoints
+from t2i.train.resume import LoraCheckpoints, WorldSizeChanged
 from t2i.train.config import TrainingConfig
 from t2i.train.dataset import load_saved
 from t2i.train.export import export_lora, lora_metadata, model_card
@@ -63,12 +72,15 @@ class RunBusy(Exception):
 
 
 class ProgressLog:
-    """Appends one JSON object per line; readers (the runner, the UI) follow the file."""
+    """Appends one JSON object per line; readers (the runner, the UI) follow the file. Only the main process of a
+    multi-process run writes (`enabled`), so no event is written twice."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path, self.enabled = path, enabled
 
     def write(self, event: str, **fields) -> None:
+        if not self.enabled:
+            return
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"event": event, "time": round(time.time(), 3), **fields}) + "\n")
 
@@ -100,6 +112,26 @@ def run_lock(run_dir: Path):
         yield
     finally:
         lock.release()
+
+
+@contextlib.contextmanager
+def main_process_locks(accelerator: Accelerator, run_dir: Path, log: ProgressLog):
+    """The run's lock, then the machine's, taken by the main process only; the other ranks wait for it, and leave
+    with it when the run is busy."""
+    with contextlib.ExitStack() as locks:
+        busy = ""
+        if accelerator.is_main_process:
+            try:
+                locks.enter_context(run_lock(run_dir))
+            except RunBusy as exc:
+                busy = str(exc)
+        busy = broadcast_object_list([busy])[0]
+        if busy:
+            raise RunBusy(busy)
+        if accelerator.is_main_process:
+            locks.enter_context(machine_lock(log))
+        accelerator.wait_for_everyone()
+        yield
 
 
 @dataclass
@@ -169,18 +201,19 @@ def _tokens(tokenizer, prompts: list[str]) -> torch.Tensor:
 
 
 class TextEmbeddings:
-    """Prompt embeddings: cached once when the text encoder is frozen, computed per batch when it trains."""
+    """Prompt embeddings: cached once when the text encoder is frozen, computed per batch when it trains (through
+    `encoder`, the prepared one: DDP averages its LoRA gradients only for calls through its wrapper)."""
 
-    def __init__(self, pipe, prompts: list[str], trained: bool):
-        self.pipe, self.trained, self.cache = pipe, trained, {}
+    def __init__(self, pipe, encoder, prompts: list[str], trained: bool):
+        self.pipe, self.encoder, self.trained, self.cache = pipe, encoder, trained, {}
         if not trained:
             with torch.no_grad():
                 for prompt in sorted(set(prompts) | {""}):
-                    self.cache[prompt] = pipe.text_encoder(_tokens(pipe.tokenizer, [prompt]).to(pipe.device))[0]
+                    self.cache[prompt] = encoder(_tokens(pipe.tokenizer, [prompt]).to(pipe.device))[0]
 
     def __call__(self, prompts: list[str]) -> torch.Tensor:
         if self.trained:
-            return self.pipe.text_encoder(_tokens(self.pipe.tokenizer, prompts).to(self.pipe.device))[0]
+            return self.encoder(_tokens(self.pipe.tokenizer, prompts).to(self.pipe.device))[0]
         return torch.cat([self.cache[p] for p in prompts])
 
 
@@ -248,33 +281,51 @@ def _accelerator(config: TrainingConfig, device: str) -> Accelerator:
     precision = config.mixed_precision
     if precision == "auto":
         precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_gpu else "no"
+    # the other ranks wait in a collective while the main process waits for the machine's training lock (another
+    # run may hold it for hours) or samples: far longer than torch's 30-minute default
+    waits = InitProcessGroupKwargs(timeout=timedelta(hours=24))
     return Accelerator(mixed_precision=precision, gradient_accumulation_steps=config.gradient_accumulation,
-                       cpu=not on_gpu)
+                       cpu=not on_gpu, kwargs_handlers=[waits])
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of a rank's generator: the run's seed on rank 0 (a one-process run is unchanged), a seed mixed
+    from both on the others (so that rank 1 of seed 0 is not rank 0 of seed 1)."""
+    if rank == 0:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"{seed}:{rank}".encode()).digest()[:8], "little")
 
 
 def train(run_dir: Path, lora_dir: Path) -> Path:
-    """Train (or continue) the run in `run_dir`; return the path of the finished LoRA."""
+    """Train (or continue) the run in `run_dir` (in every process of a multi-process launch); return the path of
+    the finished LoRA."""
     config = TrainingConfig.load(run_dir / "config.json")
     config.validate()
-    log = ProgressLog(run_dir / "progress.jsonl")
-    with run_lock(run_dir), machine_lock(log):
+    accelerator = _accelerator(config, Settings().device)
+    log = ProgressLog(run_dir / "progress.jsonl", enabled=accelerator.is_main_process)
+    with main_process_locks(accelerator, run_dir, log):
         try:
-            return _train(run_dir, lora_dir, config, log)
+            return _train(run_dir, lora_dir, config, log, accelerator)
         except RequestError as exc:  # e.g. the base model cannot be loaded: resuming would fail the same way
             log.write("error", message=str(exc))
+            raise TrainingStopped(str(exc)) from exc
+        except WorldSizeChanged as exc:  # resumable once the number of processes matches
+            log.write("error", message=str(exc), resumable=True)
             raise TrainingStopped(str(exc)) from exc
         except TrainingStopped as exc:
             log.write("error", message=str(exc))
             raise
 
 
-def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressLog) -> Path:
+def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressLog,
+           accelerator: Accelerator) -> Path:
     settings = Settings()
-    threads = settings.train_threads or max(1, (os.cpu_count() or 2) // 2)
+    # the cores given to training are shared by its processes on this machine
+    threads = max(1, (settings.train_threads or max(1, (os.cpu_count() or 2) // 2)) // accelerator.num_processes)
     torch.set_num_threads(threads)  # leave cores to the web server, which keeps generating meanwhile
-    accelerator = _accelerator(config, settings.device)
     # float32 weights and no inference-only speed tricks (low precision, block caching): gradients flow here
-    model = ModelCache(replace(settings, device=str(accelerator.device), dtype="float32",
+    device = accelerator.device.type if accelerator.device.type == "cpu" else str(accelerator.device)  # not cpu:0
+    model = ModelCache(replace(settings, device=device, dtype="float32",
                                speed="quality")).get(config.base_model)
     if model.family != "sd":
         raise TrainingStopped(f"training supports Stable Diffusion 1.x/2.x models; {config.base_model!r} is SDXL")
@@ -283,8 +334,8 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     for part in (pipe.unet, pipe.vae, pipe.text_encoder):
         part.requires_grad_(False)
     resolution = config.resolution or model.native_size
-    data = prepare_data(pipe, config, run_dir, resolution, log)
-    embeddings = TextEmbeddings(pipe, data.prompts + data.class_prompts, config.train_text_encoder)
+    with accelerator.main_process_first():  # the main process makes the class images; the others read them
+        data = prepare_data(pipe, config, run_dir, resolution, log)
 
     # 1. LoRA layers (seeded, so a fresh start is reproducible) and the optimizer
     torch.manual_seed(config.seed)
@@ -299,17 +350,22 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     if accelerator.device.type == "cuda" and config.gradient_checkpointing:
         pipe.unet.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(groups)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(rank_seed(config.seed, accelerator.process_index))
 
-    # 2. continue from the newest checkpoint, if any (accelerator.load_state, into the prepared run)
-    unet, optimizer = accelerator.prepare(pipe.unet, optimizer)
+    # 2. continue from the newest checkpoint, if any (accelerator.load_state, into the prepared run); the trained
+    # text encoder is prepared like the UNet, so that DDP keeps the ranks' LoRA layers equal
+    if config.train_text_encoder:
+        unet, text_encoder, optimizer = accelerator.prepare(pipe.unet, pipe.text_encoder, optimizer)
+    else:
+        (unet, optimizer), text_encoder = accelerator.prepare(pipe.unet, optimizer), pipe.text_encoder
+    embeddings = TextEmbeddings(pipe, text_encoder, data.prompts + data.class_prompts, config.train_text_encoder)
     checkpoints = LoraCheckpoints(accelerator, run_dir / "checkpoints", lambda: lora_weights(pipe, config),
                                   lambda weights: _restore(pipe, weights), optimizer, generator)
     start = checkpoints.resume()
     if not start and _had_steps(run_dir / "progress.jsonl"):
         log.write("note", message="the previous attempt stopped before its first checkpoint; starting clean")
     log.write("start", step=start, steps=config.steps, resumed=start > 0, images=len(data.prompts),
-              device=str(accelerator.device), threads=threads)
+              device=str(accelerator.device), threads=threads, processes=accelerator.num_processes)
     schedule = DDPMScheduler.from_config(pipe.scheduler.config)
     trained = [p for group in groups for p in group["params"]]
     sample_prompts = list(config.sample_prompts) or [data.prompts[0], _without_trigger(data.prompts[0], config)]
@@ -320,9 +376,12 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     for step in range(start + 1, config.steps + 1):
         began = time.time()
         for _ in range(config.gradient_accumulation):
-            with accelerator.accumulate(unet):
+            with accelerator.accumulate(unet, text_encoder):
                 loss = training_loss(unet, schedule, data, embeddings, config, generator)
-                if not torch.isfinite(loss):
+                # every rank skips together (one rank's backward alone would wait for the others' gradients)
+                nonfinite = accelerator.reduce(torch.tensor(float(not torch.isfinite(loss)), device=loss.device),
+                                               "sum")
+                if nonfinite.item():
                     optimizer.zero_grad()
                     bad += 1
                     if bad >= config.max_bad_losses:
@@ -335,10 +394,10 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
                     accelerator.clip_grad_norm_(trained, 1.0)
                 optimizer.step()
                 optimizer.zero_grad()
-                loss_value = loss.item()
+                loss_value = accelerator.reduce(loss.detach(), "mean").item()  # the mean over the ranks' batches
         log.write("step", step=step, steps=config.steps, loss=loss_value, seconds=round(time.time() - began, 4))
-        if step % config.checkpoint_every == 0 and step < config.steps and accelerator.is_main_process:
-            checkpoints.save(step)
+        if step % config.checkpoint_every == 0 and step < config.steps:
+            checkpoints.save(step)  # every rank: each writes its own RNG state
             log.write("checkpoint", step=step)
         if config.sample_every and step % config.sample_every == 0 and accelerator.is_main_process:
             log.write("sample", step=step, images=save_samples(pipe, config, sample_prompts, run_dir, step),
@@ -346,9 +405,10 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
 
     # 4. export into the LoRA library
     accelerator.wait_for_everyone()
+    weights = lora_weights(pipe, config)
+    rank_weights = gather_object([weights_digest(weights)])  # each rank's own: equal unless the ranks drifted
     if not accelerator.is_main_process:
         return lora_dir / f"{config.name}.safetensors"
-    weights = lora_weights(pipe, config)
     unet_weights = {k[len("unet."):]: v for k, v in weights.items() if k.startswith("unet.")}
     text_weights = {k[len("text_encoder."):]: v for k, v in weights.items() if k.startswith("text_encoder.")}
     size = len(data.prompts)
@@ -358,9 +418,27 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
         lora_metadata(config, size, config.steps, VERSION), model_card(config, size, config.steps, loss_value, VERSION))
     images = save_samples(pipe, config, sample_prompts, run_dir, config.steps) if config.sample_every else []
     log.write("done", step=config.steps, steps=config.steps, lora=str(exported.diffusers), kohya=str(exported.kohya),
-              card=str(exported.card), images=images, prompts=sample_prompts,
+              card=str(exported.card), images=images, prompts=sample_prompts, rank_weights_sha256=rank_weights,
               final_loss=None if loss_value is None or not math.isfinite(loss_value) else loss_value)
     return exported.diffusers
+
+
+def weights_digest(weights: dict[str, torch.Tensor]) -> str:
+    """sha256 over the LoRA weights' names and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        digest.update(name.encode())
+        digest.update(weights[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _die_with_launcher() -> None:
+    """A rank of a multi-process launch dies with its launcher (Linux): a kill -9 of the launcher (by the
+    runner's cancel, the OOM killer or a person) must not leave ranks training, and holding the run's lock."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1: PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the launcher died before the line above ran
+            sys.exit(1)
 
 
 def _with_trigger(caption: str, config: TrainingConfig) -> str:
@@ -385,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--lora-dir", type=Path, default=None, help="LoRA library folder (default: T2I_LORA_DIR)")
     args = parser.parse_args(argv)
+    _die_with_launcher()
     try:
         print(train(args.run_dir, args.lora_dir or Settings().lora_dir))
     except TrainingStopped as exc:

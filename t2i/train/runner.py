@@ -12,7 +12,6 @@ import json
 import re
 import secrets
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from filelock import FileLock, Timeout
 from t2i.request import RequestError
 from t2i.settings import Settings
 
+from t2i.train.launch import trainer_command
 from t2i.train.resume import latest_checkpoint_step
 from t2i.train.config import TrainingConfig
 from t2i.train.dataset import Dataset
@@ -235,7 +235,7 @@ class TrainingRunner:
         run_id = self._queue.pop(0)
         folder = self.folder(run_id)
         log = open(folder / "trainer.log", "ab")
-        command = [sys.executable, "-m", "t2i.train.lora_trainer", str(folder), "--lora-dir", str(self.settings.lora_dir)]
+        command = trainer_command(folder, self.settings.lora_dir, self.settings)  # one process, or N (Accelerate)
         self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # t2i is installed
         log.close()
         self._current = run_id
