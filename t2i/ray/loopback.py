@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 
 ENVIRONMENT = {"RAY_USAGE_STATS_ENABLED": "0"}  # no usage report attempts (there is no network anyway)
@@ -27,7 +28,8 @@ def unavailable_reason() -> str | None:
 
 def only_loopback() -> bool:
     """Whether this process's network namespace has no interface but loopback."""
-    return os.listdir("/sys/class/net") == ["lo"]
+    # asked of the kernel for this namespace (/sys/class/net would show the host's: sysfs is mounted outside)
+    return [name for _, name in socket.if_nameindex()] == ["lo"]
 
 
 def loopback_command(argv: list[str]) -> list[str]:
