@@ -93,6 +93,30 @@ class GenerationRequest:
     mask: Image.Image | None = _declare(None, widget="image", label="Mask (white = repaint)", recipe=False)
     # the form's slider starts at its step: 0 itself is refused (strength must be more than 0)
     strength: float = _declare(0.75, widget="slider", label="Denoising strength", minimum=0.01, maximum=1, step=0.01)
+    # hires fix (t2i/generation/hires.py): a second pass at a larger size; on when hires_scale > 1 or a size is given
+    hires_scale: float = _declare(1.0, widget="slider", label="Hires upscale", minimum=1, maximum=4, step=0.05,
+                                  flag="--hires-scale", help="hires fix: 1 is off; 2 makes a second pass at twice the size")
+    hires_width: int = _declare(0, widget="number", label="Hires resize width", flag="--hires-width",
+                                help="hires fix target width instead of the upscale factor (0: from the factor)")
+    hires_height: int = _declare(0, widget="number", label="Hires resize height", flag="--hires-height",
+                                 help="hires fix target height instead of the upscale factor (0: from the factor)")
+    hires_steps: int = _declare(0, widget="slider", minimum=0, maximum="max_steps", step=1, flag="--hires-steps",
+                                help="sampling steps of the second pass (0: the same as steps)")
+    hires_denoise: float = _declare(0.5, widget="slider", label="Hires denoising strength", minimum=0.01, maximum=1,
+                                    step=0.01, flag="--hires-denoise", help="how much the second pass may change")
+    hires_upscaler: str = _declare("Latent", widget="dropdown", flag="--hires-upscaler",
+                                   choices=("Latent", "Latent (nearest)", "Lanczos"),
+                                   help="Latent, Latent (nearest), Lanczos, or a model upscaler's name")
+    hires_prompt: str = _declare("", widget="text", flag="--hires-prompt", help="second pass prompt (empty: the prompt)")
+    hires_negative_prompt: str = _declare("", widget="text", flag="--hires-negative",
+                                          help="second pass negative prompt (empty: the negative prompt)")
+    hires_sampler: str = _declare("", widget="dropdown", choices=("", *SAMPLERS), flag="--hires-sampler",
+                                  help="second pass sampler (empty: the sampler)")
+    # A1111's "Clip skip": 2 conditions on the text encoder's penultimate layer (t2i/generation/clip_skip.py)
+    clip_skip: int = _declare(1, widget="slider", minimum=1, maximum=2, step=1, flag="--clip-skip",
+                              help="1: the text encoder's last layer; 2: its penultimate layer (SDXL always uses it)")
+    vae: str = _declare("Automatic", widget="dropdown", choices=("Automatic",), label="VAE", flag="--vae",
+                        help="'Automatic' (the model's own) or a VAE from the VAE folder")
     # units of adapter/conditioner plugins by plugin name, e.g. {"lora": [{"name": "ink", "weight": 0.8}]}
     plugin_units: dict = field(default_factory=dict)
 
@@ -153,6 +177,43 @@ class GenerationRequest:
             raise RequestError("styles must be a list of style names")
         if not isinstance(self.model, str):
             raise RequestError(f"model must be a model name, folder, file or hub id; got {self.model!r}")
+        self._validate_extras(settings)
+
+    @property
+    def hires_enabled(self) -> bool:
+        """Whether hires fix makes a second pass (an upscale factor above 1, or a target size)."""
+        return self.hires_scale != 1 or bool(self.hires_width) or bool(self.hires_height)
+
+    def _validate_extras(self, settings: Settings) -> None:
+        """Hires fix, clip skip and VAE fields; the hires size itself is checked once the base size is known."""
+        low, high = REQUEST_FIELDS["hires_scale"].bounds(settings)
+        if not _is_number(self.hires_scale) or not low <= self.hires_scale <= high:
+            raise RequestError(f"hires_scale must be from {low} (off) to {high}; got {self.hires_scale!r}")
+        for name in ("hires_width", "hires_height"):
+            value = getattr(self, name)
+            if not _is_int(value) or (value != 0 and not 64 <= value <= settings.max_side) or value % 8:
+                raise RequestError(f"{name} must be 0 or a multiple of 8 from 64 to {settings.max_side}; got {value!r}")
+        _, high = REQUEST_FIELDS["hires_steps"].bounds(settings)
+        if not _is_int(self.hires_steps) or not 0 <= self.hires_steps <= high:
+            raise RequestError(f"hires_steps must be from 0 (as steps) to {high}; got {self.hires_steps!r}")
+        if not _is_number(self.hires_denoise) or not 0 < self.hires_denoise <= 1:
+            raise RequestError(f"hires_denoise must be more than 0 and at most 1; got {self.hires_denoise!r}")
+        for name in ("hires_upscaler", "hires_prompt", "hires_negative_prompt", "hires_sampler", "vae"):
+            if not isinstance(getattr(self, name), str):
+                raise RequestError(f"{name} must be text; got {getattr(self, name)!r}")
+        for name in ("hires_prompt", "hires_negative_prompt"):
+            if len(getattr(self, name)) > settings.max_prompt_chars:
+                raise RequestError(f"{name} is {len(getattr(self, name))} characters; the limit is "
+                                   f"{settings.max_prompt_chars}")
+        if self.hires_sampler and self.hires_sampler not in SAMPLERS:
+            raise RequestError(f"unknown hires sampler {self.hires_sampler!r}; leave it empty for the sampler, or "
+                               f"choose one of: {', '.join(SAMPLERS)}")
+        if self.hires_enabled and self.init_image is not None:
+            raise RequestError("hires fix is for txt2img: leave hires_scale at 1 with an init image")
+        low, high = REQUEST_FIELDS["clip_skip"].bounds(settings)
+        if not _is_int(self.clip_skip) or not low <= self.clip_skip <= high:
+            raise RequestError(f"clip_skip must be 1 (the last layer) or 2 (the penultimate layer, what compel "
+                               f"offers); got {self.clip_skip!r}")
 
     def recipe(self) -> dict:
         """The request's plain fields (no images), for metadata and links."""

@@ -7,7 +7,10 @@ from t2i.request import PLAIN_FIELDS, GenerationRequest, RequestError
 
 RECIPE = {"prompt": "a red star, (blue:1.2) & more?", "negative_prompt": "green #1", "styles": ["Pop Art", "Anime"],
           "steps": 12, "cfg": 6.5, "sampler": "DPM++ 2M Karras", "width": 64, "height": 64, "seed": 4242,
-          "batch_count": 1, "batch_size": 2, "strength": 0.6, "model": "embedded"}
+          "batch_count": 1, "batch_size": 2, "strength": 0.6, "model": "embedded",
+          "hires_scale": 2.0, "hires_width": 0, "hires_height": 0, "hires_steps": 8, "hires_denoise": 0.4,
+          "hires_upscaler": "Latent (nearest)", "hires_prompt": "a red star, sharp", "hires_negative_prompt": "",
+          "hires_sampler": "Euler a", "clip_skip": 2, "vae": "my-vae.safetensors"}
 
 
 def test_round_trip_keeps_every_plain_field(settings):

@@ -104,12 +104,13 @@ def test_real_a1111_text_with_lora_and_hires():
         "prompt": "masterpiece, best quality, 1girl, solo, city street at night, neon lights, <lora:add_detail:0.7>",
         "negative_prompt": "(worst quality, low quality:1.4), EasyNegative, bad-hands-5",
         "steps": 28, "sampler": "DPM++ 2M Karras", "cfg": 7.0, "seed": 3054958142, "width": 512, "height": 768,
-        "model": "anything-v5-PrtRE"}
+        "model": "anything-v5-PrtRE", "clip_skip": 2, "hires_denoise": 0.5, "hires_scale": 2.0, "hires_steps": 14,
+        "hires_upscaler": "R-ESRGAN 4x+ Anime6B"}
     assert read.extra == {
-        "Model hash": "7f96a1a9ca", "Denoising strength": "0.5", "Clip skip": "2", "Hires upscale": "2",
-        "Hires steps": "14", "Hires upscaler": "R-ESRGAN 4x+ Anime6B", "Lora hashes": "add_detail: 7c6bad76eb54",
+        "Model hash": "7f96a1a9ca", "Lora hashes": "add_detail: 7c6bad76eb54",
         "TI hashes": "EasyNegative: c74b4e810b03, bad-hands-5: aa7651be154c", "Version": "v1.6.0"}
-    assert any("hires fix" in note for note in read.notes)
+    assert read.notes == ["hires upscaler 'R-ESRGAN 4x+ Anime6B' is a model upscaler: it runs when a file of that "
+                          "name is in the upscalers folder (T2I_UPSCALER_DIR)"]
     GenerationRequest(**read.form)  # every form key is a request field
 
 
@@ -120,7 +121,8 @@ def test_newer_a1111_sampler_and_schedule_type_and_multiline_prompt():
     assert (read.form["sampler"], read.form["cfg"], read.form["width"], read.form["height"]) == (
         "DPM++ 2M Karras", 5.5, 768, 512)
     assert read.extra["Lora hashes"] == "epiNoiseoffset_v2: d1131f7207d6, more_details: 3b8aa1d351ef"
-    assert read.extra["Hires resize"] == "1536x1024" and "strength" not in read.form
+    assert (read.form["hires_width"], read.form["hires_height"], read.form["hires_denoise"]) == (1536, 1024, 0.35)
+    assert "strength" not in read.form
 
 
 def test_unknown_sampler_is_reported_not_replaced():

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from t2i.generation.prepared import PreparedRequest
 from t2i.generation.run import Member, Runner
 from t2i.generation.progress import GenerationCancelled, ProgressCallback
-from t2i.request import GenerationResult
+from t2i.request import REQUEST_FIELDS, GenerationResult
 from t2i.settings import Settings
 
 POLL_S = 0.02  # how often a waiting request looks at its cancel event and tries the model lock
@@ -48,6 +48,8 @@ def batch_key(prepared: PreparedRequest) -> BatchKey | None:
     """The key a request shares with those it can be batched with; None when it must run alone."""
     request = prepared.request
     if request.batch_count != 1:
+        return None
+    if request.hires_enabled or request.vae != REQUEST_FIELDS["vae"].default:  # own second pass or decoder
         return None
     plain = {plugin.name: [{name: value for name, value in unit.items() if name not in _image_params(plugin)}
                            for unit in units] for plugin, units in prepared.used}

@@ -12,13 +12,14 @@ from __future__ import annotations
 from compel import CompelForFlux, CompelForSD, CompelForSDXL
 
 from t2i.models.cache import LoadedModel
+from t2i.generation.clip_skip import clip_skip_compel
 from t2i.generation.prompt_syntax import PromptSyntaxError, plain_text, to_compel, uses_weighting
 from t2i.request import RequestError
 
 COMPEL_WRAPPERS = {"compel-sd": CompelForSD, "compel-sdxl": CompelForSDXL, "compel-flux": CompelForFlux}
 
 
-def encode_prompts(model: LoadedModel, prompt: str, negative_prompt: str) -> dict:
+def encode_prompts(model: LoadedModel, prompt: str, negative_prompt: str, clip_skip: int = 1) -> dict:
     """Pipeline keyword arguments for a prompt and a negative prompt: embeddings (one row each) where t2i encodes
     them, else one-item lists of plain text for the pipeline's own encoder."""
     family = model.family_spec
@@ -28,11 +29,12 @@ def encode_prompts(model: LoadedModel, prompt: str, negative_prompt: str) -> dic
         positive, negative = to_compel(prompt), to_compel(negative_prompt)
     except PromptSyntaxError as exc:
         raise RequestError(f"prompt syntax: {exc}") from exc
+    skip_compel = clip_skip_compel(model, clip_skip)  # None: the family's usual compel
     if family.prompt_encoding == "pipeline":
         return _plain_prompts(model, prompt, negative_prompt)
     if "compel" not in model.cache:
         model.cache["compel"] = COMPEL_WRAPPERS[family.prompt_encoding](model.pipeline)
-    compel = model.cache["compel"]
+    compel = skip_compel or model.cache["compel"]
     if family.prompt_encoding == "compel-flux":
         for text in (prompt, negative_prompt):
             _check_token_limit(model, plain_text(text))

@@ -27,7 +27,7 @@ from t2i.generation.fastpath import feature_cache
 from t2i.plugins import activated
 from t2i.generation.previews import latents_to_preview, preview_method
 from t2i.generation.progress import GenerationCancelled, ProgressCallback, ProgressEvent
-from t2i.generation.prompts import encode_prompts
+from t2i.generation.run_extras import RunExtras
 from t2i.request import GeneratedImage, GenerationResult
 from t2i.safety.gate import SafetyGate
 from t2i.generation.samplers import make_scheduler
@@ -46,6 +46,7 @@ class Member:
     pipe: Any = None  # its mode's pipeline, or the one its conditioners swapped in
     inputs: dict = field(default_factory=dict)  # init image, strength, mask and conditioner arguments
     embeds: dict | None = None
+    extras: Any = None  # its VAE choice and hires plan (t2i/generation/run_extras.py)
     described: dict = field(default_factory=dict)
     images: list[GeneratedImage] = field(default_factory=list)
     result: GenerationResult | None = None
@@ -79,6 +80,7 @@ class Runner:
     def __init__(self, settings: Settings, safety: SafetyGate):
         self.settings = settings
         self.safety = safety
+        self.extras = RunExtras(settings)  # clip skip, embeddings, VAE choice, hires fix
 
     def run(self, members: list[Member]) -> None:
         """Run a group (its model's lock is held); each member ends with its result or its own error."""
@@ -117,8 +119,10 @@ class Runner:
             member.inputs.update(kwargs)
         member.pipe.scheduler = make_scheduler(prepared.request.sampler, model.scheduler_config, model.family_spec)
         member.pipe.set_progress_bar_config(disable=True)
-        member.embeds = encode_prompts(model, prepared.styled.prompt, prepared.styled.negative_prompt)
-        member.described = prepared.described()
+        member.embeds = self.extras.encode(model, prepared.request, prepared.styled.prompt,
+                                           prepared.styled.negative_prompt)
+        member.extras, described = self.extras.prepare(prepared, member.embeds)
+        member.described = {**prepared.described(), **described}
 
     def _run_call(self, members: list[Member], batch: int) -> None:
         """One pipeline call for the live `members`; each gets its images, a failing one its error."""
@@ -129,13 +133,17 @@ class Runner:
         seeds = [m.prepared.seeds(batch) for m in members]
         try:
             # the feature cache acts on UNets only (a transformer's fast path has interval 1)
-            with feature_cache(getattr(members[0].pipe, "unet", None), lead.model.cache["fast_path"].cache_interval):
+            rows = _rows(members)
+            with feature_cache(getattr(members[0].pipe, "unet", None), lead.model.cache["fast_path"].cache_interval), \
+                    self.extras.around_call(members[0]):  # a VAE choice or hires fix: a member that runs alone
                 images = members[0].pipe(
-                    **_rows(members), **lead.guidance(), num_inference_steps=lead.request.steps,
+                    **rows, **lead.guidance(), num_inference_steps=lead.request.steps,
                     width=lead.width, height=lead.height,
                     generator=[torch.Generator("cpu").manual_seed(s) for own in seeds for s in own],
-                    callback_on_step_end=self._step_callback(members, batch), output_type="pil",
+                    callback_on_step_end=self._step_callback(members, batch),
+                    output_type=self.extras.first_output_type(members[0]),
                 ).images
+                images = self.extras.after_call(members[0], images, rows, seeds[0], self._step_callback(members, batch))
         except GenerationCancelled:  # no member wants its images any more
             return
         except Exception as exc:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
+from t2i.recipes.a1111_extras import infotext_fields as extra_fields
+
 RECIPE_KEY = "t2i_recipe"
 INFOTEXT_EXTRA_KEY = "infotext_extra"  # params[...]: {field: value} that plugins add (LoRA hashes, ControlNet units)
 # A plugin field of this name goes at the end of the prompt line, not among the `Key: value` pairs: A1111 keeps
@@ -36,6 +38,7 @@ def infotext(params: dict) -> str:
     fields.append(("Model", params["model"]))
     if "strength" in params:
         fields.append(("Denoising strength", params["strength"]))
+    fields.extend(extra_fields(params))  # clip skip, hires fix (t2i/recipes/a1111_extras.py)
     if params.get("styles"):
         fields.append(("Styles", STYLES_SEPARATOR.join(params["styles"])))
     extra = dict(params.get(INFOTEXT_EXTRA_KEY, {}))

@@ -1,7 +1,7 @@
 """Reading a recipe back: our JSON chunk, or A1111 `parameters` text from a PNG or pasted by a user.
 
 The result is a form (GenerateForm field -> value) plus what did not fit the form: A1111 fields
-we have no control for (hires fix, LoRA hashes, ...) are kept in `extra`, and `notes` say why a
+we have no control for (LoRA hashes, ...) are kept in `extra`, and `notes` say why a
 value was left out. Nothing is guessed: a value we cannot use is reported, not replaced.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from t2i.recipes.a1111_extras import read_fields as read_extra_fields
 from t2i.recipes.infotext import DISTILLED_CFG_FIELD, RECIPE_KEY, STYLES_SEPARATOR
 from t2i.request import PLAIN_FIELDS, REQUEST_FIELDS, RequestError
 from t2i.generation.samplers import SAMPLERS
@@ -24,7 +25,6 @@ MAX_TEXT_CHARS = 100_000
 # A1111's own patterns (modules/infotext_utils.py): `Key: value` with JSON-quoted values that hold commas
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
-_HIRES_KEYS = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler")
 
 
 @dataclass
@@ -91,12 +91,10 @@ def _fill_form(recipe: ReadRecipe, values: dict[str, str]) -> None:
             form["sampler"] = sampler
         else:
             recipe.notes.append(f"sampler {sampler!r} is not available here; the form keeps its sampler")
+    read_extra_fields(extra, form, recipe.notes, _sampler)  # clip skip, VAE, hires fix (its Denoising strength)
     if "Denoising strength" in extra:
-        if any(key in extra for key in _HIRES_KEYS):  # with hires fix it is the hires pass's strength
-            recipe.notes.append("hires fix is not available here; its fields are listed as extra")
-        else:
-            form["strength"] = _number("Denoising strength", extra.pop("Denoising strength"),
-                                       REQUEST_FIELDS["strength"].type)
+        form["strength"] = _number("Denoising strength", extra.pop("Denoising strength"),
+                                   REQUEST_FIELDS["strength"].type)
     if "Styles" in extra:  # our own text: the prompt above already has the styles applied
         recipe.applied_styles = _style_names(extra.pop("Styles"))
         recipe.notes.append(f"the prompt already has its styles applied ({', '.join(recipe.applied_styles)}), "
