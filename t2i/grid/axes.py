@@ -19,8 +19,8 @@ from t2i.request import REQUEST_FIELDS, GenerationRequest, RequestError
 PROMPT_SR = "prompt_sr"
 PROMPT_SR_LABEL = "Prompt S/R"
 # fields an axis can vary: a recipe's plain values (images and plugin units cannot be listed in a text box)
-AXIS_FIELDS = tuple(name for name, spec in REQUEST_FIELDS.items()
-                    if spec.recipe and spec.type in (int, float, str, tuple) and name not in ("batch_count", "batch_size"))
+AXIS_FIELDS = tuple(name for name, spec in REQUEST_FIELDS.items() if spec.recipe
+                    and spec.type in (int, float, str, tuple) and name not in ("batch_count", "batch_size"))
 _ALIASES = {"checkpoint": "model", "checkpointname": "model", "denoising": "strength", "cfgscale": "cfg",
             "guidance": "cfg", "promptsr": PROMPT_SR, "style": "styles"}
 _NUMBER = r"[+-]?\s*(?:\d+(?:\.\d*)?|\.\d+)"

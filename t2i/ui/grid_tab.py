@@ -36,8 +36,9 @@ def create_grid_tab(studio: Studio, form: dict, gpu: Callable = lambda fn: fn) -
     axes_widgets = []
     for name, hint in (("X", "3, 5, 7"), ("Y", "1-3"), ("Z", "")):
         with gr.Row():
+            # custom values: API callers may name a field as the CLI does (`cfg`); unknown names get their error
             kind = gr.Dropdown(label=f"{name} axis", choices=["", *axis_choices()], value="", scale=1,
-                               elem_id=f"xyz_{name.lower()}_axis")
+                               allow_custom_value=True, elem_id=f"xyz_{name.lower()}_axis")
             values = gr.Textbox(label=f"{name} values", value="", placeholder=hint, scale=3,
                                 elem_id=f"xyz_{name.lower()}_values")
         axes_widgets += [kind, values]

@@ -91,31 +91,33 @@ def create_history_tab(studio: Studio, form: dict, tabs: gr.Tabs) -> dict:
 
 
 def wire_history(demo: gr.Blocks, studio: Studio, parts: dict, sources: list[gr.Gallery]) -> None:
-    """On load, give the browser a history id if it has none and show its history; record each result that
-    lands in one of the `sources` galleries."""
+    """Show the browser's history once its stored id arrives; record each result that lands in one of the
+    `sources` galleries (the first result gives the browser its id)."""
     history: History = parts["history"]
 
-    def restore(history_id=""):
-        if not History.is_id(history_id):
-            history_id = History.new_id()
-        return history_id, parts["listed"](history_id)
+    def show(history_id=""):
+        return parts["listed"](history_id) if History.is_id(history_id) else []
 
-    demo.load(restore, parts["history_id"], [parts["history_id"], parts["gallery"]], api_visibility="private",
-              show_progress="hidden")
+    # the page reads its storage after loading: at load the id may still be empty, and a change follows. An id is
+    # never made here, or a reload would replace the stored one before it arrived.
+    demo.load(show, parts["history_id"], parts["gallery"], api_visibility="private", show_progress="hidden")
+    parts["history_id"].change(show, parts["history_id"], parts["gallery"], api_visibility="private",
+                               show_progress="hidden")
 
     def record(gallery=None, history_id="", request: gr.Request = None):
         """Copy this session's new results into the history (paths from elsewhere are ignored)."""
-        if not History.is_id(history_id) or request is None or not gallery:
-            return gr.update()
+        if request is None or not gallery:
+            return gr.update(), gr.update()
+        history_id = history_id if History.is_id(history_id) else History.new_id()
         # a gallery holds Gradio's cached copies, named as the originals: the session's own outputs by those names
         own = session_folder(studio.settings.data_dir, request.session_hash)
         names = [Path(p).name for p in _paths(gallery)]
         mine = [own / name for name in names if name.endswith(".png") and (own / name).is_file()]
         if not mine:
-            return gr.update()
+            return gr.update(), gr.update()
         history.add(history_id, reversed(mine))  # the first result shown is the newest
-        return parts["listed"](history_id)
+        return history_id, parts["listed"](history_id)
 
     for source in sources:
-        source.change(record, [source, parts["history_id"]], parts["gallery"], api_visibility="private",
-                      show_progress="hidden")
+        source.change(record, [source, parts["history_id"]], [parts["history_id"], parts["gallery"]],
+                      api_visibility="private", show_progress="hidden")
