@@ -17,6 +17,7 @@ from t2i.generation.samplers import SAMPLERS
 from t2i.settings import Settings
 
 MAX_SEED = 2**32 - 1
+WILDCARD_MODES = ("random", "combinatorial")
 WIDGETS = ("text", "dropdown", "multiselect", "slider", "number", "image")
 # the value type of each annotation a declared field may have (a list of names travels as a tuple)
 _VALUE_TYPES = {"str": str, "int": int, "float": float, "tuple[str, ...]": tuple, "Image.Image | None": Image.Image}
@@ -117,6 +118,10 @@ class GenerationRequest:
                               help="1: the text encoder's last layer; 2: its penultimate layer (SDXL always uses it)")
     vae: str = _declare("Automatic", widget="dropdown", choices=("Automatic",), label="VAE", flag="--vae",
                         help="'Automatic' (the model's own) or a VAE from the VAE folder")
+    # how `{a|b}` and `__name__` expand (t2i/generation/wildcards.py); recipes record the expanded prompt instead
+    wildcards: str = _declare("random", widget="dropdown", choices=WILDCARD_MODES, label="Wildcards",
+                              flag="--wildcards", recipe=False,
+                              help="random: one expansion drawn with the seed; combinatorial: one image each")
     # units of adapter/conditioner plugins by plugin name, e.g. {"lora": [{"name": "ink", "weight": 0.8}]}
     plugin_units: dict = field(default_factory=dict)
 
@@ -214,6 +219,8 @@ class GenerationRequest:
         if not _is_int(self.clip_skip) or not low <= self.clip_skip <= high:
             raise RequestError(f"clip_skip must be 1 (the last layer) or 2 (the penultimate layer, what compel "
                                f"offers); got {self.clip_skip!r}")
+        if self.wildcards not in WILDCARD_MODES:
+            raise RequestError(f"wildcards must be one of: {', '.join(WILDCARD_MODES)}; got {self.wildcards!r}")
 
     def recipe(self) -> dict:
         """The request's plain fields (no images), for metadata and links."""

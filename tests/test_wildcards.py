@@ -12,7 +12,7 @@ from t2i.generation.engine import Engine
 from t2i.generation.wildcards import Wildcards, WildcardError
 from t2i.recipes.infotext import infotext, png_bytes, quote
 from t2i.recipes.pnginfo import read_png
-from t2i.request import GenerationRequest
+from t2i.request import GenerationRequest, RequestError
 from t2i.safety.gate import PromptRefused
 
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
@@ -40,8 +40,11 @@ def wildcards(wildcard_settings):
 
 
 @pytest.fixture(scope="module")
-def wildcard_engine(wildcard_settings):
-    return Engine(wildcard_settings)
+def wildcard_engine(engine, wildcard_settings):
+    """The session engine (its models, plugins and gate shared) with this module's wildcards folder."""
+    other = object.__new__(Engine)
+    other.__dict__.update(engine.__dict__, settings=wildcard_settings, wildcards=Wildcards(wildcard_settings))
+    return other
 
 
 def expand(wildcards, prompt, seed, negative=""):
@@ -114,3 +117,22 @@ def test_the_recipe_keeps_template_and_expansion_and_replays_to_the_same_bytes(w
     other = wildcard_engine.generate(GenerationRequest(prompt="a red circle on a white background", seed=7,
                                                        steps=3)).images[0]
     assert isinstance(other.image, Image.Image)
+
+
+def test_combinatorial_mode_makes_one_image_per_expansion_each_its_own_solo_run(wildcard_engine):
+    template = "a {red|blue} {circle|square} on a white background"
+    result = wildcard_engine.generate(GenerationRequest(prompt=template, seed=11, steps=2, wildcards="combinatorial"))
+    prompts = [item.parameters["prompt"] for item in result.images]
+    assert prompts == [f"a {c} {s} on a white background" for c in ("red", "blue") for s in ("circle", "square")]
+    for item in result.images:
+        assert item.seed == 11 and item.parameters["infotext_extra"]["Template"] == template
+        solo = wildcard_engine.generate(GenerationRequest(prompt=item.parameters["prompt"], seed=11, steps=2))
+        assert solo.images[0].image.tobytes() == item.image.tobytes()
+    with pytest.raises(WildcardError, match="more than 8 combinations"):  # 16 images at 2 per request
+        wildcard_engine.generate(GenerationRequest(prompt="__colours__ {a|b|c}", batch_size=2, steps=2,
+                                                   wildcards="combinatorial"))
+    with pytest.raises(PromptRefused):  # one refused expansion stops the run before its first image
+        wildcard_engine.generate(GenerationRequest(prompt="a {red|__danger__} person", steps=2,
+                                                   wildcards="combinatorial"))
+    with pytest.raises(RequestError, match="wildcards must be one of: random, combinatorial"):
+        wildcard_engine.generate(GenerationRequest(prompt="a {red|blue} circle", wildcards="all"))

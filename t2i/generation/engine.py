@@ -10,7 +10,7 @@ from t2i import __version__ as VERSION
 from t2i.generation.batching import Batcher
 from t2i.generation.prepared import PreparedRequest
 from t2i.generation.run import Member, Runner
-from t2i.generation.wildcards import Wildcards
+from t2i.generation.wildcards import Wildcards, generate_combinations
 from t2i.models.cache import LoadedModel, ModelCache
 from t2i.plugins import PluginManager
 from t2i.generation.progress import GenerationCancelled, ProgressCallback, ProgressEvent
@@ -46,6 +46,8 @@ class Engine:
 
         With batching on (T2I_BATCH_MAX > 1) a compatible request may share one pipeline call with others.
         """
+        if request.wildcards == "combinatorial":  # one request per expansion of the prompt
+            return generate_combinations(self, request, on_progress, cancel)
         prepared = self.prepare(request)
         if self.batcher.accepts(prepared):
             return self.batcher.submit(prepared, on_progress, cancel)

@@ -1,8 +1,8 @@
 """Wildcards and dynamic prompts (the `dynamicprompts` library): `{red|blue}` variants and `__colours__` lines from
 the wildcards folder, expanded before the safety gate sees the prompt.
 
-Random mode draws with the request's seed, so the same request expands the same way; combinatorial mode lists
-every expansion (front ends run one request per expansion). The recipe records the expanded prompt as its
+Random mode draws with the request's seed, so the same request expands the same way; combinatorial mode makes
+one image per expansion (generate_combinations), each with the request's seed. The recipe records the expanded prompt as its
 prompt, so replaying it needs neither the template nor the folder, and keeps the template beside it (`Template`,
 `Negative Template`, as A1111's dynamic-prompts extension writes them).
 """
@@ -10,9 +10,11 @@ prompt, so replaying it needs neither the template nor the folder, and keeps the
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dynamicprompts.generators import CombinatorialPromptGenerator, RandomPromptGenerator
 from dynamicprompts.wildcards import WildcardManager
@@ -20,8 +22,12 @@ from dynamicprompts.wildcards.collection import WildcardCollection
 from dynamicprompts.wildcards.values import WildcardValues
 from pyparsing import ParseBaseException
 
-from t2i.request import GenerationRequest, RequestError
+from t2i.generation.progress import ProgressCallback
+from t2i.request import MAX_SEED, GenerationRequest, GenerationResult, RequestError
 from t2i.settings import Settings
+
+if TYPE_CHECKING:  # the engine imports this module
+    from t2i.generation.engine import Engine
 
 WILDCARD_SUFFIX = ".txt"  # one value per line, as A1111's extension reads them
 TEMPLATE_FIELDS = {"prompt": "Template", "negative_prompt": "Negative Template"}  # infotext names
@@ -148,3 +154,29 @@ class Wildcards:
         except ParseBaseException as exc:
             raise WildcardError(f"dynamic prompt syntax in {template[:60]!r}: {exc.msg} at character "
                                 f"{exc.loc + 1}") from exc
+
+
+def generate_combinations(engine: Engine, request: GenerationRequest, on_progress: ProgressCallback | None = None,
+                          cancel: threading.Event | None = None) -> GenerationResult:
+    """Combinatorial mode: one request per expansion of the prompt, all with one seed, as one result.
+
+    Every expansion is checked (its limits, the safety gate) before the first image is made, and together they
+    stay within T2I_MAX_IMAGES. Each image's recipe holds its expanded prompt and the template.
+    """
+    request.validate(engine.settings)
+    per_request = request.batch_count * request.batch_size
+    prompts = engine.wildcards.combinations(request.prompt, max(1, engine.settings.max_images // per_request))
+    seed = request.seed if request.seed >= 0 else secrets.randbelow(MAX_SEED + 1)
+    requests = [replace(request, prompt=prompt, seed=seed, wildcards="random") for prompt in prompts]
+    for each in requests:
+        engine.prepare(each)
+    result = GenerationResult()
+    for each in requests:
+        part = engine.generate(each, on_progress, cancel)
+        for item in part.images:
+            if request.prompt != each.prompt:
+                item.parameters["infotext_extra"] = {TEMPLATE_FIELDS["prompt"]: request.prompt,
+                                                     **item.parameters.get("infotext_extra", {})}
+        result.images += part.images
+        result.model, result.mode = part.model, part.mode
+    return result
