@@ -26,7 +26,7 @@ def _generate(args) -> int:
         raise ValueError(f"output must be a .png file; got {out.name!r}")
     settings = Settings()
     labeller = Labeller.from_settings(settings)  # the app's labels (T2I_WATERMARK, T2I_C2PA_*), checked before any work
-    result = Engine(_engine_settings(), plugins=args.plugins).generate(_request_from_flags(args))
+    result = Engine(_engine_settings(args), plugins=args.plugins).generate(_request_from_flags(args))
     withheld = [item.notice for item in result.images if item.image is None]
     if withheld:  # the safety gate held an image back: refuse the whole run, write nothing
         raise RequestError(f"{withheld[0]}; no file written")
@@ -60,7 +60,7 @@ def _grid(args) -> int:
         raise ValueError(f"output must be a .png file; got {out.name!r}")
     labeller = Labeller.from_settings(Settings())
     axes = [Axis.from_spec(spec) if spec else None for spec in (args.x, args.y, args.z)]
-    engine = Engine(_engine_settings(), plugins=args.plugins)
+    engine = Engine(_engine_settings(args), plugins=args.plugins)
     plot = plan_plot(engine, _request_from_flags(args), axes)  # every refusal comes before the first image
     run_plot(engine, plot, on_cell=lambda done, total: print(f"cell {done}/{total}", file=sys.stderr))
     cells = Path(args.cells) if args.cells else out.with_name(f"{out.stem}-cells")
@@ -70,9 +70,13 @@ def _grid(args) -> int:
     return 0
 
 
-def _engine_settings() -> Settings:
-    """The app's settings, but the person at the command line owns the machine: LoRAs may be named by file path."""
-    return dataclasses.replace(Settings(), lora_local_paths=True)
+def _engine_settings(args=None) -> Settings:
+    """The app's settings, but the person at the command line owns the machine: LoRAs may be named by file path,
+    and `--embeddings-dir` names the embeddings folder."""
+    settings = dataclasses.replace(Settings(), lora_local_paths=True)
+    if getattr(args, "embeddings_dir", ""):
+        settings = dataclasses.replace(settings, embeddings_dir=Path(args.embeddings_dir).expanduser())
+    return settings
 
 
 def _flag_dest(plugin: Plugin) -> str:
@@ -132,6 +136,8 @@ def _add_request_flags(parser: argparse.ArgumentParser, plugins: PluginManager |
     for spec in REQUEST_FIELDS.values():
         if spec.flag:
             parser.add_argument(spec.flag, **_flag_options(spec))
+    parser.add_argument("--embeddings-dir", default="", metavar="DIR",
+                        help="textual-inversion embeddings folder (default: T2I_EMBEDDINGS_DIR)")
     for plugin in plugins.plugins.values() if plugins else ():
         if plugin.cli_flag:
             parser.add_argument(plugin.cli_flag.flag, action="append", default=[], dest=_flag_dest(plugin),
