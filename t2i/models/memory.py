@@ -224,7 +224,8 @@ def apply_memory_policy(pipe, settings, device: torch.device) -> MemoryPlan:
         sizes = {name: sum(resident_bytes(module).values()) for name, module in pipe.components.items()
                  if isinstance(module, torch.nn.Module)}
         element = next(iter(pipe.components[name] for name in DENOISERS if name in pipe.components), None)
-        bytes_per_weight = next(element.parameters()).element_size() if element is not None else 2
+        floats = (p for p in element.parameters() if p.is_floating_point()) if element is not None else iter(())
+        bytes_per_weight = next((p.element_size() for p in floats), 2)  # a GGUF denoiser's weights are bytes
         auto_quantize, auto_offload, reason = choose_policy(
             sum(sizes.values()), max(sizes.values(), default=0), bytes_per_weight, device, free_bytes(device))
         quantize = auto_quantize if quantize == "auto" else quantize
