@@ -74,21 +74,26 @@ def letter_forms() -> dict[int, str]:
     return table
 
 
-def native(text: str) -> str:
-    """The text in its own script, undisguised: NFKC, no invisible characters or marks, case-folded, plain letters."""
+def undisguised(text: str) -> str:
+    """NFKC, no invisible characters or marks, case-folded, plain letters; homoglyphs still in their script."""
     # letter forms first: NFKC would turn ⒩ into "(n)"
     text = unicodedata.normalize("NFKC", text.translate(letter_forms())).translate(INVISIBLE)
     text = "".join(c for c in text if unicodedata.category(c) != "Cf").casefold()
     text = "".join(c for c in unicodedata.normalize("NFD", text)
                    if not unicodedata.combining(c) or c in KANA_VOICING)
-    text = unicodedata.normalize("NFC", text.translate(letter_forms()))  # again: NFKC made some (ｎ̸)
-    return CYRILLIC_WORD.sub(lambda m: m.group(0).translate(LATIN_TO_CYRILLIC).replace("ё", "е"), text)
+    return unicodedata.normalize("NFC", text.translate(letter_forms()))  # again: NFKC made some (ｎ̸)
+
+
+def native(text: str) -> str:
+    """The text in its own script, undisguised, with Latin look-alikes inside Cyrillic words read as Cyrillic."""
+    return CYRILLIC_WORD.sub(lambda m: m.group(0).translate(LATIN_TO_CYRILLIC).replace("ё", "е"),
+                             undisguised(text))
 
 
 def readable(text: str) -> str:
-    """The text as a reader of Latin script sees it: the native reading with homoglyphs as Latin letters."""
+    """The text as a reader of Latin script sees it: undisguised, with homoglyphs as Latin letters."""
     mapping = confusables_to_ascii()
-    return unicodedata.normalize("NFC", "".join(mapping.get(c, c) for c in native(text)))
+    return unicodedata.normalize("NFC", "".join(mapping.get(c, c) for c in undisguised(text)))
 
 
 def fold(word: str) -> str:

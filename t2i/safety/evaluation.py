@@ -9,9 +9,20 @@ Only rates and counts leave this module: the prompts of a held-out set are never
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable
+
+
+def checkout_sets(tests: Path) -> dict[str, list[dict]]:
+    """The sets of this checkout's tests/ folder by name: old, blind (blocked, benign, held-out) and dev."""
+    return {"old evasion": read_old_set(tests / "data" / "safety_evasion.txt", "block"),
+            "old benign": read_old_set(tests / "data" / "safety_benign.txt", "pass"),
+            "blocked": read_set(tests / "safety_eval" / "blocked.jsonl", "block"),
+            "benign": read_set(tests / "safety_eval" / "benign.jsonl", "pass"),
+            "held-out": read_set(tests / "safety_eval" / "heldout.jsonl"),
+            "dev": read_set(tests / "safety_dev" / "dev.jsonl")}
 
 
 def read_set(path: Path, expect: str | None = None) -> list[dict]:
@@ -27,6 +38,22 @@ def read_set(path: Path, expect: str | None = None) -> list[dict]:
         if case["expect"] not in ("block", "pass"):
             raise ValueError(f"{path.name}: a case without a block/pass expectation")
         cases.append(case)
+    return cases
+
+
+def read_old_set(path: Path, expect: str) -> list[dict]:
+    """The cases of an old text set (prompt || negative || style template || style negative a line, with \\uXXXX
+    escapes), in English, each style applied as the engine applies one."""
+    cases = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            line = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), line)
+            fields = [field.strip() for field in line.split("||")] + ["", "", ""]
+            prompt = fields[2].replace("{prompt}", fields[0]) if fields[2] else fields[0]
+            negative = fields[3].replace("{prompt}", fields[1]) if "{prompt}" in fields[3] else \
+                ", ".join(part for part in (fields[1], fields[3]) if part)
+            cases.append({"prompt": prompt, "negative": negative, "category": "old", "language": "en",
+                          "expect": expect})
     return cases
 
 

@@ -1,0 +1,47 @@
+"""The prompt checker's rates on every evaluation set (old, blind, held-out, dev), per category and per
+language, as the default policy applies them. Prints the tables and writes bench/results/safety_rates.json,
+from which the README's safety figures are taken. Only rates leave here: no prompt is printed.
+
+    python bench/safety_rates.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import write_result  # noqa: E402
+from t2i.plugins import PluginManager  # noqa: E402
+from t2i.safety.evaluation import checkout_sets, rates, table  # noqa: E402
+from t2i.safety.gate import PromptRefused, SafetyGate  # noqa: E402
+from t2i.settings import Settings  # noqa: E402
+from t2i_plugins.safety_prompt.checker import PromptModeration  # noqa: E402
+
+
+def main() -> None:
+    settings = Settings(device="cpu", entry_point_plugins=False, safety_allow_unchecked_images=True,
+                        data_dir=Path(tempfile.mkdtemp(prefix="t2i-bench-")))
+    gate = SafetyGate(PluginManager([PromptModeration()]), settings)
+
+    def refused(case: dict) -> bool:
+        try:
+            gate.check_prompts(case["prompt"], case.get("negative", ""))
+        except PromptRefused:
+            return True
+        return False
+
+    results = {}
+    for name, cases in checkout_sets(Path(__file__).resolve().parent.parent / "tests").items():
+        results[name] = rates(cases, refused)
+        print(table(name, results[name]))
+    write_result("safety_rates", {"policy": settings.safety_categories, "sets": results},
+                 model="prompt_moderation word lists (no image model)")
+    print(json.dumps({name: {k: v["all"]["rate"] for k, v in r.items()} for name, r in results.items()}))
+
+
+if __name__ == "__main__":
+    main()

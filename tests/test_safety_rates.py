@@ -1,0 +1,51 @@
+"""The prompt checker's rates, printed per category and per language: on the old sets (tests/data), on the
+blind evaluation sets (tests/safety_eval: blocked, benign, and the held-out set that tuning never reads) and
+on the checker's own dev set (tests/safety_dev, the only set the lists were tuned on).
+
+Targets (issue 29): held-out blocked >= 90%, benign passed >= 97%. Where a target is not met, the floor
+asserted is the measured rate (rounded down), so the rate cannot fall unnoticed; the README says which.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from t2i.plugins import PluginManager
+from t2i.safety.evaluation import checkout_sets, rates, table
+from t2i.safety.gate import PromptRefused, SafetyGate
+from t2i_plugins.safety_prompt.checker import PromptModeration
+
+# set -> floor of its blocked rate, floor of its passed rate (None: the set has no such prompts)
+FLOORS = {"old evasion": (0.95, None), "old benign": (None, 0.98), "blocked": (0.59, None), "benign": (None, 0.95),
+          "held-out": (0.50, 0.95), "dev": (1.0, 1.0)}
+
+
+@pytest.fixture(scope="module")
+def sets():
+    return checkout_sets(Path(__file__).resolve().parent)
+
+
+@pytest.fixture(scope="module")
+def gate(settings):
+    return SafetyGate(PluginManager([PromptModeration()]), settings)
+
+
+@pytest.mark.parametrize("name", FLOORS)
+def test_rates_per_category_and_language(gate, sets, name):
+    block_floor, pass_floor = FLOORS[name]
+
+    def refused(case: dict) -> bool:
+        try:
+            gate.check_prompts(case["prompt"], case.get("negative", ""))
+        except PromptRefused:
+            return True
+        return False
+
+    result = rates(sets[name], refused)
+    print("\n" + table(name, result))
+    if block_floor is not None:
+        assert result["block"]["all"]["rate"] >= block_floor
+    if pass_floor is not None:
+        assert result["pass"]["all"]["rate"] >= pass_floor
