@@ -13,7 +13,6 @@ the pipeline from that folder.
 from __future__ import annotations
 
 import gc
-import itertools
 import json
 import logging
 import threading
@@ -34,8 +33,8 @@ from t2i.models.families import FAMILIES, Family, Variant, family_of_class, fami
 from t2i.models.file_hash import file_sha256
 from t2i.models.access import HUB_ID, model_folder_entries
 from t2i.request import RequestError
-from t2i.models.file_checks import read_safetensors_header
-from t2i.models.gguf_checks import read_gguf_tensor_names
+from t2i.models.file_checks import check_gguf_file, read_safetensors_header
+from t2i.models.memory import apply_memory_policy, load_quantization_config, resident_bytes
 from t2i.settings import EMBEDDED_MODEL_DIR, Settings, resolve_device, resolve_dtype
 
 CONFIG_FILES = ["*.json", "**/*.json", "*.txt", "**/*.txt", "**/*.model"]  # a pipeline's configs, no weights
@@ -102,18 +101,13 @@ class LoadedModel:
         return self._mode_pipelines[mode]
 
     def memory_bytes(self) -> int:
-        """Bytes held by the parameters and buffers of this model's pipelines and of the modules its helpers keep
-        in `cache` (such as loaded ControlNets), each storage counted once."""
+        """Bytes really resident (on every device, quantised storages as stored) of this model's pipelines and of
+        the modules its helpers keep in `cache` (such as loaded ControlNets), each module counted once."""
         modules = [m for pipe in (self.pipeline, *self._mode_pipelines.values()) for m in pipe.components.values()]
         for helper in self.cache.values():
             modules.extend(helper.values() if isinstance(helper, dict) else [helper])
-        storages = {}
-        for module in modules:
-            if isinstance(module, torch.nn.Module):
-                for tensor in itertools.chain(module.parameters(), module.buffers()):
-                    storage = tensor.untyped_storage()
-                    storages[(tensor.device, storage.data_ptr())] = storage.nbytes()
-        return sum(storages.values())
+        unique = {id(module): module for module in modules if isinstance(module, torch.nn.Module)}
+        return sum(sum(resident_bytes(module).values()) for module in unique.values())
 
 
 def _short_hash(path: Path, family: Family) -> str:
@@ -143,8 +137,8 @@ def _single_file_config(path: Path, header: dict, family: Family, settings: Sett
                                "(no model_index.json)")
         class_name = json.loads((folder / "model_index.json").read_text()).get("_class_name", "")
         if family_of_class(class_name, str(folder)) is not family:
-            raise RequestError(f"{path.name} is a {family.label} checkpoint but T2I_SINGLE_FILE_CONFIG holds a "
-                               f"{class_name or 'unknown'} pipeline's configs")
+            raise RequestError(f"{path.name} is a {family.pipelines['txt2img']} checkpoint but T2I_SINGLE_FILE_CONFIG "
+                               f"holds a {class_name or 'unknown'} pipeline's configs (another family)")
         return folder
     # diffusers names the reference repo for a checkpoint from a few tensor names and shapes: the header has them
     shapes = {name: torch.empty(entry["shape"], device="meta") for name, entry in header.items()
@@ -205,7 +199,7 @@ def _load_gguf(path: Path, dtype, settings: Settings):
     with the rest of the pipeline from the local configs folder; returns (pipeline, family)."""
     if not path.is_file():
         raise RequestError(f"model file {str(path)!r} does not exist")
-    names = read_gguf_tensor_names(path, max_bytes=64 << 30)
+    names = check_gguf_file(path, max_bytes=64 << 30)
     family = family_of_tensors(names, path.name)
     if family.denoiser != "transformer":
         raise RequestError(f"{path.name} is a {family.label} GGUF; t2i loads GGUF files of transformer families only")
@@ -243,7 +237,8 @@ def _load_pipeline(spec: str, settings: Settings) -> LoadedModel:
         # the family's text-to-image pipeline loads a folder saved from any of its pipelines
         pipeline_class = getattr(diffusers, class_name if class_name in family.also_loads else
                                  family.pipelines["txt2img"])
-        pipe = pipeline_class.from_pretrained(path, dtype=dtype, use_safetensors=True)
+        pipe = pipeline_class.from_pretrained(path, dtype=dtype, use_safetensors=True,
+                                              **_load_quantization(path / "model_index.json", settings, device))
         source = path
     elif path.suffix == ".gguf":
         pipe, family = _load_gguf(path, dtype, settings)
@@ -270,11 +265,23 @@ def _load_pipeline(spec: str, settings: Settings) -> LoadedModel:
     return LoadedModel(name=name, family=family.id, pipeline=pipe, short_hash=short_hash)
 
 
+def _load_quantization(model_index: Path, settings: Settings, device) -> dict:
+    """from_pretrained's quantization_config for T2I_QUANTIZE=nf4, which bitsandbytes applies only while loading
+    (the other modes quantise after loading, in apply_memory_policy)."""
+    if settings.quantize != "nf4":
+        return {}
+    return {"quantization_config": load_quantization_config("nf4", json.loads(model_index.read_text()), device)}
+
+
 def _place(model: LoadedModel, settings: Settings) -> None:
-    """Move a freshly loaded model to its device and apply the fast path planned for it."""
+    """Quantise and place a freshly loaded model (T2I_QUANTIZE, T2I_OFFLOAD) and apply the fast path planned
+    for it; a quantised or offloaded model runs the plain path (the fast path's casts and layouts assume plain
+    weights on one device)."""
     device = resolve_device(settings.device)
-    model.pipeline = model.pipeline.to(device)
-    fast_path = plan_for(settings.speed, device, sum(p.numel() for p in model.denoiser.parameters()),
+    memory = apply_memory_policy(model.pipeline, settings, device)
+    model.cache["memory"] = memory
+    speed = settings.speed if (memory.quantize, memory.offload) == ("none", "none") else "quality"
+    fast_path = plan_for(speed, device, sum(p.numel() for p in model.denoiser.parameters()),
                          model.family_spec.denoiser)
     if fast_path.skipped:
         log.info("model %s: %s", model.name, fast_path.skipped)

@@ -38,7 +38,8 @@ class Family:
     label: str
     pipelines: dict[str, str]  # mode (txt2img, img2img, inpaint) -> diffusers pipeline class name
     also_loads: tuple[str, ...]  # other pipeline class names a saved folder of this family may carry
-    single_file_markers: tuple[str, ...]  # tensor names (without "model.diffusion_model.") that only it has
+    single_file_markers: tuple[str, ...]  # tensor names (without "model.diffusion_model.") that only it has; a
+    # marker ending in "." matches every name it starts
     native_size: int
     steps: int
     cfg: float
@@ -98,7 +99,7 @@ FAMILIES: dict[str, Family] = {family.id: family for family in (
     Family("sdxl", "SDXL (Pony, Illustrious)",
            {"txt2img": "StableDiffusionXLPipeline", "img2img": "StableDiffusionXLImg2ImgPipeline",
             "inpaint": "StableDiffusionXLInpaintPipeline"}, (),
-           ("conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight",),
+           ("conditioner.embedders.1.",),
            native_size=1024, steps=30, cfg=6.0, prompt_encoding="compel-sdxl",
            controlnet_pipelines={"txt2img": "StableDiffusionXLControlNetPipeline",
                                  "img2img": "StableDiffusionXLControlNetImg2ImgPipeline",
@@ -204,8 +205,9 @@ def family_of_tensors(names, source: str) -> Family:
     """The family of a single-file checkpoint or GGUF file from its tensor names; RequestError when none fits."""
     bare = {name.removeprefix("model.diffusion_model.") for name in names}
     for family in FAMILIES.values():  # dict order: SDXL before SD, Chroma and Flux.2 before Flux.1
-        if any(marker in bare for marker in family.single_file_markers):
-            return family
+        for marker in family.single_file_markers:
+            if marker in bare or (marker.endswith(".") and any(name.startswith(marker) for name in bare)):
+                return family
     raise RequestError(f"{source}: cannot tell which model family this file is (none of its tensor names is one "
                        f"t2i knows); supported families: {supported()}")
 
