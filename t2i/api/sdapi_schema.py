@@ -41,7 +41,9 @@ OFF_ONLY: dict[str, tuple[tuple, str]] = {
 # override_settings keys accepted at their "off" values; sd_model_checkpoint is mapped
 OVERRIDES_OFF_ONLY: dict[str, tuple[tuple, str]] = {
     "CLIP_stop_at_last_layers": ((1, None), "clip skip is not available in t2i"),
-    "sd_vae": ((None, "", "Automatic", "None"), "t2i uses each model's own VAE"),
+    # A1111's names for "the checkpoint's own", the only choice here
+    "sd_vae": ((None, "", "Automatic", "None"),
+               "a separate VAE is not available in t2i's A1111 API"),
     "forge_additional_modules": (([], None), "additional modules are not available in t2i"),
 }
 # accepted and ignored, with why (reported back in info's t2i_ignored)
