@@ -174,7 +174,8 @@ def test_every_sampler_of_a_flow_family_runs_and_differs(family_engine, family_m
 # ---- LoRA -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key, style", [(key, style) for key in MODELS for style in FAMILIES[_family(key)].lora_formats])
+@pytest.mark.parametrize("key, style", [(key, style) for key in MODELS
+                                        for style in FAMILIES[_family(key)].lora_formats])
 def test_a_lora_changes_the_image_at_weight_1_and_not_at_0(family_engine, family_models, key, style):
     plain = _generate(family_engine, family_models[key]).image.tobytes()
     name = f"{key}-{style}"
@@ -238,6 +239,9 @@ def test_what_a_family_cannot_do_is_a_clear_error_and_the_engine_keeps_serving(f
         ({"model": sd3, "distilled_cfg": 5.0}, "has no distilled guidance"),
         ({"model": family_models["flux1-schnell"], "distilled_cfg": 5.0}, "has no distilled guidance"),
     ]
+    control = {"controlnet": [{"image": Image.new("RGB", (SIZE, SIZE), "white"), "preprocessor": "none"}]}
+    cases += [({"model": flux, "plugin_units": control}, r"ControlNet: .*Flux\.1 .*FluxControlNetModel.*not supported"),
+              ({"model": family_models["chroma"], "plugin_units": control}, "diffusers has no ControlNet for Chroma")]
     for fields, message in cases:
         with pytest.raises(RequestError, match=message):
             _generate(family_engine, **fields)
@@ -247,6 +251,21 @@ def test_what_a_family_cannot_do_is_a_clear_error_and_the_engine_keeps_serving(f
     with pytest.raises(RequestError, match="cannot tell which model family"):
         _generate(family_engine, unknown)
     assert _generate(family_engine, flux).image.size == (SIZE, SIZE)  # still serving
+
+
+@pytest.mark.slow
+def test_flux_prompts_take_a1111_weighting_through_compel(family_engine, family_models):
+    model = family_engine.models.get(str(family_models["flux1-dev"]))
+    from t2i.generation.prompts import encode_prompts
+
+    def embeds(prompt):
+        return encode_prompts(model, prompt, "")["prompt_embeds"]
+
+    assert torch.allclose(embeds("a (red:1.5) circle"), embeds("a (red)1.5 circle"))
+    assert not torch.allclose(embeds("a (red:1.5) circle"), embeds("a red circle"))
+    weighted = _generate(family_engine, family_models["flux1-dev"], prompt="a (red:1.5) circle").image
+    plain = _generate(family_engine, family_models["flux1-dev"], prompt="a red circle").image
+    assert weighted.tobytes() != plain.tobytes()
 
 
 @pytest.mark.slow
