@@ -142,6 +142,16 @@ def test_the_key_is_required_when_set(settings, engine, tmp_path):
     assert client.get("/v1/models", headers=basic).status_code == 401  # the OpenAI API takes Bearer keys only
 
 
+def test_the_rate_limit_counts_every_api_and_answers_429(settings, engine, tmp_path):
+    client = TestClient(api_app(make_studio(settings, engine, tmp_path, rate_limit_per_minute=1)))
+    first = client.post("/sdapi/v1/txt2img", json={"prompt": "a red circle", "steps": -1})  # counted, then refused
+    assert first.status_code == 400
+    again = client.post("/sdapi/v1/txt2img", json={"prompt": "a red circle", "steps": 1})
+    assert again.status_code == 429 and "too many requests" in again.json()["detail"]
+    other_api = client.post("/v1/images/generations", json={"prompt": "a red circle", "steps": 1})
+    assert other_api.status_code == 429 and other_api.json()["error"]["code"] == "rate_limit_exceeded"
+
+
 def test_a_start_beyond_loopback_without_a_key_refuses():
     loopback = ("127.0.0.1", "localhost")
     with pytest.raises(SystemExit, match="set T2I_API_KEY"):
