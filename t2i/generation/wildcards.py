@@ -23,7 +23,7 @@ from dynamicprompts.wildcards.values import WildcardValues
 from pyparsing import ParseBaseException
 
 from t2i.generation.progress import ProgressCallback
-from t2i.request import MAX_SEED, GenerationRequest, GenerationResult, RequestError
+from t2i.request import MAX_SEED, WILDCARD_MODES, GenerationRequest, GenerationResult, RequestError
 from t2i.settings import Settings
 
 if TYPE_CHECKING:  # the engine imports this module
@@ -167,7 +167,8 @@ def generate_combinations(engine: Engine, request: GenerationRequest, on_progres
     per_request = request.batch_count * request.batch_size
     prompts = engine.wildcards.combinations(request.prompt, max(1, engine.settings.max_images // per_request))
     seed = request.seed if request.seed >= 0 else secrets.randbelow(MAX_SEED + 1)
-    requests = [replace(request, prompt=prompt, seed=seed, wildcards="random") for prompt in prompts]
+    random_mode = WILDCARD_MODES[0]  # each expansion is a plain prompt: nothing is left to draw
+    requests = [replace(request, prompt=prompt, seed=seed, wildcards=random_mode) for prompt in prompts]
     for each in requests:
         engine.prepare(each)
     result = GenerationResult()

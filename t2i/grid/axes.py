@@ -132,7 +132,7 @@ class Axis:
         return _label(self.field)
 
     def value_label(self, value) -> str:
-        """How one value is written on the grid, e.g. `CFG scale: 5.0`, or the replacement text for Prompt S/R."""
+        """How one value is written on the grid, e.g. `Steps: 30`, or the replacement text for Prompt S/R."""
         if self.field == PROMPT_SR:
             return str(value)
         shown = ", ".join(value) if isinstance(value, tuple) else value
