@@ -328,3 +328,36 @@ def test_a_gguf_denoiser_runs_quantised_with_fewer_resident_bytes(family_engine,
     corrupt.write_bytes(path.read_bytes()[:200])
     with pytest.raises(RequestError, match="corrupt.gguf"):
         _generate(engine, corrupt)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["flux1-dev", "qwenimage"])  # compel embeddings; texts for the pipeline's encoder
+def test_batched_requests_share_one_transformer_call(family_models, tmp_path, key):
+    import threading
+
+    engine = Engine(Settings(data_dir=tmp_path / "data", device="cpu", dtype="float32", default_model="embedded",
+                             entry_point_plugins=False, safety_allow_unchecked_images=True, batch_max=2,
+                             batch_window_ms=60_000))  # the second request, not the window, closes the batch
+    requests = [GenerationRequest(prompt=prompt, model=str(family_models[key]), seed=seed, steps=2, width=SIZE,
+                                  height=SIZE) for prompt, seed in (("a red circle", 5), ("a blue square", 6))]
+    batches = []
+    model = engine.models.get(str(family_models[key]))
+    hook = model.denoiser.register_forward_hook(lambda module, args, kwargs, out: batches.append(
+        kwargs["hidden_states"].shape[0]), with_kwargs=True)
+    results = [None, None]
+
+    def run(index):
+        results[index] = engine.generate(requests[index])
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    hook.remove()
+    assert batches and set(batches) == {2}  # every denoiser call carried both requests
+    for request, result in zip(requests, results):
+        item = result.images[0]
+        assert (item.seed, item.parameters["prompt"]) == (request.seed, request.prompt)
+        alone = np.asarray(engine.run(engine.prepare(request)).images[0].image, dtype=int)
+        assert np.abs(np.asarray(item.image, dtype=int) - alone).max() <= 8  # its own prompt and seed

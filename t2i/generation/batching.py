@@ -1,8 +1,9 @@
 """Batching: compatible requests waiting for the same model run as one group (opt-in, T2I_BATCH_MAX).
 
-A request can share a call when its batch count is 1 and its model, mode, sampler, steps, CFG, size, strength
-and plugin units (LoRAs, ControlNet units) equal the others', images apart: init images, masks and control
-images differ per request and are passed one per image (t2i/generation/run.py runs the group). A shareable
+A request can share a call when its batch count is 1 and its model, mode, sampler, steps, CFG (and distilled
+guidance), size, strength and plugin units (LoRAs, ControlNet units) equal the others', images apart: init images,
+masks and control images differ per request and are passed one per image (t2i/generation/run.py runs the
+group). A shareable
 request joins a queue and waits up to T2I_BATCH_WINDOW_MS for companions; then whichever queued request's thread
 gets the model lock takes every compatible waiting request (up to T2I_BATCH_MAX images) and runs them together.
 Prompts whose embeddings have another length (such as long prompts) get a call of their own.
@@ -38,6 +39,7 @@ class BatchKey:
     sampler: str
     steps: int
     cfg: float
+    distilled_cfg: float  # the call's guidance arguments are shared (t2i/generation/prepared.py guidance())
     width: int
     height: int
     strength: float | None  # None for txt2img
@@ -58,8 +60,8 @@ def batch_key(prepared: PreparedRequest) -> BatchKey | None:
     except TypeError:  # a unit value that is not plain data cannot be compared safely
         return None
     strength = request.strength if request.init_image is not None else None
-    return BatchKey(id(prepared.model), request.mode, request.sampler, request.steps, request.cfg, prepared.width,
-                    prepared.height, strength, units)
+    return BatchKey(id(prepared.model), request.mode, request.sampler, request.steps, request.cfg,
+                    request.distilled_cfg, prepared.width, prepared.height, strength, units)
 
 
 def _image_params(plugin) -> set[str]:
