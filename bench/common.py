@@ -83,9 +83,10 @@ def _has_flag(flag: str) -> bool:
 def embedded_model_stamp() -> dict:
     """Which embedded model a result was measured on: its hash as the app writes it into recipes ('Model hash')."""
     from t2i.models.cache import _short_hash
+    from t2i.models.families import FAMILIES
     from t2i.settings import EMBEDDED_MODEL_DIR
 
-    return {"model": "embedded", "model_hash": _short_hash(EMBEDDED_MODEL_DIR)}
+    return {"model": "embedded", "model_hash": _short_hash(EMBEDDED_MODEL_DIR, FAMILIES["sd"])}
 
 
 def model_stamp(model: str) -> dict:

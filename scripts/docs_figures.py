@@ -42,9 +42,10 @@ SPEED_SETTINGS = ("quality", "fast", "cache=2", "channels_last,low_precision,cac
 def shipped_model_hash() -> str:
     """The shipped embedded model's hash, as t2i writes it into every recipe ("Model hash")."""
     from t2i.models.cache import _short_hash
+    from t2i.models.families import FAMILIES
     from t2i.settings import EMBEDDED_MODEL_DIR
 
-    return _short_hash(EMBEDDED_MODEL_DIR)
+    return _short_hash(EMBEDDED_MODEL_DIR, FAMILIES["sd"])
 
 
 def result(name: str) -> dict:

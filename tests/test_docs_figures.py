@@ -24,9 +24,10 @@ def figures():
 def test_the_shipped_hash_is_the_recipes_model_hash(figures):
     # the hash the docs name is what every PNG made with the embedded model records as "Model hash"
     from t2i.models.cache import _short_hash
+    from t2i.models.families import FAMILIES
     from t2i.settings import EMBEDDED_MODEL_DIR
 
-    assert figures.shipped_model_hash() == _short_hash(EMBEDDED_MODEL_DIR)
+    assert figures.shipped_model_hash() == _short_hash(EMBEDDED_MODEL_DIR, FAMILIES["sd"])
     assert len(figures.shipped_model_hash()) == 10
 
 
