@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import subprocess
 import sys
 import threading
@@ -13,12 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from diffusers import UNet2DConditionModel
 from PIL import Image
+from safetensors.torch import save_file
 
 from api_helpers import png_bytes, without_chunk
+from lora_helpers import UNET_TARGETS, random_lora_weights
 from t2i.eval.analyzer import analyze
 from t2i.recipes.labels import AI_SOURCE_TYPE, read_label
 from t2i.recipes.pnginfo import read_png
+from t2i.settings import EMBEDDED_MODEL_DIR
 
 pytestmark = pytest.mark.slow  # the real app
 
@@ -32,7 +38,13 @@ GREEN_TRIANGLE = "a large green triangle at the bottom on a white background"
 
 @pytest.fixture(scope="module")
 def url(launch_app, tmp_path_factory):
-    with launch_app(tmp_path_factory.mktemp("api-app-data"), T2I_API="1") as url:
+    """The app with the APIs on, and an untrained LoRA 'ink' in its library."""
+    data = tmp_path_factory.mktemp("api-app-data")
+    (data / "loras").mkdir()
+    unet = UNet2DConditionModel.from_pretrained(EMBEDDED_MODEL_DIR, subfolder="unet")  # a scratch copy
+    torch.manual_seed(0)
+    save_file(random_lora_weights(unet, "unet", UNET_TARGETS), data / "loras" / "ink.safetensors")
+    with launch_app(data, T2I_API="1") as url:
         yield url
 
 
@@ -98,6 +110,16 @@ def test_webuiapi_listings_options_and_png_info(a1111):
     image = a1111.txt2img(prompt="a blue star", seed=4, steps=2, width=64, height=64).image
     info = a1111.png_info(image)
     assert info.info.startswith("a blue star\nSteps: 2") and info.json["parameters"]["Seed"] == 4
+
+
+def test_webuiapi_lora_tags_in_the_prompt_apply_the_library_lora(a1111):
+    assert [lora["name"] for lora in a1111.get_loras()] == ["ink"]
+    assert "/" not in json.dumps(a1111.get_loras())  # names, never server paths
+    plain = a1111.txt2img(prompt="a red star on a blue background", seed=11, steps=3, width=64, height=64)
+    tagged = a1111.txt2img(prompt="a red star on a blue background <lora:ink:1.0>", seed=11, steps=3, width=64,
+                           height=64)
+    assert "<lora:ink:1.0>" in tagged.info["infotexts"][0] and "Lora hashes" in tagged.info["infotexts"][0]
+    assert np.abs(np.asarray(tagged.image, dtype=int) - np.asarray(plain.image, dtype=int)).mean() > 1
 
 
 def test_webuiapi_progress_shows_the_job_and_interrupt_stops_it(a1111):
