@@ -10,7 +10,9 @@ then the Russian lists word by word on the Cyrillic reading, and the Japanese, C
 substrings of the native reading without spaces and punctuation (allowed phrases taken out first);
 3. sexual_minors: a [minor] word (or an age under 18) with a sexual or [suggestive] word anywhere in the text;
 4. sexual: a [remove] word followed closely by a [clothing] word ("without clothes");
-5. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity".
+5. hate: a [group] of people with a [dehumanizing] word ("immigrants are vermin"); violence_gore: a [dead]
+   body with a [bloody] word ("a corpse in a pool of blood");
+6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity".
 """
 
 from __future__ import annotations
@@ -55,9 +57,13 @@ class PromptModeration(PromptChecker):
         found = self._latin_hits(latin)
         for category, reason in {**self._cyrillic_hits(own), **self._substring_hits(own)}.items():
             found.setdefault(category, reason)
-        if "sexual_minors" not in found and self._mentions_minor(latin, own) and (
-                "sexual" in found or self._mentions("suggestive", latin, own)):
+        view = (tokens(self._without_allowed(latin)), self._cyrillic_words(own), self._compact(own))
+        if "sexual_minors" not in found and self._mentions_minor(own, view) and (
+                "sexual" in found or self._mentions("suggestive", view)):
             found["sexual_minors"] = "a minor in a sexual or suggestive context"
+        for category, first, second in (("hate", "group", "dehumanizing"), ("violence_gore", "dead", "bloody")):
+            if category not in found and self._mentions(first, view) and self._mentions(second, view):
+                found[category] = f"a [{first}] word with a [{second}] word"
         profanity = offensive_probability(plain_words(self._without_allowed(latin)))
         if profanity >= self.thresholds["profanity"]:
             found.setdefault("hate", f"offensive language (score {profanity:.2f})")
@@ -139,16 +145,15 @@ class PromptModeration(PromptChecker):
         return found
 
     # -- the combinations
-    def _mentions_minor(self, latin: str, own: str) -> bool:
-        if any(int(age) < ADULT_AGE for age in AGE.findall(own)):
-            return True
-        return self._mentions("minor", latin, own)
+    def _mentions_minor(self, own: str, view: tuple) -> bool:
+        return any(int(age) < ADULT_AGE for age in AGE.findall(own)) or self._mentions("minor", view)
 
-    def _mentions(self, section: str, latin: str, own: str) -> bool:
-        """Whether a word or phrase of this section is in the text, in any script."""
-        return (_has(self.lexicon.latin[section], tokens(self._without_allowed(latin)))
-                or _has(self.lexicon.cyrillic[section], self._cyrillic_words(own))
-                or self.lexicon.substrings[section].find(self._compact(own)) is not None)
+    def _mentions(self, section: str, view: tuple[list[str], list[str], str]) -> bool:
+        """Whether a word or phrase of this section is in the text (its Latin words, Cyrillic words, compacted
+        text), in any script."""
+        latin_words, cyrillic_words, compact = view
+        return (_has(self.lexicon.latin[section], latin_words) or _has(self.lexicon.cyrillic[section], cyrillic_words)
+                or self.lexicon.substrings[section].find(compact) is not None)
 
 
 def _has(terms: Terms, words: list[str]) -> bool:

@@ -20,7 +20,10 @@ LATIN_LANGUAGES = ("en", "es", "fr", "de", "pt", "it")
 CYRILLIC_LANGUAGES = ("ru",)
 SUBSTRING_LANGUAGES = ("ja", "zh", "ko")
 LANGUAGES = LATIN_LANGUAGES + CYRILLIC_LANGUAGES + SUBSTRING_LANGUAGES
-SECTIONS = (*CATEGORIES, "minor", "suggestive", "clothing", "remove", "allow")
+# context sections: a [minor] with a sexual or [suggestive] word is sexual_minors, a [remove] word before a
+# [clothing] word is sexual, a [group] with a [dehumanizing] word is hate, a [dead] body with a [bloody] word is gore
+CONTEXTS = ("minor", "suggestive", "clothing", "remove", "group", "dehumanizing", "dead", "bloody")
+SECTIONS = (*CATEGORIES, *CONTEXTS, "allow")
 PLURALS = ("s", "es")
 REMOVAL_REACH = 3  # words after "without"/"no"/"removing" that a clothing word may be
 NOT_LETTERS = re.compile(r"[\W_]+")
