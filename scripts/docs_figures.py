@@ -208,6 +208,22 @@ def batched_vs_alone(res: dict) -> str:
             f"{same['pixels_differing']} pixel(s) differ, by at most {same['max_level_difference']} level.")
 
 
+def ray_serving_table() -> str:
+    """BENCHMARKS.md: throughput on Ray Serve with 1 and 2 engine replicas."""
+    res = result("ray_serving")
+    one, two = res["images_per_s"]
+    rounds = len(res["timings"][one]["times_s"])
+    lines = [f"| replicas | seconds for {res['requests']} requests (median of {rounds} rounds; range) | images/s | "
+             f"vs 1 replica |", "|---|---|---|---|"]
+    for key in (one, two):
+        timing = res["timings"][key]
+        lines.append(f"| {key.split('_')[0]} | {timing['median_s']:.2f} ({min(timing['times_s']):.2f}-"
+                     f"{max(timing['times_s']):.2f}) | {res['images_per_s'][key]:.2f} | "
+                     f"{res['images_per_s'][key] / res['images_per_s'][one]:.2f}x |")
+    same = "byte-identical" if res["summary"]["images_identical"] else "NOT identical"
+    return "\n".join(lines + ["", f"Images from 1 and 2 replicas {same}. Measured {stamp(res)} ({machines([res])})."])
+
+
 def speed_readme() -> str:
     """README, Speed: the headline speedups and the fidelity cost of the switches."""
     sd15, quality = result("sd15"), fidelity("quality")
@@ -318,7 +334,7 @@ def safety_latency() -> str:
 BLOCKS = {"quick-set": quick_set, "fast-path": fast_path, "fidelity-speed": fidelity_speed,
           "batching": batching_table, "speed": speed_readme, "batching-readme": batching_readme,
           "load": load_table, "fidelity": fidelity_readme, "fidelity-card": fidelity_card,
-          "safety-latency": safety_latency}
+          "safety-latency": safety_latency, "ray-serving": ray_serving_table}
 
 
 def wrap(block: str) -> str:
