@@ -32,7 +32,9 @@ DEFAULTS = dict(
     safety_categories="sexual=block,violence_gore=block,hate=block,self_harm=block",
     safety_config="", safety_checkers=(), safety_timeout_s=10, safety_audit_log="",
     safety_allow_unchecked_images=False, safety_sd_checker="CompVis/stable-diffusion-safety-checker",
-    watermark=False, c2pa_key="", c2pa_cert="", speed="auto", batch_max=1, batch_window_ms=30)
+    watermark=False, c2pa_key="", c2pa_cert="", speed="auto", batch_max=1, batch_window_ms=30,
+    backend="local", ray_address="", ray_replicas="1", ray_replica_cpus=1.0, ray_replica_gpus=0.0, ray_max_ongoing=2,
+    ray_max_queued=32)
 
 
 @pytest.fixture
