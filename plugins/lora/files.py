@@ -1,8 +1,10 @@
 """LoRA files: find them (library folder, local path, hub id), read their trigger words, check them before loading.
 
-Checks come in two stages. `load_lora_tensors` needs only the file: header limits, tensor count, float
-dtypes, no NaN/Inf. `check_lora_fits` needs the model: every LoRA weight must name a layer the model has,
-with matching shapes, so a LoRA made for another architecture is refused before anything touches the model.
+Checks come in three steps. `load_lora_tensors` needs only the file: header limits, tensor count, float
+dtypes. `check_lora_fits` needs the model: every LoRA weight must name a layer the model has, with matching
+shapes, so a LoRA made for another architecture (a Flux LoRA on SDXL) is refused before anything touches the
+model. `check_finite` last: scanning every value for NaN/Inf is the slow part (about 2 s for a 78 MB bf16 Flux
+LoRA on one core), so a LoRA of another family is refused before it.
 """
 
 from __future__ import annotations
@@ -95,19 +97,24 @@ def trigger_words(metadata: dict) -> tuple[str, ...]:
 
 
 def load_lora_tensors(path: Path, label: str, max_bytes: int) -> dict[str, torch.Tensor]:
-    """The tensors of a LoRA file, re-checked (the file may have changed) and free of NaN/Inf."""
+    """The tensors of a LoRA file, its header re-checked (the file may have changed)."""
     read_lora_header(path, max_bytes)
-    tensors = load_file(path)
+    return load_file(path)
+
+
+def check_finite(tensors: dict[str, torch.Tensor], label: str) -> None:
+    """Raise RequestError when a LoRA tensor holds NaN or infinite values."""
     for key, tensor in tensors.items():
         if not torch.isfinite(tensor).all():
             raise RequestError(f"LoRA {label!r}: tensor {key!r} holds NaN or infinite values")
-    return tensors
 
 
 def check_lora_file(pipe, path: Path, label: str, max_bytes: int) -> None:
     """Raise RequestError unless `pipe` can take the LoRA file: what generation checks before loading, and what an
     upload is checked against (the model chosen in the form) before it joins the library."""
-    check_lora_fits(pipe, load_lora_tensors(path, label, max_bytes), label)
+    tensors = load_lora_tensors(path, label, max_bytes)
+    check_lora_fits(pipe, tensors, label)
+    check_finite(tensors, label)
 
 
 def check_lora_fits(pipe, tensors: dict[str, torch.Tensor], label: str) -> None:
