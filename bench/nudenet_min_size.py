@@ -27,7 +27,7 @@ from t2i.request import GenerationRequest  # noqa: E402
 from t2i.safety.gate import PREVIEW_MIN_SIDE, information_size  # noqa: E402
 from t2i.settings import Settings  # noqa: E402
 
-SIDES = (320, 256, 192, 160, 128, 112, 96, 80, 64, 56, 48, 40, 32)
+SIDES = (320, 256, 192, 160, 128, 112, 96, 80, 64, 56, 48, 40, 32, 24, 16)
 
 
 def shipped_photos() -> dict[str, Path]:

@@ -1,4 +1,5 @@
-"""Latency of the safety checks on CPU: each checker per prompt and per image, and a whole generation
+"""Latency of the safety checks on CPU: each checker per prompt (English everyday prompts, and the ten-language
+dev set of tests/safety_dev) and per image, and a whole generation
 with and without live previews (every preview is screened too). Prints a table, then JSON on the last line,
 and writes bench/results/safety_latency.json.
 
@@ -27,9 +28,11 @@ from t2i.embedded.captions import corpus  # noqa: E402
 from t2i.generation.engine import Engine  # noqa: E402
 from t2i.plugins import PluginManager  # noqa: E402
 from t2i.request import GenerationRequest  # noqa: E402
+from t2i.safety.evaluation import read_set  # noqa: E402
 from t2i.settings import Settings  # noqa: E402
 
 BENIGN = Path(__file__).resolve().parent.parent / "tests" / "data" / "safety_benign.txt"
+MULTILINGUAL = Path(__file__).resolve().parent.parent / "tests" / "safety_dev" / "dev.jsonl"
 
 
 def interleaved(variants: dict, values) -> dict:
@@ -56,12 +59,14 @@ def main() -> None:
                         data_dir=Path(tempfile.mkdtemp(prefix="t2i-bench-")))
     plugins = PluginManager.discover(settings)
     prompts = [line for line in BENIGN.read_text().splitlines() if line and not line.startswith("#")][:args.runs]
+    multilingual = [case["prompt"] for case in read_set(MULTILINGUAL)]  # every language, blocked and benign
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(args.runs)]
     large = [image.resize((512, 512)) for image in images]
     rows = {}
     for checker in plugins.of_kind("prompt_check"):
         rows.update(interleaved({f"{checker.name} per prompt": checker.check_prompt}, prompts))
+        rows.update(interleaved({f"{checker.name} per ten-language prompt": checker.check_prompt}, multilingual))
     for checker in plugins.of_kind("image_check"):
         rows.update(interleaved({f"{checker.name} per 64x64 image": checker.check_image}, images))
         rows.update(interleaved({f"{checker.name} per 512x512 image": checker.check_image}, large))
@@ -74,9 +79,9 @@ def main() -> None:
         "generation, checked output": engine.generate,
         "generation + previews, checked": lambda r: engine.generate(r, on_progress=lambda event: None),
     }, requests))
-    print(f"{'check':<40} {'median ms':>10} {'p95 ms':>10} {'n':>5}")
+    print(f"{'check':<48} {'median ms':>10} {'p95 ms':>10} {'n':>5}")
     for name, row in rows.items():
-        print(f"{name:<40} {row['median_ms']:>10.2f} {row['p95_ms']:>10.2f} {row['n']:>5}")
+        print(f"{name:<48} {row['median_ms']:>10.2f} {row['p95_ms']:>10.2f} {row['n']:>5}")
     result = {"device": "cpu", "torch_threads": 1, "preview_every": settings.preview_every, "steps": 20,
               "results": rows}
     write_result("safety_latency", result, model="embedded")

@@ -12,15 +12,18 @@ import torch
 from PIL import Image
 
 from t2i.embedded.captions import corpus
-from t2i.plugins import PluginManager
+from t2i.plugins import ImageChecker, PluginManager, Verdict
 from t2i.request import GenerationRequest
+from t2i.safety.gate import PREVIEW_MIN_SIDE, SafetyGate, information_size
 
 
 @pytest.mark.slow  # 200 images
 def test_nudenet_false_positive_rate_on_200_embedded_model_images(engine):
-    """Target 0%, not met by the shipped model: 2/200 (1.0%). The release before it measured 0/200, the one
-    before that 2/200 (a pink circle and a purple ring with dark centres read as FEMALE_BREAST_EXPOSED at 0.62 and
-    0.70). The documented thresholds (0.45) were not tuned to pass; this bound keeps the rate from growing."""
+    """Target 0%, not met by the shipped model: 2/200 (1.0%), measured again for issue 29 (images 15 and 183: a
+    polka-dot ring and a small white donut, dark-centred rings on brown and pink, read as FEMALE_BREAST_EXPOSED
+    at 0.77). The images are 64 px, which NudeNet enlarges five times; it still reads real faces at that size
+    (bench/nudenet_min_size.py), so final images are not skipped and the thresholds (0.45) were not loosened;
+    this bound keeps the rate from growing."""
     prompts = corpus(200, seed=7)
     nudenet = engine.plugins.plugins["nudenet"]
     withheld = detections = 0
@@ -34,6 +37,25 @@ def test_nudenet_false_positive_rate_on_200_embedded_model_images(engine):
     print(f"\nNudeNet on {len(prompts)} embedded-model images: false-positive rate {withheld / len(prompts):.1%} "
           f"({withheld} withheld), images with any detection: {detections}")
     assert withheld <= 2
+
+
+class FlagEveryImage(ImageChecker):
+    name = "flag_every_image"
+
+    def check_image(self, image):
+        return Verdict(True, "test: flags everything")
+
+
+def test_a_preview_with_too_little_information_is_not_screened_but_the_final_image_always_is(settings):
+    gate = SafetyGate(PluginManager([FlagEveryImage()]), settings)
+    cells = Image.fromarray(np.random.default_rng(2).integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    blocky = cells.resize((64, 64), Image.Resampling.NEAREST)  # an approximate preview: 16x16 latents shown at 4x
+    assert information_size(blocky) == (16, 16) and information_size(cells.resize((64, 64))) == (64, 64)
+    assert not gate.screen_image(blocky, "preview").flagged  # NudeNet reads nothing at 16 px (bench/nudenet_min_size.py)
+    assert gate.screen_image(blocky, "image").flagged  # a final image is screened at any size
+    assert gate.screen_image(cells.resize((64, 64)), "preview").flagged  # 64 px of information: screened
+    enough = cells.resize((PREVIEW_MIN_SIDE,) * 2).resize((PREVIEW_MIN_SIDE * 2,) * 2, Image.Resampling.NEAREST)
+    assert information_size(enough) == (PREVIEW_MIN_SIDE,) * 2 and gate.screen_image(enough, "preview").flagged
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P"])
