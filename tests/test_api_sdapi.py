@@ -5,6 +5,7 @@ tests/test_api_clients.py, with the real clients)."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 import pytest
@@ -38,6 +39,20 @@ def test_the_api_answers_the_bytes_of_the_pages_path(client, studio):
     assert [without_chunk(path.read_bytes(), "t2i_file_id") for path in files] == decoded(answer.json()["images"])
 
 
+def test_hires_fix_and_clip_skip_map_onto_the_request(client):
+    answer = client.post("/sdapi/v1/txt2img", json={
+        "prompt": "a red circle", "seed": 3, "steps": 2, "enable_hr": True, "hr_scale": 2, "hr_second_pass_steps": 5,
+        "denoising_strength": 0.4, "hr_upscaler": "Latent", "hr_sampler_name": "Use same sampler",
+        "override_settings": {"CLIP_stop_at_last_layers": 2, "sd_vae": "Automatic"}})
+    assert answer.status_code == 200, answer.text
+    png, = decoded(answer.json()["images"])
+    recipe = json.loads(Image.open(io.BytesIO(png)).info["t2i_recipe"])
+    assert (recipe["width"], recipe["hires_scale"], recipe["hires_denoise"], recipe["clip_skip"]) == (64, 2.0, 0.4, 2)
+    assert Image.open(io.BytesIO(png)).size == (128, 128)
+    off = client.post("/sdapi/v1/txt2img", json={"prompt": "a red circle", "steps": 4, "seed": 1, "hr_scale": 2})
+    assert json.loads(off.json()["info"])["t2i_ignored"] == {"hr_scale": "hires fix is off (enable_hr is false)"}
+
+
 def test_listings_name_models_and_loras_without_server_paths(client, studio):
     models = client.get("/sdapi/v1/sd-models").json()
     assert {m["title"] for m in models} >= {"embedded", "shapes-copy"}
@@ -55,6 +70,8 @@ def test_listings_name_models_and_loras_without_server_paths(client, studio):
     assert [s["name"] for s in client.get("/sdapi/v1/schedulers").json()] == ["automatic", "karras"]
     assert client.get("/sdapi/v1/scripts").json() == {"txt2img": [], "img2img": []}
     assert "Watercolor" in [s["name"] for s in client.get("/sdapi/v1/prompt-styles").json()]
+    assert [u["name"] for u in client.get("/sdapi/v1/latent-upscale-modes").json()] == ["Latent", "Latent (nearest)"]
+    assert "Lanczos" in [u["name"] for u in client.get("/sdapi/v1/upscalers").json()]
     for route in ("sd-models", "loras", "options", "sd-vae", "upscalers", "embeddings"):
         assert str(studio.settings.data_dir) not in client.get(f"/sdapi/v1/{route}").text
 
@@ -93,12 +110,20 @@ def test_png_info_reads_our_recipe(client):
      "unknown model"),
     ("txt2img", {"prompt": "a red circle", "override_settings": {"sd_model_checkpoint": "/etc/passwd"}}, 400,
      "this server loads no other local paths"),
-    ("txt2img", {"prompt": "a red circle", "enable_hr": True, "restore_faces": True}, 422,
-     "enable_hr=True: hires fix is not available in t2i; restore_faces=True"),
+    ("txt2img", {"prompt": "a red circle", "restore_faces": True, "tiling": True}, 422,
+     "restore_faces=True: face restoration is not available in t2i; tiling=True"),
+    ("txt2img", {"prompt": "a red circle", "enable_hr": True, "hr_checkpoint_name": "other"}, 422,
+     "hr_checkpoint_name='other'"),
+    ("txt2img", {"prompt": "a red circle", "enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+", "steps": 1}, 400,
+     "unknown upscaler 'R-ESRGAN 4x+'"),
+    ("txt2img", {"prompt": "a red circle", "override_settings": {"sd_vae": "nope.safetensors"}, "steps": 1}, 400,
+     "unknown VAE 'nope.safetensors'"),
     ("txt2img", {"prompt": "a red circle", "alwayson_scripts": {"ControlNet": {"args": [{"enabled": True}]}}}, 422,
      "alwayson_scripts="),
-    ("txt2img", {"prompt": "a red circle", "override_settings": {"CLIP_stop_at_last_layers": 2}}, 422,
-     "clip skip is not available"),
+    ("txt2img", {"prompt": "a red circle", "override_settings": {"CLIP_stop_at_last_layers": 3}}, 400,
+     "clip_skip must be 1"),
+    ("txt2img", {"prompt": "a red circle", "override_settings": {"sd_model_checkpoint": 5}}, 422,
+     "must be a model name"),
     ("txt2img", {"prompt": "a red circle", "hacks": 1, "nsfw": True}, 422, "unknown field(s) for this A1111 "
      "route: hacks, nsfw"),
     ("img2img", {"prompt": "a red circle", "init_images": ["data:text/html;base64,PGI+aGk8L2I+"]}, 400,
@@ -121,9 +146,9 @@ def test_hostile_input_is_a_clear_4xx_and_the_server_keeps_serving(client, studi
 
 
 def test_after_hostile_input_generation_still_works(client):
-    for body in ({"prompt": 5}, {"prompt": "a red circle", "steps": -1}, {"prompt": "x", "enable_hr": True}):
+    for body in ({"prompt": 5}, {"prompt": "a red circle", "steps": -1}, {"prompt": "x", "tiling": True}):
         assert client.post("/sdapi/v1/txt2img", json=body).status_code in (400, 422)
-    answer = client.post("/sdapi/v1/txt2img", json={"prompt": "a red circle", "steps": 1})
+    answer = client.post("/sdapi/v1/txt2img", json={"prompt": "a red circle", "steps": 4, "seed": 1})
     assert answer.status_code == 200 and len(answer.json()["images"]) == 1
 
 

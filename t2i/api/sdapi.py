@@ -24,9 +24,10 @@ from t2i.api.auth import Caller, Unauthorized, caller_of, check_key
 from t2i.api.http import Unprocessable, body_cap, json_object, read_body, status_of
 from t2i.api.images import base64_text, decode_base64_image, result_pngs
 from t2i.api.jobs import Jobs
-from t2i.api.sdapi_schema import OVERRIDES_OFF_ONLY, Img2ImgBody, Txt2ImgBody, _one_of, explain
+from t2i.api.sdapi_schema import OVERRIDES_OFF_ONLY, OWN_VAE, Img2ImgBody, Txt2ImgBody, _one_of, explain
 from t2i.generation.samplers import SAMPLERS
 from t2i.models.access import check_server_model
+from t2i.models.upscalers import LATENT_MODES
 from t2i.recipes.infotext import infotext
 from t2i.recipes.pnginfo import read_png
 from t2i.request import REQUEST_FIELDS, GenerationResult
@@ -155,9 +156,13 @@ def sdapi_router(studio: Studio, jobs: Jobs) -> APIRouter:
     listing("/prompt-styles", lambda: [{"name": name, "prompt": studio.engine.styles.get(name).prompt,
                                         "negative_prompt": studio.engine.styles.get(name).negative_prompt}
                                        for name in studio.engine.styles.names()])
-    for empty in ("/upscalers", "/latent-upscale-modes", "/sd-vae", "/sd-modules"):
-        listing(empty, list)
-    listing("/embeddings", lambda: {"loaded": {}, "skipped": {}})
+    extras = studio.engine.runner.extras  # the VAE, upscaler and embedding libraries
+    listing("/sd-vae", lambda: [{"model_name": name, "filename": name} for name in extras.vaes.names()[1:]])
+    listing("/upscalers", lambda: [{"name": name, "model_name": None, "model_path": None, "model_url": None,
+                                    "scale": None} for name in extras.upscalers.names() if name not in LATENT_MODES])
+    listing("/latent-upscale-modes", lambda: [{"name": name} for name in LATENT_MODES])
+    listing("/sd-modules", list)
+    listing("/embeddings", lambda: {"loaded": {name: {} for name in extras.embeddings.names()}, "skipped": {}})
     listing("/scripts", lambda: {"txt2img": [], "img2img": []})
 
     @router.post("/png-info")
@@ -246,6 +251,13 @@ def _form(body, model: str, settings: Settings) -> GenerateForm:
     for ours, theirs in (("steps", "steps"), ("cfg", "cfg_scale"), ("width", "width"), ("height", "height")):
         if getattr(body, theirs) is not None:
             values[ours] = getattr(body, theirs)
+    overrides = body.override_settings or {}
+    if overrides.get("CLIP_stop_at_last_layers") is not None:
+        values["clip_skip"] = overrides["CLIP_stop_at_last_layers"]
+    if overrides.get("sd_vae") not in OWN_VAE:  # a VAE of the server's VAE folder, by name
+        values["vae"] = overrides["sd_vae"]
+    if body.enable_hr:
+        values.update(_hires(body))
     if isinstance(body, Img2ImgBody):
         max_image_bytes = settings.max_upload_mb << 20
         if len(body.init_images) != 1:
@@ -257,6 +269,21 @@ def _form(body, model: str, settings: Settings) -> GenerateForm:
         if body.denoising_strength is not None:
             values["strength"] = body.denoising_strength
     return GenerateForm(**values)
+
+
+def _hires(body) -> dict:
+    """The hires fix fields for A1111's enable_hr and hr_* (A1111's defaults where a field is left out)."""
+    values = {"hires_scale": 2.0 if body.hr_scale is None else body.hr_scale}
+    for ours, theirs in (("hires_width", "hr_resize_x"), ("hires_height", "hr_resize_y"),
+                         ("hires_steps", "hr_second_pass_steps"), ("hires_upscaler", "hr_upscaler"),
+                         ("hires_prompt", "hr_prompt"), ("hires_negative_prompt", "hr_negative_prompt")):
+        if getattr(body, theirs) is not None:
+            values[ours] = getattr(body, theirs)
+    if body.hr_sampler_name not in (None, "", "Use same sampler"):
+        values["hires_sampler"] = body.hr_sampler_name
+    if body.denoising_strength is not None and not isinstance(body, Img2ImgBody):
+        values["hires_denoise"] = body.denoising_strength
+    return values
 
 
 def _mask(data: bytes, invert: int, settings: Settings) -> bytes:

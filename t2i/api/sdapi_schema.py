@@ -1,7 +1,8 @@
 """The AUTOMATIC1111 txt2img / img2img bodies as clients send them, and what t2i does with each field.
 
 Every A1111 field is named here, in one of three groups:
-- mapped onto GenerationRequest (prompt, sizes, sampler, seed, batch, init image, mask, the model override, ...);
+- mapped onto GenerationRequest (prompt, sizes, sampler, seed, batch, init image, mask, hires fix, the model, clip
+  skip and VAE overrides, ...);
 - ignored, and said so in the response's `info` (`t2i_ignored`): fields that only tune A1111's own samplers or
   say where A1111 saves files (t2i's API keeps no files), and which clients send with every request;
 - refused unless at their "off" value (hires fix, face restoration, tiling, scripts, refiner, ...): a feature
@@ -19,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 # feature fields accepted only at one of their "off" values, with why
 OFF_ONLY: dict[str, tuple[tuple, str]] = {
-    "enable_hr": ((False,), "hires fix is not available in t2i"),
     "restore_faces": ((False, None), "face restoration is not available in t2i"),
     "tiling": ((False, None), "tiling is not available in t2i"),
     "subseed_strength": ((0, 0.0, None), "variation seeds are not available in t2i"),
@@ -31,21 +31,26 @@ OFF_ONLY: dict[str, tuple[tuple, str]] = {
                                      "t2i's A1111 API"),
     "refiner_checkpoint": ((None, "", "None"), "a refiner is not available in t2i"),
     "disable_extra_networks": ((False, None), "<lora:...> tags are always applied in t2i"),
-    "firstpass_image": ((None, ""), "hires fix is not available in t2i"),
+    "firstpass_image": ((None, ""), "a first-pass image for hires fix is not available in t2i"),
+    "hr_checkpoint_name": ((None, "", "Use same checkpoint"), "hires fix runs on the request's own model in t2i"),
+    "hr_scheduler": ((None, "", "Use same scheduler", "Automatic"), "hires fix uses the request's scheduler in t2i"),
     "infotext": ((None, ""), "send the fields themselves; POST /sdapi/v1/png-info reads parameters text"),
     "resize_mode": ((0, None), "t2i resizes the init image to the output size (resize_mode 0) only"),
     "latent_mask": ((None, ""), "a latent mask is not available in t2i"),
     "include_init_images": ((False, None), "t2i does not return the init images"),
     "initial_noise_multiplier": ((1, 1.0, None), "an initial noise multiplier is not available in t2i"),
 }
-# override_settings keys accepted at their "off" values; sd_model_checkpoint is mapped
+# override_settings keys t2i maps onto the request (sd_model_checkpoint picks the model)
+OVERRIDES_MAPPED = ("sd_model_checkpoint", "CLIP_stop_at_last_layers", "sd_vae")
+# override_settings keys accepted at their "off" values
 OVERRIDES_OFF_ONLY: dict[str, tuple[tuple, str]] = {
-    "CLIP_stop_at_last_layers": ((1, None), "clip skip is not available in t2i"),
-    # A1111's names for "the checkpoint's own", the only choice here
-    "sd_vae": ((None, "", "Automatic", "None"),
-               "a separate VAE is not available in t2i's A1111 API"),
     "forge_additional_modules": (([], None), "additional modules are not available in t2i"),
 }
+# A1111's sd_vae values for "the checkpoint's own"
+OWN_VAE = (None, "", "Automatic", "None")
+# hires fix fields, used when enable_hr is true (ignored, and said so, when it is false)
+HIRES_FIELDS = ("hr_scale", "hr_resize_x", "hr_resize_y", "hr_second_pass_steps", "hr_upscaler", "hr_prompt",
+                "hr_negative_prompt", "hr_sampler_name")
 # accepted and ignored, with why (reported back in info's t2i_ignored)
 IGNORED: dict[str, str] = {
     **{name: "tunes A1111's own samplers; t2i's samplers use their defaults" for name in (
@@ -54,9 +59,9 @@ IGNORED: dict[str, str] = {
     **{name: "t2i's API keeps no files on the server" for name in (
         "save_images", "do_not_save_samples", "do_not_save_grid")},
     "override_settings_restore_afterwards": "overrides in t2i apply to their own request only",
-    **{name: "hires fix is not available in t2i (enable_hr is false)" for name in (
-        "firstphase_width", "firstphase_height", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x",
-        "hr_resize_y", "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt",
+    **{name: "A1111's older hires fix fields; t2i takes hr_scale or hr_resize_x/y" for name in (
+        "firstphase_width", "firstphase_height")},
+    **{name: "hires fix's second pass uses cfg_scale and the request's model in t2i" for name in (
         "hr_cfg", "hr_distilled_cfg", "hr_additional_modules")},
     **{name: "t2i paints into the mask as given, over the whole image" for name in (
         "mask_blur", "mask_blur_x", "mask_blur_y", "mask_round", "inpainting_fill", "inpaint_full_res",
@@ -87,7 +92,16 @@ class _MappedFields(BaseModel):
     scheduler: str | None = None
     batch_size: int = 1
     n_iter: int = 1
-    denoising_strength: float | None = None  # img2img only (with enable_hr off it does nothing in txt2img)
+    denoising_strength: float | None = None  # img2img's strength, or txt2img's hires fix strength
+    enable_hr: bool = False
+    hr_scale: float | None = None
+    hr_resize_x: int | None = None
+    hr_resize_y: int | None = None
+    hr_second_pass_steps: int | None = None
+    hr_upscaler: str | None = None
+    hr_prompt: str | None = None
+    hr_negative_prompt: str | None = None
+    hr_sampler_name: str | None = None
     override_settings: dict[str, Any] | None = None
     send_images: bool = True
 
@@ -97,17 +111,22 @@ class _MappedFields(BaseModel):
                     if name in self.model_fields_set and not _one_of(getattr(self, name), off)]
         overrides = self.override_settings or {}
         for name, value in overrides.items():
-            if name == "sd_model_checkpoint":
+            if name in OVERRIDES_MAPPED:
                 continue
             if name not in OVERRIDES_OFF_ONLY:
-                problems.append(f"override_settings.{name}: not available in t2i (only sd_model_checkpoint is)")
+                problems.append(f"override_settings.{name}: not available in t2i (only "
+                                f"{', '.join(OVERRIDES_MAPPED)} are)")
             elif not _one_of(value, OVERRIDES_OFF_ONLY[name][0]):
                 problems.append(f"override_settings.{name}={_show(value)}: {OVERRIDES_OFF_ONLY[name][1]}")
         return problems
 
     def ignored(self) -> dict[str, str]:
         """The ignored fields this body set, with why."""
-        return {name: why for name, why in IGNORED.items() if name in self.model_fields_set}
+        ignored = {name: why for name, why in IGNORED.items() if name in self.model_fields_set}
+        if not self.enable_hr:
+            ignored |= {name: "hires fix is off (enable_hr is false)" for name in HIRES_FIELDS
+                        if name in self.model_fields_set}
+        return ignored
 
 
 # POST /sdapi/v1/txt2img: the mapped fields, plus those of OFF_ONLY and IGNORED as any JSON value (see unsupported())
