@@ -17,7 +17,7 @@ from t2i.settings import Settings, SettingsError, parse_replicas
 
 pytest.importorskip("ray", reason="Ray is the optional `ray` extra (requirements-ray.txt)")
 from t2i.ray.backend import deployment_options, request_routing_id  # noqa: E402
-from t2i.ray.deployment import Finished, Refused  # noqa: E402
+from t2i.ray.deployment import EngineReplica, Finished, Refused  # noqa: E402
 
 
 @pytest.mark.parametrize("value, bounds", [("2", (2, 2)), ("1-4", (1, 4)), ("0-3", (0, 3)), (" 3 ", (3, 3))])
@@ -48,6 +48,8 @@ def test_serve_options_follow_the_settings():
     scaled = deployment_options(Settings(ray_replicas="1-4", ray_max_ongoing=2))
     assert "num_replicas" not in scaled
     assert scaled["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 2}
+    for options in (fixed, scaled):  # Serve's own validation takes them
+        EngineReplica.options(**options)
 
 
 @pytest.fixture(scope="module")
