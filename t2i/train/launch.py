@@ -7,6 +7,7 @@ N processes on gloo when there is no GPU, and one per GPU on NCCL when there are
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from pathlib import Path
@@ -35,3 +36,12 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def trainer_environment(settings: Settings) -> dict[str, str]:
+    """The trainer's environment: the processes of one machine talk over loopback (gloo otherwise picks the
+    interface of the machine's host name, reachable from the network)."""
+    environment = dict(os.environ)
+    if settings.train_processes > 1 and sys.platform == "linux":
+        environment.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    return environment

@@ -22,7 +22,7 @@ from filelock import FileLock, Timeout
 from t2i.request import RequestError
 from t2i.settings import Settings
 
-from t2i.train.launch import trainer_command
+from t2i.train.launch import trainer_command, trainer_environment
 from t2i.train.resume import latest_checkpoint_step
 from t2i.train.config import TrainingConfig
 from t2i.train.dataset import Dataset
@@ -236,7 +236,8 @@ class TrainingRunner:
         folder = self.folder(run_id)
         log = open(folder / "trainer.log", "ab")
         command = trainer_command(folder, self.settings.lora_dir, self.settings)  # one process, or N (Accelerate)
-        self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # t2i is installed
+        self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                         env=trainer_environment(self.settings))  # t2i is installed
         log.close()
         self._current = run_id
         threading.Thread(target=self._watch, args=(run_id, self._process), daemon=True).start()
