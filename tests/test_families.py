@@ -361,3 +361,22 @@ def test_batched_requests_share_one_transformer_call(family_models, tmp_path, ke
         assert (item.seed, item.parameters["prompt"]) == (request.seed, request.prompt)
         alone = np.asarray(engine.run(engine.prepare(request)).images[0].image, dtype=int)
         assert np.abs(np.asarray(item.image, dtype=int) - alone).max() <= 8  # its own prompt and seed
+
+
+@pytest.mark.slow
+def test_a_lora_of_another_family_is_refused_before_its_values_are_scanned(family_engine, family_models, tmp_path):
+    """The fit check reads names and shapes only; the slow NaN/Inf scan comes after it (a real-size Flux LoRA on
+    SDXL is refused in well under 2 s)."""
+    from safetensors.torch import load_file, save_file
+
+    from t2i_plugins.lora.files import check_lora_file
+
+    tensors = load_file(save_tiny_lora("flux1", tmp_path / "flux.safetensors", style="kohya"))
+    tensors[next(name for name in tensors if name.endswith("lora_down.weight"))][0, 0] = float("nan")
+    save_file(tensors, str(tmp_path / "flux-nan.safetensors"))
+    sdxl = family_engine.models.get(str(family_models["sdxl"])).pipeline
+    with pytest.raises(RequestError, match="does not fit this model"):
+        check_lora_file(sdxl, tmp_path / "flux-nan.safetensors", "flux-nan", 1 << 30)
+    flux = family_engine.models.get(str(family_models["flux1-dev"])).pipeline
+    with pytest.raises(RequestError, match="NaN or infinite"):
+        check_lora_file(flux, tmp_path / "flux-nan.safetensors", "flux-nan", 1 << 30)
