@@ -5,8 +5,10 @@ import dataclasses
 
 import pytest
 
+from t2i.cli import _engine_settings, _request_from_flags, build_parser
 from t2i.eval.analyzer import analyze
 from t2i.generation.hires import target_size
+from t2i.plugins import PluginManager
 from t2i.recipes.infotext import infotext, png_bytes
 from t2i.recipes.pnginfo import parse_infotext, read_png
 from t2i.request import GenerationRequest, RequestError
@@ -99,3 +101,15 @@ def test_a1111_infotext_with_hires_fields_replays_to_the_same_bytes(engine):
     again = engine.generate(GenerationRequest(**parse_infotext(replayed_text).form)).images[0]
     assert png_bytes(again.image, again.parameters) == blob
     assert "Hires resize: 96x0" in replayed_text and "Denoising strength: 0.55" in replayed_text
+
+
+
+def test_cli_flags_fill_the_request_and_the_embeddings_folder(tmp_path):
+    args = build_parser(PluginManager()).parse_args([
+        "generate", PROMPT, "-o", "x.png", "--hires-scale", "2", "--hires-steps", "6", "--hires-denoise", "0.45",
+        "--hires-upscaler", "shapes-compact-2x", "--clip-skip", "2", "--vae", "warm.safetensors",
+        "--embeddings-dir", str(tmp_path)])
+    request = _request_from_flags(args)
+    assert (request.hires_scale, request.hires_steps, request.hires_denoise, request.hires_upscaler,
+            request.clip_skip, request.vae) == (2.0, 6, 0.45, "shapes-compact-2x", 2, "warm.safetensors")
+    assert _engine_settings(args).embeddings_dir == tmp_path

@@ -19,12 +19,13 @@ class FileLibrary:
     """`.safetensors` files (and, with `folders`, diffusers folders) of one folder, by name, plus built-in files."""
 
     def __init__(self, kind: str, folder: Path, builtin: dict[str, Path] | None = None, *, keep_suffix: bool = False,
-                 folders: bool = False):
+                 folders: bool = False, offered: tuple[str, ...] = ()):
         self.kind = kind  # what the files are, for messages ("VAE", "upscaler", "embedding")
         self.folder = Path(folder)
         self.builtin = dict(builtin or {})
         self.keep_suffix = keep_suffix  # names with ".safetensors" (A1111 records VAEs so), else the file stem
         self.folders = folders
+        self.offered = offered  # names offered beside the files (built-in choices), shown when a name is unknown
         self._hashes: dict[tuple[Path, int, int], str] = {}
         self._lock = threading.Lock()
 
@@ -54,7 +55,7 @@ class FileLibrary:
             if (self.folder / name).suffix == suffix or (self.folder / f"{name}{suffix}").is_file():
                 raise RequestError(f"{self.kind} {name!r} is a pickle file ({suffix}), which can run code when loaded;"
                                    " only .safetensors files are read")
-        shown = ", ".join(list(entries)[:20]) or f"none (put .safetensors files in {self.folder})"
+        shown = ", ".join([*self.offered, *entries][:20]) or f"none (put .safetensors files in {self.folder})"
         raise RequestError(f"unknown {self.kind} {name!r}; available: {shown}")
 
     def sha256(self, path: Path) -> str:

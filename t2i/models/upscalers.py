@@ -36,7 +36,7 @@ class UpscalerLibrary:
 
     def __init__(self, settings: Settings):
         shipped = {path.stem: path for path in sorted(EMBEDDED_UPSCALER_DIR.glob("*.safetensors"))}
-        self.files = FileLibrary("upscaler", settings.upscaler_dir, builtin=shipped)
+        self.files = FileLibrary("hires upscaler", settings.upscaler_dir, builtin=shipped, offered=BUILTIN)
         self._loaded: OrderedDict[tuple[str, str], ImageModelDescriptor] = OrderedDict()
         self._lock = threading.Lock()
 

@@ -34,7 +34,7 @@ class VaeLibrary:
     """The VAE folder, by file (or folder) name, as A1111 records it in `VAE:`."""
 
     def __init__(self, settings: Settings):
-        self.files = FileLibrary("VAE", settings.vae_dir, keep_suffix=True, folders=True)
+        self.files = FileLibrary("VAE", settings.vae_dir, keep_suffix=True, folders=True, offered=(AUTOMATIC,))
 
     def names(self) -> list[str]:
         """The VAE box's choices: Automatic, then the folder's VAEs."""
