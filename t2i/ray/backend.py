@@ -107,7 +107,7 @@ class RayEngine:
         stream = self.handle.options(stream=True, multiplexed_model_id=model_id).generate.remote(request)
         done = threading.Event()
         threading.Thread(target=self._cancel_on_stop, args=(stream, cancel, done), daemon=True).start()
-        answered = False  # the replica finished or refused: nothing left to cancel
+        answered = False  # the replica finished, refused or failed: nothing left to cancel
         try:
             for message in stream:
                 if isinstance(message, Started):
@@ -125,14 +125,19 @@ class RayEngine:
                     return message.result
             raise GenerationCancelled("generation cancelled")  # the replica's engine stopped at a step
         except RequestCancelledError:
+            answered = True
             raise GenerationCancelled("generation cancelled") from None
-        except BackPressureError:
+        except BackPressureError:  # dropped before reaching a replica
+            answered = True
             raise RequestError("the server is busy (every replica's queue is full); try again shortly") from None
+        except RayActorError:  # its replica is gone (the caller retries)
+            answered = True
+            raise
         finally:
             self.running.pop(threading.get_ident(), None)
             done.set()
             if not answered:  # e.g. on_progress raised (a client gone): the replica stops instead of running on
-                stream.cancel()
+                stream.cancel()  # (cancelling a stream that already failed would raise its error again)
 
     @staticmethod
     def _cancel_on_stop(stream, cancel: threading.Event, done: threading.Event) -> None:
