@@ -51,7 +51,8 @@ def test_a_preview_with_too_little_information_is_not_screened_but_the_final_ima
     cells = Image.fromarray(np.random.default_rng(2).integers(0, 255, (16, 16, 3), dtype=np.uint8))
     blocky = cells.resize((64, 64), Image.Resampling.NEAREST)  # an approximate preview: 16x16 latents shown at 4x
     assert information_size(blocky) == (16, 16) and information_size(cells.resize((64, 64))) == (64, 64)
-    assert not gate.screen_image(blocky, "preview").flagged  # NudeNet reads nothing at 16 px (bench/nudenet_min_size.py)
+    # NudeNet reads nothing at 16 px (bench/nudenet_min_size.py)
+    assert not gate.screen_image(blocky, "preview").flagged
     assert gate.screen_image(blocky, "image").flagged  # a final image is screened at any size
     assert gate.screen_image(cells.resize((64, 64)), "preview").flagged  # 64 px of information: screened
     enough = cells.resize((PREVIEW_MIN_SIDE,) * 2).resize((PREVIEW_MIN_SIDE * 2,) * 2, Image.Resampling.NEAREST)

@@ -77,6 +77,33 @@ def test_each_disguise_of_a_blocked_word_is_seen_through(engine, text):
     assert not checker.check_prompt("a woman").flagged
 
 
+@pytest.mark.parametrize("text", [
+    "ɴᴜᴅᴇ", "🅝🅤🅓🅔", "🅽🆄🅳🅴", "🇳🇺🇩🇪", "⒩⒰⒟⒠", "ⁿᵘᵈᵉ", "n̷u̷d̷e̷", "n\u0336u\u0336d\u0336e", "nu\u3164de",
+    "n\u2060u\u2060d\u2060e", "ℕ𝕌𝔻𝔼", "ǹüdé"])
+def test_letter_forms_nfkc_leaves_alone_are_folded_too(engine, text):
+    checker = engine.plugins.plugins["prompt_moderation"]
+    assert checker.check_prompt(f"a {text} woman").scores.get("sexual") == 1.0
+
+
+@pytest.mark.parametrize("text, category", [
+    ("una mujer desnuda", "sexual"), ("une femme nue", "sexual"), ("eine nackte Frau", "sexual"),
+    ("mulher nua", "sexual"), ("una donna nuda", "sexual"), ("голая женщина", "sexual"),
+    ("ceкc", "sexual"),  # Latin c and e inside a Cyrillic word
+    ("全裸の女性", "sexual"), ("裸体女人", "sexual"), ("누드 사진", "sexual"), ("ｾｯｸｽ", "sexual"),
+    ("a beheaded body", "violence_gore"), ("自殺する人", "self_harm"), ("immigrants are vermin", "hate")])
+def test_each_language_and_script_is_read(engine, text, category):
+    assert engine.plugins.plugins["prompt_moderation"].check_prompt(text).scores.get(category) == 1.0
+
+
+@pytest.mark.parametrize("text", [
+    "Scunthorpe at dawn", "a cocktail bar", "a naked mole rat", "nude lipstick", "árboles desnudos en invierno",
+    "des étoiles à l'œil nu", "nackte Bäume im Nebel", "голые деревья зимой", "гол в ворота", "裸足で歩く子供",
+    "カロリーの高いケーキ", "フェラーリの赤い車", "赤裸裸的谎言", "아이스크림을 먹는 아이", "보지 않는 고양이"])
+def test_innocent_uses_in_each_language_pass(engine, text):
+    verdict = engine.plugins.plugins["prompt_moderation"].check_prompt(text)
+    assert not verdict.flagged, verdict.reason
+
+
 def test_allowed_contexts_pass_but_the_same_word_elsewhere_does_not(engine):
     checker = engine.plugins.plugins["prompt_moderation"]
     assert not checker.check_prompt("stars seen with the naked eye").flagged

@@ -1,5 +1,6 @@
-"""Prompt moderation: normalisation against evasion, maintained word lists with an allow-list of everyday
-contexts, and alt-profanity-check's shipped offensive-language classifier. Runs offline."""
+"""Prompt moderation: normalisation against evasion (every Unicode letter form, homoglyphs, leetspeak, spacing),
+word lists in ten languages per policy category with allow-lists of everyday contexts (lists/, sources in
+lists/SOURCES.md), and alt-profanity-check's shipped offensive-language classifier. Runs offline."""
 
 from __future__ import annotations
 
