@@ -280,8 +280,8 @@ class Settings:
     safety_allow_unchecked_images: bool = _variable(
         "T2I_SAFETY_ALLOW_UNCHECKED", False, "1 serves images when no image checker could load", safety=True)
     safety_config: str = _variable(
-        "T2I_SAFETY_CONFIG", "", "a JSON file with any of `action`, `checkers`, `timeout_s`, `audit_log`, "
-        "`allow_unchecked_images` (overriding the variables) and `thresholds` per checker", safety=True)
+        "T2I_SAFETY_CONFIG", "", "a JSON file with any of `action`, `categories`, `checkers`, `timeout_s`, "
+        "`audit_log`, `allow_unchecked_images` (overriding the variables) and `thresholds` per checker", safety=True)
     safety_sd_checker: str = _variable(
         "T2I_SD_SAFETY_CHECKER", "CompVis/stable-diffusion-safety-checker", "diffusers' "
         "StableDiffusionSafetyChecker: a local folder, or a hub id found in the local hub cache (empty: off)",
