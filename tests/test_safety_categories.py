@@ -78,3 +78,13 @@ def test_the_variable_sets_the_policy(monkeypatch, tmp_path):
     monkeypatch.setenv("T2I_DATA_DIR", str(tmp_path))
     assert parse_categories(Settings().safety_categories) == {
         "sexual_minors": "block", "sexual": "block", "violence_gore": "block", "hate": "warn", "self_harm": "off"}
+
+
+def test_the_policy_file_sets_categories_too_and_cannot_unblock_minors(checker, settings, tmp_path):
+    config = tmp_path / "policy.json"
+    config.write_text(json.dumps({"categories": {"violence_gore": "off"}}))
+    gate = SafetyGate(PluginManager([checker]), dataclasses.replace(settings, safety_config=str(config)))
+    assert gate.check_prompts("a beheaded body") == []
+    config.write_text(json.dumps({"categories": {"sexual_minors": "off"}}))
+    with pytest.raises(ValueError, match="always blocked"):
+        SafetyGate(PluginManager([checker]), dataclasses.replace(settings, safety_config=str(config)))
