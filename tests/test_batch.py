@@ -104,3 +104,14 @@ def test_each_rank_has_its_own_seed_and_rank_0_keeps_the_runs():
     assert rank_seed(7, 0) == 7
     seeds = {rank_seed(seed, rank) for seed in range(4) for rank in range(1, 4)} | set(range(4))
     assert len(seeds) == 16
+
+
+def test_a_pandas_batch_with_numpy_values_and_array_loras_is_read_as_plain_rows(settings):
+    from t2i.batch.generate import _plain
+
+    frame = pd.DataFrame([{"id": "a", "prompt": "a red circle", "seed": 3, "steps": 4, "loras": None},
+                          {"id": "b", "prompt": "a red circle", "seed": 4, "steps": 5, "loras": ["ink:0.5"]}])
+    frame["loras"] = frame["loras"].map(lambda value: None if value is None else pd.array(value).to_numpy())
+    first, second = (parse_row(_plain(values), settings) for values in frame.to_dict("records"))
+    assert (first.request.seed, first.request.steps, first.request.plugin_units) == (3, 4, {})
+    assert second.request.plugin_units == {"lora": [{"name": "ink", "weight": 0.5}]}

@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -59,9 +60,9 @@ def _generate_one(values: Mapping, engine: Engine, labeller: Labeller) -> dict:
 
 
 def _plain(values: Mapping) -> dict:
-    """A row from pandas or Arrow as plain Python values (array columns such as `loras` become lists)."""
-    return {key: value.tolist() if hasattr(value, "tolist") and not hasattr(value, "item") else value
-            for key, value in values.items()}
+    """A row from pandas or Arrow as plain Python values: numpy scalars become numbers, arrays (`loras`) lists."""
+    return {key: value.tolist() if isinstance(value, np.ndarray) else value.item() if isinstance(value, np.generic)
+            else value for key, value in values.items()}
 
 
 def _empty(row_id: str, status: str, reason: str) -> dict:

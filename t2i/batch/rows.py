@@ -66,11 +66,6 @@ def parse_row(values: Mapping, settings: Settings) -> Row:
     if missing:
         raise RequestError(f"row {row_id!r}: {missing[0]} is required")
     fields = {name: given[name] for name in ROW_FIELDS[1:-1] if name in given}
-    if hasattr(fields.get("seed"), "item"):  # numpy scalars from pandas are plain numbers to the request
-        fields["seed"] = fields["seed"].item()
-    for name in ("steps", "cfg"):
-        if hasattr(fields.get(name), "item"):
-            fields[name] = fields[name].item()
     if not isinstance(fields["seed"], int) or isinstance(fields["seed"], bool) or not 0 <= fields["seed"] <= MAX_SEED:
         raise RequestError(f"row {row_id!r}: seed must be a whole number from 0 to {MAX_SEED}; got {fields['seed']!r}")
     units = _loras(given["loras"], row_id) if "loras" in given else ()
