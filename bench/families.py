@@ -1,7 +1,8 @@
 """Per-family rows: quantised against plain weights, side by side in one run.
 
 Tiny (every family, t2i/models/tiny, CPU, 64x64): the bare diffusers pipeline's seconds per denoising step
-(median time between step-end callbacks of 8-step runs), its whole 8-step run, and the bytes of weights resident, for T2I_QUANTIZE none / int8 / int4. Our
+(median time between step-end callbacks of 8-step runs), its whole 8-step run, and the bytes of weights
+resident, for T2I_QUANTIZE none / int8 / int4. Our
 engine's overhead per family is not measured here: the engine did not run these families when this was written.
 
 Real size (`--real`): SDXL's UNet (bench/configs) and an SD3.5-medium-sized transformer with random weights,
@@ -82,7 +83,9 @@ def _build_denoiser(name: str):
     from diffusers import SD3Transformer2DModel, UNet2DConditionModel
 
     torch.manual_seed(0)
-    return UNet2DConditionModel(**architecture("sdxl")["unet"]) if name == "sdxl" else SD3Transformer2DModel(**SD35_MEDIUM)
+    if name == "sdxl":
+        return UNet2DConditionModel(**architecture("sdxl")["unet"])
+    return SD3Transformer2DModel(**SD35_MEDIUM)
 
 
 def _real_variant(name: str, mode: str, folder: Path, reps: int) -> dict:
@@ -168,8 +171,8 @@ def markdown_tables() -> str:
     from .common import RESULTS_DIR
 
     tiny = json.loads((RESULTS_DIR / "families.json").read_text())
-    lines = ["| family | ms/step none | int8 | int4 | 8-step run s none | int8 | int4 | weights KiB none | int8 | int4 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| family | ms/step none | int8 | int4 | 8-step run s none | int8 | int4 | weights KiB none | int8 "
+             "| int4 |", "|---|---|---|---|---|---|---|---|---|---|"]
     rows = {(r["family"], r["variant"], r["quantize"]): r for r in tiny["rows"]}
     for family, variant in dict.fromkeys((r["family"], r["variant"]) for r in tiny["rows"]):
         cells = [rows[(family, variant, mode)] for mode in MODES]

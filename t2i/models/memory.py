@@ -111,8 +111,12 @@ def choose_policy(weight_bytes: int, largest_component_bytes: int, bytes_per_wei
 
 def _large_components(pipe) -> dict[str, torch.nn.Module]:
     """The denoiser and the text encoders other than CLIP (T5, Qwen, Mistral, ...): what quantising pays for."""
-    return {name: module for name, module in pipe.components.items() if isinstance(module, torch.nn.Module)
-            and (name in DENOISERS or (name.startswith("text_encoder") and not type(module).__name__.startswith("CLIP")))}
+    return {name: module for name, module in pipe.components.items()
+            if isinstance(module, torch.nn.Module) and _worth_quantizing(name, type(module).__name__)}
+
+
+def _worth_quantizing(component: str, class_name: str) -> bool:
+    return component in DENOISERS or (component.startswith("text_encoder") and not class_name.startswith("CLIP"))
 
 
 def _is_quantized(module: torch.nn.Module) -> bool:
@@ -173,7 +177,7 @@ def load_quantization_config(mode: str, model_index: dict, device: torch.device)
         if not (isinstance(entry, list) and len(entry) == 2 and entry[0] in ("diffusers", "transformers")):
             continue
         library, class_name = entry
-        if not (name in DENOISERS or (name.startswith("text_encoder") and not class_name.startswith("CLIP"))):
+        if not _worth_quantizing(name, class_name):
             continue
         mapping[name] = _library_config(diffusers if library == "diffusers" else transformers, mode, device)
     return diffusers.PipelineQuantizationConfig(quant_mapping=mapping)

@@ -156,8 +156,9 @@ def flux2_components(seed: int, variant: str = "") -> dict:
         axes_dims_rope=(4, 4, 4, 4)))
     vae = _seeded(seed, lambda: AutoencoderKLFlux2(
         block_out_channels=VAE_BLOCKS, layers_per_block=1, latent_channels=32, norm_num_groups=4, sample_size=64))
-    return {"transformer": transformer, "vae": vae, "text_encoder": _seeded(seed, lambda: Mistral3ForConditionalGeneration(config)),
-            "tokenizer": tokenizer, "scheduler": _flow_scheduler()}
+    text_encoder = _seeded(seed, lambda: Mistral3ForConditionalGeneration(config))
+    return {"transformer": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
+            "scheduler": _flow_scheduler()}
 
 
 def zimage_components(seed: int, variant: str = "") -> dict:
