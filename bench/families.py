@@ -130,7 +130,8 @@ def _denoiser_inputs(name: str) -> dict:
 
 
 def real_rows(options: Options, names=("sdxl", "sd35_medium")) -> list[dict]:
-    """Each real-size denoiser saved once, then every mode loaded and timed in a fresh process."""
+    """Each real-size denoiser saved once, then every mode loaded and timed in a fresh process; the results file
+    is rewritten after each variant, so a run cut short keeps what it measured."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="t2i-bench-") as scratch:
         for name in names:
@@ -141,11 +142,13 @@ def real_rows(options: Options, names=("sdxl", "sd35_medium")) -> list[dict]:
             for mode in MODES:
                 child = subprocess.run(
                     [sys.executable, "-m", "bench.families", "--child", name, mode, str(folder),
-                     str(2 if options.quick else 5)], capture_output=True, text=True, check=True,
+                     str(1 if options.quick else 3)], capture_output=True, text=True, check=True,
                     cwd=Path(__file__).resolve().parent.parent)
                 rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
                 print(f"  {name} {mode}: {rows[-1]['step_s']:.2f} s/step, peak RSS "
                       f"{rows[-1]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
+                write_result("families_real", {"device": "cpu", "size": 256, "batch": 2, "rows": rows},
+                             model="SDXL UNet and SD3.5-medium-sized transformer, random weights")
     return rows
 
 
@@ -160,8 +163,6 @@ def run(options: Options, real: bool = False) -> dict:
     summary = {"families_tiny_rows": len(rows)}
     if real:
         real_results = real_rows(options)
-        write_result("families_real", {"device": "cpu", "size": 256, "batch": 2, "rows": real_results},
-                     model="SDXL UNet and SD3.5-medium-sized transformer, random weights")
         summary["families_real_rows"] = len(real_results)
     return summary
 
