@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from t2i.generation.samplers import FLOW_SCHEDULERS, SAMPLERS
-from t2i.request import RequestError
+from t2i.request import REQUEST_FIELDS, RequestError
 
 UNET_SAMPLERS = tuple(SAMPLERS)
+FLUX_DISTILLED_CFG = REQUEST_FIELDS["distilled_cfg"].default  # Forge's default for Flux.1 dev is the request's
 FLOW_SAMPLERS = tuple(FLOW_SCHEDULERS)
 
 
@@ -110,7 +111,8 @@ FAMILIES: dict[str, Family] = {family.id: family for family in (
            {"txt2img": "StableDiffusionPipeline", "img2img": "StableDiffusionImg2ImgPipeline",
             "inpaint": "StableDiffusionInpaintPipeline"}, (),
            ("input_blocks.0.0.weight",),
-           native_size=512, steps=20, cfg=7.0, prompt_encoding="compel-sd",
+           # A1111's SD step count is the request's default
+           native_size=512, steps=REQUEST_FIELDS["steps"].default, cfg=7.0, prompt_encoding="compel-sd",
            controlnet_pipelines={"txt2img": "StableDiffusionControlNetPipeline",
                                  "img2img": "StableDiffusionControlNetImg2ImgPipeline",
                                  "inpaint": "StableDiffusionControlNetInpaintPipeline"},
@@ -155,11 +157,11 @@ FAMILIES: dict[str, Family] = {family.id: family for family in (
            latent_layout="shift_scale",
            samplers=FLOW_SAMPLERS, prompt_encoding="compel-flux", token_limit=512,
            token_limit_arg="max_sequence_length", tokenizer="tokenizer_2", prompt_headroom=1, cfg_arg="true_cfg_scale",
-           distilled_arg="guidance_scale", distilled_cfg=3.5,
+           distilled_arg="guidance_scale", distilled_cfg=FLUX_DISTILLED_CFG,
            controlnet_pipelines={"txt2img": "FluxControlNetPipeline", "img2img": "FluxControlNetImg2ImgPipeline",
                                  "inpaint": "FluxControlNetInpaintPipeline"},
            controlnet_model="FluxControlNetModel",
-           variants=(Variant("dev", "transformer", "guidance_embeds", True, 28, 1.0, 3.5),
+           variants=(Variant("dev", "transformer", "guidance_embeds", True, 28, 1.0, FLUX_DISTILLED_CFG),
                      Variant("schnell", "transformer", "guidance_embeds", False, 4, 1.0, None)),
            diffusers_model_types=("flux-dev", "flux-schnell", "flux-fill", "flux-depth")),
     # Z-Image passes its sigmas as a list, which UniPC's flow schedule cannot take (diffusers 0.42.1): Euler only
