@@ -11,7 +11,8 @@ substrings of the native reading without spaces and punctuation (allowed phrases
 3. sexual_minors: a [minor] word (or an age under 18) with a sexual or [suggestive] word anywhere in the text;
 4. sexual: a [remove] word followed closely by a [clothing] word ("without clothes");
 5. hate: a [group] of people with a [dehumanizing] word ("immigrants are vermin"); violence_gore: a [dead]
-   body with a [bloody] word ("a corpse in a pool of blood");
+   body with a [bloody] word ("a corpse in a pool of blood"); self_harm: a [blade] with a [wrist] ("a razor
+   on her wrist");
 6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity".
 """
 
@@ -35,6 +36,8 @@ CYRILLIC_WORD = re.compile(r"[а-яё]+")
 AGE = re.compile(r"(\d{1,2})\s*-?\s*(?:years?\s*-?\s*old|yo|y/o|anos|ans|jahre|jahrige\w*|anni|лет|год\w*|"
                  r"歳|岁|歲|살)")
 ADULT_AGE = 18
+# a category found when a word of each of two context sections is in the text
+COMBINATIONS = (("hate", "group", "dehumanizing"), ("violence_gore", "dead", "bloody"), ("self_harm", "blade", "wrist"))
 
 
 class PromptModeration(PromptChecker):
@@ -61,7 +64,7 @@ class PromptModeration(PromptChecker):
         if "sexual_minors" not in found and self._mentions_minor(own, view) and (
                 "sexual" in found or self._mentions("suggestive", view)):
             found["sexual_minors"] = "a minor in a sexual or suggestive context"
-        for category, first, second in (("hate", "group", "dehumanizing"), ("violence_gore", "dead", "bloody")):
+        for category, first, second in COMBINATIONS:
             if category not in found and self._mentions(first, view) and self._mentions(second, view):
                 found[category] = f"a [{first}] word with a [{second}] word"
         profanity = offensive_probability(plain_words(self._without_allowed(latin)))

@@ -21,8 +21,9 @@ CYRILLIC_LANGUAGES = ("ru",)
 SUBSTRING_LANGUAGES = ("ja", "zh", "ko")
 LANGUAGES = LATIN_LANGUAGES + CYRILLIC_LANGUAGES + SUBSTRING_LANGUAGES
 # context sections: a [minor] with a sexual or [suggestive] word is sexual_minors, a [remove] word before a
-# [clothing] word is sexual, a [group] with a [dehumanizing] word is hate, a [dead] body with a [bloody] word is gore
-CONTEXTS = ("minor", "suggestive", "clothing", "remove", "group", "dehumanizing", "dead", "bloody")
+# [clothing] word is sexual, a [group] with a [dehumanizing] word is hate, a [dead] body with a [bloody] word is
+# gore, a [blade] with a [wrist] is self-harm
+CONTEXTS = ("minor", "suggestive", "clothing", "remove", "group", "dehumanizing", "dead", "bloody", "blade", "wrist")
 SECTIONS = (*CATEGORIES, *CONTEXTS, "allow")
 PLURALS = ("s", "es")
 REMOVAL_REACH = 3  # words after "without"/"no"/"removing" that a clothing word may be
