@@ -94,6 +94,21 @@ class GenerationRequest:
     mask: Image.Image | None = _declare(None, widget="image", label="Mask (white = repaint)", recipe=False)
     # the form's slider starts at its step: 0 itself is refused (strength must be more than 0)
     strength: float = _declare(0.75, widget="slider", label="Denoising strength", minimum=0.01, maximum=1, step=0.01)
+    # canvas inpainting and outpainting (t2i/generation/outpaint.py): pixels added on each side of the init image,
+    # repainted; the mask's blur and "inpaint not masked" as A1111 names them
+    outpaint_left: int = _declare(0, widget="number", minimum=0, maximum="max_side", flag="--outpaint-left",
+                                  help="outpainting: pixels (a multiple of 8) added left of the init image")
+    outpaint_right: int = _declare(0, widget="number", minimum=0, maximum="max_side", flag="--outpaint-right",
+                                   help="outpainting: pixels (a multiple of 8) added right of the init image")
+    outpaint_top: int = _declare(0, widget="number", minimum=0, maximum="max_side", flag="--outpaint-top",
+                                 help="outpainting: pixels (a multiple of 8) added above the init image")
+    outpaint_bottom: int = _declare(0, widget="number", minimum=0, maximum="max_side", flag="--outpaint-bottom",
+                                    help="outpainting: pixels (a multiple of 8) added below the init image")
+    mask_blur: int = _declare(0, widget="slider", minimum=0, maximum=64, step=1, flag="--mask-blur",
+                              help="blur the mask's edge by this many pixels (A1111's Mask blur)")
+    inpainting_mask_invert: int = _declare(0, widget="slider", label="Inpaint not masked", minimum=0, maximum=1,
+                                           step=1, flag="--inpaint-not-masked",
+                                           help="1: repaint what the mask leaves black instead")
     # hires fix (t2i/generation/hires.py): a second pass at a larger size; on when hires_scale > 1 or a size is given
     hires_scale: float = _declare(1.0, widget="slider", label="Hires upscale", minimum=1, maximum=4, step=0.05,
                                   flag="--hires-scale", help="hires fix: 1 is off; 2 makes a second pass at twice the size")
@@ -129,7 +144,8 @@ class GenerationRequest:
     def mode(self) -> str:
         if self.init_image is None:
             return "txt2img"
-        return "inpaint" if self.mask is not None else "img2img"
+        outpaint = any((self.outpaint_left, self.outpaint_right, self.outpaint_top, self.outpaint_bottom))
+        return "inpaint" if self.mask is not None or outpaint else "img2img"
 
     def validate(self, settings: Settings) -> None:
         """Raise RequestError naming the first field that is out of range; never changes a value."""
@@ -219,8 +235,31 @@ class GenerationRequest:
         if not _is_int(self.clip_skip) or not low <= self.clip_skip <= high:
             raise RequestError(f"clip_skip must be 1 (the last layer) or 2 (the penultimate layer, what compel "
                                f"offers); got {self.clip_skip!r}")
+        self._validate_canvas(settings)
         if self.wildcards not in WILDCARD_MODES:
             raise RequestError(f"wildcards must be one of: {', '.join(WILDCARD_MODES)}; got {self.wildcards!r}")
+
+    def _validate_canvas(self, settings: Settings) -> None:
+        """Outpainting sides (multiples of 8, the extended canvas within the size limits), mask blur and invert."""
+        sides = {name: getattr(self, name) for name in
+                 ("outpaint_left", "outpaint_right", "outpaint_top", "outpaint_bottom")}
+        for name, value in sides.items():
+            if not _is_int(value) or not 0 <= value <= settings.max_side or value % 8:
+                raise RequestError(f"{name} must be a multiple of 8 from 0 to {settings.max_side}; got {value!r}")
+        if any(sides.values()):
+            if self.init_image is None:
+                raise RequestError("outpainting needs an init image to extend")
+            if isinstance(self.init_image, Image.Image):
+                width = self.init_image.width + sides["outpaint_left"] + sides["outpaint_right"]
+                height = self.init_image.height + sides["outpaint_top"] + sides["outpaint_bottom"]
+                if max(width, height) > settings.max_side or width * height > settings.max_pixels:
+                    raise RequestError(f"the outpainted canvas {width}x{height} is beyond the limits "
+                                       f"({settings.max_side} pixels a side, {settings.max_pixels} in all)")
+        if not _is_int(self.mask_blur) or not 0 <= self.mask_blur <= 64:
+            raise RequestError(f"mask_blur must be a whole number of pixels from 0 to 64; got {self.mask_blur!r}")
+        if self.inpainting_mask_invert not in (0, 1) or isinstance(self.inpainting_mask_invert, bool):
+            raise RequestError(f"inpainting_mask_invert must be 0 (inpaint masked) or 1 (inpaint not masked); "
+                               f"got {self.inpainting_mask_invert!r}")
 
     def recipe(self) -> dict:
         """The request's plain fields (no images), for metadata and links."""

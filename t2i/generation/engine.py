@@ -8,6 +8,7 @@ import threading
 
 from t2i import __version__ as VERSION
 from t2i.generation.batching import Batcher
+from t2i.generation.outpaint import canvas_size
 from t2i.generation.prepared import PreparedRequest
 from t2i.generation.run import Member, Runner
 from t2i.generation.wildcards import Wildcards, generate_combinations
@@ -74,10 +75,11 @@ class Engine:
         self.safety.check_prompts(styled.prompt, styled.negative_prompt, request_id=audit_id)
         model = self.models.get(request.model)
         check_fits_family(request, model)
+        native = canvas_size(request) or (model.native_size, model.native_size)  # outpainting: the new canvas's
         return PreparedRequest(
             request=request, model=model, styled=styled, audit_id=audit_id,
             used=[(self.plugins.plugins[name], plugin_units) for name, plugin_units in units.items() if plugin_units],
-            width=request.width or model.native_size, height=request.height or model.native_size,
+            width=request.width or native[0], height=request.height or native[1],
             base_seed=base_seed, templates=expanded.templates)
 
     def run(self, prepared: PreparedRequest, on_progress: ProgressCallback | None = None,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from PIL import Image
+from PIL import Image, ImageFilter, ImageOps
 
 from t2i import __version__
+from t2i.generation.outpaint import canvas_size, extend_canvas, outpaint_sides
 from t2i.models.cache import LoadedModel
 from t2i.plugins import Plugin
 from t2i.request import MAX_SEED, GenerationRequest
@@ -49,10 +50,16 @@ class PreparedRequest:
         request, size = self.request, (self.width, self.height)
         if request.init_image is None:
             return {}
-        inputs = {"image": request.init_image.convert("RGB").resize(size, Image.Resampling.LANCZOS),
-                  "strength": request.strength}
-        if request.mask is not None:
-            inputs["mask_image"] = request.mask.convert("L").resize(size, Image.Resampling.NEAREST)
+        image, mask = request.init_image, request.mask
+        if mask is not None and request.inpainting_mask_invert:
+            mask = ImageOps.invert(mask.convert("L"))
+        if canvas_size(request):  # outpainting: a larger canvas whose new area is repainted
+            image, mask = extend_canvas(image, mask, **outpaint_sides(request))
+        inputs = {"image": image.convert("RGB").resize(size, Image.Resampling.LANCZOS), "strength": request.strength}
+        if mask is not None:
+            mask = mask.convert("L").resize(size, Image.Resampling.NEAREST)
+            inputs["mask_image"] = mask.filter(ImageFilter.GaussianBlur(request.mask_blur)) if request.mask_blur \
+                else mask
         return inputs
 
     def guidance(self) -> dict:

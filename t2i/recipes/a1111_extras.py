@@ -2,7 +2,8 @@
 
 `Denoising strength: 0.5, Hires upscale: 2, Hires steps: 10, Hires upscaler: Latent`, or `Hires resize: 1024x768`
 for a target size; `Hires prompt`, `Hires negative prompt` and `Hires sampler` (with A1111 >= 1.8's `Hires schedule
-type`) when the second pass has its own; `Clip skip: 2`. The VAE (`VAE`, `VAE hash`) and `TI hashes` come with
+type`) when the second pass has its own; `Clip skip: 2`; for inpainting `Mask blur: 4` and `Mask mode: Inpaint not
+masked`. The VAE (`VAE`, `VAE hash`) and `TI hashes` come with
 the run's described fields (t2i/generation/run_extras.py); `VAE` is read back into the VAE box.
 """
 
@@ -28,6 +29,10 @@ def infotext_fields(params: dict) -> list[tuple[str, object]]:
     fields: list[tuple[str, object]] = []
     if params.get("clip_skip", 1) != 1:
         fields.append(("Clip skip", params["clip_skip"]))
+    if params.get("mode") == "inpaint" and params.get("mask_blur"):  # A1111 writes these for inpainting only
+        fields.append(("Mask blur", params["mask_blur"]))
+    if params.get("mode") == "inpaint" and params.get("inpainting_mask_invert"):
+        fields.append(("Mask mode", "Inpaint not masked"))
     if not hires_enabled(params):
         return fields
     fields.append(("Denoising strength", params["hires_denoise"]))
@@ -55,6 +60,10 @@ def read_fields(extra: dict, form: dict, notes: list[str], sampler_name) -> None
         else:
             extra["Clip skip"] = value
             notes.append(f"clip skip {value} is not available here (1 or 2, compel's last or penultimate layer)")
+    if "Mask blur" in extra:
+        form["mask_blur"] = round(_number("Mask blur", extra.pop("Mask blur"), float))
+    if extra.get("Mask mode") in ("Inpaint masked", "Inpaint not masked"):
+        form["inpainting_mask_invert"] = int(extra.pop("Mask mode") == "Inpaint not masked")
     if extra.get("VAE"):
         form["vae"] = extra.pop("VAE")
     if not any(key in extra for key in HIRES_KEYS):
