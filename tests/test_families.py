@@ -22,6 +22,7 @@ from PIL import Image
 
 from t2i.generation.engine import Engine
 from t2i.generation.previews import latents_to_preview
+from t2i.models.cache import ModelCache
 from t2i.models.families import FAMILIES, family_of_class, family_of_tensors
 from t2i.models.file_checks import read_safetensors_header
 from t2i.models.tiny import save_tiny_model
@@ -174,25 +175,24 @@ def test_every_sampler_of_a_flow_family_runs_and_differs(family_engine, family_m
 # ---- LoRA -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key, style", [(key, style) for key in MODELS
-                                        for style in FAMILIES[_family(key)].lora_formats])
-def test_a_lora_changes_the_image_at_weight_1_and_not_at_0(family_engine, family_models, key, style):
+@pytest.mark.parametrize("key", [key for key in MODELS if key != "flux1-schnell"])  # schnell: dev's architecture
+def test_a_lora_changes_the_image_at_weight_1_and_not_at_0(family_engine, family_models, key):
     plain = _generate(family_engine, family_models[key]).image.tobytes()
-    name = f"{key}-{style}"
 
-    def with_lora(weight):
+    def with_lora(name, weight):
         item = _generate(family_engine, family_models[key], prompt=f"{PROMPT} <lora:{name}:{weight}>")
         assert f"<lora:{name}:{float(weight)}>" in infotext(item.parameters)
         return item.image.tobytes()
 
-    assert with_lora(0) == plain
-    assert with_lora(1) != plain
+    for style in FAMILIES[_family(key)].lora_formats:  # diffusers keys, and kohya keys where diffusers reads them
+        assert with_lora(f"{key}-{style}", 0) == plain
+        assert with_lora(f"{key}-{style}", 1) != plain
     assert _generate(family_engine, family_models[key]).image.tobytes() == plain  # nothing stays switched on
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model_key, lora", [("sdxl", "flux1-dev-kohya"), ("sdxl", "flux1-dev-diffusers"),
-                                             ("flux1-dev", "sdxl-kohya"), ("qwenimage", "zimage-diffusers")])
+                                             ("flux1-dev", "sdxl-kohya")])
 def test_a_lora_of_another_family_is_refused_with_the_model_unchanged(family_engine, family_models, model_key, lora):
     plain = _bytes(_generate(family_engine, family_models[model_key]))
     model = family_engine.models.get(str(family_models[model_key]))
@@ -278,18 +278,18 @@ def test_a_flux_prompt_over_the_t5_limit_is_refused_not_cut(family_engine, famil
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["sd3", "zimage", "qwenimage", "flux2"])
-def test_a_single_file_denoiser_loads_with_configs_from_a_local_folder(family_engine, family_models, tmp_path,
-                                                                          family):
+def test_a_single_file_denoiser_loads_with_configs_from_a_local_folder(family_models, tmp_path, family):
     path = save_single_file(family, tmp_path / f"{family}.safetensors")  # the same seed: the folder's weights
-    engine = Engine(Settings(data_dir=tmp_path / "data", device="cpu", dtype="float32", default_model="embedded",
-                             entry_point_plugins=False, safety_allow_unchecked_images=True,
-                             single_file_config=str(family_models[family])))
-    single = _generate(engine, path)
-    assert single.image.tobytes() == _generate(family_engine, family_models[family]).image.tobytes()
-    bare = Engine(Settings(data_dir=tmp_path / "bare", device="cpu", dtype="float32", default_model="embedded",
-                           entry_point_plugins=False, safety_allow_unchecked_images=True))
+    settings = Settings(data_dir=tmp_path / "data", device="cpu", dtype="float32", default_model="embedded",
+                        entry_point_plugins=False, single_file_config=str(family_models[family]))
+    cache = ModelCache(settings)
+    single, folder = cache.get(str(path)), cache.get(str(family_models[family]))
+    assert single.family == family and single.name == path.name
+    expected = folder.denoiser.state_dict()
+    loaded = single.denoiser.state_dict()
+    assert loaded.keys() == expected.keys() and all(torch.equal(loaded[name], expected[name]) for name in loaded)
     with pytest.raises(RequestError, match="T2I_SINGLE_FILE_CONFIG"):
-        _generate(bare, path)
+        ModelCache(Settings(data_dir=tmp_path / "bare", device="cpu", entry_point_plugins=False)).get(str(path))
 
 
 @pytest.mark.slow
@@ -304,11 +304,6 @@ def test_the_cli_generates_with_a_new_family(family_models, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     parameters = Image.open(out).info["parameters"]
     assert "CFG scale: 5.0, Distilled CFG Scale: 2.5, Seed: 4, Size: 64x64" in parameters
-    refused = subprocess.run([sys.executable, "-m", "t2i", "generate", "a red circle", "--model",
-                              str(family_models["flux1-dev"]), "--sampler", "DDIM", "-o", str(tmp_path / "no.png")],
-                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
-    assert refused.returncode != 0 and "DDIM sampler cannot run Flux.1" in refused.stderr
-    assert not (tmp_path / "no.png").exists()
 
 
 @pytest.mark.slow
