@@ -247,6 +247,9 @@ def information_size(image: Image.Image) -> tuple[int, int]:
     """The image's width and height before nearest-neighbour enlargement: a 16x16 preview shown at 64x64 is 16x16."""
     pixels = np.asarray(image)
     width, height = image.size
+    if min(width, height) < 2 or not (np.array_equal(pixels[0], pixels[1])
+                                      and np.array_equal(pixels[:, 0], pixels[:, 1])):
+        return width, height  # the first two rows or columns differ: no enlargement (the usual case, cheap)
     for factor in range(min(width, height), 1, -1):
         if width % factor or height % factor:
             continue
