@@ -16,6 +16,7 @@ from t2i.studio import GenerateForm, Studio
 
 from t2i.ui.plugin_panels import (PanelContext, accept_plugin_values, create_own_panels, create_plugin_panels,
                             units_from_values)
+from t2i.ui.canvas import create_brush_canvas
 from t2i.ui.extras_panel import create_extras_panel
 from t2i.ui.uploads import track_uploads
 from t2i.ui.widgets import upload_image
@@ -105,9 +106,15 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
                 place("batch_count")
                 place("batch_size")
             with gr.Accordion("img2img / inpainting", open=False):
-                place("init_image", sources=["upload", "clipboard"], elem_id="init_image")
-                place("mask", sources=["upload"], elem_id="mask")
+                init_image = place("init_image", sources=["upload", "clipboard"], elem_id="init_image")
+                create_brush_canvas(init_image, place("mask", sources=["upload"], elem_id="mask"))
                 place("strength")
+                with gr.Row():
+                    place("mask_blur")
+                    place("inpainting_mask_invert")
+                with gr.Row():
+                    for side in ("left", "right", "top", "bottom"):
+                        place(f"outpaint_{side}", step=8, minimum=0)
             create_extras_panel(studio, place)  # hires fix, clip skip, VAE, embeddings
             for name in REQUEST_FIELDS:  # a field declared after this layout was written still gets its widget
                 if name not in widgets:
