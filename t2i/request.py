@@ -95,14 +95,19 @@ class GenerationRequest:
     # the form's slider starts at its step: 0 itself is refused (strength must be more than 0)
     strength: float = _declare(0.75, widget="slider", label="Denoising strength", minimum=0.01, maximum=1, step=0.01)
     # canvas inpainting and outpainting (t2i/generation/outpaint.py): pixels added on each side of the init image,
-    # repainted; the mask's blur and "inpaint not masked" as A1111 names them
-    outpaint_left: int = _declare(0, widget="number", minimum=0, maximum="max_side", flag="--outpaint-left",
+    # repainted (like the images, links do not carry them; an outpainted image's recipe records them); the mask's
+    # blur and "inpaint not masked" as A1111 names them
+    outpaint_left: int = _declare(0, widget="number", minimum=0, maximum="max_side", recipe=False,
+                                  flag="--outpaint-left",
                                   help="outpainting: pixels (a multiple of 8) added left of the init image")
-    outpaint_right: int = _declare(0, widget="number", minimum=0, maximum="max_side", flag="--outpaint-right",
+    outpaint_right: int = _declare(0, widget="number", minimum=0, maximum="max_side", recipe=False,
+                                   flag="--outpaint-right",
                                    help="outpainting: pixels (a multiple of 8) added right of the init image")
-    outpaint_top: int = _declare(0, widget="number", minimum=0, maximum="max_side", flag="--outpaint-top",
+    outpaint_top: int = _declare(0, widget="number", minimum=0, maximum="max_side", recipe=False,
+                                 flag="--outpaint-top",
                                  help="outpainting: pixels (a multiple of 8) added above the init image")
-    outpaint_bottom: int = _declare(0, widget="number", minimum=0, maximum="max_side", flag="--outpaint-bottom",
+    outpaint_bottom: int = _declare(0, widget="number", minimum=0, maximum="max_side", recipe=False,
+                                    flag="--outpaint-bottom",
                                     help="outpainting: pixels (a multiple of 8) added below the init image")
     mask_blur: int = _declare(0, widget="slider", minimum=0, maximum=64, step=1, flag="--mask-blur",
                               help="blur the mask's edge by this many pixels (A1111's Mask blur)")

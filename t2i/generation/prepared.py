@@ -84,6 +84,8 @@ class PreparedRequest:
                       final_negative_prompt=styled.negative_prompt, generator=f"t2i {__version__}")
         if request.init_image is None:
             params.pop("strength")
+        if canvas_size(request):  # what made the canvas, though links (which carry no image) leave it out
+            params.update({f"outpaint_{side}": pixels for side, pixels in outpaint_sides(request).items()})
         if model.distilled_cfg is None:  # written only for models that have it, as Forge writes it
             params.pop("distilled_cfg", None)
         return params

@@ -27,7 +27,8 @@ def create_brush_canvas(init_image: gr.Image, mask: gr.Image) -> gr.ImageEditor:
     editor = gr.ImageEditor(
         label="Paint the area to repaint", type="numpy", image_mode="RGBA", sources=(), format="png",
         transforms=(), layers=gr.LayerOptions(allow_additional_layers=False), elem_id="mask_canvas",
-        brush=gr.Brush(default_size=8, colors=["rgb(255, 255, 255)"], color_mode="fixed"), canvas_size=(512, 512), value=None)
+        brush=gr.Brush(default_size=8, colors=["rgb(255, 255, 255)"], color_mode="fixed"), canvas_size=(512, 512),
+        value=None)
 
     def show_init(path: str | None):
         """The init image as the canvas's background (strokes start afresh)."""
