@@ -10,6 +10,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from PIL import Image
+
 from t2i.plugins import Plugin, PluginManager
 from t2i.request import REQUEST_FIELDS, FieldSpec, GenerationRequest
 from t2i.settings import Settings
@@ -42,11 +44,16 @@ def _generate(args) -> int:
 
 def _request_from_flags(args) -> GenerationRequest:
     """The GenerationRequest the request fields' flags and the plugins' flags describe."""
-    return GenerationRequest(
-        **{name: tuple(value) if isinstance(value, list) else value for name, value in vars(args).items()
-           if name in REQUEST_FIELDS},
-        plugin_units=_units_from_flags(args),
-    )
+    from t2i.web.uploads import load_image_file
+
+    values = {name: tuple(value) if isinstance(value, list) else value for name, value in vars(args).items()
+              if name in REQUEST_FIELDS}
+    settings = Settings()
+    for name, spec in REQUEST_FIELDS.items():  # image files (--init-image, --mask), decoded under the size caps
+        if spec.type is Image.Image and values.get(name):
+            values[name] = load_image_file(values[name], settings.max_upload_mb << 20, settings.max_pixels,
+                                           what=name.replace("_", " "))
+    return GenerationRequest(**values, plugin_units=_units_from_flags(args))
 
 
 def _grid(args) -> int:
@@ -154,6 +161,8 @@ def _flag_options(spec: FieldSpec) -> dict:
     options = {"dest": spec.name, "metavar": spec.flag.lstrip("-").replace("-", "_").upper()}
     if spec.type is tuple:
         return {**options, "action": "append", "default": [], "help": help_text + " (repeatable)"}
+    if spec.type is Image.Image:
+        return {**options, "metavar": "FILE", "default": None, "help": help_text}
     return {**options, "type": spec.type, "default": spec.default, "help": help_text}
 
 

@@ -90,10 +90,13 @@ class GenerationRequest:
                          maximum=MAX_SEED, flag="--seed")
     batch_count: int = _declare(1, widget="slider", minimum=1, maximum="max_images", step=1, flag="--batch-count")
     batch_size: int = _declare(1, widget="slider", minimum=1, maximum="max_images", step=1, flag="--batch-size")
-    init_image: Image.Image | None = _declare(None, widget="image", recipe=False)
-    mask: Image.Image | None = _declare(None, widget="image", label="Mask (white = repaint)", recipe=False)
+    init_image: Image.Image | None = _declare(None, widget="image", recipe=False, flag="--init-image",
+                                              help="img2img / inpainting / outpainting: the image file to start from")
+    mask: Image.Image | None = _declare(None, widget="image", label="Mask (white = repaint)", recipe=False,
+                                        flag="--mask", help="inpainting: a mask image file, white where to repaint")
     # the form's slider starts at its step: 0 itself is refused (strength must be more than 0)
-    strength: float = _declare(0.75, widget="slider", label="Denoising strength", minimum=0.01, maximum=1, step=0.01)
+    strength: float = _declare(0.75, widget="slider", label="Denoising strength", minimum=0.01, maximum=1, step=0.01,
+                               flag="--strength")
     # canvas inpainting and outpainting (t2i/generation/outpaint.py): pixels added on each side of the init image,
     # repainted (like the images, links do not carry them; an outpainted image's recipe records them); the mask's
     # blur and "inpaint not masked" as A1111 names them

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from t2i.cli import _request_from_flags, build_parser
 from t2i.embedded.world import Scene, ShapeObject, render
 from t2i.eval.analyzer import named_colour_share
+from t2i.plugins import PluginManager
 from t2i.recipes.infotext import infotext, png_bytes
 from t2i.request import GenerationRequest, RequestError
 
@@ -66,3 +68,16 @@ def test_inpaint_not_masked_repaints_the_black_part_and_mask_blur_is_recorded(en
 def test_bad_canvas_input_is_a_clear_error(engine, settings, fields, message):
     with pytest.raises(RequestError, match=message.replace("(", r"\(").replace(")", r"\)")):
         engine.generate(GenerationRequest(**{"prompt": "a red circle", "init_image": INIT, **fields}))
+
+
+def test_the_cli_reads_the_init_image_and_mask_files_and_the_outpaint_flags(tmp_path):
+    INIT.save(tmp_path / "init.png")
+    Image.new("L", (64, 64), 255).save(tmp_path / "mask.png")
+    generate = build_parser(PluginManager())._subparsers._group_actions[0].choices["generate"]
+    args = generate.parse_args(["a red circle", "-o", str(tmp_path / "out.png"), "--init-image",
+                                str(tmp_path / "init.png"), "--mask", str(tmp_path / "mask.png"), "--outpaint-top",
+                                "8", "--mask-blur", "4", "--strength", "1", "--inpaint-not-masked", "1"])
+    request = _request_from_flags(args)
+    assert request.init_image.tobytes() == INIT.tobytes() and request.mask.size == (64, 64)
+    assert (request.outpaint_top, request.mask_blur, request.strength, request.inpainting_mask_invert) == (8, 4, 1, 1)
+    assert request.mode == "inpaint"
