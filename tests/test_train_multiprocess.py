@@ -1,7 +1,10 @@
 """Multi-process training (T2I_TRAIN_PROCESSES=2, gloo on CPU) on the embedded model, as the runner starts it: the
 launcher killed with SIGKILL after a checkpoint takes its ranks with it, Resume finishes at the configured step,
 each step is logged once per attempt, both ranks end with the same LoRA (text encoder included), and the LoRA is
-in the library."""
+in the library.
+
+torch's rendezvous store (TCPStore) listens on every interface, whatever address it is given (checked with `ss`),
+so the test runs itself again inside a loopback-only network namespace (t2i.ray.loopback)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -52,7 +57,21 @@ def _dataset(folder):
     return prepare_dataset([folder])
 
 
-def test_two_processes_resume_after_kill_and_end_with_equal_weights(runner, tmp_path):
+def test_two_processes_resume_after_kill_and_end_with_equal_weights(request, tmp_path):
+    """Run the body below in a loopback-only network namespace."""
+    from t2i.ray.loopback import loopback_command, loopback_environment, only_loopback, unavailable_reason
+    if only_loopback():
+        _two_processes_resume_after_kill_and_end_with_equal_weights(request.getfixturevalue("runner"), tmp_path)
+        return
+    if reason := unavailable_reason():
+        pytest.skip(reason)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::{request.node.name}"]
+    done = subprocess.run(loopback_command(command), env=loopback_environment(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "1 passed" in done.stdout, done.stdout[-2000:]
+
+
+def _two_processes_resume_after_kill_and_end_with_equal_weights(runner, tmp_path):
     config = config_from_preset(name="teal2p", trigger="tlq", steps=STEPS, batch_size=1, rank=2, alpha=2.0,
                                 checkpoint_every=2, sample_every=0, prior_preservation=False,
                                 train_text_encoder=True)
