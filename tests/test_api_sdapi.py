@@ -115,7 +115,7 @@ def test_png_info_reads_our_recipe(client):
     ("txt2img", {"prompt": "a red circle", "enable_hr": True, "hr_checkpoint_name": "other"}, 422,
      "hr_checkpoint_name='other'"),
     ("txt2img", {"prompt": "a red circle", "enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+", "steps": 1}, 400,
-     "unknown upscaler 'R-ESRGAN 4x+'"),
+     "unknown hires upscaler 'R-ESRGAN 4x+'"),
     ("txt2img", {"prompt": "a red circle", "override_settings": {"sd_vae": "nope.safetensors"}, "steps": 1}, 400,
      "unknown VAE 'nope.safetensors'"),
     ("txt2img", {"prompt": "a red circle", "alwayson_scripts": {"ControlNet": {"args": [{"enabled": True}]}}}, 422,
