@@ -11,7 +11,8 @@ import pytest
 
 from t2i.batch.generate import SCHEMA, request_from_recipe
 from t2i.batch.rows import parse_row, parse_rows, read_jsonl
-from t2i.batch.store import DatasetFolder
+from t2i.batch.shards import sample_key
+from t2i.batch.store import FORMATS, DatasetFolder
 from t2i.request import GenerationRequest, RequestError
 from t2i.train.lora_trainer import rank_seed
 
@@ -72,8 +73,9 @@ def _table(*rows: tuple[str, str]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=SCHEMA.names)
 
 
-def test_the_folder_knows_what_a_resumed_run_skips(tmp_path):
-    folder = DatasetFolder(tmp_path / "out")
+@pytest.mark.parametrize("format", ["parquet", "webdataset"])
+def test_the_folder_knows_what_a_resumed_run_skips(tmp_path, format):
+    folder = DatasetFolder(tmp_path / "out", format)
     assert folder.add(_table(("a", "ok"), ("b", "withheld"), ("c", "failed"))) == (1, 1, 1)
     assert folder.add(_table(("d", "ok"), ("e", "ok"))) == (2, 0, 0)
     assert folder.done_ids() == {"a", "b", "d", "e"}  # the failed row is tried again
@@ -81,16 +83,28 @@ def test_the_folder_knows_what_a_resumed_run_skips(tmp_path):
     written = folder.read()
     assert sorted(written["id"]) == ["a", "d", "e"] and list(written.columns) == ["id", "image", "caption", "recipe",
                                                                                   "sha256"]
+    assert written.set_index("id").loc["d", "image"] == b"png of d"  # the bytes come back as written
     # a kill mid-write leaves a temporary part and a torn line: the next run drops both
-    (tmp_path / "out" / ".tmp-part-x.parquet").write_bytes(b"half a part")
+    (tmp_path / "out" / f".tmp-part-x{FORMATS[format]}").write_bytes(b"half a part")
     with open(tmp_path / "out" / "withheld.jsonl", "a") as handle:
         handle.write('{"id": "f", "rea')
-    reopened = DatasetFolder(tmp_path / "out")
+    reopened = DatasetFolder(tmp_path / "out", format)
     assert not list((tmp_path / "out").glob(".tmp-*"))
     assert reopened.done_ids() == {"a", "b", "d", "e"}
     reopened.add(_table(("f", "withheld")))
     assert [entry["id"] for entry in reopened.withheld()] == ["b", "f"]
     assert not (tmp_path / "out" / "failed.jsonl").exists()  # the failures listed are the current run's
+
+
+def test_a_folder_of_one_format_is_not_resumed_in_the_other(tmp_path):
+    DatasetFolder(tmp_path / "out", "webdataset").add(_table(("a", "ok")))
+    with pytest.raises(RequestError, match="already holds webdataset parts; resume it with --format webdataset"):
+        DatasetFolder(tmp_path / "out", "parquet")
+
+
+def test_webdataset_keys_hold_no_dots_and_differ_per_id():
+    keys = {sample_key(row_id) for row_id in ["a.b", "a/b", "a_b", "img-001"]}
+    assert len(keys) == 4 and not any("." in key or "/" in key for key in keys)
 
 
 def test_a_recipe_gives_back_its_request():

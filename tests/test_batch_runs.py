@@ -126,3 +126,24 @@ def test_ray_data_with_two_actors_makes_the_same_images(local, tmp_path):
     assert len(on_ray) == ROWS - 1 and on_ray.index.is_unique
     assert on_ray["sha256"].sort_index().to_dict() == here["sha256"].sort_index().to_dict()
     assert [json.loads(line)["id"] for line in (out / "withheld.jsonl").read_text().splitlines()] == ["blocked"]
+
+
+def test_webdataset_shards_hold_the_same_images_and_a_second_run_adds_none(local, tmp_path):
+    import webdataset as wds
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join((local["out"].parent / "rows.jsonl").read_text().splitlines(keepends=True)[:6]))
+    out = tmp_path / "shards"
+    for attempt in range(2):
+        done = subprocess.run(_command(rows, out, "--format", "webdataset"), env=ENV, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert "0 written, 0 withheld" in done.stderr and "6 already there" in done.stderr
+    samples = [sample for shard in sorted(out.glob("part-*.tar"))
+               for sample in wds.WebDataset(str(shard), shardshuffle=False)]
+    here = _dataset(local["out"])
+    assert sorted(sample["id"].decode() for sample in samples) == [f"img-{i:03d}" for i in range(6)]
+    for sample in samples:  # the same PNG bytes as the Parquet run's, readable by a WebDataset loader
+        row_id = sample["id"].decode()
+        assert hashlib.sha256(sample["png"]).hexdigest() == sample["sha256"].decode() == here.loc[row_id, "sha256"]
+        assert sample["txt"].decode() == here.loc[row_id, "caption"]

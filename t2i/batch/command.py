@@ -1,4 +1,4 @@
-"""`python -m t2i batch ROWS.jsonl --out DIR [--ray]`: the command line of dataset generation (t2i/batch/run.py).
+"""`python -m t2i batch ROWS.jsonl --out DIR [--ray] [--format webdataset]`: the command line of dataset generation (t2i/batch/run.py).
 
 Light to import: the command line builds its parser on every call; pandas, pyarrow and the engine load when it runs.
 """
@@ -26,6 +26,8 @@ def add_batch_parser(sub) -> None:
     batch.add_argument("--actor-cpus", type=float, default=0.5, help="Ray: CPUs each actor reserves (default 0.5)")
     batch.add_argument("--actor-gpus", type=float, default=0.0, help="Ray: GPUs each actor reserves (default 0)")
     batch.add_argument("--batch-size", type=int, default=4, help="rows per Parquet part and per actor call")
+    batch.add_argument("--format", choices=["parquet", "webdataset"], default="parquet",
+                       help="parts as Parquet files (default) or WebDataset tar shards (KEY.png/.txt/.json/.id/.sha256)")
     batch.set_defaults(run=_batch)
 
 
@@ -38,7 +40,8 @@ def _batch(args) -> int:
     from t2i.batch.run import run_batch
 
     summary = run_batch(args.rows, args.out, settings, use_ray=args.ray, actors=args.actors,
-                        actor_cpus=args.actor_cpus, actor_gpus=args.actor_gpus, batch_size=args.batch_size)
+                        actor_cpus=args.actor_cpus, actor_gpus=args.actor_gpus, batch_size=args.batch_size,
+                        format=args.format)
     print(f"{args.out}: {summary.written} written, {summary.withheld} withheld (listed in {WITHHELD}), "
           f"{len(summary.failed)} failed, {summary.skipped} already there", file=sys.stderr)
     if summary.failed:

@@ -27,11 +27,11 @@ class BatchSummary:
 
 def run_batch(rows_path: Path, out: Path, settings: Settings, *, use_ray: bool = False, actors: int = 2,
               actor_cpus: float = 0.5, actor_gpus: float = 0.0, batch_size: int = 4,
-              show_progress: bool = True) -> BatchSummary:
+              show_progress: bool = True, format: str = "parquet") -> BatchSummary:
     """Generate the rows of `rows_path` not yet in `out` (every row checked first: a bad one stops the run)."""
     values = read_jsonl(rows_path)
     rows = parse_rows(values, settings)
-    folder = DatasetFolder(out)
+    folder = DatasetFolder(out, format)
     done = folder.done_ids()
     todo = [value for value, row in zip(values, rows) if row.id not in done]
     summary = BatchSummary(total=len(rows), skipped=len(rows) - len(todo))

@@ -1,4 +1,5 @@
-"""A dataset folder: Parquet parts of finished images, `withheld.jsonl`, and what a resumed run may skip.
+"""A dataset folder: Parquet parts (or WebDataset tar shards) of finished images, `withheld.jsonl`, and what a
+resumed run may skip.
 
 Each part is written to a hidden temporary name, synced, and renamed: a run killed at any moment leaves whole
 parts or none, so the ids on disk are exactly the ids finished. A run started again skips those ids and the
@@ -18,16 +19,22 @@ import pyarrow.parquet as pq
 
 from t2i.batch.command import FAILED, WITHHELD
 from t2i.batch.generate import SCHEMA
+from t2i.batch.shards import read_shard, shard_ids, write_shard
+from t2i.request import RequestError
 
-PART_GLOB = "part-*.parquet"
+FORMATS = {"parquet": ".parquet", "webdataset": ".tar"}  # a folder's parts: its format's file suffix
 IMAGE_COLUMNS = ["id", "image", "caption", "recipe", "sha256"]  # what a Parquet part holds
 
 
 class DatasetFolder:
     """The output folder of one dataset: appends parts, lists withheld rows, knows which ids are done."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    def __init__(self, folder: Path, format: str = "parquet"):
+        self.folder, self.format, self.suffix = folder, format, FORMATS[format]
+        for other, suffix in FORMATS.items():  # a resumed run must not mix formats in one folder
+            if other != format and any(folder.glob(f"part-*{suffix}")):
+                raise RequestError(f"{folder} already holds {other} parts; resume it with --format {other} "
+                                   "or choose another folder")
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob(".tmp-*"):  # a part a killed run did not finish: its rows are made again
             stale.unlink()
@@ -36,12 +43,17 @@ class DatasetFolder:
 
     def done_ids(self) -> set[str]:
         """Ids already written or withheld; a resumed run skips them."""
-        ids = {value for path in self.parts() for value in pq.read_table(path, columns=["id"])["id"].to_pylist()}
+        ids = {value for path in self.parts() for value in self._part_ids(path)}
         return ids | {entry["id"] for entry in self.withheld()}
 
     def parts(self) -> list[Path]:
-        """The finished Parquet parts."""
-        return sorted(self.folder.glob(PART_GLOB))
+        """The finished parts (Parquet files or tar shards)."""
+        return sorted(self.folder.glob(f"part-*{self.suffix}"))
+
+    def _part_ids(self, path: Path) -> list[str]:
+        if self.format == "webdataset":
+            return shard_ids(path)
+        return pq.read_table(path, columns=["id"])["id"].to_pylist()
 
     def withheld(self) -> list[dict]:
         """`{id, reason}` of each row the safety gate withheld."""
@@ -55,10 +67,13 @@ class DatasetFolder:
         returns (written, withheld, failed)."""
         images = table[table["status"] == "ok"]
         if len(images):
-            name = f"part-{uuid.uuid4().hex[:16]}.parquet"
+            name = f"part-{uuid.uuid4().hex[:16]}{self.suffix}"
             tmp = self.folder / f".tmp-{name}"
-            arrow = pa.Table.from_pandas(images[IMAGE_COLUMNS], schema=_image_schema(), preserve_index=False)
-            pq.write_table(arrow, tmp)
+            if self.format == "webdataset":
+                write_shard(images[IMAGE_COLUMNS], tmp)
+            else:
+                arrow = pa.Table.from_pandas(images[IMAGE_COLUMNS], schema=_image_schema(), preserve_index=False)
+                pq.write_table(arrow, tmp)
             _sync(tmp)
             os.replace(tmp, self.folder / name)
         for status, file in (("withheld", WITHHELD), ("failed", FAILED)):
@@ -76,7 +91,8 @@ class DatasetFolder:
         """Every image row of the dataset (all parts)."""
         if not self.parts():
             return pd.DataFrame(columns=IMAGE_COLUMNS)
-        return pd.concat([pq.read_table(path).to_pandas() for path in self.parts()], ignore_index=True)
+        read = read_shard if self.format == "webdataset" else (lambda path: pq.read_table(path).to_pandas())
+        return pd.concat([read(path) for path in self.parts()], ignore_index=True)
 
 
 def _image_schema() -> pa.Schema:
