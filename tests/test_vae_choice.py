@@ -76,3 +76,12 @@ def test_vaes_that_do_not_fit_are_refused(engine, settings, vae_files):
     with pytest.raises(RequestError, match="unknown VAE 'nope'; available: .*warm.safetensors"):
         run(engine, vae="nope", steps=1)
     assert json.loads((folder / "config.json").read_text())["latent_channels"] == 4
+
+
+def test_an_unknown_name_in_an_empty_folder_does_not_show_the_servers_path(tmp_path):
+    from t2i.models.file_library import FileLibrary
+
+    library = FileLibrary("VAE", tmp_path / "secret-place")
+    with pytest.raises(RequestError, match="unknown VAE 'x'; available: none") as refused:
+        library.path("x")
+    assert "secret-place" not in str(refused.value)

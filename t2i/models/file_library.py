@@ -55,7 +55,8 @@ class FileLibrary:
             if (self.folder / name).suffix == suffix or (self.folder / f"{name}{suffix}").is_file():
                 raise RequestError(f"{self.kind} {name!r} is a pickle file ({suffix}), which can run code when loaded;"
                                    " only .safetensors files are read")
-        shown = ", ".join([*self.offered, *entries][:20]) or f"none (put .safetensors files in {self.folder})"
+        # the folder's path is not shown: this message reaches web and API visitors
+        shown = ", ".join([*self.offered, *entries][:20]) or f"none (the server's {self.kind} folder is empty)"
         raise RequestError(f"unknown {self.kind} {name!r}; available: {shown}")
 
     def sha256(self, path: Path) -> str:
