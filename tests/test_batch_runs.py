@@ -8,10 +8,9 @@ import hashlib
 import io
 import json
 import os
-import signal
+import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -56,6 +55,18 @@ def _dataset(out: Path):
     return DatasetFolder(out).read().set_index("id")
 
 
+def _progress_reaches(process: subprocess.Popen, rows: int) -> int | None:
+    """Block on the command's progress bar (stderr) until it counts `rows` rows done, which it does only after
+    their part is on disk; the count shown, or None when the command ended first."""
+    seen = b""
+    while chunk := os.read(process.stderr.fileno(), 4096):
+        seen += chunk
+        counts = [int(done) for done in re.findall(rb"(\d+)/%d \[" % (ROWS,), seen)]
+        if counts and counts[-1] >= rows:
+            return counts[-1]
+    return None
+
+
 @pytest.fixture(scope="module")
 def local(tmp_path_factory):
     """A local run killed (SIGKILL) once KILL_AT rows are on disk, then run again to the end."""
@@ -63,14 +74,11 @@ def local(tmp_path_factory):
     rows, out = _rows(folder / "rows.jsonl"), folder / "out"
     first = subprocess.Popen(_command(rows, out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 300
-        while len(_ids_on_disk(out) if out.exists() else []) < KILL_AT:
-            assert first.poll() is None, f"the first run ended before the kill: {first.stderr.read()[-2000:]}"
-            assert time.time() < deadline, "no rows on disk after 300 s"
-            time.sleep(0.05)
+        shown = _progress_reaches(first, KILL_AT)
     finally:
         first.kill()
         first.wait()
+    assert shown is not None, "the first run ended before the kill"
     killed_with = len(_ids_on_disk(out))
     assert KILL_AT <= killed_with < ROWS - 1, killed_with
     second = subprocess.run(_command(rows, out), env=ENV, capture_output=True, text=True, timeout=600)

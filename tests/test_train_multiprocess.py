@@ -15,7 +15,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from safetensors import safe_open
@@ -25,17 +24,11 @@ from t2i.train.config import config_from_preset
 from t2i.train.dataset import prepare_dataset
 from t2i.train.runner import TrainingRunner, trained_elsewhere
 
+from test_train_resume import _until
+
 pytestmark = pytest.mark.slow  # two trainer launches of two processes each
 
 STEPS = 6
-
-
-def _until(predicate, what: str, timeout: float = 300):
-    deadline = time.time() + timeout
-    while not (value := predicate()):
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
 
 
 @pytest.fixture
@@ -81,7 +74,8 @@ def _two_processes_resume_after_kill_and_end_with_equal_weights(runner, tmp_path
     _until(lambda: runner.status(run_id).checkpoint or runner.status(run_id).finished, "the first checkpoint")
     os.kill(launcher.pid, signal.SIGKILL)
     folder = runner.folder(run_id)
-    _until(lambda: not runner.is_active(run_id), "the launcher to end")
+    launcher.wait(timeout=60)  # blocks until the launcher process is gone
+    _until(lambda: not runner.is_active(run_id), "the runner to see the launcher end")
     _until(lambda: not trained_elsewhere(folder), "its ranks to end with it (they hold the run's lock)", 60)
     killed = runner.status(run_id)
     assert killed.state == "interrupted" and killed.resumable and killed.step < STEPS, killed
