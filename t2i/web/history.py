@@ -2,8 +2,9 @@
 
 A browser holds a random history id (in its encrypted browser storage); the server keeps that browser's results
 in a folder named by a hash of the id, so a served file's address never reveals the id, and without the id no
-one can list, add to or delete from a history. Each entry is a copy of a result PNG (its recipe inside), named
-by the time it was added: the folder itself is the index, so there is nothing else to keep in step.
+one can list, add to or delete from a history. Each entry is a hard link to (or a copy of) a result PNG (its
+recipe inside), named by the time it was added: the folder itself is the index, so there is nothing else to keep
+in step.
 """
 
 from __future__ import annotations
@@ -92,8 +93,7 @@ class History:
                 # nanoseconds on the history's clock, strictly increasing within a folder: a stable order
                 stamp = max(int(self.clock() * 1e9), self._latest_stamp(folder) + 1)
                 target = folder / f"{stamp:019d}-{_safe_name(path)}"
-                shutil.copyfile(path, target.with_suffix(".tmp"))
-                os.replace(target.with_suffix(".tmp"), target)
+                _link_or_copy(Path(path), target)
                 added.append(Entry(target, stamp))
             self._prune(folder)
         return [entry for entry in added if entry.path.exists()]
@@ -131,6 +131,18 @@ class History:
         for index, entry in enumerate(self._list(folder)):
             if index >= self.max_items or entry.added < oldest:
                 entry.path.unlink(missing_ok=True)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Put `source` at `target` without writing its bytes again where it can: a hard link (the history keeps the
+    image when the output is deleted), else a copy (another file system), each made under a temporary name."""
+    temporary = target.with_suffix(".tmp")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
 
 
 def _safe_name(path: Path | str) -> str:
