@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_result  # noqa: E402
 from t2i.plugins import PluginManager  # noqa: E402
-from t2i.safety.evaluation import checkout_sets, rates, table  # noqa: E402
-from t2i.safety.gate import PromptRefused, SafetyGate  # noqa: E402
+from t2i.safety.evaluation import checkout_sets, rates, refused_by, table  # noqa: E402
+from t2i.safety.gate import SafetyGate  # noqa: E402
 from t2i.settings import Settings  # noqa: E402
 from t2i_plugins.safety_prompt.checker import PromptModeration  # noqa: E402
 
@@ -27,16 +27,9 @@ def main() -> None:
                         data_dir=Path(tempfile.mkdtemp(prefix="t2i-bench-")))
     gate = SafetyGate(PluginManager([PromptModeration()]), settings)
 
-    def refused(case: dict) -> bool:
-        try:
-            gate.check_prompts(case["prompt"], case.get("negative", ""))
-        except PromptRefused:
-            return True
-        return False
-
     results = {}
     for name, cases in checkout_sets(Path(__file__).resolve().parent.parent / "tests").items():
-        results[name] = rates(cases, refused)
+        results[name] = rates(cases, refused_by(gate))
         print(table(name, results[name]))
     write_result("safety_rates", {"policy": settings.safety_categories, "sets": results},
                  model="prompt_moderation word lists (no image model)")

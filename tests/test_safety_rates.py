@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from t2i.plugins import PluginManager
-from t2i.safety.evaluation import checkout_sets, rates, table
-from t2i.safety.gate import PromptRefused, SafetyGate
+from t2i.safety.evaluation import checkout_sets, rates, refused_by, table
+from t2i.safety.gate import SafetyGate
 from t2i_plugins.safety_prompt.checker import PromptModeration
 
 # set -> floor of its blocked rate, floor of its passed rate (None: the set has no such prompts)
@@ -37,14 +37,7 @@ def gate(settings):
 def test_rates_per_category_and_language(gate, sets, name):
     block_floor, pass_floor = FLOORS[name]
 
-    def refused(case: dict) -> bool:
-        try:
-            gate.check_prompts(case["prompt"], case.get("negative", ""))
-        except PromptRefused:
-            return True
-        return False
-
-    result = rates(sets[name], refused)
+    result = rates(sets[name], refused_by(gate))
     print("\n" + table(name, result))
     if block_floor is not None:
         assert result["block"]["all"]["rate"] >= block_floor

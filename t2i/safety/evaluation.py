@@ -14,6 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
+from t2i.safety.gate import PromptRefused
+
 
 def checkout_sets(tests: Path) -> dict[str, list[dict]]:
     """The sets of this checkout's tests/ folder by name: old, blind (blocked, benign, held-out) and dev."""
@@ -55,6 +57,18 @@ def read_old_set(path: Path, expect: str) -> list[dict]:
             cases.append({"prompt": prompt, "negative": negative, "category": "old", "language": "en",
                           "expect": expect})
     return cases
+
+
+def refused_by(gate) -> Callable[[dict], bool]:
+    """Whether the gate (a SafetyGate) refuses a case's prompt and negative prompt: the `flags` of `rates`."""
+
+    def refused(case: dict) -> bool:
+        try:
+            gate.check_prompts(case["prompt"], case.get("negative", ""))
+        except PromptRefused:
+            return True
+        return False
+    return refused
 
 
 def rates(cases: list[dict], flags: Callable[[dict], bool]) -> dict:
