@@ -13,21 +13,15 @@ RUN_DIR/checkpoints and continues from the newest one when started again (after 
 finally writes the LoRA into the library folder. All training randomness comes from one torch.Generator
 whose state is checkpointed, so a resumed run continues the exact same sequence.
 
-It is longer than our usual ~300 lines on purpose: like diffusers' training scripts it reads as one
-procedure, top to bottom (load, prepare, loop, checkpoint, sample, export); the reusable parts live beside it
-(dataset, buckets, resume, export).
+Like diffusers' training scripts it reads as one procedure, top to bottom (load, prepare, loop, checkpoint,
+sample, export); the reusable parts live beside it (dataset, buckets, resume, export, locks, ranks, progress_log).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
-import hashlib
-import json
 import math
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -37,10 +31,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list, gather_object
+from accelerate.utils import InitProcessGroupKwargs, gather_object
 from diffusers import DDPMScheduler
 from diffusers.image_processor import VaeImageProcessor
-from filelock import FileLock, Timeout
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
@@ -54,7 +47,10 @@ from t2i.train.resume import LoraCheckpoints, WorldSizeChanged
 from t2i.train.config import TrainingConfig
 from t2i.train.dataset import load_saved
 from t2i.train.export import export_lora, lora_metadata, model_card
-from t2i.train.runner import BUSY_EXIT, RUN_LOCK
+from t2i.train.locks import RunBusy, main_process_locks
+from t2i.train.progress_log import ProgressLog
+from t2i.train.ranks import die_with_launcher, rank_seed, weights_digest
+from t2i.train.runner import BUSY_EXIT
 
 ATTENTION_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
 # kohya's LoCon set: every layer of ResnetBlock2D, Downsample2D and Upsample2D ("conv" is the resamplers' layer)
@@ -65,73 +61,6 @@ TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]  # kohya
 
 class TrainingStopped(Exception):
     """Training cannot go on; the message says why and what to change."""
-
-
-class RunBusy(Exception):
-    """Another process already trains this run."""
-
-
-class ProgressLog:
-    """Appends one JSON object per line; readers (the runner, the UI) follow the file. Only the main process of a
-    multi-process run writes (`enabled`), so no event is written twice."""
-
-    def __init__(self, path: Path, enabled: bool = True):
-        self.path, self.enabled = path, enabled
-
-    def write(self, event: str, **fields) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"event": event, "time": round(time.time(), 3), **fields}) + "\n")
-
-
-@contextlib.contextmanager
-def machine_lock(log: ProgressLog):
-    """One training at a time per machine, across processes (web server, CLI): a blocking file lock."""
-    lock = FileLock(Settings().train_lock, preserve_lock_file=True)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.write("waiting", message="another training is running on this machine")
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path):
-    """Hold the run folder's lock, so that no second process trains (and later re-exports) the same run."""
-    lock = FileLock(run_dir / RUN_LOCK, preserve_lock_file=True)
-    try:  # a status probe holds it for microseconds; a trainer holds it for good
-        lock.acquire(timeout=1.0, poll_interval=0.05)
-    except Timeout:
-        raise RunBusy(f"run {run_dir.name} is already being trained by another process") from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-@contextlib.contextmanager
-def main_process_locks(accelerator: Accelerator, run_dir: Path, log: ProgressLog):
-    """The run's lock, then the machine's, taken by the main process only; the other ranks wait for it, and leave
-    with it when the run is busy."""
-    with contextlib.ExitStack() as locks:
-        busy = ""
-        if accelerator.is_main_process:
-            try:
-                locks.enter_context(run_lock(run_dir))
-            except RunBusy as exc:
-                busy = str(exc)
-        busy = broadcast_object_list([busy])[0]
-        if busy:
-            raise RunBusy(busy)
-        if accelerator.is_main_process:
-            locks.enter_context(machine_lock(log))
-        accelerator.wait_for_everyone()
-        yield
 
 
 @dataclass
@@ -288,14 +217,6 @@ def _accelerator(config: TrainingConfig, device: str) -> Accelerator:
                        cpu=not on_gpu, kwargs_handlers=[waits])
 
 
-def rank_seed(seed: int, rank: int) -> int:
-    """The seed of a rank's generator: the run's seed on rank 0 (a one-process run is unchanged), a seed mixed
-    from both on the others (so that rank 1 of seed 0 is not rank 0 of seed 1)."""
-    if rank == 0:
-        return seed
-    return int.from_bytes(hashlib.sha256(f"{seed}:{rank}".encode()).digest()[:8], "little")
-
-
 def train(run_dir: Path, lora_dir: Path) -> Path:
     """Train (or continue) the run in `run_dir` (in every process of a multi-process launch); return the path of
     the finished LoRA."""
@@ -423,24 +344,6 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     return exported.diffusers
 
 
-def weights_digest(weights: dict[str, torch.Tensor]) -> str:
-    """sha256 over the LoRA weights' names and bytes, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(weights):
-        digest.update(name.encode())
-        digest.update(weights[name].detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _die_with_launcher() -> None:
-    """A rank of a multi-process launch dies with its launcher (Linux): a kill -9 of the launcher (by the
-    runner's cancel, the OOM killer or a person) must not leave ranks training, and holding the run's lock."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1: PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the launcher died before the line above ran
-            sys.exit(1)
-
-
 def _with_trigger(caption: str, config: TrainingConfig) -> str:
     """The caption as trained: kept when it already names the trigger (a new colour word), else prefixed with it."""
     words = caption.replace(",", " ").split()
@@ -463,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--lora-dir", type=Path, default=None, help="LoRA library folder (default: T2I_LORA_DIR)")
     args = parser.parse_args(argv)
-    _die_with_launcher()
+    die_with_launcher()
     try:
         print(train(args.run_dir, args.lora_dir or Settings().lora_dir))
     except TrainingStopped as exc:
