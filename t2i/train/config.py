@@ -14,6 +14,12 @@ PRECISIONS = ("auto", "no", "fp16", "bf16")
 # which UNet layers get LoRA weights: "attention" (attention and feed-forward, as diffusers' scripts train), or
 # also the resnets' and resamplers' convolutions (kohya's LoCon), the only layers working at every resolution
 TARGETS = ("attention", "attention+conv")
+# optimizers and learning-rate schedules (diffusers.optimization.get_scheduler's names); t2i/train/optimizers.py
+OPTIMIZERS = ("adamw", "adamw8bit", "prodigy")
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
+# which timesteps training draws more often: "low_noise" favours the small timesteps, where line and texture
+# detail is decided; "high_noise" the large ones, where composition is (diffusers' SDXL script: earlier/later)
+TIMESTEP_BIASES = ("none", "low_noise", "high_noise")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TRIGGER = re.compile(r"^[^\s<>:,()\[\]]{2,32}$")  # one word that A1111/compel syntax leaves alone
 
@@ -57,6 +63,19 @@ class TrainingConfig:
     max_bad_losses: int = 5  # stop after this many NaN/Inf losses in a row
     mixed_precision: str = "auto"  # "auto": fp16/bf16 on a GPU, off on CPU
     gradient_checkpointing: bool = True  # used only on a GPU, where memory rather than time is short
+    # the options kohya and OneTrainer users expect; the defaults train as before they existed
+    optimizer: str = "adamw"  # one of OPTIMIZERS; "prodigy" sets its own step size (learning rate ~1.0)
+    lr_scheduler: str = "constant"  # one of LR_SCHEDULERS
+    lr_warmup_steps: int = 0  # steps of linear ramp from 0 to the learning rate (not with "constant")
+    lr_cycles: int = 1  # hard restarts of "cosine_with_restarts"
+    min_snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (5 is the paper's value); 0: off
+    noise_offset: float = 0.0  # per-channel offset added to the noise (0.05-0.1: darker darks, brighter brights)
+    shuffle_tags: bool = False  # shuffle a caption's comma-separated tags each time it is drawn
+    keep_tokens: int = 1  # the first tags stay in place when shuffling (the trigger comes first)
+    ema_decay: float = 0.0  # exponential moving average of the LoRA weights, exported instead; 0: off
+    timestep_bias: str = "none"  # one of TIMESTEP_BIASES
+    timestep_bias_multiplier: float = 2.0  # how much more often the favoured timesteps are drawn
+    timestep_bias_portion: float = 0.25  # the favoured fraction of the timesteps
 
     @property
     def trigger_word(self) -> str:
@@ -107,6 +126,39 @@ class TrainingConfig:
                                f"model's answer without it); got {with_trigger[0]!r}")
         if self.prior_preservation and self.num_class_images < 1:
             raise RequestError("prior preservation needs at least 1 class image")
+        self._validate_options()
+
+    def _validate_options(self) -> None:
+        """The optimizer, schedule and loss options."""
+        for name, choices in (("optimizer", OPTIMIZERS), ("lr_scheduler", LR_SCHEDULERS),
+                              ("timestep_bias", TIMESTEP_BIASES)):
+            if getattr(self, name) not in choices:
+                raise RequestError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        for name, (low, high) in {"lr_warmup_steps": (0, 100_000), "lr_cycles": (1, 100),
+                                  "keep_tokens": (0, 32)}.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise RequestError(f"{name} must be a whole number from {low} to {high}; got {value!r}")
+        for name, low, high in (("min_snr_gamma", 0.0, 100.0), ("noise_offset", 0.0, 1.0), ("ema_decay", 0.0, 0.99999),
+                                ("timestep_bias_multiplier", 0.1, 100.0), ("timestep_bias_portion", 0.01, 1.0)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+                raise RequestError(f"{name} must be a number from {low} to {high}; got {value!r}")
+        if self.lr_warmup_steps and self.lr_scheduler == "constant":
+            raise RequestError("the 'constant' schedule has no warmup; choose 'constant_with_warmup' or set the "
+                               "warmup steps to 0")
+        if self.lr_warmup_steps >= self.steps:
+            raise RequestError(f"lr_warmup_steps ({self.lr_warmup_steps}) must be fewer than the steps ({self.steps})")
+        if self.ema_decay and self.ema_decay < 0.5:
+            raise RequestError(f"ema_decay must be 0 (off) or from 0.5 to 0.99999; got {self.ema_decay!r}")
+        if self.optimizer == "prodigy":  # its learning rate multiplies the step size it estimates
+            rates = [("learning_rate", self.learning_rate)]
+            if self.train_text_encoder:
+                rates.append(("text_encoder_lr", self.text_encoder_lr))
+            for name, value in rates:
+                if not 0.1 <= value <= 1.0:
+                    raise RequestError(f"Prodigy finds its own step size: set {name} to about 1.0 (0.1 to 1.0); "
+                                       f"got {value!r}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)

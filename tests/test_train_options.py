@@ -1,0 +1,148 @@
+"""The training options kohya and OneTrainer users expect: each changes what it claims (small tensors, no model)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from t2i.request import RequestError
+from t2i.train.caption_tags import shuffle_tags
+from t2i.train.config import TrainingConfig, config_from_preset
+from t2i.train.ema import LoraEMA
+from t2i.train.loss_terms import add_noise_offset, min_snr_weights, per_sample_mse, sample_timesteps
+from t2i.train.optimizers import build_lr_scheduler, build_optimizer
+
+BASE = TrainingConfig(name="options")
+
+
+def _learning_rates(config: TrainingConfig, steps: int) -> list[float]:
+    param = torch.nn.Parameter(torch.zeros(2))
+    optimizer = build_optimizer([{"params": [param], "lr": 1.0}], config, "cpu")
+    schedule = build_lr_scheduler(optimizer, config, steps)
+    rates = []
+    for _ in range(steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        param.grad = torch.ones(2)
+        optimizer.step()
+        schedule.step()
+    return rates
+
+
+def test_lr_schedules_warm_up_then_follow_their_curve():
+    linear = _learning_rates(replace(BASE, lr_scheduler="linear", lr_warmup_steps=4, steps=12), 12)
+    assert linear == pytest.approx([0, 0.25, 0.5, 0.75, 1, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8])
+    cosine = _learning_rates(replace(BASE, lr_scheduler="cosine", lr_warmup_steps=2, steps=10), 10)
+    expected = [0, 0.5] + [0.5 * (1 + math.cos(math.pi * (s - 2) / 8)) for s in range(2, 10)]
+    assert cosine == pytest.approx(expected)
+    assert _learning_rates(replace(BASE, lr_scheduler="constant_with_warmup", lr_warmup_steps=2), 5) == \
+        pytest.approx([0, 0.5, 1, 1, 1])
+    assert _learning_rates(BASE, 4) == [1.0] * 4  # the default: as before the option existed
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_min_snr_weights_follow_the_formula(prediction):
+    scheduler = DDPMScheduler(prediction_type=prediction)
+    timesteps = torch.tensor([0, 10, 100, 500, 999])
+    alphas = scheduler.alphas_cumprod[timesteps]
+    snr = alphas / (1 - alphas)
+    expected = torch.minimum(snr, torch.tensor(5.0)) / (snr if prediction == "epsilon" else snr + 1)
+    weights = min_snr_weights(scheduler, timesteps, 5.0)
+    assert torch.allclose(weights, expected, rtol=1e-5)
+    assert weights[0] < 0.01  # the nearly clean timesteps, where SNR is huge, are damped
+    assert torch.equal(min_snr_weights(scheduler, timesteps, 0.0), torch.ones(5))
+
+
+def test_noise_offset_shifts_each_channel_mean():
+    noise = torch.zeros(8, 4, 16, 16)
+    shifted = add_noise_offset(noise, 0.1, torch.Generator().manual_seed(0))
+    means = shifted.mean(dim=(2, 3))
+    assert torch.allclose(shifted, means[:, :, None, None].expand_as(shifted))  # one shift per sample and channel
+    assert 0.05 < means.std().item() < 0.15
+    assert add_noise_offset(noise, 0.0, torch.Generator()) is noise
+
+
+def test_masked_loss_ignores_masked_out_pixels():
+    generator = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(2, 4, 8, 8, generator=generator), torch.randn(2, 4, 8, 8, generator=generator)
+    mask = torch.ones(2, 1, 64, 64)
+    mask[:, :, :, 32:] = 0  # the right half of the image (latent columns 4-7) is ignored
+    loss = per_sample_mse(pred, target, mask)
+    changed = pred.clone()
+    changed[:, :, :, 4:] += 10
+    assert torch.allclose(per_sample_mse(changed, target, mask), loss)
+    assert not torch.allclose(per_sample_mse(changed, target), per_sample_mse(pred, target))
+    changed[:, :, :, :4] += 1
+    assert (per_sample_mse(changed, target, mask) != loss).all()
+    assert torch.allclose(loss, ((pred - target) ** 2)[..., :4].mean(dim=(1, 2, 3)))
+
+
+def test_ema_follows_the_decay_formula_and_differs_from_raw():
+    param = torch.nn.Parameter(torch.zeros(3))
+    ema = LoraEMA([param], decay=0.5)
+    average = None
+    for update, value in enumerate([1.0, 2.0, 4.0, 8.0], start=1):
+        param.data.fill_(value)
+        ema.update()
+        decay = min(0.5, update / (9 + update)) if update > 1 else 0.0  # EMAModel's warm-up, capped at 0.5
+        average = value if average is None else decay * average + (1 - decay) * value
+    out = torch.nn.Parameter(torch.zeros(3))
+    ema.copy_to([out])
+    assert torch.allclose(out, torch.full((3,), average))
+    assert not torch.allclose(out, param)
+    again = LoraEMA([param], decay=0.5)
+    again.load_state_dict(ema.state_dict())
+    assert again.state_dict()["optimization_step"] == 4
+
+
+def test_shuffle_keeps_the_first_tags_in_place():
+    caption = "zqx, star, red, blue background, stripes, large"
+    seen = set()
+    for seed in range(20):
+        shuffled = shuffle_tags(caption, 2, torch.Generator().manual_seed(seed)).split(", ")
+        assert shuffled[:2] == ["zqx", "star"]
+        assert sorted(shuffled) == sorted(caption.split(", "))
+        seen.add(tuple(shuffled))
+    assert len(seen) > 5
+
+
+def test_timestep_bias_draws_low_noise_more_often_and_none_is_uniform():
+    uniform = sample_timesteps(BASE, 1000, 4000, torch.Generator().manual_seed(3))
+    assert torch.equal(uniform, torch.randint(0, 1000, (4000,), generator=torch.Generator().manual_seed(3)))
+    low = sample_timesteps(replace(BASE, timestep_bias="low_noise", timestep_bias_multiplier=4.0), 1000, 4000,
+                           torch.Generator().manual_seed(3))
+    # 250 of 1000 timesteps at weight 4: 1000 / 1750 of the draws land there, against 25% uniformly
+    assert abs((low < 250).float().mean().item() - 1000 / 1750) < 0.03
+    assert abs((uniform < 250).float().mean().item() - 0.25) < 0.03
+
+
+@pytest.mark.parametrize("name", ["adamw8bit", "prodigy"])
+def test_gpu_optimizers_step_on_cpu(name):
+    # bitsandbytes 0.50 has a CPU kernel for 8-bit AdamW, and Prodigy is plain torch: both train on CPU here
+    config = replace(BASE, optimizer=name, learning_rate=1.0 if name == "prodigy" else 1e-3)
+    param = torch.nn.Parameter(torch.randn(64, 64, generator=torch.Generator().manual_seed(0)))
+    before = param.detach().clone()
+    optimizer = build_optimizer([{"params": [param], "lr": config.learning_rate}], config, "cpu")
+    for _ in range(3):
+        param.grad = param.detach().clone()
+        optimizer.step()
+    assert not torch.equal(param, before)
+    if name == "adamw8bit":
+        assert optimizer.state[param]["state1"].dtype == torch.uint8  # really the 8-bit state
+
+
+def test_option_errors_are_clear():
+    with pytest.raises(RequestError, match="8-bit AdamW has no kernel for mps"):
+        build_optimizer([{"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 1e-3}],
+                        replace(BASE, optimizer="adamw8bit"), "mps")
+    with pytest.raises(RequestError, match="Prodigy finds its own step size"):
+        config_from_preset(name="x1", optimizer="prodigy", learning_rate=1e-3)
+    with pytest.raises(RequestError, match="optimizer must be one of"):
+        replace(BASE, optimizer="lion").validate()
+    with pytest.raises(RequestError, match="'constant' schedule has no warmup"):
+        replace(BASE, lr_warmup_steps=10).validate()
+    with pytest.raises(RequestError, match="ema_decay"):
+        replace(BASE, ema_decay=0.2).validate()
