@@ -25,13 +25,25 @@ def bucket_sizes(resolution: int, multiple: int) -> list[tuple[int, int]]:
     return sizes
 
 
+def _covering(image: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
+    """The (width, height) `image` is scaled to so that it covers `size`."""
+    width, height = size
+    scale = max(width / image.width, height / image.height)
+    return max(width, round(image.width * scale)), max(height, round(image.height * scale))
+
+
+def crop_offset(image: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
+    """The (left, top) of the centre crop `fit` takes, in the scaled image (SDXL's crop conditioning)."""
+    scaled_width, scaled_height = _covering(image, size)
+    return (scaled_width - size[0]) // 2, (scaled_height - size[1]) // 2
+
+
 def fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """Scale `image` to cover `size` and crop the centre."""
     width, height = size
     scale = max(width / image.width, height / image.height)
-    scaled = image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale))),
-                          Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
-    left, top = (scaled.width - width) // 2, (scaled.height - height) // 2
+    scaled = image.resize(_covering(image, size), Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
+    left, top = crop_offset(image, size)
     return scaled.crop((left, top, left + width, top + height))
 
 

@@ -1,4 +1,10 @@
-"""Write a finished LoRA: diffusers/PEFT file with our metadata, a kohya/A1111-keyed copy, and a model card."""
+"""Write a finished LoRA: diffusers/PEFT file with our metadata, a kohya/A1111-keyed copy, and a model card.
+
+The kohya copy is written the way kohya-ss/sd-scripts names its networks (networks/lora.py, lora_flux.py): SD 1.x/2.x
+`lora_unet_` + diffusers' UNet names and `lora_te_text_model_...`; SDXL `lora_unet_` + the original (SGM) UNet names
+and `lora_te1_`/`lora_te2_`; Flux.1 the BFL layout (t2i/train/kohya_flux.py). Its metadata carries the `ss_*` keys
+sd-scripts writes that apply to our runs.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import StableDiffusionPipeline
-from diffusers.utils import convert_state_dict_to_kohya
+import diffusers
 from huggingface_hub import ModelCardData
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -19,6 +24,7 @@ from t2i.models.access import HUB_ID
 from t2i_plugins.lora.files import KOHYA_SUFFIX
 
 from t2i.train.config import TrainingConfig
+from t2i.train.family_training import FAMILY_KEY
 
 TRIGGER_KEY = "t2i_trigger_words"  # JSON list; the LoRA plugin reads it (and kohya's ss_tag_frequency)
 
@@ -38,33 +44,35 @@ def library_paths(folder: Path, name: str) -> ExportedLora:
                         folder / f"{name}.README.md")
 
 
-def lora_metadata(config: TrainingConfig, dataset_size: int, steps: int, version: str) -> dict[str, str]:
-    """Safetensors metadata (all values strings, as the format requires)."""
-    metadata = {TRIGGER_KEY: json.dumps([config.trigger_word]), "t2i_base_model": config.base_model,
+# sd-scripts' ss_base_model_version per family (library/model_util.py, sdxl_model_util.py, flux_utils.py)
+KOHYA_MODEL_VERSIONS = {"sd": "sd_v1", "sdxl": "sdxl_base_v1-0", "flux1": "flux1"}
+KOHYA_NETWORK_MODULES = {"sd": "networks.lora", "sdxl": "networks.lora", "flux1": "networks.lora_flux"}
+
+
+def lora_metadata(config: TrainingConfig, dataset_size: int, steps: int, version: str, family: str = "sd",
+                  resolution: int = 0) -> dict[str, str]:
+    """Safetensors metadata (all values strings, as the format requires): ours (t2i_*) and sd-scripts' (ss_*)."""
+    metadata = {TRIGGER_KEY: json.dumps([config.trigger_word]), FAMILY_KEY: family,
+                "t2i_base_model": config.base_model,
                 "t2i_method": config.method, "t2i_steps": str(steps), "t2i_rank": str(config.rank),
                 "t2i_alpha": str(config.alpha), "t2i_targets": config.targets, "t2i_dataset_size": str(dataset_size),
                 "t2i_version": version,
                 "ss_tag_frequency": json.dumps({config.trigger_word: {config.trigger_word: dataset_size}}),
-                "ss_network_dim": str(config.rank), "ss_network_alpha": str(config.alpha)}
+                "ss_network_dim": str(config.rank), "ss_network_alpha": str(config.alpha),
+                "ss_network_module": KOHYA_NETWORK_MODULES[family], "ss_base_model_version": KOHYA_MODEL_VERSIONS[family],
+                "ss_output_name": config.name, "ss_max_train_steps": str(steps), "ss_steps": str(steps),
+                "ss_learning_rate": str(config.learning_rate), "ss_unet_lr": str(config.learning_rate),
+                "ss_text_encoder_lr": str(config.text_encoder_lr if config.train_text_encoder else 0.0),
+                "ss_num_train_images": str(dataset_size), "ss_seed": str(config.seed),
+                "ss_gradient_accumulation_steps": str(config.gradient_accumulation),
+                "ss_caption_dropout_rate": str(config.caption_dropout), "ss_enable_bucket": str(config.buckets),
+                "ss_prior_loss_weight": str(config.prior_loss_weight if config.prior_preservation else 0.0),
+                "ss_cache_latents": "True"}
+    if resolution:
+        metadata["ss_resolution"] = f"({resolution}, {resolution})"
     if config.targets == "attention+conv":  # how kohya's sd-scripts records a LoCon network
         metadata["ss_network_args"] = json.dumps({"conv_dim": str(config.rank), "conv_alpha": str(config.alpha)})
     return metadata
-
-
-def to_kohya(weights: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
-    """kohya/A1111 keys for "unet."/"text_encoder." peft weights: lora_unet_*, lora_te_text_model_*, alphas.
-
-    diffusers writes the text encoder as `lora_te1_` + the module path; transformers 5 has no `text_model.` in
-    that path, but A1111, ComfyUI and kohya's own loader expect `lora_te_text_model_encoder_...`.
-    """
-    kohya = {}
-    for key, value in convert_state_dict_to_kohya(weights).items():
-        if key.startswith("lora_te1_"):
-            key = "lora_te_text_model_" + key[len("lora_te1_"):].removeprefix("text_model_")
-        if key.endswith(".alpha"):  # diffusers writes alpha = rank; ours may differ
-            value = torch.tensor(float(alpha))
-        kohya[key] = value.detach().contiguous().cpu()
-    return kohya
 
 
 def _write_atomically(path: Path, write) -> None:
@@ -79,24 +87,24 @@ def _write_atomically(path: Path, write) -> None:
         raise
 
 
-def export_lora(folder: Path, config: TrainingConfig, unet_weights: dict, text_weights: dict,
-                unet_lora_config: dict, text_lora_config: dict | None, metadata: dict[str, str],
-                card: str) -> ExportedLora:
-    """Write `<name>.safetensors` (what save_lora_weights writes, plus metadata), `<name>.kohya.safetensors`
-    and `<name>.README.md` into the LoRA library folder; each file appears whole or not at all."""
+def export_lora(folder: Path, config: TrainingConfig, pipeline_class: str, layers: dict[str, dict],
+                adapter_configs: dict[str, dict], kohya, metadata: dict[str, str], card: str) -> ExportedLora:
+    """Write `<name>.safetensors` (what `pipeline_class`'s save_lora_weights writes, plus metadata),
+    `<name>.kohya.safetensors` (`kohya` maps the diffusers file's tensors to kohya's) and `<name>.README.md` into the LoRA library folder; each file
+    appears whole or not at all. `layers` and `adapter_configs` are keyed by component ("unet", "text_encoder"...)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = library_paths(folder, config.name)
+    arguments = {f"{component}_lora_layers": weights for component, weights in layers.items()}
+    arguments.update({f"{component}_lora_adapter_metadata": value for component, value in adapter_configs.items()})
     with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as scratch:  # hidden from the library listing
-        StableDiffusionPipeline.save_lora_weights(
-            scratch, unet_lora_layers=unet_weights, text_encoder_lora_layers=text_weights or None,
-            unet_lora_adapter_metadata=unet_lora_config, text_encoder_lora_adapter_metadata=text_lora_config,
-            weight_name="lora.safetensors", safe_serialization=True)
+        getattr(diffusers, pipeline_class).save_lora_weights(
+            scratch, **arguments, weight_name="lora.safetensors", safe_serialization=True)
         with safe_open(Path(scratch) / "lora.safetensors", "pt") as handle:
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}
             merged = {**(handle.metadata() or {}), **metadata}
     _write_atomically(paths.diffusers, lambda tmp: save_file(tensors, str(tmp), metadata=merged))
     kohya_meta = {k: v for k, v in metadata.items() if not k.startswith("lora_adapter")}
-    _write_atomically(paths.kohya, lambda tmp: save_file(to_kohya(tensors, config.alpha), str(tmp),
+    _write_atomically(paths.kohya, lambda tmp: save_file(kohya(tensors), str(tmp),
                                                          metadata=kohya_meta))
     _write_atomically(paths.card, lambda tmp: tmp.write_text(card, encoding="utf-8"))
     return paths

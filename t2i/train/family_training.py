@@ -6,6 +6,7 @@ The training loop (t2i/train/lora_trainer.py) never branches on a family id. It 
     check(...)            refuse, before any step, what this family cannot train (image too small, Flux-only option)
     components            which pipeline parts get LoRA layers: the denoiser and the text encoders it may train
     lora_targets(...)     the module names LoRA wraps in each of those parts
+    training_scheduler()  the noise schedule the loop trains with (DDPM for SD/SDXL, flow matching for Flux)
     bucket_multiple(pipe) the side multiple every bucket size must have (VAE scale x the denoiser's downsampling)
     encode_latents(...)   images -> the latents the denoiser is trained on (scaled, shifted), once per run
     image_conditions(...) per-image conditioning besides the prompt (SDXL's size/crop time ids), once per run
@@ -13,6 +14,7 @@ The training loop (t2i/train/lora_trainer.py) never branches on a family id. It 
     noisy_batch(...)      clean latents -> NoisyBatch (the denoiser's noisy input, its timesteps, the target)
     predict(...)          the denoiser's prediction for a NoisyBatch, in the target's layout
     sample(...)           one preview image with the family's own pipeline
+    kohya_weights(...)    the diffusers file's tensors -> the kohya-format file's (the names sd-scripts writes)
 
 Families beside Stable Diffusion live in their own modules (t2i/train/family_sdxl.py, t2i/train/family_flux.py) and
 register here, so TRAINABLE_FAMILIES is the one list the Train tab, the CLI and the messages use.
@@ -30,9 +32,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
+from diffusers import DDPMScheduler
 from diffusers.image_processor import VaeImageProcessor
 
 from t2i.models.families import FAMILIES
+from t2i.train.kohya_keys import to_kohya
 
 FAMILY_KEY = "t2i_family"  # safetensors metadata: the family id a LoRA was trained on ("sd", "sdxl", "flux1")
 # the family ids that can train, in the order the Train tab offers them
@@ -78,6 +82,9 @@ class FamilyTraining(Protocol):
     def lora_targets(self, component: str, config) -> list[str]:
         """The module names LoRA wraps in the pipeline attribute `component`."""
 
+    def training_scheduler(self, pipe):
+        """The schedule `noisy_batch` noises with, built from the pipeline's scheduler config."""
+
     def bucket_multiple(self, pipe) -> int:
         """The multiple every training image side must be (latent downsampling and patching)."""
 
@@ -102,6 +109,9 @@ class FamilyTraining(Protocol):
 
     def sample(self, pipe, prompt: str, seed: int, size: tuple[int, int] | None):
         """One preview image (PIL) with the family's own pipeline; size None: the pipeline's default."""
+
+    def kohya_weights(self, pipe, weights: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+        """The diffusers-keyed LoRA tensors ("unet.", "text_encoder." ...) in kohya's names, with alphas."""
 
 
 def _tokens(tokenizer, prompts: list[str]) -> torch.Tensor:
@@ -137,6 +147,9 @@ class StableDiffusionTraining:
     def lora_targets(self, component, config) -> list[str]:
         return UNET_TARGETS[config.targets] if component == self.denoiser else TEXT_TARGETS
 
+    def training_scheduler(self, pipe):
+        return DDPMScheduler.from_config(pipe.scheduler.config)
+
     def bucket_multiple(self, pipe) -> int:
         return pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
 
@@ -166,6 +179,9 @@ class StableDiffusionTraining:
         sized = {} if size is None else {"width": size[0], "height": size[1]}
         return pipe(prompt, num_inference_steps=20, generator=torch.Generator("cpu").manual_seed(seed),
                     **sized).images[0]
+
+    def kohya_weights(self, pipe, weights, alpha) -> dict[str, torch.Tensor]:
+        return to_kohya(weights, alpha)
 
 
 # where each family's object lives ("module:class"); imported on first use, so a family's module loads only for it

@@ -7,6 +7,10 @@ With several processes (T2I_TRAIN_PROCESSES; NCCL on GPUs, gloo on CPU) each ran
 its own generator (seeded by rank), DDP averages the gradients of the UNet's and the text encoder's LoRA layers,
 and only the main process takes the locks, logs, samples, checkpoints and exports.
 
+Each model family (SD 1.x/2.x, SDXL, Flux.1) answers the family-specific questions (its text encoders and prompt
+embeddings, noise and target, the denoiser's call, the LoRA targets, samples) through its FamilyTraining object
+(t2i/train/family_training.py); this script holds the procedure they share.
+
 RUN_DIR holds config.json (a TrainingConfig) and dataset/ (written by Dataset.save). The script appends
 JSON lines to RUN_DIR/progress.jsonl (start, step, checkpoint, sample, done, error), writes checkpoints to
 RUN_DIR/checkpoints and continues from the newest one when started again (after a crash or kill -9), and
@@ -32,32 +36,25 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, gather_object
-from diffusers import DDPMScheduler
-from diffusers.image_processor import VaeImageProcessor
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from t2i.generation.engine import VERSION
 from t2i.models.cache import ModelCache
+from t2i.models.families import family_of
 from t2i.request import RequestError
 from t2i.settings import Settings
 
-from t2i.train.buckets import assign_buckets, fit
+from t2i.train.buckets import assign_buckets, crop_offset, fit
 from t2i.train.resume import LoraCheckpoints, WorldSizeChanged
 from t2i.train.config import TrainingConfig
 from t2i.train.dataset import load_saved
 from t2i.train.export import export_lora, lora_metadata, model_card
+from t2i.train.family_training import FamilyRefused, FamilyTraining, training_for
 from t2i.train.locks import RunBusy, main_process_locks
 from t2i.train.progress_log import ProgressLog
 from t2i.train.ranks import die_with_launcher, rank_seed, weights_digest
 from t2i.train.runner import BUSY_EXIT
-
-ATTENTION_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
-# kohya's LoCon set: every layer of ResnetBlock2D, Downsample2D and Upsample2D ("conv" is the resamplers' layer)
-CONV_TARGETS = ["conv1", "conv2", "conv_shortcut", "time_emb_proj", "conv"]
-UNET_TARGETS = {"attention": ATTENTION_TARGETS, "attention+conv": ATTENTION_TARGETS + CONV_TARGETS}
-TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]  # kohya loaders expect all six
-
 
 class TrainingStopped(Exception):
     """Training cannot go on; the message says why and what to change."""
@@ -65,25 +62,19 @@ class TrainingStopped(Exception):
 
 @dataclass
 class TrainingData:
-    """Latents per bucket size, the prompt of every image, and the class-image latents for prior preservation."""
+    """Latents per bucket size, the prompt of every image, and the class-image latents for prior preservation;
+    the family's per-image conditioning (SDXL's time ids) beside each."""
 
     latents: dict[tuple[int, int], torch.Tensor]
     members: dict[tuple[int, int], list[int]]  # image indices per bucket, in the order of `latents`
     prompts: list[str]
     class_latents: torch.Tensor | None
     class_prompts: list[str]
+    conditions: dict[tuple[int, int], dict[str, torch.Tensor]]
+    class_conditions: dict[str, torch.Tensor]
 
 
-def _encode_images(vae, images, device) -> torch.Tensor:
-    # left in preprocess's NHWC-backed layout, as the loop before it left it: the VAE's conv kernels, so the
-    # latents, stay bit-identical to those of LoRAs already trained
-    pixels = VaeImageProcessor(do_resize=False).preprocess(images).to(device, vae.dtype)
-    with torch.no_grad():  # latents are encoded once: the VAE never runs in the training loop
-        chunks = [vae.encode(c).latent_dist.mean for c in pixels.split(16)]
-    return torch.cat(chunks) * vae.config.scaling_factor
-
-
-def _class_images(pipe, config: TrainingConfig, prompts: list[str], folder: Path, resolution: int,
+def _class_images(pipe, family: FamilyTraining, config: TrainingConfig, prompts: list[str], folder: Path, resolution: int,
                   log: ProgressLog):
     """Class images from the base model (prior preservation), made once and kept for a resumed run."""
     folder.mkdir(exist_ok=True)
@@ -93,25 +84,34 @@ def _class_images(pipe, config: TrainingConfig, prompts: list[str], folder: Path
     for index, prompt in enumerate(prompts):
         path = folder / f"{index:04d}.png"
         if not path.exists():
-            image = pipe(prompt, num_inference_steps=20, width=resolution, height=resolution,
-                         generator=torch.Generator("cpu").manual_seed(config.seed + index)).images[0]
+            image = family.sample(pipe, prompt, config.seed + index, (resolution, resolution))
             image.save(path)
         images.append(Image.open(path).convert("RGB"))
     log.write("class_images", count=len(images))
     return images
 
 
-def prepare_data(pipe, config: TrainingConfig, run_dir: Path, resolution: int, log: ProgressLog) -> TrainingData:
-    """Bucket and encode the dataset (and class images) once."""
+def _encoded(family: FamilyTraining, pipe, images, size: tuple[int, int]):
+    """Latents and conditioning of images fitted to `size`."""
+    latents = family.encode_latents(pipe, [fit(image, size) for image in images])
+    conditions = family.image_conditions([image.size for image in images],
+                                         [crop_offset(image, size) for image in images], size)
+    return latents, conditions
+
+
+def prepare_data(pipe, config: TrainingConfig, run_dir: Path, resolution: int, log: ProgressLog,
+                 family: FamilyTraining | None = None) -> TrainingData:
+    """Bucket and encode the dataset (and class images) once; `family` defaults to the pipeline's."""
+    family = family or training_for(family_of(pipe).id)
     dataset = load_saved(run_dir / "dataset")
-    multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
     images = [item.image for item in dataset.items]
-    groups = assign_buckets(images, resolution, multiple, config.buckets)
-    latents = {size: _encode_images(pipe.vae, [fit(images[i], size) for i in members], pipe.device)
-               for size, members in groups.items()}
+    groups = assign_buckets(images, resolution, family.bucket_multiple(pipe), config.buckets)
+    encoded = {size: _encoded(family, pipe, [images[i] for i in members], size) for size, members in groups.items()}
+    latents = {size: pair[0] for size, pair in encoded.items()}
+    conditions = {size: pair[1] for size, pair in encoded.items()}
     prompts = [_with_trigger(item.caption, config) if config.method == "lora" and config.use_captions and item.caption
                else config.instance_text for item in dataset.items]
-    class_latents, class_prompts = None, []
+    class_latents, class_prompts, class_conditions = None, [], {}
     if config.prior_preservation:
         # the regularisation prompts when given; else DreamBooth: the class prompt; a style: each caption without
         # the trigger, so that the base model's own answer to it stays the answer when the trigger is absent
@@ -119,43 +119,51 @@ def prepare_data(pipe, config: TrainingConfig, run_dir: Path, resolution: int, l
             if config.method == "lora" else []
         sources = list(config.class_prompts) or sources or [config.class_text]
         class_prompts = [sources[i % len(sources)] for i in range(config.num_class_images)]
-        made = _class_images(pipe, config, class_prompts, run_dir / "class_images", resolution, log)
-        class_latents = _encode_images(pipe.vae, [fit(i, (resolution, resolution)) for i in made], pipe.device)
-    return TrainingData(latents, groups, prompts, class_latents, class_prompts)
-
-
-def _tokens(tokenizer, prompts: list[str]) -> torch.Tensor:
-    return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                     return_tensors="pt").input_ids
+        made = _class_images(pipe, family, config, class_prompts, run_dir / "class_images", resolution, log)
+        class_latents, class_conditions = _encoded(family, pipe, made, (resolution, resolution))
+    return TrainingData(latents, groups, prompts, class_latents, class_prompts, conditions, class_conditions)
 
 
 class TextEmbeddings:
-    """Prompt embeddings: cached once when the text encoder is frozen, computed per batch when it trains (through
-    `encoder`, the prepared one: DDP averages its LoRA gradients only for calls through its wrapper)."""
+    """Prompt embeddings (the family's dict of tensors): cached once when the text encoders are frozen, computed per
+    batch when they train (through `encoders`, the prepared ones: DDP averages their LoRA gradients only for calls
+    through its wrapper)."""
 
-    def __init__(self, pipe, encoder, prompts: list[str], trained: bool):
-        self.pipe, self.encoder, self.trained, self.cache = pipe, encoder, trained, {}
+    def __init__(self, pipe, family: FamilyTraining, encoders: dict, prompts: list[str], trained: bool):
+        self.pipe, self.family, self.encoders, self.trained, self.cache = pipe, family, encoders, trained, {}
         if not trained:
             with torch.no_grad():
                 for prompt in sorted(set(prompts) | {""}):
-                    self.cache[prompt] = encoder(_tokens(pipe.tokenizer, [prompt]).to(pipe.device))[0]
+                    self.cache[prompt] = family.encode_prompts(pipe, encoders, [prompt])
 
-    def __call__(self, prompts: list[str]) -> torch.Tensor:
+    def __call__(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         if self.trained:
-            return self.encoder(_tokens(self.pipe.tokenizer, prompts).to(self.pipe.device))[0]
-        return torch.cat([self.cache[p] for p in prompts])
+            return self.family.encode_prompts(self.pipe, self.encoders, prompts)
+        return {key: torch.cat([self.cache[p][key] for p in prompts]) for key in self.cache[prompts[0]]}
 
 
-def _diffusion_loss(unet, schedule, latents, embeds, generator) -> torch.Tensor:
-    noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
-    timesteps = torch.randint(0, schedule.config.num_train_timesteps, (len(latents),), generator=generator)
-    timesteps = timesteps.to(latents.device)
-    noisy = schedule.add_noise(latents, noise, timesteps)
-    target = noise if schedule.config.prediction_type == "epsilon" else schedule.get_velocity(latents, noise, timesteps)
-    return F.mse_loss(unet(noisy, timesteps, embeds).sample.float(), target.float())
+@dataclass
+class Trainee:
+    """What one loss needs: the family, the (prepared) denoiser, the pipeline, the noise schedule."""
+
+    family: FamilyTraining
+    denoiser: torch.nn.Module
+    pipe: object
+    schedule: object
 
 
-def training_loss(unet, schedule, data: TrainingData, embeddings: TextEmbeddings, config: TrainingConfig,
+def _diffusion_loss(trainee: Trainee, latents, conditions: dict[str, torch.Tensor], embeds,
+                    config: TrainingConfig, generator) -> torch.Tensor:
+    batch = trainee.family.noisy_batch(trainee.pipe, trainee.schedule, latents, generator, config)
+    prediction = trainee.family.predict(trainee.denoiser, trainee.pipe, batch, embeds, conditions)
+    return F.mse_loss(prediction.float(), batch.target.float())
+
+
+def _picked(conditions: dict[str, torch.Tensor], pick: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {key: value[pick] for key, value in conditions.items()}
+
+
+def training_loss(trainee: Trainee, data: TrainingData, embeddings: TextEmbeddings, config: TrainingConfig,
                   generator: torch.Generator) -> torch.Tensor:
     """One batch from one bucket (plus a class batch with prior preservation); caption dropout applied."""
     sizes = list(data.latents)
@@ -165,43 +173,52 @@ def training_loss(unet, schedule, data: TrainingData, embeddings: TextEmbeddings
     latents = data.latents[size][pick]
     dropped = torch.rand(config.batch_size, generator=generator) < config.caption_dropout
     prompts = ["" if drop else data.prompts[data.members[size][i]] for i, drop in zip(pick.tolist(), dropped)]
-    loss = _diffusion_loss(unet, schedule, latents, embeddings(prompts), generator)
+    loss = _diffusion_loss(trainee, latents, _picked(data.conditions[size], pick), embeddings(prompts), config,
+                           generator)
     if data.class_latents is not None:
         pick = torch.randint(0, len(data.class_latents), (config.batch_size,), generator=generator)
         class_embeds = embeddings([data.class_prompts[i] for i in pick.tolist()])
-        loss = loss + config.prior_loss_weight * _diffusion_loss(unet, schedule, data.class_latents[pick],
-                                                                 class_embeds, generator)
+        loss = loss + config.prior_loss_weight * _diffusion_loss(
+            trainee, data.class_latents[pick], _picked(data.class_conditions, pick), class_embeds, config, generator)
     return loss
 
 
-def lora_weights(pipe, config: TrainingConfig) -> dict[str, torch.Tensor]:
-    """The trained LoRA weights with "unet."/"text_encoder." prefixes (as diffusers files store them)."""
-    weights = {f"unet.{k}": v for k, v in get_peft_model_state_dict(pipe.unet).items()}
-    if config.train_text_encoder:
-        weights.update({f"text_encoder.{k}": v for k, v in get_peft_model_state_dict(pipe.text_encoder).items()})
-    return weights
+def trained_components(family: FamilyTraining, config: TrainingConfig) -> tuple[str, ...]:
+    """The pipeline attributes that get LoRA layers: the denoiser, and the text encoders when they train."""
+    return (family.denoiser, *(family.text_encoders if config.train_text_encoder else ()))
 
 
-def _restore(pipe, weights: dict[str, torch.Tensor]) -> None:
-    for prefix, module in (("unet.", pipe.unet), ("text_encoder.", pipe.text_encoder)):
+def lora_weights(pipe, family: FamilyTraining, config: TrainingConfig) -> dict[str, torch.Tensor]:
+    """The trained LoRA weights prefixed with their component ("unet.", "text_encoder_2.", "transformer."), as
+    diffusers files store them."""
+    return {f"{component}.{key}": value for component in trained_components(family, config)
+            for key, value in get_peft_model_state_dict(getattr(pipe, component)).items()}
+
+
+def _restore(pipe, family: FamilyTraining, config: TrainingConfig, weights: dict[str, torch.Tensor]) -> None:
+    for component in trained_components(family, config):
+        prefix = f"{component}."
         part = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
         if part:
-            set_peft_model_state_dict(module, part)
+            set_peft_model_state_dict(getattr(pipe, component), part)
 
 
-def save_samples(pipe, config: TrainingConfig, prompts: list[str], run_dir: Path, step: int) -> list[str]:
-    """A few images from the LoRA as it is now, same seed every time, so progress is comparable."""
+def save_samples(pipe, family: FamilyTraining, config: TrainingConfig, prompts: list[str], run_dir: Path,
+                 step: int, size: tuple[int, int] | None) -> list[str]:
+    """A few images from the LoRA as it is now with the family's pipeline, same seed every time, so progress is
+    comparable."""
     folder = run_dir / "samples"
     folder.mkdir(exist_ok=True)
-    pipe.unet.eval()
+    denoiser = getattr(pipe, family.denoiser)
+    denoiser.eval()
     paths = []
     with torch.no_grad():
         for index, prompt in enumerate(prompts):
-            image = pipe(prompt, num_inference_steps=20, generator=torch.Generator("cpu").manual_seed(config.seed)).images[0]
+            image = family.sample(pipe, prompt, config.seed, size)
             path = folder / f"step-{step:06d}-{index}.png"
             image.save(path)
             paths.append(str(path))
-    pipe.unet.train()
+    denoiser.train()
     return paths
 
 
@@ -248,57 +265,64 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     device = accelerator.device.type if accelerator.device.type == "cpu" else str(accelerator.device)  # not cpu:0
     model = ModelCache(replace(settings, device=device, dtype="float32",
                                speed="quality")).get(config.base_model)
-    if model.family != "sd":
-        raise TrainingStopped(f"training supports Stable Diffusion 1.x/2.x models; {config.base_model!r} is SDXL")
-    pipe = model.pipeline
+    try:
+        family = training_for(model.family)
+        pipe = model.pipeline
+        native = model.native_size
+        family.check(pipe, config, native, [item.image.size for item in load_saved(run_dir / "dataset").items])
+    except FamilyRefused as exc:
+        raise TrainingStopped(f"{config.base_model!r}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
-    for part in (pipe.unet, pipe.vae, pipe.text_encoder):
-        part.requires_grad_(False)
-    resolution = config.resolution or model.native_size
+    for part in (family.denoiser, "vae", *family.text_encoders):
+        getattr(pipe, part).requires_grad_(False)
+    resolution = config.resolution or native
     with accelerator.main_process_first():  # the main process makes the class images; the others read them
-        data = prepare_data(pipe, config, run_dir, resolution, log)
+        data = prepare_data(pipe, config, run_dir, resolution, log, family)
 
-    # 1. LoRA layers (seeded, so a fresh start is reproducible) and the optimizer
+    # 1. LoRA layers (seeded, so a fresh start is reproducible) and the optimizer; the denoiser first, then the text
+    # encoders (the order SD runs always drew their initial weights in)
     torch.manual_seed(config.seed)
-    pipe.unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, init_lora_weights="gaussian",
-                                     target_modules=UNET_TARGETS[config.targets]))
-    groups = [{"params": [p for p in pipe.unet.parameters() if p.requires_grad], "lr": config.learning_rate}]
-    if config.train_text_encoder:
-        pipe.text_encoder.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha,
-                                                 init_lora_weights="gaussian", target_modules=TEXT_TARGETS))
-        groups.append({"params": [p for p in pipe.text_encoder.parameters() if p.requires_grad],
-                       "lr": config.text_encoder_lr})
+    components = trained_components(family, config)
+    groups = []
+    for component in components:
+        module = getattr(pipe, component)
+        module.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, init_lora_weights="gaussian",
+                                      target_modules=family.lora_targets(component, config)))
+        groups.append({"params": [p for p in module.parameters() if p.requires_grad],
+                       "lr": config.learning_rate if component == family.denoiser else config.text_encoder_lr})
     if accelerator.device.type == "cuda" and config.gradient_checkpointing:
-        pipe.unet.enable_gradient_checkpointing()
+        getattr(pipe, family.denoiser).enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(groups)
     generator = torch.Generator().manual_seed(rank_seed(config.seed, accelerator.process_index))
 
     # 2. continue from the newest checkpoint, if any (accelerator.load_state, into the prepared run); the trained
-    # text encoder is prepared like the UNet, so that DDP keeps the ranks' LoRA layers equal
-    if config.train_text_encoder:
-        unet, text_encoder, optimizer = accelerator.prepare(pipe.unet, pipe.text_encoder, optimizer)
-    else:
-        (unet, optimizer), text_encoder = accelerator.prepare(pipe.unet, optimizer), pipe.text_encoder
-    embeddings = TextEmbeddings(pipe, text_encoder, data.prompts + data.class_prompts, config.train_text_encoder)
-    checkpoints = LoraCheckpoints(accelerator, run_dir / "checkpoints", lambda: lora_weights(pipe, config),
-                                  lambda weights: _restore(pipe, weights), optimizer, generator)
+    # text encoders are prepared like the denoiser, so that DDP keeps the ranks' LoRA layers equal
+    *prepared, optimizer = accelerator.prepare(*[getattr(pipe, c) for c in components], optimizer)
+    modules = {name: getattr(pipe, name) for name in (family.denoiser, *family.text_encoders)}
+    modules.update(zip(components, prepared))
+    denoiser = modules[family.denoiser]
+    encoders = {name: modules[name] for name in family.text_encoders}
+    embeddings = TextEmbeddings(pipe, family, encoders, data.prompts + data.class_prompts, config.train_text_encoder)
+    checkpoints = LoraCheckpoints(accelerator, run_dir / "checkpoints", lambda: lora_weights(pipe, family, config),
+                                  lambda weights: _restore(pipe, family, config, weights), optimizer, generator)
     start = checkpoints.resume()
     if not start and _had_steps(run_dir / "progress.jsonl"):
         log.write("note", message="the previous attempt stopped before its first checkpoint; starting clean")
     log.write("start", step=start, steps=config.steps, resumed=start > 0, images=len(data.prompts),
               device=str(accelerator.device), threads=threads, processes=accelerator.num_processes)
-    schedule = DDPMScheduler.from_config(pipe.scheduler.config)
+    trainee = Trainee(family, denoiser, pipe, family.training_scheduler(pipe))
     trained = [p for group in groups for p in group["params"]]
+    sample_size = None if resolution == native else (resolution, resolution)
     sample_prompts = list(config.sample_prompts) or [data.prompts[0], _without_trigger(data.prompts[0], config)]
 
     # 3. the loop: one optimizer update per step, over `gradient_accumulation` micro-batches
-    unet.train()
+    denoiser.train()
     bad, loss_value = 0, None
     for step in range(start + 1, config.steps + 1):
         began = time.time()
         for _ in range(config.gradient_accumulation):
-            with accelerator.accumulate(unet, text_encoder):
-                loss = training_loss(unet, schedule, data, embeddings, config, generator)
+            with accelerator.accumulate(*prepared):
+                loss = training_loss(trainee, data, embeddings, config, generator)
                 # every rank skips together (one rank's backward alone would wait for the others' gradients)
                 nonfinite = accelerator.reduce(torch.tensor(float(not torch.isfinite(loss)), device=loss.device),
                                                "sum")
@@ -321,23 +345,27 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
             checkpoints.save(step)  # every rank: each writes its own RNG state
             log.write("checkpoint", step=step)
         if config.sample_every and step % config.sample_every == 0 and accelerator.is_main_process:
-            log.write("sample", step=step, images=save_samples(pipe, config, sample_prompts, run_dir, step),
-                      prompts=sample_prompts)
+            log.write("sample", step=step, prompts=sample_prompts,
+                      images=save_samples(pipe, family, config, sample_prompts, run_dir, step, sample_size))
 
     # 4. export into the LoRA library
     accelerator.wait_for_everyone()
-    weights = lora_weights(pipe, config)
+    weights = lora_weights(pipe, family, config)
     rank_weights = gather_object([weights_digest(weights)])  # each rank's own: equal unless the ranks drifted
     if not accelerator.is_main_process:
         return lora_dir / f"{config.name}.safetensors"
-    unet_weights = {k[len("unet."):]: v for k, v in weights.items() if k.startswith("unet.")}
-    text_weights = {k[len("text_encoder."):]: v for k, v in weights.items() if k.startswith("text_encoder.")}
+    layers = {component: {k[len(component) + 1:]: v for k, v in weights.items() if k.startswith(f"{component}.")}
+              for component in components}
+    adapter_configs = {component: getattr(pipe, component).peft_config["default"].to_dict()
+                       for component in components}
     size = len(data.prompts)
     exported = export_lora(
-        lora_dir, config, unet_weights, text_weights, pipe.unet.peft_config["default"].to_dict(),
-        pipe.text_encoder.peft_config["default"].to_dict() if config.train_text_encoder else None,
-        lora_metadata(config, size, config.steps, VERSION), model_card(config, size, config.steps, loss_value, VERSION))
-    images = save_samples(pipe, config, sample_prompts, run_dir, config.steps) if config.sample_every else []
+        lora_dir, config, family.pipeline_class, layers, adapter_configs,
+        lambda tensors: family.kohya_weights(pipe, tensors, config.alpha),
+        lora_metadata(config, size, config.steps, VERSION, family.family, resolution),
+        model_card(config, size, config.steps, loss_value, VERSION))
+    images = save_samples(pipe, family, config, sample_prompts, run_dir, config.steps, sample_size) \
+        if config.sample_every else []
     log.write("done", step=config.steps, steps=config.steps, lora=str(exported.diffusers), kohya=str(exported.kohya),
               card=str(exported.card), images=images, prompts=sample_prompts, rank_weights_sha256=rank_weights,
               final_loss=None if loss_value is None or not math.isfinite(loss_value) else loss_value)
