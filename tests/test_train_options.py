@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 from diffusers import DDPMScheduler
+from PIL import Image
 
 from t2i.request import RequestError
 from t2i.train.caption_tags import shuffle_tags
@@ -146,3 +147,30 @@ def test_option_errors_are_clear():
         replace(BASE, lr_warmup_steps=10).validate()
     with pytest.raises(RequestError, match="ema_decay"):
         replace(BASE, ema_decay=0.2).validate()
+
+
+def _save(path, size, colour):
+    Image.new("RGB" if isinstance(colour, tuple) else "L", size, colour).save(path)
+
+
+def test_masks_travel_with_their_images_and_a_wrong_size_is_refused(tmp_path):
+    from t2i.train.dataset import load_saved, prepare_dataset
+
+    for index, colour in enumerate([(200, 0, 0), (0, 200, 0), (0, 0, 200)]):
+        _save(tmp_path / f"shape{index}.png", (64, 48), colour)
+    mask = Image.new("L", (64, 48), 0)
+    mask.paste(255, (0, 0, 32, 48))  # the left half is trained on
+    mask.save(tmp_path / "shape1.mask.png")
+    dataset = prepare_dataset([tmp_path])
+    assert [item.mask is not None for item in dataset.items] == [False, True, False]
+    assert "1 of 3 images have a loss mask" in dataset.notes
+    saved = load_saved(dataset.save(tmp_path.parent / f"{tmp_path.name}-saved"))
+    assert saved.items[1].mask.tobytes() == mask.tobytes() and saved.items[0].mask is None
+
+    _save(tmp_path / "shape1.mask.png", (32, 32), 255)
+    with pytest.raises(RequestError, match=r"the mask shape1.mask.png is 32x32 but shape1.png is 64x48"):
+        prepare_dataset([tmp_path])
+    (tmp_path / "shape1.mask.png").unlink()
+    _save(tmp_path / "gone.mask.png", (64, 48), 255)
+    with pytest.raises(RequestError, match="gone.mask.png is a mask, but there is no image gone"):
+        prepare_dataset([tmp_path])

@@ -8,7 +8,10 @@ Every image is decoded before any training starts. Decisions, for the user's sak
 - CMYK, palette, greyscale and transparent images are converted to RGB (transparency on white), with a note;
 - every image is re-encoded from its pixels after EXIF orientation is applied, so no EXIF/GPS data survives;
 - exact duplicates (same pixels) are removed with a note;
-- every image goes through the safety gate; a flagged image refuses the dataset.
+- every image goes through the safety gate; a flagged image refuses the dataset;
+- an optional mask per image for masked loss: NAME.mask.png (any image format) beside NAME.png, greyscale, white =
+  trained on, black = ignored, grey in between; a mask must have its image's size, and a mask without its image
+  or one that is black all over refuses the dataset.
 A zip is read in memory member by member with size caps and is never extracted by name (no zip slip).
 """
 
@@ -29,6 +32,7 @@ from t2i.request import RequestError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
 MAX_CAPTION_CHARS = 1000
+MASK_SUFFIX = ".mask"  # NAME.mask.png is the loss mask of NAME.png
 
 
 @dataclass(frozen=True)
@@ -45,11 +49,13 @@ class DatasetLimits:
 
 @dataclass
 class DatasetItem:
-    """One training image (RGB, metadata-free) with its caption ('' when none was given)."""
+    """One training image (RGB, metadata-free) with its caption ('' when none was given) and its optional loss mask
+    (mode "L", the image's size; 255 = trained on, 0 = ignored)."""
 
     name: str
     image: Image.Image
     caption: str = ""
+    mask: Image.Image | None = None
 
 
 @dataclass
@@ -60,14 +66,19 @@ class Dataset:
     notes: list[str] = field(default_factory=list)
 
     def save(self, folder: Path) -> Path:
-        """Write the images as PNG (no metadata) and captions as .txt, plus a manifest of the source names."""
+        """Write the images as PNG (no metadata), captions as .txt and masks as .mask.png, plus a manifest of the
+        source names."""
         folder.mkdir(parents=True, exist_ok=True)
         manifest = []
         for index, item in enumerate(self.items):
             stem = f"{index:04d}"
             item.image.save(folder / f"{stem}.png")
             (folder / f"{stem}.txt").write_text(item.caption, encoding="utf-8")
-            manifest.append({"file": f"{stem}.png", "source": item.name, "caption": item.caption})
+            entry = {"file": f"{stem}.png", "source": item.name, "caption": item.caption}
+            if item.mask is not None:
+                item.mask.save(folder / f"{stem}{MASK_SUFFIX}.png")
+                entry["mask"] = f"{stem}{MASK_SUFFIX}.png"
+            manifest.append(entry)
         (folder / "manifest.json").write_text(json.dumps({"items": manifest, "notes": self.notes}, indent=1))
         return folder
 
@@ -81,6 +92,9 @@ def load_saved(folder: Path) -> Dataset:
         with Image.open(path) as image:
             items.append(DatasetItem(entry["source"], image.convert("RGB"),
                                      path.with_suffix(".txt").read_text(encoding="utf-8").strip()))
+        if entry.get("mask"):
+            with Image.open(folder / entry["mask"]) as mask:
+                items[-1].mask = mask.convert("L")
     return Dataset(items, manifest.get("notes", []))
 
 
@@ -88,6 +102,10 @@ def load_saved(folder: Path) -> Dataset:
 class _RawFile:
     name: str
     data: bytes
+
+
+def _is_mask(name: str) -> bool:
+    return PurePosixPath(name).stem.lower().endswith(MASK_SUFFIX)
 
 
 def _is_junk(name: str) -> bool:
@@ -103,7 +121,7 @@ def _read_zip(path: Path, limits: DatasetLimits, notes: list[str]) -> list[_RawF
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
         _check_count(sum(PurePosixPath(m.filename).suffix.lower() in IMAGE_SUFFIXES and not _is_junk(m.filename)
-                         for m in members), limits)
+                         and not _is_mask(m.filename) for m in members), limits)
         files, total = [], 0
         for member in members:
             if _is_junk(member.filename):
@@ -138,7 +156,8 @@ def _gather(sources: Iterable[Path], limits: DatasetLimits, notes: list[str]) ->
             paths.append(source)
         else:
             raise RequestError(f"{source} does not exist")
-    _check_count(sum(p.suffix.lower() in IMAGE_SUFFIXES and not _is_junk(p.as_posix()) for p in paths), limits)
+    _check_count(sum(p.suffix.lower() in IMAGE_SUFFIXES and not _is_junk(p.as_posix()) and not _is_mask(p.name)
+                     for p in paths), limits)
     files, total = [], 0
     for path in paths:
         if path.suffix.lower() == ".zip":
@@ -200,7 +219,7 @@ def prepare_dataset(sources: Iterable[Path | str], limits: DatasetLimits = Datas
     """
     notes: list[str] = []
     files = _gather(sources, limits, notes)
-    texts = {}
+    texts, masks = {}, {}
     images = []
     for raw in files:
         suffix = PurePosixPath(raw.name).suffix.lower()
@@ -208,10 +227,19 @@ def prepare_dataset(sources: Iterable[Path | str], limits: DatasetLimits = Datas
             notes.append(f"skipped {raw.name} (not an image)")
         elif suffix == ".txt":
             texts[PurePosixPath(raw.name).with_suffix("").as_posix()] = raw.data
+        elif suffix in IMAGE_SUFFIXES and _is_mask(raw.name):
+            key = _key(raw.name)[:-len(MASK_SUFFIX)]
+            if key in masks:
+                raise RequestError(f"{raw.name} and {masks[key].name} are both masks of {key}; keep one")
+            masks[key] = raw
         elif suffix in IMAGE_SUFFIXES:
             images.append(raw)
         else:
             notes.append(f"skipped {raw.name} (not an image)")
+    orphans = sorted(set(masks) - {_key(raw.name) for raw in images})
+    if orphans:
+        raise RequestError(f"{masks[orphans[0]].name} is a mask, but there is no image {orphans[0]}.png (or .jpg ...) "
+                           "beside it")
     items, seen = [], {}
     for raw in images:
         image = _decode(raw, limits, notes)
@@ -220,7 +248,10 @@ def prepare_dataset(sources: Iterable[Path | str], limits: DatasetLimits = Datas
             notes.append(f"removed {raw.name}: the same image as {seen[digest]}")
             continue
         seen[digest] = raw.name
-        items.append(DatasetItem(raw.name, image, _caption(raw.name, texts, captions)))
+        mask = _mask(masks[_key(raw.name)], raw.name, image, limits) if _key(raw.name) in masks else None
+        items.append(DatasetItem(raw.name, image, _caption(raw.name, texts, captions), mask))
+    if masks:
+        notes.append(f"{sum(item.mask is not None for item in items)} of {len(items)} images have a loss mask")
     if len(items) < limits.min_images:
         found = f"{len(items)} usable image" + ("" if len(items) == 1 else "s")
         raise RequestError(f"{found}; training needs at least {limits.min_images}")
@@ -231,8 +262,24 @@ def prepare_dataset(sources: Iterable[Path | str], limits: DatasetLimits = Datas
     return Dataset(items, notes)
 
 
+def _key(name: str) -> str:
+    """A file's name without its suffix: an image, its caption and its mask share it."""
+    return PurePosixPath(name).with_suffix("").as_posix()
+
+
+def _mask(raw: _RawFile, image_name: str, image: Image.Image, limits: DatasetLimits) -> Image.Image:
+    """The decoded greyscale mask of `image`; a RequestError when its size differs or it hides everything."""
+    mask = _decode(raw, limits, []).convert("L")  # decoding notes (transparency ...) concern images, not masks
+    if mask.size != image.size:
+        raise RequestError(f"the mask {raw.name} is {mask.width}x{mask.height} but {image_name} is "
+                           f"{image.width}x{image.height}; a mask must have its image's size")
+    if mask.getextrema()[1] == 0:
+        raise RequestError(f"the mask {raw.name} is black all over: nothing of {image_name} would be trained on")
+    return mask
+
+
 def _caption(name: str, texts: dict[str, bytes], captions: dict[str, str] | None) -> str:
-    key = PurePosixPath(name).with_suffix("").as_posix()
+    key = _key(name)
     if captions is not None and PurePosixPath(name).name in captions:
         text = captions[PurePosixPath(name).name]
     elif key in texts:
