@@ -37,6 +37,7 @@ from diffusers.image_processor import VaeImageProcessor
 
 from t2i.models.families import FAMILIES
 from t2i.train.kohya_keys import to_kohya
+from t2i.train.loss_terms import add_noise_offset, min_snr_weights, sample_timesteps
 
 FAMILY_KEY = "t2i_family"  # safetensors metadata: the family id a LoRA was trained on ("sd", "sdxl", "flux1")
 # the family ids that can train, in the order the Train tab offers them
@@ -59,13 +60,14 @@ class NoisyBatch:
 
     `model_input` and `target` keep the VAE's latent layout (batch, channels, height, width) for every family;
     a family whose denoiser takes another layout (Flux's 2x2-packed tokens) converts inside `predict`.
-    `extras` holds what `predict` needs besides (Flux: the guidance value), `timesteps` what min-SNR weighting reads.
+    `extras` holds what `predict` needs besides, `weights` each sample's loss weight (min-SNR; None: a plain mean).
     """
 
     model_input: torch.Tensor
     timesteps: torch.Tensor
     target: torch.Tensor
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    weights: torch.Tensor | None = None
 
 
 class FamilyTraining(Protocol):
@@ -164,13 +166,16 @@ class StableDiffusionTraining:
 
     def noisy_batch(self, pipe, scheduler, latents, generator, config) -> NoisyBatch:
         # the draw order (noise, then timesteps) is the one SD LoRAs were always trained with: same seed, same bytes
+        # (the noise offset draws only when it is on)
         noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=generator)
+        timesteps = sample_timesteps(config, scheduler.config.num_train_timesteps, len(latents), generator)
         timesteps = timesteps.to(latents.device)
+        noise = add_noise_offset(noise, config.noise_offset, generator)
         noisy = scheduler.add_noise(latents, noise, timesteps)
         target = noise if scheduler.config.prediction_type == "epsilon" else \
             scheduler.get_velocity(latents, noise, timesteps)
-        return NoisyBatch(noisy, timesteps, target)
+        weights = min_snr_weights(scheduler, timesteps, config.min_snr_gamma) if config.min_snr_gamma else None
+        return NoisyBatch(noisy, timesteps, target, weights=weights)
 
     def predict(self, denoiser, pipe, batch, embeds, conditions) -> torch.Tensor:
         return denoiser(batch.model_input, batch.timesteps, embeds["prompt_embeds"]).sample

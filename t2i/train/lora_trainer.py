@@ -45,6 +45,10 @@ from t2i.models.families import family_of
 from t2i.request import RequestError
 from t2i.settings import Settings
 
+from t2i.train.caption_tags import shuffle_tags
+from t2i.train.ema import LoraEMA
+from t2i.train.loss_terms import per_sample_mse
+from t2i.train.optimizers import build_lr_scheduler, build_optimizer
 from t2i.train.buckets import assign_buckets, crop_offset, fit
 from t2i.train.resume import LoraCheckpoints, WorldSizeChanged
 from t2i.train.config import TrainingConfig
@@ -139,6 +143,9 @@ class TextEmbeddings:
     def __call__(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         if self.trained:
             return self.family.encode_prompts(self.pipe, self.encoders, prompts)
+        with torch.no_grad():  # a caption whose tags were shuffled into an order not seen yet
+            for prompt in dict.fromkeys(p for p in prompts if p not in self.cache):
+                self.cache[prompt] = self.family.encode_prompts(self.pipe, self.encoders, [prompt])
         return {key: torch.cat([self.cache[p][key] for p in prompts]) for key in self.cache[prompts[0]]}
 
 
@@ -156,7 +163,9 @@ def _diffusion_loss(trainee: Trainee, latents, conditions: dict[str, torch.Tenso
                     config: TrainingConfig, generator) -> torch.Tensor:
     batch = trainee.family.noisy_batch(trainee.pipe, trainee.schedule, latents, generator, config)
     prediction = trainee.family.predict(trainee.denoiser, trainee.pipe, batch, embeds, conditions)
-    return F.mse_loss(prediction.float(), batch.target.float())
+    if batch.weights is None:  # the plain mean, computed as it always was (same seed, same bytes)
+        return F.mse_loss(prediction.float(), batch.target.float())
+    return (per_sample_mse(prediction, batch.target) * batch.weights.to(prediction.device)).mean()
 
 
 def _picked(conditions: dict[str, torch.Tensor], pick: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -173,6 +182,8 @@ def training_loss(trainee: Trainee, data: TrainingData, embeddings: TextEmbeddin
     latents = data.latents[size][pick]
     dropped = torch.rand(config.batch_size, generator=generator) < config.caption_dropout
     prompts = ["" if drop else data.prompts[data.members[size][i]] for i, drop in zip(pick.tolist(), dropped)]
+    if config.shuffle_tags:  # kohya's --shuffle_caption: the first keep_tokens tags (the trigger) stay in place
+        prompts = [shuffle_tags(p, config.keep_tokens, generator) if p else p for p in prompts]
     loss = _diffusion_loss(trainee, latents, _picked(data.conditions[size], pick), embeddings(prompts), config,
                            generator)
     if data.class_latents is not None:
@@ -292,7 +303,7 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
                        "lr": config.learning_rate if component == family.denoiser else config.text_encoder_lr})
     if accelerator.device.type == "cuda" and config.gradient_checkpointing:
         getattr(pipe, family.denoiser).enable_gradient_checkpointing()
-    optimizer = torch.optim.AdamW(groups)
+    optimizer = build_optimizer(groups, config, accelerator.device)
     generator = torch.Generator().manual_seed(rank_seed(config.seed, accelerator.process_index))
 
     # 2. continue from the newest checkpoint, if any (accelerator.load_state, into the prepared run); the trained
@@ -305,13 +316,21 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     embeddings = TextEmbeddings(pipe, family, encoders, data.prompts + data.class_prompts, config.train_text_encoder)
     checkpoints = LoraCheckpoints(accelerator, run_dir / "checkpoints", lambda: lora_weights(pipe, family, config),
                                   lambda weights: _restore(pipe, family, config, weights), optimizer, generator)
+    trained = [p for group in groups for p in group["params"]]
+    ema = LoraEMA(trained, config.ema_decay) if config.ema_decay else None
+    if ema is not None:  # checkpointed beside the generator (registered after it, so older checkpoints still load)
+        accelerator.register_for_checkpointing(ema)
     start = checkpoints.resume()
+    # not prepared (accelerate would step it once per process) and not checkpointed: a schedule is a function of
+    # the step, so a resumed run replays the steps done
+    lr_schedule = build_lr_scheduler(optimizer, config, config.steps)
+    for _ in range(start):
+        lr_schedule.step()
     if not start and _had_steps(run_dir / "progress.jsonl"):
         log.write("note", message="the previous attempt stopped before its first checkpoint; starting clean")
     log.write("start", step=start, steps=config.steps, resumed=start > 0, images=len(data.prompts),
               device=str(accelerator.device), threads=threads, processes=accelerator.num_processes)
     trainee = Trainee(family, denoiser, pipe, family.training_scheduler(pipe))
-    trained = [p for group in groups for p in group["params"]]
     sample_size = None if resolution == native else (resolution, resolution)
     sample_prompts = list(config.sample_prompts) or [data.prompts[0], _without_trigger(data.prompts[0], config)]
 
@@ -339,6 +358,10 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
                     accelerator.clip_grad_norm_(trained, 1.0)
                 optimizer.step()
                 optimizer.zero_grad()
+                if accelerator.sync_gradients:  # once per optimizer update, not per micro-batch
+                    lr_schedule.step()
+                    if ema is not None:
+                        ema.update()
                 loss_value = accelerator.reduce(loss.detach(), "mean").item()  # the mean over the ranks' batches
         log.write("step", step=step, steps=config.steps, loss=loss_value, seconds=round(time.time() - began, 4))
         if step % config.checkpoint_every == 0 and step < config.steps:
@@ -350,6 +373,8 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
 
     # 4. export into the LoRA library
     accelerator.wait_for_everyone()
+    if ema is not None:  # the averaged weights are the ones exported (and sampled)
+        ema.copy_to(trained)
     weights = lora_weights(pipe, family, config)
     rank_weights = gather_object([weights_digest(weights)])  # each rank's own: equal unless the ranks drifted
     if not accelerator.is_main_process:
