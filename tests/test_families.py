@@ -240,7 +240,8 @@ def test_what_a_family_cannot_do_is_a_clear_error_and_the_engine_keeps_serving(f
         ({"model": family_models["flux1-schnell"], "distilled_cfg": 5.0}, "has no distilled guidance"),
     ]
     control = {"controlnet": [{"image": Image.new("RGB", (SIZE, SIZE), "white"), "preprocessor": "none"}]}
-    cases += [({"model": flux, "plugin_units": control}, r"ControlNet: .*Flux\.1 .*FluxControlNetModel.*not supported"),
+    cases += [({"model": flux, "plugin_units": control},
+               r"'embedded-edges' is a .*\(ControlNetModel\) and model .* is Flux\.1 .*FluxControlNetModel"),
               ({"model": family_models["chroma"], "plugin_units": control}, "diffusers has no ControlNet for Chroma")]
     for fields, message in cases:
         with pytest.raises(RequestError, match=message):

@@ -1,13 +1,11 @@
 """The ControlNet conditioner: up to three units, each a control image, a preprocessor, a model, a scale and a
 guidance window (start and end as fractions of the sampling steps).
 
-Per request, under the model lock, it builds diffusers' ControlNet variant of the pipeline for the mode
-(txt2img, img2img, inpaint; SD 1.x/2.x or SDXL) with `AutoPipelineFor*.from_pipe`, which shares the
-loaded components, so nothing of one request is left on the model for the next.
-
-Other families are refused with a message that says why: diffusers has ControlNets for Flux.1, SD3, Z-Image and
-Qwen-Image (other model classes, named in t2i/models/families.py), which this plugin does not load yet; Flux.2
-and Chroma have none.
+Per request, under the model lock, it builds the family's ControlNet pipeline for the mode (SD 1.x/2.x, SDXL,
+Flux.1, SD3/3.5, Qwen-Image, Z-Image: t2i/models/families.py `controlnet_pipelines`) with `from_pipe`, which
+shares the loaded components, so nothing of one request is left on the model for the next. What each kind of
+ControlNet takes (several units, the guidance window, the modes the run path can drive) is the table in
+plugins/controlnet/families.py. Flux.2 and Chroma are refused: diffusers has no ControlNet for them.
 """
 
 from __future__ import annotations
@@ -15,18 +13,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
+import diffusers
 from PIL import Image
 
 from t2i.web.uploads import load_image_file
 from t2i.plugins import CliFlag, Conditioner, Param
 from t2i.request import RequestError
 
+from .families import KINDS, ControlNetKind
 from .models import EMBEDDED_NAME, library, load_controlnet, short_hash
 from .preprocessors import PREPROCESSORS, Preprocessors
-
-PIPELINES = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
-             "inpaint": AutoPipelineForInpainting}
 
 
 class ControlNet(Conditioner):
@@ -95,7 +91,7 @@ class ControlNet(Conditioner):
         active = [u for u in units if u["end"] > u["start"]]  # an empty guidance window does nothing
         if not active:
             return pipe, {}
-        check_family(model)
+        kind = check_family(model, mode, active)
         sources = self.models()
         controlnets = []
         for unit in active:
@@ -104,13 +100,16 @@ class ControlNet(Conditioner):
             controlnets.append(load_controlnet(model, unit["model"], sources[unit["model"]]))
         maps = [self.preview(unit, width, height) for unit in active]
         single = len(active) == 1
-        pipe = PIPELINES[mode].from_pipe(pipe, controlnet=controlnets[0] if single else controlnets)
+        controlnet = controlnets[0] if single else getattr(diffusers, kind.multi_class)(controlnets)
+        pipeline_class = getattr(diffusers, model.family_spec.controlnet_pipelines[mode])
+        pipe = pipeline_class.from_pipe(pipe, controlnet=controlnet)
         kwargs = {
-            "image" if mode == "txt2img" else "control_image": maps[0] if single else maps,
+            kind.txt2img_image_arg if mode == "txt2img" else "control_image": maps[0] if single else maps,
             "controlnet_conditioning_scale": active[0]["scale"] if single else [u["scale"] for u in active],
-            "control_guidance_start": [u["start"] for u in active],
-            "control_guidance_end": [u["end"] for u in active],
         }
+        if kind.window:
+            kwargs.update(control_guidance_start=[u["start"] for u in active],
+                          control_guidance_end=[u["end"] for u in active])
         return pipe, kwargs
 
     def describe(self, units: list[dict]) -> dict[str, str]:
@@ -125,15 +124,26 @@ class ControlNet(Conditioner):
         return fields
 
 
-def check_family(model) -> None:
-    """Raise RequestError unless the model's family takes the ControlNets this plugin loads (UNet ControlNets)."""
+def check_family(model, mode: str, units: list[dict]) -> ControlNetKind:
+    """The kind of ControlNet `model`'s family takes; RequestError when it takes none, or not for `mode` or `units`."""
     family = model.family_spec
-    if family.controlnet_model == "ControlNetModel":
-        return
-    if family.controlnet_model:
-        raise RequestError(f"ControlNet: t2i runs ControlNets on SD 1.x/2.x and SDXL models; {family.label} "
-                           f"ControlNets ({family.controlnet_model} in diffusers) are not supported yet")
-    raise RequestError(f"ControlNet: diffusers has no ControlNet for {family.label} models")
+    if not family.controlnet_model:
+        raise RequestError(f"ControlNet: diffusers has no ControlNet for {family.label} models")
+    kind = KINDS[family.controlnet_model]
+    if mode in kind.refused_modes:
+        raise RequestError(f"ControlNet: {mode} with a ControlNet is not offered for {family.label} models: "
+                           f"{kind.refused_modes[mode]}")
+    if mode not in family.controlnet_pipelines:
+        offered = [m for m in family.controlnet_pipelines if m not in kind.refused_modes]
+        raise RequestError(f"ControlNet: diffusers has no {mode} ControlNet pipeline for {family.label} models; "
+                           f"ControlNets run there in {' and '.join(offered)}")
+    if len(units) > 1 and kind.multi_class is None:
+        raise RequestError(f"ControlNet: {family.label} models take one ControlNet unit ({kind.model_class} has no "
+                           f"multi-ControlNet in diffusers); this request has {len(units)}")
+    if not kind.window and any((u["start"], u["end"]) != (0.0, 1.0) for u in units):
+        raise RequestError(f"ControlNet: {family.label}'s ControlNet pipeline has no guidance window; leave start "
+                           "at 0 and end at 1")
+    return kind
 
 
 def _is_number(text: str) -> bool:
