@@ -18,6 +18,7 @@ from t2i.ui.plugin_panels import (PanelContext, accept_plugin_values, create_own
                             units_from_values)
 from t2i.ui.canvas import create_brush_canvas
 from t2i.ui.extras_panel import create_extras_panel
+from t2i.ui.family_defaults import FAMILY_FIELDS, SAMPLER_FIELDS, SIZE_FIELDS, form_updates, model_defaults
 from t2i.ui.uploads import track_uploads
 from t2i.ui.widgets import upload_image
 
@@ -74,9 +75,13 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
     # on Ray (T2I_BACKEND=ray) as many as the replicas hold at once
     model_work_limit = max(1, settings.batch_max, getattr(studio.generator, "concurrency", 1))
     widgets: dict[str, gr.Component] = {}  # the form's inputs by field name: laid out here, each built as declared
+    # the form starts as the default model's family would have it (the declared defaults on the embedded model)
+    declared_samplers = {name: REQUEST_FIELDS[name].default for name in SAMPLER_FIELDS}
+    initial = {name: {key: value for key, value in update.items() if key != "__type__"} for name, update in
+               form_updates(model_defaults(settings.default_model, settings), declared_samplers, True).items()}
 
     def place(name: str, **overrides) -> gr.Component:
-        widgets[name] = field_widget(name, settings, **overrides)
+        widgets[name] = field_widget(name, settings, **{**initial.get(name, {}), **overrides})
         return widgets[name]
 
     with gr.Row():
@@ -95,6 +100,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
             sampler = place("sampler")
             place("steps")
             place("cfg")
+            place("distilled_cfg")  # shown for models with distilled guidance (Flux.1 dev, Flux.2)
             with gr.Row():
                 place("width")
                 place("height")
@@ -194,6 +200,22 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
 
     for trigger in (sampler.change, model.change):
         trigger(warn_sampler, [model, sampler], sampler, queue=False, show_progress="hidden",
+                api_visibility="private")
+
+    # the form follows the chosen model's family: a model the user picks brings its family's size, steps, guidance
+    # and samplers (`input` fires only on the user's own change), while a model set by a recipe (PNG info, a link)
+    # changes only which samplers and boxes are offered, so the recipe's values stay
+    family_outputs = list(dict.fromkeys([*SAMPLER_FIELDS, *FAMILY_FIELDS, *SIZE_FIELDS]))
+
+    def follow_model(with_values: bool) -> Callable:
+        def follow(model="", *samplers):
+            updates = form_updates(model_defaults(model, settings), dict(zip(SAMPLER_FIELDS, samplers)), with_values)
+            return [updates.get(name, gr.update()) for name in family_outputs]
+        return follow
+
+    for trigger, with_values in ((model.input, True), (model.change, False)):
+        trigger(follow_model(with_values), [model, *(widgets[name] for name in SAMPLER_FIELDS)],
+                [widgets[name] for name in family_outputs], queue=False, show_progress="hidden",
                 api_visibility="private")
 
     def stop(request: gr.Request = None):
