@@ -174,3 +174,20 @@ def test_masks_travel_with_their_images_and_a_wrong_size_is_refused(tmp_path):
     _save(tmp_path / "gone.mask.png", (64, 48), 255)
     with pytest.raises(RequestError, match="gone.mask.png is a mask, but there is no image gone"):
         prepare_dataset([tmp_path])
+
+
+def test_cli_flags_reach_the_config():
+    from t2i.cli import build_parser
+    from t2i.train.command import _overrides
+
+    args = build_parser().parse_args(
+        ["train", "--images", "x", "--name", "flags", "--optimizer", "prodigy", "--learning-rate", "1.0", "--text-encoder-lr", "0.5",
+         "--lr-scheduler", "cosine", "--lr-warmup-steps", "20", "--min-snr-gamma", "5", "--noise-offset", "0.05",
+         "--shuffle-tags", "--keep-tokens", "2", "--ema-decay", "0.99", "--timestep-bias", "low_noise"])
+    config = config_from_preset(args.preset, name=args.name, **_overrides(args))
+    assert (config.optimizer, config.lr_scheduler, config.lr_warmup_steps, config.min_snr_gamma, config.noise_offset,
+            config.shuffle_tags, config.keep_tokens, config.ema_decay, config.timestep_bias) == \
+        ("prodigy", "cosine", 20, 5.0, 0.05, True, 2, 0.99, "low_noise")
+    plain = build_parser().parse_args(["train", "--images", "x", "--name", "plain"])
+    preset = config_from_preset(plain.preset, name="plain", **_overrides(plain))
+    assert preset.optimizer == "adamw" and not preset.shuffle_tags  # no flag: the preset's values

@@ -8,13 +8,15 @@ import sys
 import time
 from pathlib import Path
 
-from t2i.train.config import DEFAULT_PRESET, METHODS, PRESETS, TARGETS
+from t2i.train.config import (DEFAULT_PRESET, LR_SCHEDULERS, METHODS, OPTIMIZERS, PRESETS, TARGETS,
+                              TIMESTEP_BIASES)
 
 
 def add_train_parser(sub) -> None:
     """The `train` subcommand of the t2i command line."""
     train = sub.add_parser("train", help="train a LoRA (style) or DreamBooth-LoRA (subject) on a folder of images")
-    train.add_argument("--images", type=Path, help="folder (or .zip) of images, with optional same-name .txt captions")
+    train.add_argument("--images", type=Path, help="folder (or .zip) of images, with optional same-name .txt captions and "
+                                                        ".mask.png loss masks (white: trained, black: ignored)")
     train.add_argument("--name", help="name of the LoRA file in the library")
     train.add_argument("--trigger", default="", help="word that calls the LoRA up (default: the name)")
     train.add_argument("--method", choices=METHODS, default=None, help="default: the preset's")
@@ -24,6 +26,7 @@ def add_train_parser(sub) -> None:
     train.add_argument("--targets", choices=TARGETS, default=None,
                        help="UNet layers the LoRA adapts (default: the preset's); 'attention+conv' also the convolutions")
     train.add_argument("--learning-rate", type=float, default=None)
+    train.add_argument("--text-encoder-lr", type=float, default=None, help="the text encoder's learning rate")
     train.add_argument("--batch-size", type=int, default=None)
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--class-word", default=None, help="DreamBooth class, e.g. 'shape' or 'dog'")
@@ -32,6 +35,7 @@ def add_train_parser(sub) -> None:
     train.add_argument("--class-prompt", action="append", default=[], dest="class_prompts", metavar="TEXT",
                        help="a regularisation prompt for the class images (repeat it for several); default: the "
                             "captions without the trigger (a style) or 'a CLASS_WORD' (DreamBooth)")
+    _add_option_flags(train)
     train.add_argument("--checkpoint-every", type=int, default=None)
     train.add_argument("--sample-every", type=int, default=None)
     train.add_argument("--base-model", default=None, help="'embedded', a diffusers folder or a hub id")
@@ -47,11 +51,41 @@ def add_train_parser(sub) -> None:
     train.set_defaults(run=_train)
 
 
+# the options kohya and OneTrainer users know; each flag is the TrainingConfig field of the same name
+OPTION_FLAGS = ("optimizer", "lr_scheduler", "lr_warmup_steps", "lr_cycles", "min_snr_gamma", "noise_offset",
+                "shuffle_tags", "keep_tokens", "ema_decay", "timestep_bias", "timestep_bias_multiplier",
+                "timestep_bias_portion")
+
+
+def _add_option_flags(train) -> None:
+    """Optimizer, schedule and loss flags (default: the preset's)."""
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                       help="adamw8bit: bitsandbytes' 8-bit AdamW (CUDA GPUs and CPUs); prodigy: finds its own step "
+                            "size, use --learning-rate 1.0")
+    train.add_argument("--lr-scheduler", choices=LR_SCHEDULERS, default=None)
+    train.add_argument("--lr-warmup-steps", type=int, default=None, help="linear ramp from 0 to the learning rate")
+    train.add_argument("--lr-cycles", type=int, default=None, help="restarts of cosine_with_restarts")
+    train.add_argument("--min-snr-gamma", type=float, default=None, help="min-SNR-gamma loss weighting, e.g. 5; 0: off")
+    train.add_argument("--noise-offset", type=float, default=None, help="e.g. 0.05: darker darks, brighter brights")
+    train.add_argument("--shuffle-tags", action="store_true", default=None,
+                       help="shuffle each caption's comma-separated tags when it is drawn")
+    train.add_argument("--keep-tokens", type=int, default=None, help="leading tags that stay in place when shuffling")
+    train.add_argument("--ema-decay", type=float, default=None,
+                       help="export an exponential moving average of the LoRA weights, e.g. 0.999; 0: off")
+    train.add_argument("--timestep-bias", choices=TIMESTEP_BIASES, default=None,
+                       help="draw low-noise (detail, texture) or high-noise (composition) timesteps more often")
+    train.add_argument("--timestep-bias-multiplier", type=float, default=None,
+                       help="how much more often the favoured timesteps are drawn (default 2)")
+    train.add_argument("--timestep-bias-portion", type=float, default=None,
+                       help="the favoured fraction of the timesteps (default 0.25)")
+
+
 def _overrides(args) -> dict:
     names = {"trigger": "trigger", "method": "method", "steps": "steps", "rank": "rank", "targets": "targets",
              "learning_rate": "learning_rate", "batch_size": "batch_size", "seed": "seed", "class_word": "class_word",
              "text_encoder": "train_text_encoder", "checkpoint_every": "checkpoint_every",
-             "sample_every": "sample_every", "base_model": "base_model"}
+             "sample_every": "sample_every", "base_model": "base_model", "text_encoder_lr": "text_encoder_lr",
+             **{name: name for name in OPTION_FLAGS}}
     values = {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) not in (None, "")}
     if args.method == "dreambooth" and args.preset == DEFAULT_PRESET:
         values["use_captions"] = False  # DreamBooth trains on the instance prompt
