@@ -63,6 +63,9 @@ class TrainingConfig:
     max_bad_losses: int = 5  # stop after this many NaN/Inf losses in a row
     mixed_precision: str = "auto"  # "auto": fp16/bf16 on a GPU, off on CPU
     gradient_checkpointing: bool = True  # used only on a GPU, where memory rather than time is short
+    # the model family the LoRA is for ("sd", "sdxl", "flux1"; t2i/train/family_training.py TRAINABLE_FAMILIES), as
+    # the Train tab or CLI chose it; "": whatever family the base model is. A base model of another family is refused
+    family: str = ""
     # the options kohya and OneTrainer users expect; the defaults train as before they existed
     optimizer: str = "adamw"  # one of OPTIMIZERS; "prodigy" sets its own step size (learning rate ~1.0)
     lr_scheduler: str = "constant"  # one of LR_SCHEDULERS

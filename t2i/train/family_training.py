@@ -200,6 +200,16 @@ def trainable_labels() -> str:
     return ", ".join(FAMILIES[family].label for family in TRAINABLE_FAMILIES)
 
 
+def check_run_family(wanted: str, family: str) -> None:
+    """FamilyRefused when a run made for the family `wanted` ("" = any) is given a base model of `family`."""
+    if wanted and wanted not in TRAINABLE_FAMILIES:
+        raise FamilyRefused(f"unknown training family {wanted!r}; trainable families: {', '.join(TRAINABLE_FAMILIES)}")
+    if wanted and wanted != family:
+        label = FAMILIES[family].label if family in FAMILIES else family
+        raise FamilyRefused(f"this run trains a {FAMILIES[wanted].label} LoRA, but the base model's family is {label}"
+                            f": choose a {FAMILIES[wanted].label} base model")
+
+
 def training_for(family: str) -> FamilyTraining:
     """The training object of `family`; FamilyRefused naming the family and the trainable ones."""
     if family not in TRAINABLE_FAMILIES:

@@ -54,7 +54,7 @@ from t2i.train.resume import LoraCheckpoints, WorldSizeChanged
 from t2i.train.config import TrainingConfig
 from t2i.train.dataset import load_saved
 from t2i.train.export import export_lora, lora_metadata, model_card
-from t2i.train.family_training import FamilyRefused, FamilyTraining, training_for
+from t2i.train.family_training import FamilyRefused, FamilyTraining, check_run_family, training_for
 from t2i.train.locks import RunBusy, main_process_locks
 from t2i.train.progress_log import ProgressLog
 from t2i.train.ranks import die_with_launcher, rank_seed, weights_digest
@@ -277,6 +277,7 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     model = ModelCache(replace(settings, device=device, dtype="float32",
                                speed="quality")).get(config.base_model)
     try:
+        check_run_family(config.family, model.family)
         family = training_for(model.family)
         pipe = model.pipeline
         native = model.native_size

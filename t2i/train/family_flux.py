@@ -1,0 +1,94 @@
+"""How Flux.1 (dev, schnell) trains a LoRA: rectified flow matching on the transformer, with cached T5 and CLIP
+embeddings; the objective's pieces (sigma sampling with the model's shift, noisy input, target, 2x2 packing, the
+guidance input of dev) come from t2i/train/flux_objective.py, the kohya/BFL export from t2i/train/kohya_flux.py.
+
+Only the transformer trains (as in diffusers' Flux LoRA script by default; its optional CLIP training is not
+offered here), and the DDPM-only options (min-SNR weighting, timestep bias) are refused: flow matching draws sigmas.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+from t2i.train.family_training import FamilyRefused, NoisyBatch, vae_latents
+from t2i.train.flux_objective import (
+    LORA_TARGETS, FlowMatchSettings, flow_target, guidance_input, noisy_input, pack_latents, sample_sigmas,
+)
+from t2i.train.kohya_flux import to_kohya_flux
+
+SAMPLE_STEPS = {True: 20, False: 4}  # dev (guidance embedded) and schnell (distilled to a few steps)
+
+
+class FluxTraining:
+    """Flux.1: flow matching on packed latents, LoRA on the transformer's attention and feed-forward layers."""
+
+    family = "flux1"
+    denoiser = "transformer"
+    text_encoders = ()  # the transformer only: T5 and CLIP embeddings are cached once
+    pipeline_class = "FluxPipeline"
+
+    def check(self, pipe, config, native_size, image_sizes) -> None:
+        if config.train_text_encoder:
+            raise FamilyRefused("Flux.1 LoRA training trains the transformer only; turn off 'train text encoder'")
+        if getattr(config, "min_snr_gamma", 0):
+            raise FamilyRefused("min-SNR weighting is for SD and SDXL (DDPM noise levels); Flux.1 trains by flow "
+                                "matching: set min_snr_gamma to 0")
+        if getattr(config, "timestep_bias", "none") != "none":
+            raise FamilyRefused("the timestep bias is for SD and SDXL; Flux.1 draws its noise levels logit-normally "
+                                "with the model's shift: set timestep_bias to 'none'")
+
+    def lora_targets(self, component, config) -> str:
+        return LORA_TARGETS  # a regex peft full-matches, covering both the double and the single blocks
+
+    def training_scheduler(self, pipe):
+        return FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
+
+    def bucket_multiple(self, pipe) -> int:
+        return pipe.vae_scale_factor * 2  # latents are packed in 2x2 patches
+
+    def encode_latents(self, pipe, images) -> torch.Tensor:
+        return vae_latents(pipe, images)
+
+    def image_conditions(self, originals, crops, size) -> dict[str, torch.Tensor]:
+        return {}
+
+    def encode_prompts(self, pipe, encoders, prompts) -> dict[str, torch.Tensor]:
+        # the pipeline's own encoding (CLIP pooled + T5 sequence); the encoders are frozen, so this runs once per prompt
+        sequence, pooled, text_ids = pipe.encode_prompt(prompts, prompt_2=None, device=pipe.device,
+                                                        max_sequence_length=self._sequence_length(pipe))
+        return {"prompt_embeds": sequence, "pooled": pooled, "text_ids": text_ids[None].expand(len(prompts), -1, -1)}
+
+    def noisy_batch(self, pipe, scheduler, latents, generator, config) -> NoisyBatch:
+        noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
+        sequence_length = (latents.shape[2] // 2) * (latents.shape[3] // 2)
+        sigmas = sample_sigmas(scheduler, FlowMatchSettings(), len(latents), sequence_length, generator)
+        sigmas = sigmas.to(latents.device)
+        return NoisyBatch(noisy_input(latents, noise, sigmas), sigmas, flow_target(latents, noise))
+
+    def predict(self, denoiser, pipe, batch, embeds, conditions) -> torch.Tensor:
+        latents = batch.model_input
+        packed, image_ids = pack_latents(latents)
+        transformer = getattr(denoiser, "module", denoiser)  # unwrapped for its config (DDP hides it)
+        prediction = denoiser(
+            hidden_states=packed, timestep=batch.timesteps.to(latents.dtype),  # sigmas: it scales by 1000 itself
+            guidance=guidance_input(transformer, len(latents), FlowMatchSettings().guidance),
+            pooled_projections=embeds["pooled"], encoder_hidden_states=embeds["prompt_embeds"],
+            txt_ids=embeds["text_ids"][0], img_ids=image_ids, return_dict=False)[0]
+        scale = pipe.vae_scale_factor
+        return FluxPipeline._unpack_latents(prediction, latents.shape[2] * scale, latents.shape[3] * scale, scale)
+
+    def sample(self, pipe, prompt, seed, size):
+        steps = SAMPLE_STEPS[bool(pipe.transformer.config.guidance_embeds)]
+        sized = {} if size is None else {"width": size[0], "height": size[1]}
+        return pipe(prompt, num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed),
+                    max_sequence_length=self._sequence_length(pipe), **sized).images[0]
+
+    def kohya_weights(self, pipe, weights, alpha) -> dict[str, torch.Tensor]:
+        return to_kohya_flux(weights, alpha)
+
+    @staticmethod
+    def _sequence_length(pipe) -> int:
+        # T5's limit: 512 for dev, 256 for schnell (diffusers' defaults), never past the tokenizer's own
+        limit = 512 if pipe.transformer.config.guidance_embeds else 256
+        return min(limit, pipe.tokenizer_2.model_max_length)
