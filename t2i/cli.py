@@ -38,7 +38,9 @@ def _generate(args) -> int:
     blobs = [labeller.png(item.image, item.parameters, title=path.name) for path, item in zip(paths, result.images)]
     for path, blob, item in zip(paths, blobs, result.images):
         write_atomically(path, blob)
-        print(f"{path}  seed={item.seed}" + (f"  ({item.notice})" if item.notice else ""))
+        print(f"{path}  seed={item.seed}")
+        if item.notice:  # e.g. a content warning: on stderr, so stdout stays the list of files
+            print(f"{path.name}: {item.notice}", file=sys.stderr)
     return 0
 
 

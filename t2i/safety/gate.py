@@ -8,8 +8,9 @@
   its comma-separated items, so a negative prompt cannot take the clothes off an innocent-looking prompt.
 - A prompt checker names the categories it flags (t2i/safety/categories.py) by scoring each 1.0 under the
   category's name; the operator's T2I_SAFETY_CATEGORIES decides what each does: refuse the prompt (`block`,
-  the user is told the category, never the matched word), let it run with the category logged (`warn`), or
-  nothing (`off`). A flag that names no category is blocked. Sexual content with minors is always blocked.
+  the user is told the category, never the matched word), let it run with a content warning naming the
+  category on each of its images (`warn`: the UI's info, the APIs' notices, the CLI's stderr), or nothing
+  (`off`). A flag that names no category is blocked. Sexual content with minors is always blocked.
 - A live preview with less than PREVIEW_MIN_SIDE pixels of information on its shorter side is not screened:
   an image checker reads nothing there (bench/nudenet_min_size.py: NudeNet still finds a face in a photo shrunk
   to 24 px, none at 16 px). Approximate previews (latents times 4, nearest) of a small model fall below it; the
@@ -27,6 +28,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,6 +48,8 @@ POLICY_KEYS = ("action", "categories", "checkers", "thresholds", "timeout_s", "a
 # measured (bench/nudenet_min_size.py): NudeNet's face scores on two photos fall from 0.7-0.8 at 80 px to
 # 0-0.37 at 24-64 px and to none at 16 px
 PREVIEW_MIN_SIDE = 24
+# content warnings kept per request id until its images are screened; a bound, not a lifetime (oldest dropped)
+MAX_PENDING_WARNINGS = 4096
 
 
 class PromptRefused(RequestError):
@@ -156,6 +160,8 @@ class SafetyGate:
         self.prompt_checkers = self._select(plugins, "prompt_check")
         self.image_checkers = self._select(plugins, "image_check")
         self.audit = AuditLog(self.policy.audit_log)
+        self._warnings: OrderedDict[str, str] = OrderedDict()  # request id -> its content warning
+        self._warnings_lock = threading.Lock()
         if not self.image_checkers:
             log.warning("no image safety checker is loaded: %s", "images are served UNCHECKED (operator's choice)"
                         if self.policy.allow_unchecked_images else "every image will be withheld (fail closed)")
@@ -189,7 +195,17 @@ class SafetyGate:
                 if blocked:
                     raise PromptRefused(refusal_message(blocked[0]))
                 warned += [c for c, action in actions.items() if action == "warn" and c not in warned]
+        if warned:  # each final image of this request carries the warning (screen_image)
+            with self._warnings_lock:
+                self._warnings[request_id] = warning_message(warned)
+                while len(self._warnings) > MAX_PENDING_WARNINGS:
+                    self._warnings.popitem(last=False)
         return warned
+
+    def content_warning(self, request_id: str) -> str:
+        """The content warning of a request whose prompt touched a `warn` category ("" if none)."""
+        with self._warnings_lock:
+            return self._warnings.get(request_id, "")
 
     def _judge_prompt(self, checker, text: str, what: str, request_id: str) -> dict[str, str]:
         """The categories a prompt checker flagged, each with the policy's action (audited and logged)."""
@@ -205,8 +221,15 @@ class SafetyGate:
         return actions
 
     def screen_image(self, image: Image.Image, what: str = "image", request_id: str = "") -> ScreenedImage:
-        """Run every image checker; a flagged image is blocked, blurred or blacked out by policy."""
-        request_id = request_id or secrets.token_hex(6)
+        """Run every image checker; a flagged image is blocked, blurred or blacked out by policy. A final image
+        of a request with a content warning carries it in its notice."""
+        screened = self._screen(image, what, request_id or secrets.token_hex(6))
+        warning = self.content_warning(request_id) if what == "image" and request_id else ""
+        if warning:
+            screened.notice = "; ".join(n for n in (screened.notice, warning) if n)
+        return screened
+
+    def _screen(self, image: Image.Image, what: str, request_id: str) -> ScreenedImage:
         if not self.image_checkers and not self.policy.allow_unchecked_images:
             verdict = Verdict(True, "no image checker is loaded")
             self.audit.write(request_id, what, "none", verdict, 0.0)
@@ -241,6 +264,12 @@ def refusal_message(category: str) -> str:
     """What the user is told: the category, never the matched word."""
     label = CATEGORY_LABELS.get(category)
     return f"{PROMPT_REFUSED} ({label})" if label else PROMPT_REFUSED
+
+
+def warning_message(categories: list[str]) -> str:
+    """What the user is told when a prompt touches `warn` categories: the categories, never the matched word."""
+    labels = ", ".join(CATEGORY_LABELS.get(c, c) for c in categories)
+    return f"content warning: the prompt touches {labels} (the operator's policy lets it run)"
 
 
 def information_size(image: Image.Image) -> tuple[int, int]:
