@@ -18,6 +18,8 @@ from t2i.settings import Settings
 
 MAX_SEED = 2**32 - 1
 WILDCARD_MODES = ("random", "combinatorial")
+MASKED_CONTENT = ("original", "fill", "latent noise", "latent nothing")
+INPAINT_AREAS = ("Whole picture", "Only masked")
 WIDGETS = ("text", "dropdown", "multiselect", "slider", "number", "image")
 # the value type of each annotation a declared field may have (a list of names travels as a tuple)
 _VALUE_TYPES = {"str": str, "int": int, "float": float, "tuple[str, ...]": tuple, "Image.Image | None": Image.Image}
@@ -117,6 +119,17 @@ class GenerationRequest:
     inpainting_mask_invert: int = _declare(0, widget="slider", label="Inpaint not masked", minimum=0, maximum=1,
                                            step=1, flag="--inpaint-not-masked",
                                            help="1: repaint what the mask leaves black instead")
+    # what the masked area starts from and which area is repainted (t2i/generation/inpaint_area.py), as A1111's
+    # "Masked content", "Inpaint area" and "Only masked padding, pixels"
+    masked_content: str = _declare("original", widget="dropdown", choices=MASKED_CONTENT, flag="--masked-content",
+                                   help="inpainting: what the masked area starts from: original, fill (the "
+                                   "surrounding colours), latent noise or latent nothing (zeros)")
+    inpaint_area: str = _declare("Whole picture", widget="dropdown", choices=INPAINT_AREAS, flag="--inpaint-area",
+                                 help="Only masked: repaint the mask's box (plus padding) at the full size and "
+                                 "paste it back")
+    inpaint_padding: int = _declare(32, widget="slider", label="Only masked padding, pixels", minimum=0, maximum=256,
+                                    step=4, flag="--inpaint-padding",
+                                    help="Only masked: pixels of context around the mask's box")
     # hires fix (t2i/generation/hires.py): a second pass at a larger size; on when hires_scale > 1 or a size is given
     hires_scale: float = _declare(1.0, widget="slider", label="Hires upscale", minimum=1, maximum=4, step=0.05,
                                   flag="--hires-scale", help="hires fix: 1 is off; 2 makes a second pass at twice the size")
@@ -268,6 +281,18 @@ class GenerationRequest:
         if self.inpainting_mask_invert not in (0, 1) or isinstance(self.inpainting_mask_invert, bool):
             raise RequestError(f"inpainting_mask_invert must be 0 (inpaint masked) or 1 (inpaint not masked); "
                                f"got {self.inpainting_mask_invert!r}")
+        self._validate_inpaint_area()
+
+    def _validate_inpaint_area(self) -> None:
+        """Masked content, inpaint area and its padding (like mask blur, they change nothing without a mask)."""
+        if self.masked_content not in MASKED_CONTENT:
+            raise RequestError(f"masked_content must be one of: {', '.join(MASKED_CONTENT)}; "
+                               f"got {self.masked_content!r}")
+        if self.inpaint_area not in INPAINT_AREAS:
+            raise RequestError(f"inpaint_area must be one of: {', '.join(INPAINT_AREAS)}; got {self.inpaint_area!r}")
+        if not _is_int(self.inpaint_padding) or not 0 <= self.inpaint_padding <= 256:
+            raise RequestError(f"inpaint_padding must be a whole number of pixels from 0 to 256; "
+                               f"got {self.inpaint_padding!r}")
 
     def recipe(self) -> dict:
         """The request's plain fields (no images), for metadata and links."""

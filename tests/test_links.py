@@ -11,7 +11,8 @@ RECIPE = {"prompt": "a red star, (blue:1.2) & more?", "negative_prompt": "green 
           "hires_scale": 2.0, "hires_width": 0, "hires_height": 0, "hires_steps": 8, "hires_denoise": 0.4,
           "hires_upscaler": "Latent (nearest)", "hires_prompt": "a red star, sharp", "hires_negative_prompt": "",
           "hires_sampler": "Euler a", "clip_skip": 2, "vae": "my-vae.safetensors",
-          "mask_blur": 4, "inpainting_mask_invert": 1, "distilled_cfg": 4.0}
+          "mask_blur": 4, "inpainting_mask_invert": 1, "masked_content": "latent noise",
+          "inpaint_area": "Only masked", "inpaint_padding": 16, "distilled_cfg": 4.0}
 
 
 def test_round_trip_keeps_every_plain_field(settings):

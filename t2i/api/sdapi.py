@@ -24,13 +24,14 @@ from t2i.api.auth import Caller, Unauthorized, caller_of, check_key
 from t2i.api.http import Unprocessable, body_cap, json_object, read_body, status_of
 from t2i.api.images import base64_text, decode_base64_image, result_pngs
 from t2i.api.jobs import Jobs
-from t2i.api.sdapi_schema import OVERRIDES_OFF_ONLY, OWN_VAE, Img2ImgBody, Txt2ImgBody, _one_of, explain
+from t2i.api.sdapi_schema import (MASKED_CONTENT_BY_INDEX, OVERRIDES_OFF_ONLY, OWN_VAE, Img2ImgBody, Txt2ImgBody,
+                                  _one_of, explain)
 from t2i.generation.samplers import SAMPLERS
 from t2i.models.access import check_server_model
 from t2i.models.upscalers import LATENT_MODES
 from t2i.recipes.infotext import infotext
 from t2i.recipes.pnginfo import read_png
-from t2i.request import REQUEST_FIELDS, GenerationResult
+from t2i.request import INPAINT_AREAS, REQUEST_FIELDS, GenerationResult
 from t2i.settings import Settings
 from t2i.studio import GenerateForm, Studio
 from t2i.web.uploads import load_image_file
@@ -266,6 +267,7 @@ def _form(body, model: str, settings: Settings) -> GenerateForm:
         if body.mask:
             values["mask"] = _mask(decode_base64_image(body.mask, "mask", max_image_bytes),
                                    body.inpainting_mask_invert, settings)
+            values.update(_inpainting(body))
         if body.denoising_strength is not None:
             values["strength"] = body.denoising_strength
     return GenerateForm(**values)
@@ -283,6 +285,26 @@ def _hires(body) -> dict:
         values["hires_sampler"] = body.hr_sampler_name
     if body.denoising_strength is not None and not isinstance(body, Img2ImgBody):
         values["hires_denoise"] = body.denoising_strength
+    return values
+
+
+def _inpainting(body) -> dict:
+    """Mask blur, masked content and inpaint area for the options the body sets (others: t2i's defaults)."""
+    values = {}
+    if body.mask_blur is not None:
+        values["mask_blur"] = body.mask_blur
+    if body.inpainting_fill is not None:
+        if body.inpainting_fill not in range(len(MASKED_CONTENT_BY_INDEX)):
+            raise Unprocessable(f"inpainting_fill must be 0 (fill), 1 (original), 2 (latent noise) or 3 (latent "
+                                f"nothing); got {body.inpainting_fill!r}")
+        values["masked_content"] = MASKED_CONTENT_BY_INDEX[body.inpainting_fill]
+    if body.inpaint_full_res is not None:
+        if body.inpaint_full_res not in (0, 1):
+            raise Unprocessable(f"inpaint_full_res must be true/1 (only masked) or false/0 (whole picture); got "
+                                f"{body.inpaint_full_res!r}")
+        values["inpaint_area"] = INPAINT_AREAS[1] if body.inpaint_full_res else INPAINT_AREAS[0]  # only masked / whole
+    if body.inpaint_full_res_padding is not None:
+        values["inpaint_padding"] = body.inpaint_full_res_padding
     return values
 
 

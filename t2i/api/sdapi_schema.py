@@ -46,6 +46,9 @@ OVERRIDES_MAPPED = ("sd_model_checkpoint", "CLIP_stop_at_last_layers", "sd_vae")
 OVERRIDES_OFF_ONLY: dict[str, tuple[tuple, str]] = {
     "forge_additional_modules": (([], None), "additional modules are not available in t2i"),
 }
+# img2img's inpainting options, mapped when a mask is sent; A1111's inpainting_fill indexes MASKED_CONTENT_BY_INDEX
+MASK_FIELDS = ("mask_blur", "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding")
+MASKED_CONTENT_BY_INDEX = ("fill", "original", "latent noise", "latent nothing")
 # A1111's sd_vae values for "the checkpoint's own"
 OWN_VAE = (None, "", "Automatic", "None")
 # hires fix fields, used when enable_hr is true (ignored, and said so, when it is false)
@@ -63,9 +66,10 @@ IGNORED: dict[str, str] = {
         "firstphase_width", "firstphase_height")},
     **{name: "hires fix's second pass uses cfg_scale and the request's model in t2i" for name in (
         "hr_cfg", "hr_distilled_cfg", "hr_additional_modules")},
-    **{name: "t2i paints into the mask as given, over the whole image" for name in (
-        "mask_blur", "mask_blur_x", "mask_blur_y", "mask_round", "inpainting_fill", "inpaint_full_res",
-        "inpaint_full_res_padding")},
+    **{name: "t2i blurs the mask by mask_blur, the same both ways, and never rounds it" for name in (
+        "mask_blur_x", "mask_blur_y", "mask_round")},
+    # img2img maps these when it has a mask (Img2ImgBody)
+    **{name: "inpainting options need an img2img mask" for name in MASK_FIELDS},
     "comments": "kept by A1111 in its own infotext only",
     "force_task_id": "t2i tracks jobs by caller (see /sdapi/v1/progress)",
     "distilled_cfg_scale": "Forge's Flux guidance; t2i's guidance is cfg_scale",
@@ -140,6 +144,20 @@ class Img2ImgBody(Txt2ImgBody):
     init_images: list[str]
     mask: str | None = None
     inpainting_mask_invert: int = 0  # 1: repaint where the mask is black
+    # with a mask (omitted: t2i's defaults): mask blur, masked content (0 fill, 1 original, 2 latent noise,
+    # 3 latent nothing), inpaint area "Only masked" (true or 1) and its padding
+    mask_blur: int | None = None
+    inpainting_fill: int | None = None
+    inpaint_full_res: bool | int | None = None
+    inpaint_full_res_padding: int | None = None
+
+    def ignored(self) -> dict[str, str]:
+        """The ignored fields this body set, with why: the inpainting options only without a mask."""
+        ignored = super().ignored()
+        if self.mask:
+            for name in MASK_FIELDS:
+                ignored.pop(name, None)
+        return ignored
 
 
 def explain(error: ValidationError) -> str:

@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from t2i.generation.inpaint_area import LATENT_CONTENT, ONLY_MASKED
 from t2i.generation.prepared import PreparedRequest
 from t2i.generation.run import Member, Runner
 from t2i.generation.progress import GenerationCancelled, ProgressCallback
@@ -53,6 +54,8 @@ def batch_key(prepared: PreparedRequest) -> BatchKey | None:
         return None
     if request.hires_enabled or request.vae != REQUEST_FIELDS["vae"].default:  # own second pass or decoder
         return None
+    if request.inpaint_area == ONLY_MASKED or request.masked_content in LATENT_CONTENT:
+        return None  # its own crop of its own image, or its own latents (t2i/generation/inpaint_area.py)
     plain = {plugin.name: [{name: value for name, value in unit.items() if name not in _image_params(plugin)}
                            for unit in units] for plugin, units in prepared.used}
     try:

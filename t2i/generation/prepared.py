@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageOps
 
 from t2i import __version__
+from t2i.generation.inpaint_area import inpaint_inputs
 from t2i.generation.outpaint import canvas_size, extend_canvas, outpaint_sides
 from t2i.models.cache import LoadedModel
 from t2i.plugins import Plugin
@@ -55,12 +56,9 @@ class PreparedRequest:
             mask = ImageOps.invert(mask.convert("L"))
         if canvas_size(request):  # outpainting: a larger canvas whose new area is repainted
             image, mask = extend_canvas(image, mask, **outpaint_sides(request))
-        inputs = {"image": image.convert("RGB").resize(size, Image.Resampling.LANCZOS), "strength": request.strength}
-        if mask is not None:
-            mask = mask.convert("L").resize(size, Image.Resampling.NEAREST)
-            inputs["mask_image"] = mask.filter(ImageFilter.GaussianBlur(request.mask_blur)) if request.mask_blur \
-                else mask
-        return inputs
+        if mask is not None:  # masked content, mask blur, inpaint area (t2i/generation/inpaint_area.py)
+            return inpaint_inputs(request, image, mask, size)
+        return {"image": image.convert("RGB").resize(size, Image.Resampling.LANCZOS), "strength": request.strength}
 
     def guidance(self) -> dict:
         """The guidance arguments under the names the model's family takes: CFG, distilled guidance, token limit."""

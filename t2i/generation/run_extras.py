@@ -13,6 +13,7 @@ import contextlib
 from dataclasses import dataclass
 
 from t2i.generation import hires
+from t2i.generation.inpaint_area import around_inpaint_call
 from t2i.generation.prompts import encode_prompts
 from t2i.generation.textual_inversion import describe as describe_embeddings
 from t2i.generation.textual_inversion import expand_embeddings
@@ -61,12 +62,16 @@ class RunExtras:
         return extras, {**describe_embeddings(self.embeddings, *texts), **self.vaes.describe(request.vae)}
 
     def around_call(self, member):
-        """The context of a member's pipeline call: its VAE swapped into every pipeline the call uses."""
+        """The context of a member's pipeline call: its VAE swapped into every pipeline the call uses, and its
+        inpainting's masked content (t2i/generation/inpaint_area.py)."""
+        context = contextlib.ExitStack()
+        context.enter_context(around_inpaint_call(member))
         if member.extras is None or member.extras.vae is None:
-            return contextlib.nullcontext()
+            return context
         model = member.prepared.model
         pipes = [member.pipe, model.pipeline] + ([model.pipeline_for("img2img")] if member.extras.hires else [])
-        return using_vae(pipes, member.extras.vae)
+        context.enter_context(using_vae(pipes, member.extras.vae))
+        return context
 
     @staticmethod
     def first_output_type(member) -> str:

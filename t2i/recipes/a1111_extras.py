@@ -2,8 +2,9 @@
 
 `Denoising strength: 0.5, Hires upscale: 2, Hires steps: 10, Hires upscaler: Latent`, or `Hires resize: 1024x768`
 for a target size; `Hires prompt`, `Hires negative prompt` and `Hires sampler` (with A1111 >= 1.8's `Hires schedule
-type`) when the second pass has its own; `Clip skip: 2`; for inpainting `Mask blur: 4` and `Mask mode: Inpaint not
-masked`. The VAE (`VAE`, `VAE hash`) and `TI hashes` come with
+type`) when the second pass has its own; `Clip skip: 2`; for inpainting `Mask blur: 4`, `Mask mode: Inpaint not
+masked`, `Masked content: fill` (`latent noise`, `latent nothing`; nothing for `original`, as A1111) and `Inpaint
+area: Only masked, Masked area padding: 32`. The VAE (`VAE`, `VAE hash`) and `TI hashes` come with
 the run's described fields (t2i/generation/run_extras.py); `VAE` is read back into the VAE box.
 """
 
@@ -13,10 +14,11 @@ import re
 
 from t2i.generation.samplers import SAMPLERS
 from t2i.models.upscalers import BUILTIN
-from t2i.request import RequestError
+from t2i.request import INPAINT_AREAS, MASKED_CONTENT, REQUEST_FIELDS, RequestError
 
 HIRES_KEYS = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler")
 _RESIZE = re.compile(r"^(\d+)x(\d+)$")
+ORIGINAL = REQUEST_FIELDS["masked_content"].default  # the init image's own pixels: A1111 writes no Masked content
 UNSUPPORTED_HIRES = ("Hires CFG Scale", "Hires checkpoint", "Hires Module 1")
 
 
@@ -33,6 +35,10 @@ def infotext_fields(params: dict) -> list[tuple[str, object]]:
         fields.append(("Mask blur", params["mask_blur"]))
     if params.get("mode") == "inpaint" and params.get("inpainting_mask_invert"):
         fields.append(("Mask mode", "Inpaint not masked"))
+    if params.get("mode") == "inpaint" and params.get("masked_content", ORIGINAL) != ORIGINAL:
+        fields.append(("Masked content", params["masked_content"]))  # A1111 writes nothing for the original
+    if params.get("mode") == "inpaint" and params.get("inpaint_area") == "Only masked":
+        fields += [("Inpaint area", "Only masked"), ("Masked area padding", params["inpaint_padding"])]
     if not hires_enabled(params):
         return fields
     fields.append(("Denoising strength", params["hires_denoise"]))
@@ -64,6 +70,12 @@ def read_fields(extra: dict, form: dict, notes: list[str], sampler_name) -> None
         form["mask_blur"] = round(_number("Mask blur", extra.pop("Mask blur"), float))
     if extra.get("Mask mode") in ("Inpaint masked", "Inpaint not masked"):
         form["inpainting_mask_invert"] = int(extra.pop("Mask mode") == "Inpaint not masked")
+    if extra.get("Masked content") in MASKED_CONTENT:
+        form["masked_content"] = extra.pop("Masked content")
+    if extra.get("Inpaint area") in INPAINT_AREAS:
+        form["inpaint_area"] = extra.pop("Inpaint area")
+    if "Masked area padding" in extra:
+        form["inpaint_padding"] = _number("Masked area padding", extra.pop("Masked area padding"), int)
     if extra.get("VAE"):
         form["vae"] = extra.pop("VAE")
     if not any(key in extra for key in HIRES_KEYS):
