@@ -135,7 +135,11 @@ class Runner:
             # the feature cache acts on UNets only (a transformer's fast path has interval 1)
             rows = _rows(members)
             with feature_cache(getattr(members[0].pipe, "unet", None), lead.model.cache["fast_path"].cache_interval), \
-                    self.extras.around_call(members[0]):  # a VAE choice or hires fix: a member that runs alone
+                    self.extras.around_call(members[0]), torch.random.fork_rng():
+                # (around_call: a VAE choice or hires fix, a member that runs alone.) torch's global RNG is seeded
+                # from the call's first seed and restored after: diffusers' SD3 ControlNet pipeline samples the
+                # control image's latents from it, not from the generators
+                torch.manual_seed(seeds[0][0])
                 images = members[0].pipe(
                     **rows, **lead.guidance(), num_inference_steps=lead.request.steps,
                     width=lead.width, height=lead.height,

@@ -58,7 +58,7 @@ CONTROLNET_FAMILIES = tuple(BUILDERS)
 
 
 def build_controlnet(family: str, seed: int = 0, model_seed: int = 0, variant: str = ""):
-    """A tiny random ControlNet for `build_pipeline(family, variant, model_seed)`; the same seeds give the same weights."""
+    """A tiny random ControlNet for `build_pipeline(family, variant, model_seed)`; same seeds, same weights."""
     if family not in BUILDERS:
         raise ValueError(f"no tiny ControlNet for {family!r}: diffusers has ControlNets for "
                          f"{', '.join(CONTROLNET_FAMILIES)}")
