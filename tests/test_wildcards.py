@@ -136,3 +136,23 @@ def test_combinatorial_mode_makes_one_image_per_expansion_each_its_own_solo_run(
                                                    wildcards="combinatorial"))
     with pytest.raises(RequestError, match="wildcards must be one of: random, combinatorial"):
         wildcard_engine.generate(GenerationRequest(prompt="a {red|blue} circle", wildcards="all"))
+
+
+def test_random_wildcards_draw_per_image_with_each_images_own_seed(wildcard_engine):
+    template = "a __colours__ circle on a white background"
+    events = []
+    result = wildcard_engine.generate(GenerationRequest(prompt=template, seed=20, steps=2, batch_size=2,
+                                                        batch_count=2), on_progress=events.append)
+    prompts = [item.parameters["prompt"] for item in result.images]
+    assert [item.seed for item in result.images] == [20, 21, 22, 23]
+    # each image's own draw, recorded with the template; seeds 20-23 draw at least two colours
+    assert prompts == [expand(wildcard_engine.wildcards, template, seed).request.prompt for seed in (20, 21, 22, 23)]
+    assert len(set(prompts)) > 1
+    assert all(item.parameters["infotext_extra"]["Template"] == template for item in result.images)
+    assert {(event.batch, event.total_batches) for event in events} == {(1, 4), (2, 4), (3, 4), (4, 4)}
+    # an image's seed alone remakes its prompt and its bytes
+    solo = wildcard_engine.generate(GenerationRequest(prompt=template, seed=22, steps=2)).images[0]
+    assert solo.parameters["prompt"] == prompts[2] and solo.image.tobytes() == result.images[2].image.tobytes()
+    with pytest.raises(PromptRefused):  # every draw is screened before the first image is made
+        wildcard_engine.generate(GenerationRequest(prompt="a {red|__danger__} person", steps=2, batch_size=4,
+                                                   seed=1))

@@ -11,7 +11,7 @@ from t2i.generation.batching import Batcher
 from t2i.generation.outpaint import canvas_size
 from t2i.generation.prepared import PreparedRequest
 from t2i.generation.run import Member, Runner
-from t2i.generation.wildcards import Wildcards, generate_combinations
+from t2i.generation.wildcards import Wildcards, draws_per_image, generate_combinations, generate_per_image
 from t2i.models.cache import LoadedModel, ModelCache
 from t2i.plugins import PluginManager
 from t2i.generation.progress import GenerationCancelled, ProgressCallback, ProgressEvent
@@ -49,6 +49,8 @@ class Engine:
         """
         if request.wildcards == "combinatorial":  # one request per expansion of the prompt
             return generate_combinations(self, request, on_progress, cancel)
+        if draws_per_image(request):  # random wildcards in a batch: each image draws with its own seed
+            return generate_per_image(self, request, on_progress, cancel)
         prepared = self.prepare(request)
         if self.batcher.accepts(prepared):
             return self.batcher.submit(prepared, on_progress, cancel)

@@ -1,8 +1,9 @@
 """Wildcards and dynamic prompts (the `dynamicprompts` library): `{red|blue}` variants and `__colours__` lines from
 the wildcards folder, expanded before the safety gate sees the prompt.
 
-Random mode draws with the request's seed, so the same request expands the same way; combinatorial mode makes
-one image per expansion (generate_combinations), each with the request's seed. The recipe records the expanded prompt as its
+Random mode draws with each image's own seed (generate_per_image: a batch is one request per image), so images of
+a batch differ as A1111's dynamic prompts make them, and an image's seed alone remakes its prompt; combinatorial
+mode makes one image per expansion (generate_combinations), each with the request's seed. The recipe records the expanded prompt as its
 prompt, so replaying it needs neither the template nor the folder, and keeps the template beside it (`Template`,
 `Negative Template`, as A1111's dynamic-prompts extension writes them).
 """
@@ -22,7 +23,7 @@ from dynamicprompts.wildcards.collection import WildcardCollection
 from dynamicprompts.wildcards.values import WildcardValues
 from pyparsing import ParseBaseException
 
-from t2i.generation.progress import ProgressCallback
+from t2i.generation.progress import ProgressCallback, ProgressEvent
 from t2i.request import MAX_SEED, WILDCARD_MODES, GenerationRequest, GenerationResult, RequestError
 from t2i.settings import Settings
 
@@ -178,6 +179,38 @@ def generate_combinations(engine: Engine, request: GenerationRequest, on_progres
             if request.prompt != each.prompt:
                 item.parameters["infotext_extra"] = {TEMPLATE_FIELDS["prompt"]: request.prompt,
                                                      **item.parameters.get("infotext_extra", {})}
+        result.images += part.images
+        result.model, result.mode = part.model, part.mode
+    return result
+
+
+def draws_per_image(request: GenerationRequest) -> bool:
+    """Whether a random-mode request makes more than one image from a dynamic prompt (each draws its own)."""
+    return (request.wildcards == WILDCARD_MODES[0] and request.batch_count * request.batch_size > 1
+            and any(has_dynamic_syntax(text) for text in (request.prompt, request.negative_prompt)
+                    if isinstance(text, str)))
+
+
+def generate_per_image(engine: Engine, request: GenerationRequest, on_progress: ProgressCallback | None = None,
+                       cancel: threading.Event | None = None) -> GenerationResult:
+    """Random mode over a batch: one request per image with that image's seed (the request's seed, then +1 ...),
+    so each image draws its own expansion and records it; the seed of an image alone remakes it.
+
+    Every expansion is checked (its limits, the safety gate) before the first image is made; progress counts
+    the images as batches.
+    """
+    request.validate(engine.settings)
+    count = request.batch_count * request.batch_size
+    seed = request.seed if request.seed >= 0 else secrets.randbelow(MAX_SEED + 1)
+    requests = [replace(request, seed=(seed + k) % (MAX_SEED + 1), batch_count=1, batch_size=1)
+                for k in range(count)]
+    for each in requests:
+        engine.prepare(each)
+    result = GenerationResult()
+    for number, each in enumerate(requests, 1):
+        def progress(event: ProgressEvent, number=number):
+            on_progress(replace(event, batch=number, total_batches=count))
+        part = engine.generate(each, progress if on_progress else None, cancel)
         result.images += part.images
         result.model, result.mode = part.model, part.mode
     return result
