@@ -191,3 +191,17 @@ def test_cli_flags_reach_the_config():
     plain = build_parser().parse_args(["train", "--images", "x", "--name", "plain"])
     preset = config_from_preset(plain.preset, name="plain", **_overrides(plain))
     assert preset.optimizer == "adamw" and not preset.shuffle_tags  # no flag: the preset's values
+
+
+def test_advanced_boxes_left_at_another_presets_values_are_the_chosen_presets():
+    from t2i.train.config import PRESETS, form_overrides
+
+    names = ("learning_rate", "text_encoder_lr", "optimizer", "lr_warmup_steps", "shuffle_tags", "timestep_bias")
+    quick = {name: getattr(PRESETS["quick style"], name) for name in names}
+    # an API call naming "subject" with the boxes at their defaults (quick style's): subject's own values
+    assert form_overrides(quick, "quick style", "subject") == {}
+    changed = dict(quick, learning_rate=1.0, optimizer="prodigy")
+    assert form_overrides(changed, "quick style", "subject") == {"learning_rate": 1.0, "optimizer": "prodigy"}
+    assert form_overrides(quick, "quick style", "quick style") == quick  # filled for this preset: all shown
+    with pytest.raises(RequestError, match="lr_warmup_steps needs a value"):
+        form_overrides(dict(quick, lr_warmup_steps=None), "quick style", "quick style")

@@ -203,6 +203,21 @@ PRESETS: dict[str, TrainingConfig] = {
 DEFAULT_PRESET = "quick style"
 
 
+def form_overrides(values: dict, filled_from: str, preset: str) -> dict:
+    """A form's field values (a front end that fills its boxes from a preset) as overrides of `preset`: a value
+    still equal to what `filled_from` (the preset the boxes were filled from) has is left to `preset` when that is
+    another one, e.g. an API call that names a preset but not the boxes. An empty (None) value is an error."""
+    source = PRESETS.get(filled_from)
+    overrides = {}
+    for name, value in values.items():
+        if value is None:
+            raise RequestError(f"{name} needs a value")
+        if filled_from != preset and source is not None and value == getattr(source, name):
+            continue
+        overrides[name] = value
+    return overrides
+
+
 def config_from_preset(preset: str = DEFAULT_PRESET, **overrides) -> TrainingConfig:
     """A preset with some fields changed, validated; an unknown preset or field is a RequestError."""
     if preset not in PRESETS:

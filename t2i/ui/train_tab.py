@@ -16,12 +16,32 @@ import pandas as pd
 from t2i.request import RequestError
 from t2i.settings import Settings
 from t2i.studio import Studio
-from t2i.train.config import DEFAULT_PRESET, METHODS, PRESETS
+from t2i.models.families import FAMILIES
+from t2i.train.config import (DEFAULT_PRESET, LR_SCHEDULERS, METHODS, OPTIMIZERS, PRESETS, TIMESTEP_BIASES,
+                              form_overrides)
 from t2i.train.actions import TrainingStudio
+from t2i.train.family_training import TRAINABLE_FAMILIES
 
 from t2i.ui.uploads import track_uploads
 
 REMEMBERED_RUNS = 50  # run ids a browser keeps; the oldest are forgotten first
+# the Advanced accordion: TrainingConfig field -> its widget and options (the value shown is the chosen preset's)
+ADVANCED = {
+    "learning_rate": (gr.Number, {"label": "Learning rate (Prodigy: 1.0)", "minimum": 0}),
+    "text_encoder_lr": (gr.Number, {"label": "Text encoder learning rate (Prodigy: 1.0)", "minimum": 0}),
+    "optimizer": (gr.Dropdown, {"label": "Optimizer", "choices": list(OPTIMIZERS),
+                                "info": "adamw8bit: 8-bit states (bitsandbytes); prodigy: finds its own step size"}),
+    "lr_scheduler": (gr.Dropdown, {"label": "Learning-rate schedule", "choices": list(LR_SCHEDULERS)}),
+    "lr_warmup_steps": (gr.Number, {"label": "Warmup steps", "precision": 0, "minimum": 0}),
+    "min_snr_gamma": (gr.Number, {"label": "Min-SNR gamma (0 = off, 5 is usual)", "minimum": 0}),
+    "noise_offset": (gr.Number, {"label": "Noise offset (0 = off, 0.05-0.1)", "minimum": 0}),
+    "ema_decay": (gr.Number, {"label": "EMA decay of the LoRA weights (0 = off, e.g. 0.999)", "minimum": 0}),
+    "shuffle_tags": (gr.Checkbox, {"label": "Shuffle caption tags (comma-separated)"}),
+    "keep_tokens": (gr.Number, {"label": "Tags kept in place when shuffling", "precision": 0, "minimum": 0}),
+    "timestep_bias": (gr.Dropdown, {"label": "Timestep bias", "choices": list(TIMESTEP_BIASES),
+                                    "info": "low_noise: more training on fine detail and texture"}),
+    "timestep_bias_multiplier": (gr.Number, {"label": "Timestep bias strength", "minimum": 0}),
+}
 
 
 def browser_secret(settings: Settings) -> str:
@@ -51,7 +71,7 @@ def create_train_tab(studio: Studio) -> None:
                 "a name and a trigger word. The finished LoRA appears in the Generate tab's LoRA list.")
     with gr.Row():
         with gr.Column(scale=2):
-            files = gr.File(label="Images, .txt captions or a .zip", file_count="multiple", value=None,
+            files = gr.File(label="Images, .txt captions, NAME.mask.png loss masks or a .zip", file_count="multiple", value=None,
                             file_types=["image", ".txt", ".zip"], type="filepath", elem_id="train_files")
             check_btn = gr.Button("Check images", elem_id="train_check")
             notes = gr.Markdown("", elem_id="train_notes")
@@ -63,9 +83,10 @@ def create_train_tab(studio: Studio) -> None:
             # visitor never sees (or resumes) another's runs; the id itself is the key to a run
             my_runs = gr.BrowserState([], storage_key="t2i-training-runs", secret=browser_secret(studio.settings))
         with gr.Column(scale=1):
-            base_model = gr.Dropdown(label="Base model (Stable Diffusion 1.x/2.x)", choices=studio.model_choices(),
+            trainable = ", ".join(FAMILIES[family].label for family in TRAINABLE_FAMILIES)
+            base_model = gr.Dropdown(label=f"Base model ({trainable})", choices=studio.model_choices(),
                                      value="embedded", allow_custom_value=True, elem_id="train_base_model")
-            preset = gr.Dropdown(label="Preset", choices=list(PRESETS), value=DEFAULT_PRESET)
+            preset = gr.Dropdown(label="Preset", choices=list(PRESETS), value=DEFAULT_PRESET, elem_id="train_preset")
             method = gr.Dropdown(label="Method", choices=["(preset)", *METHODS], value="(preset)")
             name = gr.Textbox(label="Name", value="", placeholder="my_style", elem_id="train_name")
             trigger = gr.Textbox(label="Trigger word", value="", placeholder="a rare word, e.g. zqx",
@@ -76,6 +97,13 @@ def create_train_tab(studio: Studio) -> None:
             class_prompts = gr.Textbox(
                 label="Regularisation prompts, one per line (empty: the captions without the trigger)", value="",
                 lines=2, placeholder="a red star\na blue circle", elem_id="train_class_prompts")
+            with gr.Accordion("Advanced", open=False, elem_id="train_advanced"):
+                advanced = {field_name: widget(value=getattr(PRESETS[DEFAULT_PRESET], field_name),
+                                               elem_id=f"train_{field_name}", **options)
+                            for field_name, (widget, options) in ADVANCED.items()}
+                # the preset whose values the boxes above show: an API call naming another preset and leaving a box
+                # at the default preset's value gets its own preset's value there
+                filled_from = gr.Textbox(value=DEFAULT_PRESET, visible=False)
             with gr.Row():
                 start_btn = gr.Button("Start training", variant="primary", elem_id="train_start")
                 cancel_btn = gr.Button("Cancel", elem_id="train_cancel")
@@ -111,8 +139,26 @@ def create_train_tab(studio: Studio) -> None:
         return (checked.token, list(zip(checked.files, checked.captions)),
                 [[n, c] for n, c in zip(checked.names, checked.captions)], f"{len(checked.files)} images. {shown}")
 
+    def fill(chosen=DEFAULT_PRESET):
+        """The Advanced boxes show the chosen preset's values."""
+        shown = PRESETS.get(chosen, PRESETS[DEFAULT_PRESET])
+        return [getattr(shown, field_name) for field_name in ADVANCED] + [chosen]
+
+    shown = PRESETS[DEFAULT_PRESET]
+
     def start(token="", table=None, preset=DEFAULT_PRESET, method="(preset)", name="", trigger="", steps=0,
-              checkpoint_every=0, class_prompts="", base_model="embedded"):
+              checkpoint_every=0, class_prompts="", base_model="embedded", filled=DEFAULT_PRESET,
+              learning_rate=shown.learning_rate, text_encoder_lr=shown.text_encoder_lr, optimizer=shown.optimizer,
+              lr_scheduler=shown.lr_scheduler, lr_warmup_steps=shown.lr_warmup_steps,
+              min_snr_gamma=shown.min_snr_gamma, noise_offset=shown.noise_offset, ema_decay=shown.ema_decay,
+              shuffle_tags=shown.shuffle_tags, keep_tokens=shown.keep_tokens, timestep_bias=shown.timestep_bias,
+              timestep_bias_multiplier=shown.timestep_bias_multiplier):
+        # named one by one (in ADVANCED's order) so that API callers see the field names
+        options = dict(learning_rate=learning_rate, text_encoder_lr=text_encoder_lr, optimizer=optimizer,
+                       lr_scheduler=lr_scheduler, lr_warmup_steps=lr_warmup_steps, min_snr_gamma=min_snr_gamma,
+                       noise_offset=noise_offset, ema_decay=ema_decay, shuffle_tags=shuffle_tags,
+                       keep_tokens=keep_tokens, timestep_bias=timestep_bias,
+                       timestep_bias_multiplier=timestep_bias_multiplier)
         rows = table.values.tolist() if isinstance(table, pd.DataFrame) else (table or [])
         extra = {"checkpoint_every": int(checkpoint_every)} if checkpoint_every else {}
         if base_model:
@@ -120,6 +166,7 @@ def create_train_tab(studio: Studio) -> None:
         if lines := [line.strip() for line in str(class_prompts or "").splitlines() if line.strip()]:
             extra["class_prompts"] = tuple(lines)
         try:
+            extra.update(form_overrides(options, filled, preset))
             run, position = trainer.start(token, [row[1] for row in rows], preset, name, trigger, int(steps or 0),
                                           None if method == "(preset)" else method, **extra)
         except RequestError as exc:
@@ -179,8 +226,9 @@ def create_train_tab(studio: Studio) -> None:
     # events that can fail are queued (an unqueued gr.Error shows no message) with their progress shown only in the
     # notes or state line, so a failure is a message and never an "Error" badge over the form's widgets
     check_btn.click(check, files, [token, gallery, captions, notes], api_name="train_check", show_progress_on=notes)
+    preset.change(fill, preset, [*advanced.values(), filled_from], api_visibility="private", queue=False)
     start_btn.click(start, [token, captions, preset, method, name, trigger, steps, checkpoint_every, class_prompts,
-                            base_model],
+                            base_model, filled_from, *advanced.values()],
                     [run_id, state, timer], api_name="train_start", show_progress_on=state)
     timer.tick(status, run_id, [state, bar, losses, samples, timer, resumable], api_name="train_status",
                show_progress="hidden")
