@@ -27,6 +27,7 @@ from t2i.models.file_hash import file_sha256
 from t2i.models.access import HUB_ID
 from t2i.request import RequestError
 from t2i.models.file_checks import read_safetensors_header
+from t2i.train.family_training import FAMILY_KEY
 
 MAX_HEADER_BYTES = 4 << 20  # real LoRA headers, kohya metadata included, are under 1 MB; parsing 4 MB takes < 1 s
 MAX_TENSORS = 20_000  # a full SDXL LoRA (UNet + both text encoders, with alphas) has about 2,500
@@ -191,10 +192,12 @@ class LoraLibrary:
         self.max_bytes = max_bytes
         self.local_paths = local_paths
         self._checked: dict[tuple, LoraFile] = {}  # (path, size, mtime) -> checked file; hashing is not free
+        self._families: dict[tuple, str | None] = {}  # (path, size, mtime) -> the family its metadata names
         self._lock = threading.Lock()
 
-    def names(self) -> list[str]:
-        """Names in the library folder now (one directory listing, so new files show up at once)."""
+    def names(self, family: str | None = None) -> list[str]:
+        """Names in the library folder now (one directory listing, so new files show up at once). With `family`,
+        only the LoRAs for that model family: those whose metadata names it, and those that name none."""
         found = []
         for entry in os.scandir(self.folder) if self.folder.is_dir() else ():
             if entry.name.startswith("."):  # uploads in progress, and hidden files
@@ -202,10 +205,24 @@ class LoraLibrary:
             if entry.name.endswith(".safetensors") and entry.is_file():
                 name = entry.name.removesuffix(".safetensors")
                 if not self._is_kohya_copy(name):
-                    found.append(name)
+                    found.append((name, Path(entry.path)))
             elif entry.is_dir() and (Path(entry.path) / WEIGHTS_NAME).is_file():
-                found.append(entry.name)
-        return sorted(found, key=str.lower)
+                found.append((entry.name, Path(entry.path) / WEIGHTS_NAME))
+        return sorted((name for name, path in found if family is None or self._family(path) in (None, family)),
+                      key=str.lower)
+
+    def _family(self, path: Path) -> str | None:
+        """The family a LoRA file's metadata names (FAMILY_KEY, written by our trainer); None when it names none
+        or cannot be read (generation's checks then say what is wrong with it)."""
+        try:
+            stat = path.stat()
+            key = (str(path), stat.st_size, stat.st_mtime_ns)
+            if key not in self._families:
+                metadata = read_safetensors_header(path, self.max_bytes, MAX_HEADER_BYTES).get("__metadata__") or {}
+                self._families[key] = metadata.get(FAMILY_KEY) if isinstance(metadata, dict) else None
+            return self._families[key]
+        except (OSError, RequestError):
+            return None
 
     def _is_kohya_copy(self, name: str) -> bool:
         """NAME.kohya beside NAME: the trainer's kohya/A1111-keyed copy of one LoRA, offered once as NAME."""

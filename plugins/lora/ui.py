@@ -1,5 +1,9 @@
 """The LoRA plugin's own panel, the LoRA library: upload a LoRA (checked against the chosen model), refresh the list,
-see a LoRA's trigger words, put it in the prompt, and delete what this page uploaded. Only t2i.ui imports it."""
+see a LoRA's trigger words, put it in the prompt, and delete what this page uploaded. Only t2i.ui imports it.
+
+The lists (the library's and each LoRA unit's) offer the LoRAs for the Model box's family: a LoRA whose metadata
+names another family (our trainer writes it) is left out; one that names none is offered, and generation's fit
+check still refuses it if it does not fit."""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ import gradio as gr
 
 from t2i.request import RequestError
 from t2i.studio import Studio
-from t2i.ui.plugin_panels import PanelContext
+from t2i.ui.plugin_panels import PanelContext, unit_key
 from t2i.ui.uploads import track_uploads
 
-from .adapter import LoraAdapter
+from .adapter import NAME, LoraAdapter
+from .model_family import model_family
 
 
 def create_panel(studio: Studio, lora: LoraAdapter, context: PanelContext) -> None:
@@ -40,9 +45,22 @@ def create_panel(studio: Studio, lora: LoraAdapter, context: PanelContext) -> No
         # per session, so no caller can claim another's upload)
         mine = gr.State({})
 
-    def refreshed(current=None):
-        names = lora.library.names()
+    unit_names = [context.unit_widgets[unit_key(lora, unit, NAME.name)] for unit in range(1, lora.max_units + 1)
+                  if unit_key(lora, unit, NAME.name) in context.unit_widgets]
+
+    def offered(model_name="") -> list[str]:
+        """The library's LoRAs for the family of the model in the Model box."""
+        return lora.library.names(model_family(studio.settings, studio.engine.models, model_name or ""))
+
+    def refreshed(current=None, model_name=""):
+        names = offered(model_name)
         return gr.update(choices=names, value=current if current in names else None)
+
+    def refreshed_all(current=None, model_name="", *units):
+        """The library list and every unit's list for the model; a chosen LoRA that does not fit is cleared."""
+        names = offered(model_name)
+        return [gr.update(choices=names, value=current if current in names else None)] + \
+            [gr.update(choices=names, value=unit if unit in names else None) for unit in units]
 
     def trigger_words(name=None) -> str:
         return ", ".join(_checked(lambda: lora.trigger_words(name))) if name else ""
@@ -80,8 +98,11 @@ def create_panel(studio: Studio, lora: LoraAdapter, context: PanelContext) -> No
     # events that can fail are queued (an unqueued gr.Error shows no message) and show no progress on their outputs,
     # so a failure is a message and never an "Error" badge over the prompt or the list
     quiet = dict(show_progress="hidden")
-    refresh.click(refreshed, chosen, chosen, api_name="lora_refresh", **quiet)
-    gr.on(None, refreshed, None, chosen, api_visibility="private", queue=False)  # page load: the list as it is now
+    refresh.click(refreshed, [chosen, model], chosen, api_name="lora_refresh", **quiet)
+    # page load (the list as it is now) and a change of model: the lists offer the LoRAs for its family
+    gr.on([model.change], refreshed_all, [chosen, model, *unit_names], [chosen, *unit_names],
+          api_visibility="private", queue=False)
+    gr.on(None, refreshed, [chosen, model], chosen, api_visibility="private", queue=False)
     chosen.change(trigger_words, chosen, words, api_name="lora_trigger_words", **quiet)
     chosen.change(deletable, [chosen, mine], delete, api_visibility="private", queue=False)
     insert.click(add_to_prompt, [prompt, chosen, weight], prompt, api_name="lora_add_to_prompt", **quiet)
