@@ -85,8 +85,9 @@ def test_sigmas_follow_the_scheduler_shift():
     assert (shifted >= uniform).all() and (shifted > uniform + 0.05).any()
     fixed = draw(dev, FlowMatchSettings(timestep_sampling="uniform", shift=3.0))
     torch.testing.assert_close(fixed, 3 * uniform / (1 + 2 * uniform))
-    logit = draw(schnell, FlowMatchSettings())
-    assert 0 < logit.min() and logit.max() < 1 and abs(logit.median().item() - 0.5) < 0.1
+    logit = draw(schnell, FlowMatchSettings(logit_mean=0.5, logit_std=0.8))
+    normal = torch.normal(0.5, 0.8, size=(256,), generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(logit, torch.sigmoid(normal))  # logit-normal: a normal draw through the sigmoid
 
 
 def test_dev_embeds_guidance_and_schnell_has_no_guidance_input():

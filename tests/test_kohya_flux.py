@@ -77,8 +77,8 @@ def test_fused_layers_are_exact_at_flux_widths_for_fused_loaders_and_diffusers()
     shapes = {f"transformer_blocks.0.attn.{part}": (HIDDEN, HIDDEN)
               for part in ("to_q", "to_k", "to_v", "add_q_proj", "add_k_proj", "add_v_proj")}
     shapes |= {f"single_transformer_blocks.0.attn.to_{part}": (HIDDEN, HIDDEN) for part in "qkv"}
-    shapes |= {"single_transformer_blocks.0.proj_mlp": (MLP, HIDDEN), "transformer_blocks.1.attn.to_q": (HIDDEN, HIDDEN),
-               "transformer_blocks.1.attn.to_k": (HIDDEN, HIDDEN), "norm_out.linear": (2 * HIDDEN, HIDDEN),
+    shapes |= {"single_transformer_blocks.0.proj_mlp": (MLP, HIDDEN), "norm_out.linear": (2 * HIDDEN, HIDDEN),
+               "transformer_blocks.1.attn.to_q": (HIDDEN, HIDDEN), "transformer_blocks.1.attn.to_k": (HIDDEN, HIDDEN),
                "proj_out": (64, HIDDEN)}
     ranks = {module: 2 if module == "transformer_blocks.1.attn.to_k" else 4 for module in shapes}  # a rank pattern
     weights = _random_lora(shapes, rank=ranks, dtype=torch.float64)  # float64: equal up to rounding
@@ -90,10 +90,10 @@ def test_fused_layers_are_exact_at_flux_widths_for_fused_loaders_and_diffusers()
         down, up = kohya[f"{name}.lora_down.weight"], kohya[f"{name}.lora_up.weight"]
         return kohya[f"{name}.alpha"] / down.shape[0] * up @ (down @ probe)
 
-    def parts_update(modules, widths=None):
-        rows = [_update(weights, module, alpha / ranks[module], probe) if module in shapes
-                else torch.zeros(width, 3, dtype=torch.float64) for module, width in zip(modules, widths or [HIDDEN] * len(modules))]
-        return torch.cat(rows)
+    def parts_update(modules, widths=None):  # a part without a LoRA adds nothing to its rows
+        widths = widths or [HIDDEN] * len(modules)
+        return torch.cat([_update(weights, module, alpha / ranks[module], probe) if module in shapes
+                          else torch.zeros(width, 3, dtype=torch.float64) for module, width in zip(modules, widths)])
 
     block, single = "transformer_blocks.0.attn", "single_transformer_blocks.0"
     torch.testing.assert_close(fused_update("lora_unet_double_blocks_0_img_attn_qkv"),

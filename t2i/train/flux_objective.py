@@ -155,14 +155,16 @@ def flux_loss(transformer, scheduler, latents: torch.Tensor, prompts, cache: Pro
 
     packed_input, image_ids = pack_latents(noisy_input(latents, noise, sigmas))
     sequence, pooled, text_ids = cache.embeddings(prompts)
+    device, dtype = transformer.device, transformer.dtype  # e.g. a bf16 transformer on fp32 latents
     prediction = transformer(
-        hidden_states=packed_input, timestep=sigmas.to(latents.dtype),  # the transformer scales by 1000 itself
-        guidance=guidance_input(transformer, batch, settings.guidance), pooled_projections=pooled,
-        encoder_hidden_states=sequence, txt_ids=text_ids, img_ids=image_ids, return_dict=False)[0]
+        hidden_states=packed_input.to(device, dtype), timestep=sigmas.to(device, dtype),  # scaled by 1000 inside
+        guidance=guidance_input(transformer, batch, settings.guidance), pooled_projections=pooled.to(device, dtype),
+        encoder_hidden_states=sequence.to(device, dtype), txt_ids=text_ids.to(device, dtype),
+        img_ids=image_ids.to(device, dtype), return_dict=False)[0]
     # packing only reorders values, so the packed target gives the same per-sample mean as unpacking the prediction
     target, _ = pack_latents(flow_target(latents, noise))
-    weighting = compute_loss_weighting_for_sd3(settings.loss_weighting, sigmas=sigmas).reshape(batch, 1, 1)
-    return (weighting * (prediction.float() - target.float()) ** 2).reshape(batch, -1).mean(dim=1)
+    weighting = compute_loss_weighting_for_sd3(settings.loss_weighting, sigmas=sigmas.float()).reshape(batch, 1, 1)
+    return (weighting.to(device) * (prediction.float() - target.to(device).float()) ** 2).reshape(batch, -1).mean(dim=1)
 
 
 def check_flux_transformer(transformer) -> None:
