@@ -5,7 +5,9 @@ The recipe of diffusers' examples/dreambooth/train_dreambooth_lora_flux.py, as p
 2. `PromptCache`: T5 and pooled CLIP embeddings computed once with no grad, the empty prompt included for
    caption dropout, so the text encoders can leave memory before training;
 3. `sample_sigmas`: logit-normal or uniform draws, shifted the way the model's own scheduler shifts its sampling
-   schedule (dev: by image size, schnell: none);
+   schedule: dev by image size (kohya sd-scripts' `--timestep_sampling flux_shift`: the same mu from the packed
+   sequence length, 0.5 at 256 tokens to 1.15 at 4096), schnell not at all. `shift=1.0` gives the diffusers
+   script's draws, which are unshifted for dev because its scheduler shifts only at inference;
 4. `flux_loss`: noisy input (1 - sigma) * x + sigma * noise, target noise - x, the per-sample loss.
 Every random draw comes from the caller's CPU `torch.Generator`, so a resumed run with a restored generator state
 repeats exactly. `LORA_TARGETS` names the transformer's layers the LoRA adapts (a peft `target_modules` regex).
