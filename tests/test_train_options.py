@@ -208,14 +208,9 @@ def test_advanced_boxes_left_at_another_presets_values_are_the_chosen_presets():
 
 
 def test_lora_lists_offer_only_the_loras_of_the_models_family(tmp_path):
-    import json
-
     from safetensors.torch import save_file
 
     from plugins.lora.files import LoraLibrary
-    from plugins.lora.model_family import model_family
-    from t2i.models.cache import ModelCache
-    from t2i.settings import Settings
     from t2i.train.family_training import FAMILY_KEY
 
     library = tmp_path / "loras"
@@ -231,15 +226,3 @@ def test_lora_lists_offer_only_the_loras_of_the_models_family(tmp_path):
     assert loras.names("sdxl") == ["for_sdxl", "plain"]
     assert loras.names("flux1") == ["flux_folder", "plain"]
 
-    models = tmp_path / "models"
-    (models / "xl_folder").mkdir(parents=True)
-    (models / "xl_folder" / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
-    save_file({"conditioner.embedders.1.model.ln_final.weight": torch.zeros(2)}, models / "xl.safetensors")
-    settings = Settings(data_dir=tmp_path / "data", model_dir=models, device="cpu")
-    cache = ModelCache(settings)
-    assert model_family(settings, cache, "embedded") == "sd"
-    assert model_family(settings, cache, "xl_folder") == "sdxl"
-    assert model_family(settings, cache, "xl.safetensors") == "sdxl"  # from the checkpoint's tensor names
-    assert model_family(settings, cache, "owner/not-loaded") is None  # a hub model: only once it is loaded
-    assert model_family(settings, cache, "/etc") is None  # not a model this server offers
-    assert cache.loaded() == []  # nothing was loaded to find out

@@ -7,17 +7,20 @@ check still refuses it if it does not fit."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import gradio as gr
 
 from t2i.request import RequestError
 from t2i.studio import Studio
+from t2i.models.families import family_of_class
+from t2i.settings import EMBEDDED_MODEL_DIR, Settings
+from t2i.ui.family_defaults import model_defaults
 from t2i.ui.plugin_panels import PanelContext, unit_key
 from t2i.ui.uploads import track_uploads
 
 from .adapter import NAME, LoraAdapter
-from .model_family import model_family
 
 
 def create_panel(studio: Studio, lora: LoraAdapter, context: PanelContext) -> None:
@@ -50,7 +53,7 @@ def create_panel(studio: Studio, lora: LoraAdapter, context: PanelContext) -> No
 
     def offered(model_name="") -> list[str]:
         """The library's LoRAs for the family of the model in the Model box."""
-        return lora.library.names(model_family(studio.settings, studio.engine.models, model_name or ""))
+        return lora.library.names(model_family(model_name or "", studio.settings))
 
     def refreshed(current=None, model_name=""):
         names = offered(model_name)
@@ -109,6 +112,18 @@ def create_panel(studio: Studio, lora: LoraAdapter, context: PanelContext) -> No
     add.click(add_to_library, [upload, name, model, mine], [chosen, words, status, mine, delete],
               api_name="lora_upload", show_progress_on=status)
     delete.click(delete_upload, [chosen, mine], [chosen, words, status, mine, delete], api_name="lora_delete", **quiet)
+
+
+def model_family(spec: str, settings: Settings) -> str | None:
+    """The family id of the model the Model box names, told from its files without loading it (as the form's
+    defaults are); None when they cannot tell (then every LoRA is offered)."""
+    defaults = model_defaults(spec, settings)
+    if defaults is None:
+        return None
+    if defaults.family == "embedded":  # the form keeps the request's own defaults for it; it is an SD pipeline
+        return family_of_class(json.loads((EMBEDDED_MODEL_DIR / "model_index.json").read_text())["_class_name"],
+                               "embedded").id
+    return defaults.family
 
 
 def _checked(action):
