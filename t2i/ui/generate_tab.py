@@ -97,7 +97,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
             model_help = {} if settings.model_local_paths else {"info": SERVER_MODEL_HELP}
             model = place("model", choices=studio.model_choices(), value=settings.default_model, elem_id="model",
                           allow_custom_value=True, **model_help)
-            sampler = place("sampler")
+            sampler = place("sampler", elem_id="sampler")
             place("steps")
             place("cfg")
             place("distilled_cfg")  # shown for models with distilled guidance (Flux.1 dev, Flux.2)
