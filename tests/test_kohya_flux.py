@@ -4,13 +4,14 @@ import re
 
 import pytest
 import torch
-from diffusers import FluxPipeline
+from diffusers import FluxPipeline, FluxTransformer2DModel
 from diffusers.loaders.lora_conversion_utils import _convert_kohya_flux_lora_to_diffusers
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 from safetensors.torch import save_file
 
 from t2i.models.tiny import build_pipeline
+from t2i.train.flux_objective import LORA_TARGETS
 from t2i.train.kohya_flux import kohya_flux_metadata, to_kohya_flux
 
 # From kohya-ss/sd-scripts: networks/lora_flux.py names each LoRA "lora_unet_" + the module path with "_" for ".";
@@ -113,6 +114,30 @@ def test_fused_layers_are_exact_at_flux_widths_for_fused_loaders_and_diffusers()
         torch.testing.assert_close(_update(back, module, 1.0, probe),
                                    _update(weights, module, alpha / ranks[module], probe), msg=module)
     assert torch.count_nonzero(back["transformer_blocks.1.attn.to_v.lora_B.weight"]) == 0  # v had no LoRA
+
+
+def test_trainer_targets_on_the_real_flux_architecture_have_the_checkpoint_shapes():
+    with torch.device("meta"):  # Flux.1's real configuration, without memory for its weights
+        transformer = FluxTransformer2DModel(guidance_embeds=True)
+    weights = {}
+    for name, module in transformer.named_modules():
+        if isinstance(module, torch.nn.Linear) and re.fullmatch(LORA_TARGETS, name):
+            weights[f"{name}.lora_A.weight"] = torch.empty(16, module.in_features, device="meta")
+            weights[f"{name}.lora_B.weight"] = torch.empty(module.out_features, 16, device="meta")
+    kohya = to_kohya_flux(weights, alpha=16.0)
+    modules = {key.split(".")[0] for key in kohya}
+    assert len(modules) == 19 * 8 + 38 * 2  # attention and MLP of 19 double blocks, linear1/2 of 38 single blocks
+
+    def shape(name):  # the weight the LoRA updates: (up rows, down columns)
+        return kohya[f"{name}.lora_up.weight"].shape[0], kohya[f"{name}.lora_down.weight"].shape[1]
+
+    # sd-scripts' library/flux_models.py: qkv = Linear(3072, 3 * 3072), mlp 4x, linear1 = Linear(3072, 3 * 3072 +
+    # 12288), linear2 = Linear(3072 + 12288, 3072)
+    assert shape("lora_unet_double_blocks_18_img_attn_qkv") == (3 * HIDDEN, HIDDEN)
+    assert shape("lora_unet_double_blocks_18_txt_mlp_0") == (MLP, HIDDEN)
+    assert shape("lora_unet_single_blocks_37_linear1") == (3 * HIDDEN + MLP, HIDDEN)
+    assert shape("lora_unet_single_blocks_37_linear2") == (HIDDEN, HIDDEN + MLP)
+    assert kohya["lora_unet_single_blocks_37_linear1.alpha"].item() == 4 * 16.0  # rank 4 x 16, same scale
 
 
 def _transformer_output(pipe) -> torch.Tensor:
