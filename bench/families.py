@@ -2,8 +2,11 @@
 
 Tiny (every family, t2i/models/tiny, CPU, 64x64): the bare diffusers pipeline's seconds per denoising step
 (median time between step-end callbacks of 8-step runs), its whole 8-step run, and the bytes of weights
-resident, for T2I_QUANTIZE none / int8 / int4. Our
-engine's overhead per family is not measured here: the engine did not run these families when this was written.
+resident, for T2I_QUANTIZE none / int8 / int4. Engine overhead: per family, our engine's whole request
+(Engine.generate on the tiny model's saved folder: prompt encoding, the family's guidance arguments, recipe, PNG
+info; safety plugins off) against the bare diffusers pipeline loaded from the same folder and called with the same
+steps, size, seed and guidance, interleaved in one run, as a ratio of medians; the pixel difference says whether
+both made the same image.
 
 Real size (`--real`): SDXL's UNet (bench/configs) and an SD3.5-medium-sized transformer with random weights,
 one denoiser call per step at 256x256 (batch 2: classifier-free guidance) on CPU, loaded from a saved
@@ -75,6 +78,56 @@ def tiny_rows(options: Options) -> list[dict]:
                 rows.append({"family": family, "variant": variant, "quantize": mode,
                              "eight_steps_s": timings[mode]["median_s"], "step_s": statistics.median(intervals[mode]),
                              "weights_bytes": resident_bytes(pipe)["cpu"]})
+    return rows
+
+
+def overhead_rows(options: Options, steps: int = 8, size: int = 64) -> list[dict]:
+    """Engine.generate vs the bare diffusers pipeline on each tiny family's saved folder: medians and their ratio."""
+    import numpy as np
+    from diffusers import DiffusionPipeline
+
+    from t2i.generation.engine import Engine
+    from t2i.models.families import FAMILIES as SPECS
+    from t2i.models.tiny import FAMILIES, save_tiny_model
+    from t2i.plugins import PluginManager
+    from t2i.request import GenerationRequest
+    from t2i.settings import Settings
+
+    folder = Path(tempfile.mkdtemp(prefix="t2i-bench-families-"))
+    engine = Engine(Settings(device="cpu", dtype="float32", default_model="embedded", entry_point_plugins=False,
+                             data_dir=folder / "data", safety_allow_unchecked_images=True, speed="quality"),
+                    plugins=PluginManager())
+    rows = []
+    for family, (_, _, variants) in FAMILIES.items():
+        for variant in variants:
+            model = save_tiny_model(family, folder / f"{family}{variant}", variant=variant)
+            spec = SPECS[family]
+            distilled = spec.distilled_cfg if variant != "schnell" else None
+            request = GenerationRequest(prompt="a red circle", seed=0, steps=steps, width=size, height=size,
+                                        model=str(model), cfg=spec.cfg, sampler=spec.samplers[0],
+                                        **({"distilled_cfg": distilled} if distilled is not None else {}))
+            guidance = {spec.cfg_arg: spec.cfg} if spec.cfg_arg else {}
+            guidance.update({spec.distilled_arg: distilled} if distilled is not None else {})
+            guidance.update({spec.token_limit_arg: spec.token_limit} if spec.token_limit_arg else {})
+            bare = DiffusionPipeline.from_pretrained(model, use_safetensors=True)
+            bare.set_progress_bar_config(disable=True)
+            images = {}
+
+            def engine_call():
+                images["engine"] = engine.generate(request).images[0].image
+
+            def bare_call():
+                with torch.inference_mode():
+                    images["bare"] = bare(prompt="a red circle", num_inference_steps=steps, width=size, height=size,
+                                          generator=torch.Generator("cpu").manual_seed(0), **guidance).images[0]
+
+            timings = interleaved({"engine": engine_call, "bare": bare_call}, reps=3 if options.quick else 9)
+            difference = np.abs(np.asarray(images["engine"], dtype=np.float32)
+                                - np.asarray(images["bare"], dtype=np.float32)).mean()
+            rows.append({"family": family, "variant": variant, "steps": steps,
+                         "engine_s": timings["engine"]["median_s"], "bare_s": timings["bare"]["median_s"],
+                         "ratio": timings["engine"]["median_s"] / timings["bare"]["median_s"],
+                         "pixel_mae_vs_bare": float(difference), "timings": timings})
     return rows
 
 
@@ -158,9 +211,13 @@ def run(options: Options, real: bool = False) -> dict:
     print_table("Tiny families on CPU, 64x64: seconds per step / weights KiB",
                 [(f"{r['family']}{'-' + r['variant'] if r['variant'] else ''} {r['quantize']}", r["step_s"],
                   r["weights_bytes"] / 1024) for r in rows])
-    write_result("families", {"device": "cpu", "size": 64, "rows": rows},
+    overhead = overhead_rows(options)
+    print_table("Engine vs bare diffusers, tiny families on CPU, 64x64, 8 steps: engine s, bare s, ratio, pixel MAE",
+                [(f"{r['family']}{'-' + r['variant'] if r['variant'] else ''}", r["engine_s"], r["bare_s"], r["ratio"],
+                  r["pixel_mae_vs_bare"]) for r in overhead])
+    write_result("families", {"device": "cpu", "size": 64, "rows": rows, "overhead_rows": overhead},
                  model="tiny random pipelines of every family (t2i/models/tiny, seed 0)")
-    summary = {"families_tiny_rows": len(rows)}
+    summary = {"families_tiny_rows": len(rows), "families_overhead_rows": len(overhead)}
     if real:
         real_results = real_rows(options)
         summary["families_real_rows"] = len(real_results)
@@ -181,6 +238,12 @@ def markdown_tables() -> str:
                      + " | ".join(f"{c['step_s'] * 1000:.1f}" for c in cells) + " | "
                      + " | ".join(f"{c['eight_steps_s']:.2f}" for c in cells) + " | "
                      + " | ".join(f"{c['weights_bytes'] / 1024:.0f}" for c in cells) + " |")
+    if "overhead_rows" in tiny:
+        lines += ["", "| family | engine s (8 steps) | bare diffusers s | engine / bare | pixel MAE engine vs bare |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['family']}{' ' + r['variant'] if r['variant'] else ''} | {r['engine_s']:.3f} | "
+                  f"{r['bare_s']:.3f} | {r['ratio']:.2f} | {r['pixel_mae_vs_bare']:.2f} |"
+                  for r in tiny["overhead_rows"]]
     machine = tiny["machine"]
     lines.append(f"\nMeasured {tiny['time'][:10]}, {machine['cpu']}, {machine['cores']} cores, load "
                  f"{machine['load_average'][0]}, torch {machine['torch']}, diffusers {machine['diffusers']}.")
