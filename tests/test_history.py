@@ -6,7 +6,11 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from t2i.request import RequestError
+from t2i.eval.analyzer import analyze
+from t2i.recipes.infotext import png_bytes
+from t2i.recipes.pnginfo import read_png
+from t2i.request import GenerationRequest, RequestError
+from t2i.ui.history_tab import hires_fix_form
 from t2i.web.history import History
 
 
@@ -72,3 +76,22 @@ def test_delete_and_bad_ids(tmp_path, made):
     for bad in ("", "../" * 12, "x" * 20):
         with pytest.raises(RequestError, match="no history id"):
             history.entries(bad)
+
+
+def test_send_to_hires_fix_remakes_the_image_at_twice_the_size(engine):
+    first = engine.generate(GenerationRequest(prompt="a large red circle in the center on a blue background",
+                                              seed=4, steps=8)).images[0]
+    form = hires_fix_form(read_png(png_bytes(first.image, first.parameters)))
+    assert (form["hires_scale"], form["seed"]) == (2.0, 4)
+    hires = engine.generate(GenerationRequest(**{**form, "hires_steps": 4})).images[0]  # hires_denoise 0.5
+    assert hires.image.size == (128, 128) and hires.parameters["hires_scale"] == 2.0
+    before, after = analyze(first.image), analyze(hires.image)  # the same picture, larger
+    assert after.background == before.background == "blue"
+    assert [(o.shape, o.colour, o.position) for o in after.objects] == [
+        (o.shape, o.colour, o.position) for o in before.objects] == [("circle", "red", "center")]
+    own = read_png(png_bytes(hires.image, hires.parameters))  # a recipe with hires fix keeps its own settings
+    assert hires_fix_form(own)["hires_steps"] == 4
+    inpainted = engine.generate(GenerationRequest(prompt="a blue circle", seed=1, steps=2, init_image=first.image,
+                                                  mask=Image.new("L", (64, 64), 255))).images[0]
+    with pytest.raises(RequestError, match="hires fix remakes txt2img images; this one was made with inpaint"):
+        hires_fix_form(read_png(png_bytes(inpainted.image, inpainted.parameters)))

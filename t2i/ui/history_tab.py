@@ -1,5 +1,5 @@
 """The History tab: this browser's results, newest first, kept across reloads; send one back to the Generate form
-(txt2img, or img2img / inpaint with it as the init image) or delete it.
+(txt2img, img2img / inpaint with it as the init image, or txt2img with hires fix on) or delete it.
 
 The browser keeps a random history id in its encrypted storage (gr.BrowserState); results that land in the
 Generate or X/Y/Z galleries are copied into that id's history from the session's output folder, so a page can
@@ -13,12 +13,28 @@ from pathlib import Path
 import gradio as gr
 
 from t2i.recipes.outputs import session_folder
-from t2i.recipes.pnginfo import read_png
+from t2i.recipes.a1111_extras import hires_enabled
+from t2i.recipes.pnginfo import ReadRecipe, read_png
 from t2i.request import PLAIN_FIELDS, RequestError
 from t2i.studio import Studio
 from t2i.web.history import History
 
 from t2i.ui.train_tab import browser_secret
+
+
+HIRES_SCALE = 2.0  # what "send to hires fix" turns on for a recipe without hires fix (A1111's default upscale)
+
+
+def hires_fix_form(recipe: ReadRecipe) -> dict:
+    """A txt2img recipe's form with hires fix on: its own hires settings, or an upscale of 2 with the rest as it
+    was (seed included), so generating it remakes the image at the larger size."""
+    mode = recipe.extra.get("mode", "txt2img")
+    if mode != "txt2img":
+        raise RequestError(f"hires fix remakes txt2img images; this one was made with {mode} (send it to img2img)")
+    values = dict(recipe.form)
+    if not hires_enabled(values):
+        values["hires_scale"] = HIRES_SCALE
+    return values
 
 
 def _paths(gallery) -> list[str]:
@@ -42,6 +58,7 @@ def create_history_tab(studio: Studio, form: dict, tabs: gr.Tabs) -> dict:
             with gr.Row():
                 to_txt2img = gr.Button("Send to txt2img", elem_id="history_to_txt2img")
                 to_img2img = gr.Button("Send to img2img / inpaint", elem_id="history_to_img2img")
+                to_hires = gr.Button("Send to hires fix", elem_id="history_to_hires")
                 delete = gr.Button("Delete", variant="stop", elem_id="history_delete")
 
     def listed(history_id: str) -> list[str]:
@@ -61,22 +78,28 @@ def create_history_tab(studio: Studio, form: dict, tabs: gr.Tabs) -> dict:
             raise gr.Error("pick an image in your history first")
         return entry.path
 
-    def send(history_id="", name="", to_img2img=False):
+    def send(history_id="", name="", target="txt2img"):
         path = entry_path(history_id, name)
-        values = dict(read_png(path).form)
+        recipe = read_png(path)
+        try:
+            values = hires_fix_form(recipe) if target == "hires" else dict(recipe.form)
+        except RequestError as exc:
+            raise gr.Error(str(exc)) from exc
         named = values.get("model")
         if named and named not in studio.model_choices():
             del values["model"]
             gr.Warning(f"the recipe names the model {named!r}, which this server does not have; "
                        "the form keeps its current model")
         updates = [gr.update(value=values[n]) if n in values else gr.update() for n in PLAIN_FIELDS]
-        return [*updates, gr.update(value=str(path) if to_img2img else None), gr.Tabs(selected="generate")]
+        return [*updates, gr.update(value=str(path) if target == "img2img" else None), gr.Tabs(selected="generate")]
 
     outputs = [*[form[name] for name in PLAIN_FIELDS], form["init_image"], tabs]
     to_txt2img.click(lambda history_id="", name="": send(history_id, name), [history_id, selected], outputs,
                      api_visibility="private", show_progress="hidden")
-    to_img2img.click(lambda history_id="", name="": send(history_id, name, True), [history_id, selected], outputs,
-                     api_visibility="private", show_progress="hidden")
+    to_img2img.click(lambda history_id="", name="": send(history_id, name, "img2img"), [history_id, selected],
+                     outputs, api_visibility="private", show_progress="hidden")
+    to_hires.click(lambda history_id="", name="": send(history_id, name, "hires"), [history_id, selected], outputs,
+                   api_visibility="private", show_progress="hidden")
 
     def remove(history_id="", name=""):
         try:
