@@ -13,7 +13,7 @@ from PIL import Image
 from t2i.cli import main
 from t2i.grid.axes import PROMPT_SR, Axis, field_for, parse_values, split_values
 from t2i.grid.drawing import draw_label, font_for, plan_layout
-from t2i.grid.plot import GRID_KEY, plan_plot, run_plot, save_plot
+from t2i.grid.plot import GRID_KEY, PlotStopped, RunningPlots, plan_plot, run_plot, save_plot
 from t2i.recipes.pnginfo import read_png
 from t2i.request import GenerationRequest, RequestError
 from t2i.safety.gate import PromptRefused
@@ -121,6 +121,35 @@ def test_grid_size_labels_and_cells_equal_their_solo_runs(engine, tmp_path):
     assert described["labels"]["Y"] == ["red", "green"] and len(described["cells"]) == 8
     recipe = read_png(paths[1]).form  # each cell's own PNG carries the recipe that remakes it
     assert (recipe["prompt"], recipe["cfg"], recipe["seed"]) == (PROMPT, 3.0, 4)
+
+
+class StopDuringFirstStep:
+    """The real engine, with the plot's Stop pressed while the first cell takes its first sampling step."""
+
+    def __init__(self, engine, press_stop):
+        self.engine, self.press_stop = engine, press_stop
+
+    def generate(self, request, on_progress=None, cancel=None):
+        return self.engine.generate(request, lambda event: self.press_stop(), cancel)
+
+
+def test_stop_ends_the_plot_between_cells_or_within_one_and_keeps_nothing(engine):
+    axes = [Axis.parse("CFG scale", "3, 6"), Axis.parse("seed", "1, 2")]
+    running = RunningPlots()
+    plot = plan_plot(engine, GenerationRequest(prompt=PROMPT, steps=2, seed=1), axes)
+    with running.running("mine") as cancel, running.running("another") as other:
+        # between cells: Stop pressed once the first cell is made
+        with pytest.raises(PlotStopped, match="stopped after 1 of 4 cells; no grid was made"):
+            run_plot(engine, plot, on_cell=lambda done, total: running.stop("mine"), cancel=cancel)
+        assert plot.grids == [] and not other.is_set()  # another session's plot runs on
+    assert running.stop("mine") == 0  # an ended plot leaves nothing registered
+    plot = plan_plot(engine, GenerationRequest(prompt=PROMPT, steps=20, seed=1), axes)
+    with running.running("mine") as cancel:  # within a cell: at its next step, not after its 20 steps
+        steps = []
+        stopping = StopDuringFirstStep(engine, lambda: steps.append(running.stop("mine")))
+        with pytest.raises(PlotStopped, match="stopped after 0 of 4 cells"):
+            run_plot(stopping, plot, cancel=cancel)
+    assert steps == [1] and plot.grids == [] and plot.cells[0].image is None
 
 
 @pytest.mark.slow

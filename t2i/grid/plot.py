@@ -13,13 +13,15 @@ import json
 import secrets
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from PIL import Image
 
 from t2i.generation.engine import Engine
+from t2i.generation.progress import GenerationCancelled
 from t2i.grid.axes import Axis
 from t2i.grid.drawing import draw_grid, plan_layout, stack
 from t2i.recipes.infotext import write_atomically
@@ -125,13 +127,55 @@ def _layout(plot: Plot, cell_size: tuple[int, int]):
                        y_labels=plot.axes[1] is not None, title=plot.axes[2] is not None)
 
 
+class PlotStopped(RequestError):
+    """The plot was stopped before its last cell: no grid is made, and nothing of it is kept."""
+
+
+class RunningPlots:
+    """The cancel events of each session's running plots, so that a Stop reaches them (see run_plot)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running: dict[str, set[threading.Event]] = {}
+
+    @contextmanager
+    def running(self, session: str) -> Iterator[threading.Event]:
+        """A cancel event for one plot of `session`, registered while the plot runs."""
+        cancel = threading.Event()
+        with self._lock:
+            self._running.setdefault(session, set()).add(cancel)
+        try:
+            yield cancel
+        finally:
+            with self._lock:  # an ended plot leaves nothing behind
+                self._running[session].discard(cancel)
+                if not self._running[session]:
+                    del self._running[session]
+
+    def stop(self, session: str) -> int:
+        """Stop every running plot of `session`; returns how many there were."""
+        with self._lock:
+            running = list(self._running.get(session, ()))
+        for cancel in running:
+            cancel.set()
+        return len(running)
+
+
 def run_plot(engine: Engine, plot: Plot, on_cell: Callable[[int, int], None] | None = None,
              cancel: threading.Event | None = None) -> Plot:
-    """Make every cell's image through `engine.generate` (each screened by the safety gate), then the grids."""
+    """Make every cell's image through `engine.generate` (each screened by the safety gate), then the grids.
+
+    A `cancel` set while it runs stops it between cells, or within a cell at its next sampling step, with
+    PlotStopped; the plot then has no grids.
+    """
     for done, cell in enumerate(plot.cells):
-        if cancel is not None and cancel.is_set():
-            raise RequestError("the plot was stopped; its images were not kept")
-        cell.image = engine.generate(cell.request, cancel=cancel).images[0]
+        try:
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled("stopped")
+            cell.image = engine.generate(cell.request, cancel=cancel).images[0]
+        except GenerationCancelled:
+            raise PlotStopped(f"the plot was stopped after {done} of {len(plot.cells)} cells; no grid was made "
+                              "and its images were not kept") from None
         if on_cell is not None:
             on_cell(done + 1, len(plot.cells))
     shown = [c.image.image for c in plot.cells if c.image.image is not None]

@@ -1,6 +1,7 @@
 """The X/Y/Z plot tab: up to three axes over the Generate form's request (its current values are the base), one
 labelled grid per Z value plus each cell's own PNG; the `/xyz_plot` API endpoint takes the form's fields and the
-axes."""
+axes. Stop (`/xyz_stop`) ends the session's plot between cells or at the running cell's next step; a stopped
+plot saves nothing."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Callable
 import gradio as gr
 
 from t2i.grid.axes import Axis, axis_choices
-from t2i.grid.plot import plan_plot, run_plot, save_plot
+from t2i.grid.plot import PlotStopped, RunningPlots, plan_plot, run_plot, save_plot
 from t2i.models.access import check_server_model
 from t2i.recipes.infotext import infotext
 from t2i.recipes.outputs import session_folder
@@ -42,7 +43,10 @@ def create_grid_tab(studio: Studio, form: dict, gpu: Callable = lambda fn: fn) -
             values = gr.Textbox(label=f"{name} values", value="", placeholder=hint, scale=3,
                                 elem_id=f"xyz_{name.lower()}_values")
         axes_widgets += [kind, values]
-    plot_btn = gr.Button("Make plot", variant="primary", elem_id="xyz_run")
+    running = RunningPlots()
+    with gr.Row():
+        plot_btn = gr.Button("Make plot", variant="primary", elem_id="xyz_run")
+        stop_btn = gr.Button("Stop", elem_id="xyz_stop")
     gallery = gr.Gallery(label="Grid, then each cell", type="filepath", columns=4, height=480, interactive=False,
                          elem_id="xyz_gallery", buttons=["download", "fullscreen"])
     info = gr.Textbox(label="Plot", value="", lines=3, interactive=False, elem_id="xyz_info")
@@ -60,10 +64,15 @@ def create_grid_tab(studio: Studio, form: dict, gpu: Callable = lambda fn: fn) -
             if not any(axes):
                 raise RequestError("choose at least one axis")
             plot = plan_plot(studio.engine, base, axes, check_model=lambda m: check_server_model(m, settings))
-            run_plot(studio.engine, plot, on_cell=lambda done, total: progress((done, total), desc="cells"))
+            with running.running(session) as cancel:
+                run_plot(studio.engine, plot, on_cell=lambda done, total: progress((done, total), desc="cells"),
+                         cancel=cancel)
             folder = session_folder(settings.data_dir, session)
             paths = save_plot(plot, folder / f"grid-{uuid.uuid4().hex[:12]}.png", folder, studio.labeller,
                               unique=True)
+        except PlotStopped as exc:  # the Stop button already said so on the page; an API caller reads it here
+            yield [], f"Stopped: {exc}"
+            return
         except RequestError as exc:
             raise gr.Error(str(exc)) from exc
         except Exception as exc:  # the page gets a message; the server keeps serving
@@ -74,7 +83,15 @@ def create_grid_tab(studio: Studio, form: dict, gpu: Callable = lambda fn: fn) -
                    + f"\n{infotext(plot.cells[0].image.parameters)}")
         yield [str(p) for p in paths], summary
 
-    plot_btn.click(gpu(make_plot), inputs=[form[name] for name in REQUEST_FIELDS] + axes_widgets,
-                   outputs=[gallery, info], api_name="xyz_plot", concurrency_id=MODEL_WORK,
-                   concurrency_limit=max(1, settings.batch_max))
+    plot = plot_btn.click(gpu(make_plot), inputs=[form[name] for name in REQUEST_FIELDS] + axes_widgets,
+                          outputs=[gallery, info], api_name="xyz_plot", concurrency_id=MODEL_WORK,
+                          concurrency_limit=max(1, settings.batch_max))
+
+    def stop(request: gr.Request = None):
+        # the page cancels its own event; the plot's thread ends at the cancel event (API callers have only this)
+        stopped = running.stop(request.session_hash if request else "")
+        return ("Stopped: the plot ended before its last cell; no grid was made and its images were not kept."
+                if stopped else "No plot of yours was running.")
+
+    stop_btn.click(stop, None, info, cancels=[plot], api_name="xyz_stop", queue=False)
     return gallery
