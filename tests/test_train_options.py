@@ -147,6 +147,8 @@ def test_option_errors_are_clear():
         replace(BASE, lr_warmup_steps=10).validate()
     with pytest.raises(RequestError, match="ema_decay"):
         replace(BASE, ema_decay=0.2).validate()
+    with pytest.raises(RequestError, match="family must be empty .the base model's. or one of sd, sdxl, flux1"):
+        replace(BASE, family="sd3").validate()
 
 
 def _save(path, size, colour):
@@ -183,11 +185,12 @@ def test_cli_flags_reach_the_config():
     args = build_parser().parse_args(
         ["train", "--images", "x", "--name", "flags", "--optimizer", "prodigy", "--learning-rate", "1.0", "--text-encoder-lr", "0.5",
          "--lr-scheduler", "cosine", "--lr-warmup-steps", "20", "--min-snr-gamma", "5", "--noise-offset", "0.05",
-         "--shuffle-tags", "--keep-tokens", "2", "--ema-decay", "0.99", "--timestep-bias", "low_noise"])
+         "--shuffle-tags", "--keep-tokens", "2", "--ema-decay", "0.99", "--timestep-bias", "low_noise",
+         "--family", "sdxl"])
     config = config_from_preset(args.preset, name=args.name, **_overrides(args))
     assert (config.optimizer, config.lr_scheduler, config.lr_warmup_steps, config.min_snr_gamma, config.noise_offset,
-            config.shuffle_tags, config.keep_tokens, config.ema_decay, config.timestep_bias) == \
-        ("prodigy", "cosine", 20, 5.0, 0.05, True, 2, 0.99, "low_noise")
+            config.shuffle_tags, config.keep_tokens, config.ema_decay, config.timestep_bias, config.family) == \
+        ("prodigy", "cosine", 20, 5.0, 0.05, True, 2, 0.99, "low_noise", "sdxl")
     plain = build_parser().parse_args(["train", "--images", "x", "--name", "plain"])
     preset = config_from_preset(plain.preset, name="plain", **_overrides(plain))
     assert preset.optimizer == "adamw" and not preset.shuffle_tags  # no flag: the preset's values

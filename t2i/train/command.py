@@ -39,6 +39,9 @@ def add_train_parser(sub) -> None:
     train.add_argument("--checkpoint-every", type=int, default=None)
     train.add_argument("--sample-every", type=int, default=None)
     train.add_argument("--base-model", default=None, help="'embedded', a diffusers folder or a hub id")
+    train.add_argument("--family", default=None,
+                       help="the model family the LoRA is for: sd, sdxl or flux1 (default: the base model's); a base "
+                            "model of another family is refused")
     train.add_argument("--resume", default="", metavar="RUN_ID",
                        help="continue an interrupted, cancelled or crashed run from its newest checkpoint")
     train.add_argument("--push-to-hub", default="", metavar="REPO_ID",
@@ -85,7 +88,7 @@ def _overrides(args) -> dict:
              "learning_rate": "learning_rate", "batch_size": "batch_size", "seed": "seed", "class_word": "class_word",
              "text_encoder": "train_text_encoder", "checkpoint_every": "checkpoint_every",
              "sample_every": "sample_every", "base_model": "base_model", "text_encoder_lr": "text_encoder_lr",
-             **{name: name for name in OPTION_FLAGS}}
+             "family": "family", **{name: name for name in OPTION_FLAGS}}
     values = {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) not in (None, "")}
     if args.method == "dreambooth" and args.preset == DEFAULT_PRESET:
         values["use_captions"] = False  # DreamBooth trains on the instance prompt

@@ -132,7 +132,12 @@ class TrainingConfig:
         self._validate_options()
 
     def _validate_options(self) -> None:
-        """The optimizer, schedule and loss options."""
+        """The family, optimizer, schedule and loss options."""
+        from t2i.train.family_training import TRAINABLE_FAMILIES  # torch and diffusers: only when validating
+
+        if self.family and self.family not in TRAINABLE_FAMILIES:
+            raise RequestError(f"family must be empty (the base model's) or one of {', '.join(TRAINABLE_FAMILIES)}; "
+                               f"got {self.family!r}")
         for name, choices in (("optimizer", OPTIMIZERS), ("lr_scheduler", LR_SCHEDULERS),
                               ("timestep_bias", TIMESTEP_BIASES)):
             if getattr(self, name) not in choices:

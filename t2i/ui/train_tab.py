@@ -86,6 +86,11 @@ def create_train_tab(studio: Studio) -> None:
             trainable = ", ".join(FAMILIES[family].label for family in TRAINABLE_FAMILIES)
             base_model = gr.Dropdown(label=f"Base model ({trainable})", choices=studio.model_choices(),
                                      value="embedded", allow_custom_value=True, elem_id="train_base_model")
+            family = gr.Dropdown(label="LoRA for", value="",
+                                 choices=[("the base model's family", "")] +
+                                         [(FAMILIES[f].label, f) for f in TRAINABLE_FAMILIES],
+                                 info="a base model of another family is refused before training",
+                                 elem_id="train_family")
             preset = gr.Dropdown(label="Preset", choices=list(PRESETS), value=DEFAULT_PRESET, elem_id="train_preset")
             method = gr.Dropdown(label="Method", choices=["(preset)", *METHODS], value="(preset)")
             name = gr.Textbox(label="Name", value="", placeholder="my_style", elem_id="train_name")
@@ -147,7 +152,7 @@ def create_train_tab(studio: Studio) -> None:
     shown = PRESETS[DEFAULT_PRESET]
 
     def start(token="", table=None, preset=DEFAULT_PRESET, method="(preset)", name="", trigger="", steps=0,
-              checkpoint_every=0, class_prompts="", base_model="embedded", filled=DEFAULT_PRESET,
+              checkpoint_every=0, class_prompts="", base_model="embedded", family="", filled=DEFAULT_PRESET,
               learning_rate=shown.learning_rate, text_encoder_lr=shown.text_encoder_lr, optimizer=shown.optimizer,
               lr_scheduler=shown.lr_scheduler, lr_warmup_steps=shown.lr_warmup_steps,
               min_snr_gamma=shown.min_snr_gamma, noise_offset=shown.noise_offset, ema_decay=shown.ema_decay,
@@ -163,6 +168,8 @@ def create_train_tab(studio: Studio) -> None:
         extra = {"checkpoint_every": int(checkpoint_every)} if checkpoint_every else {}
         if base_model:
             extra["base_model"] = base_model
+        if family:
+            extra["family"] = family
         if lines := [line.strip() for line in str(class_prompts or "").splitlines() if line.strip()]:
             extra["class_prompts"] = tuple(lines)
         try:
@@ -228,7 +235,7 @@ def create_train_tab(studio: Studio) -> None:
     check_btn.click(check, files, [token, gallery, captions, notes], api_name="train_check", show_progress_on=notes)
     preset.change(fill, preset, [*advanced.values(), filled_from], api_visibility="private", queue=False)
     start_btn.click(start, [token, captions, preset, method, name, trigger, steps, checkpoint_every, class_prompts,
-                            base_model, filled_from, *advanced.values()],
+                            base_model, family, filled_from, *advanced.values()],
                     [run_id, state, timer], api_name="train_start", show_progress_on=state)
     timer.tick(status, run_id, [state, bar, losses, samples, timer, resumable], api_name="train_status",
                show_progress="hidden")
