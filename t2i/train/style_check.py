@@ -1,0 +1,95 @@
+"""Before training: does the fine detail of a dataset (stripes, dots, checkers, thin lines) survive the base model?
+
+A LoRA teaches the denoiser to draw in the VAE's latent space, so it can never draw what the VAE's own round trip
+of a training image loses; and images are scaled to the training resolution first, where a pattern may shrink
+below what the VAE can carry (measured on the embedded model, whose VAE downsamples 4x: stripes that repeat every
+4 px at 64x64 come back solid, every 8 px they come back striped; see bench/results/texture_vae.json).
+
+`detail_kept` compares the fine detail (the image minus its blur) before and after the round trip;
+`detail_check` turns the dataset's median into a note for the Train tab, shown before anything trains.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+
+from t2i.train.buckets import fit
+
+DETAIL_SIGMA = 1.0  # px at the training resolution: what a blur of this width removes counts as fine detail
+# below this median share of fine detail kept, a texture style will not train. From bench/results/texture_vae.json
+# (embedded VAE, 24 renders a row): patterns it loses (read back 0% after the round trip) keep a median of 0.00-0.14,
+# patterns it carries (79-100% read back) 0.44-0.69, plain and outlined shapes 0.86-0.88
+MIN_DETAIL_KEPT = 0.3
+
+
+def fine_detail(image: Image.Image) -> np.ndarray:
+    """The image minus its Gaussian blur (DETAIL_SIGMA), per channel, in 0-255 units."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    return pixels - ndimage.gaussian_filter(pixels, (DETAIL_SIGMA, DETAIL_SIGMA, 0))
+
+
+def detail_kept(original: Image.Image, decoded: Image.Image) -> float:
+    """Share (0..1) of `original`'s fine detail that `decoded` reproduces: 1 - residual energy / detail energy."""
+    before, after = fine_detail(original), fine_detail(decoded)
+    energy = float((before ** 2).sum())
+    if energy == 0:  # a flat image has no detail to lose
+        return 1.0
+    return float(np.clip(1 - ((after - before) ** 2).sum() / energy, 0, 1))
+
+
+@torch.no_grad()
+def vae_round_trip(vae, images: list[Image.Image]) -> list[Image.Image]:
+    """Images through the VAE's encoder (posterior mode) and decoder, one at a time."""
+    decoded = []
+    for image in images:
+        pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1)
+        latents = vae.encode(pixels.permute(2, 0, 1)[None].to(vae.dtype)).latent_dist.mode()
+        out = ((vae.decode(latents).sample[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        decoded.append(Image.fromarray(out.permute(1, 2, 0).numpy()))
+    return decoded
+
+
+@dataclass(frozen=True)
+class DetailCheck:
+    kept: list[float]  # per image, in dataset order
+    note: str | None  # a warning for the Train tab, or None when the detail survives
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.kept)
+
+
+def detail_check(images: list[Image.Image], vae, resolution: int, model_name: str) -> DetailCheck:
+    """How much fine detail the images keep at `resolution` through `vae`, and a note when too little survives."""
+    scaled = [fit(image.convert("RGB"), (resolution, resolution)) for image in images]
+    kept = [detail_kept(a, b) for a, b in zip(scaled, vae_round_trip(vae, scaled))]
+    median = statistics.median(kept)
+    note = None
+    if median < MIN_DETAIL_KEPT:
+        note = (f"fine detail (stripes, dots, thin lines) will not train: at the training size ({resolution} px) "
+                f"{model_name}'s VAE keeps only {median:.0%} of it (at least {MIN_DETAIL_KEPT:.0%} is needed), so "
+                f"the LoRA cannot learn it; use images with coarser patterns, or a model with a larger training size")
+    return DetailCheck(kept, note)
+
+
+@lru_cache(maxsize=1)
+def _embedded_vae():
+    from diffusers import AutoencoderKL
+
+    from t2i.settings import EMBEDDED_MODEL_DIR
+
+    return AutoencoderKL.from_pretrained(Path(EMBEDDED_MODEL_DIR) / "vae", torch_dtype=torch.float32).eval()
+
+
+def embedded_detail_check(images: list[Image.Image]) -> DetailCheck:
+    """`detail_check` against the embedded model (the default base model) at its native size."""
+    vae = _embedded_vae()
+    return detail_check(images, vae, vae.config.sample_size, "the embedded model")

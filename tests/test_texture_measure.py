@@ -1,0 +1,56 @@
+"""The texture measure (t2i/eval/texture.py) and the dataset pre-check (t2i/train/style_check.py), validated on
+ground-truth renders: every texture is read back on the renders, and the VAE pre-check tells patterns the
+embedded VAE loses from those it carries."""
+
+import random
+
+import pytest
+from PIL import Image
+
+from t2i.embedded.world import ALL_COLOURS, COLOURS, POSITIONS, SIZES, Scene, ShapeObject, position_centre, render
+from t2i.eval.texture import TEXTURES, paint_textured, read_texture
+from t2i.train.style_check import MIN_DETAIL_KEPT, detail_kept, embedded_detail_check
+
+OBJECT_COLOURS = [c for c in COLOURS if c != "white"]
+
+
+def _renders(texture, count, period=8, seed=0, background="white"):
+    rng = random.Random(seed)
+    images = []
+    for _ in range(count):
+        image = render(Scene((), background))
+        colour = rng.choice([c for c in OBJECT_COLOURS if c != background])
+        paint_textured(image, rng.choice(("circle", "square", "triangle", "star", "heart")), colour,
+                       *position_centre(rng.choice(list(POSITIONS))), SIZES[rng.choice(["medium", "large"])],
+                       texture, period)
+        images.append(image)
+    return images
+
+
+@pytest.mark.parametrize("texture", TEXTURES)
+def test_every_texture_is_read_back_from_its_renders(texture):
+    images = _renders(texture, 6, seed=TEXTURES.index(texture)) + _renders(texture, 2, seed=9, background="gray")
+    assert [read_texture(image).texture for image in images] == [texture] * len(images)
+
+
+def test_small_solid_shapes_and_the_empty_image():
+    small = [render(Scene((ShapeObject(shape, "blue", "small", "left"),))) for shape in ("star", "heart", "circle")]  # a ring is an outlined circle
+    assert [read_texture(image).texture for image in small] == ["solid"] * 3
+    assert read_texture(render(Scene(()))).texture == ""
+
+
+def test_detail_kept_is_one_for_a_copy_and_falls_for_a_blur():
+    image = _renders("striped", 1)[0]
+    assert detail_kept(image, image) == 1.0
+    assert detail_kept(image, image.resize((16, 16), Image.Resampling.BOX).resize((64, 64))) < 0.2
+
+
+def test_precheck_refuses_patterns_the_vae_loses_and_passes_those_it_carries():
+    fine = embedded_detail_check(_renders("striped", 4, period=4))  # the world's own 4 px stripes
+    coarse = embedded_detail_check(_renders("striped", 4, period=8))
+    plain = embedded_detail_check(_renders("solid", 4))
+    assert fine.median < MIN_DETAIL_KEPT and "will not train" in fine.note
+    assert coarse.median > MIN_DETAIL_KEPT and coarse.note is None
+    assert plain.note is None
+    big = [image.resize((512, 512), Image.Resampling.NEAREST) for image in _renders("striped", 4, period=8)]
+    assert embedded_detail_check(big).note is None  # scaled to the training size first
