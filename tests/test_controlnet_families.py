@@ -127,6 +127,27 @@ def test_a_controlnet_of_another_family_is_refused_naming_both(engine, models):
         assert "tiny-flux1" not in model.cache.get("controlnets", {}) or family == "flux1"
 
 
+def test_a_controlnet_of_another_width_or_with_a_broken_file_is_refused_before_loading(models, library, tmp_path):
+    import json
+    import shutil
+
+    wide = shutil.copytree(library / "tiny-flux1", tmp_path / "lib" / "wide-flux1")
+    config = json.loads((wide / "config.json").read_text())
+    (wide / "config.json").write_text(json.dumps({**config, "joint_attention_dim": 48}))
+    broken = shutil.copytree(library / "tiny-flux1", tmp_path / "lib" / "broken-flux1")
+    weights = next(broken.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    engine = Engine(Settings(data_dir=tmp_path / "data", device="cpu", dtype="float32", default_model="embedded",
+                             entry_point_plugins=False, safety_allow_unchecked_images=True,
+                             controlnet_dirs=(tmp_path / "lib",)))
+    with pytest.raises(RequestError, match="'wide-flux1' does not fit model .*its joint_attention_dim is 48, this "
+                                           "model's is 32"):
+        _generate(engine, models["flux1"], [_unit("wide-flux1")])
+    with pytest.raises(RequestError, match=r"could not load ControlNet 'broken-flux1'.*not a valid safetensors"):
+        _generate(engine, models["flux1"], [_unit("broken-flux1")])
+    assert not engine.models.get(str(models["flux1"])).cache.get("controlnets")  # nothing loaded
+
+
 def test_what_a_family_cannot_do_with_a_controlnet_is_a_clear_error(engine, models):
     init = Image.new("RGB", (SIZE, SIZE), (30, 160, 60))
     mask = Image.new("L", (SIZE, SIZE), 0)
