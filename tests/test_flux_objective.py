@@ -6,7 +6,7 @@ from peft import LoraConfig
 
 from t2i.models.tiny import build_pipeline
 from t2i.train.flux_objective import (
-    LORA_TARGETS, FlowMatchSettings, PromptCache, check_flux_transformer, encode_latents, flow_target, flux_loss,
+    LORA_TARGETS, FlowMatchSettings, PromptCache, encode_latents, flow_target, flux_loss,
     guidance_input, noisy_input, pack_latents, sample_sigmas,
 )
 
@@ -130,13 +130,10 @@ def test_lora_steps_lower_the_loss_on_a_memorised_image():
     assert after < 0.85 * before, (before, after)  # measured: 1.40 -> 1.08
 
 
-def test_bad_settings_and_models_are_refused():
+def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="timestep sampling"):
         FlowMatchSettings(timestep_sampling="sigmoid")
     with pytest.raises(ValueError, match="caption dropout"):
         FlowMatchSettings(caption_dropout=1.0)
-    with pytest.raises(ValueError, match="FluxTransformer2DModel"):
-        check_flux_transformer(build_pipeline("sd3").transformer)
-    check_flux_transformer(build_pipeline("flux1", "schnell").transformer)
     with pytest.raises(ValueError, match="not even"):
         pack_latents(torch.zeros(1, 16, 8, 7))

@@ -168,11 +168,3 @@ def flux_loss(transformer, scheduler, latents: torch.Tensor, prompts, cache: Pro
     weighting = compute_loss_weighting_for_sd3(settings.loss_weighting, sigmas=sigmas.float()).reshape(batch, 1, 1)
     return (weighting.to(device) * (prediction.float() - target.to(device).float()) ** 2).reshape(batch, -1).mean(dim=1)
 
-
-def check_flux_transformer(transformer) -> None:
-    """Raise a clear error when `transformer` is not a Flux.1 transformer (what this objective trains)."""
-    name = type(transformer).__name__
-    if name != "FluxTransformer2DModel":
-        raise ValueError(f"the Flux.1 objective trains a FluxTransformer2DModel; this model has a {name}")
-    if transformer.config.in_channels % 4:
-        raise ValueError(f"Flux.1 packs 2x2 latent patches; in_channels {transformer.config.in_channels} is not 4n")
