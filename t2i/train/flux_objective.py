@@ -167,4 +167,3 @@ def flux_loss(transformer, scheduler, latents: torch.Tensor, prompts, cache: Pro
     target, _ = pack_latents(flow_target(latents, noise))
     weighting = compute_loss_weighting_for_sd3(settings.loss_weighting, sigmas=sigmas.float()).reshape(batch, 1, 1)
     return (weighting.to(device) * (prediction.float() - target.to(device).float()) ** 2).reshape(batch, -1).mean(dim=1)
-
