@@ -29,9 +29,15 @@ from t2i.settings import Settings
 
 from test_browser_page import CHROMIUM, WatchedPage, number_input, result_images, set_number, shot
 
+gradio_client = pytest.importorskip("gradio_client")
+
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")]
 ROOT = Path(__file__).resolve().parent.parent
 FLUX, SD3 = "tiny-flux1-dev", "tiny-sd3"
+# a tiny folder of every family (and Flux.1 variant) in the model folder: name -> (family, variant)
+MODELS = {f"tiny-{family}{'-' + variant if variant else ''}": (family, variant) for family, variant in (
+    ("sd", ""), ("sdxl", ""), ("sd3", ""), ("flux1", "dev"), ("flux1", "schnell"), ("flux2", ""), ("zimage", ""),
+    ("qwenimage", ""), ("chroma", ""))}
 PROMPT = "a red circle on a white background"
 # what the tiny Flux.1 dev runs everywhere: its family's guidance, a small size and few steps for speed
 FLUX_RUN = dict(prompt=PROMPT, model=FLUX, steps=2, width=64, height=64, seed=5, cfg=1.0, sampler="Euler")
@@ -39,10 +45,10 @@ FLUX_RUN = dict(prompt=PROMPT, model=FLUX, steps=2, width=64, height=64, seed=5,
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    """The app's data folder, whose model folder holds a tiny Flux.1 dev and a tiny SD3 diffusers folder."""
+    """The app's data folder, whose model folder holds a tiny diffusers folder of every family."""
     data = tmp_path_factory.mktemp("families-app-data")
-    save_tiny_model("flux1", data / "models" / FLUX, "dev")
-    save_tiny_model("sd3", data / "models" / SD3)
+    for name, (family, variant) in MODELS.items():
+        save_tiny_model(family, data / "models" / name, variant)
     return data
 
 
@@ -50,6 +56,12 @@ def data_dir(tmp_path_factory) -> Path:
 def url(launch_app, data_dir):
     with launch_app(data_dir, T2I_API="1") as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def page_api(url):
+    """The page's API, as gradio_client sees it."""
+    return gradio_client.Client(url, verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -155,14 +167,23 @@ def test_the_page_follows_the_chosen_family_and_makes_the_engines_image(browser,
     assert watched.problems == []
 
 
-def test_the_a1111_api_runs_the_flux_folder_as_the_engine_does(url, reference_engine):
-    body = {"prompt": PROMPT, "steps": FLUX_RUN["steps"], "width": 64, "height": 64, "seed": FLUX_RUN["seed"],
-            "cfg_scale": FLUX_RUN["cfg"], "sampler_name": "Euler", "override_settings": {"sd_model_checkpoint": FLUX}}
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_family_through_the_pages_endpoint_and_the_a1111_api_as_the_engine_does(url, page_api, reference_engine,
+                                                                                      name):
+    """The page's own /generate endpoint (what the Generate button calls) and /sdapi/v1/txt2img with the model in
+    override_settings make the engine's pixels, family by family."""
+    run = {**FLUX_RUN, "model": name}
+    _, gallery, info, _ = page_api.predict(**run, api_name="/generate")
+    page = Path(gallery[0]["image"] if isinstance(gallery[0], dict) else gallery[0][0]).read_bytes()
+    body = {"prompt": PROMPT, "steps": run["steps"], "width": 64, "height": 64, "seed": run["seed"],
+            "cfg_scale": run["cfg"], "sampler_name": "Euler", "override_settings": {"sd_model_checkpoint": name}}
     request = urllib.request.Request(url + "sdapi/v1/txt2img", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
     answer = json.loads(urllib.request.urlopen(request, timeout=600).read())
-    assert json.loads(answer["info"])["sd_model_name"] == FLUX
-    assert np.array_equal(pixels(base64.b64decode(answer["images"][0])), engine_pixels(reference_engine, **FLUX_RUN))
+    assert read_png(page).form["model"] == json.loads(answer["info"])["sd_model_name"] == name
+    expected = engine_pixels(reference_engine, **run)
+    assert np.array_equal(pixels(page), expected)
+    assert np.array_equal(pixels(base64.b64decode(answer["images"][0])), expected)
 
 
 def test_the_cli_runs_the_flux_folder_as_the_engine_does(data_dir, reference_engine, tmp_path):
