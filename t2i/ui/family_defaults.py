@@ -3,8 +3,8 @@
 The family is told from the model's files the way the model cache tells it (a diffusers folder's or cached hub
 model's `model_index.json`, a single file's or GGUF file's tensor names), without loading any weights, so
 choosing a model stays instant. The values come from the registry (t2i/models/families.py), and which request
-fields they fill is derived from the declarations: a request field named like a Family attribute (steps, cfg,
-distilled_cfg) takes that attribute, and a field whose declared choices are sampler names offers only the
+fields they fill is derived from the declarations: a numeric request field named like a Family attribute (steps,
+cfg, distilled_cfg) takes that attribute, and a field whose declared choices are sampler names offers only the
 family's samplers. The embedded model keeps the request's declared defaults, which are tuned for it.
 """
 
@@ -78,9 +78,9 @@ def _folder_defaults(folder: Path, source: str) -> ModelDefaults:
                                                         *(variant.component for variant in family.variants))}
     variant = next((v for v in family.variants if configs[v.component].get(v.config_key) == v.config_value), None)
     size = family.native_size
-    sample_size = configs[family.denoiser].get("sample_size")
-    if isinstance(sample_size, int):  # UNets and SD3 say it in latents; Flux-style configs do not say it
-        size = sample_size * 2 ** (len(configs["vae"].get("block_out_channels", (0,))) - 1)
+    sample_size, vae_blocks = configs[family.denoiser].get("sample_size"), configs["vae"].get("block_out_channels")
+    if isinstance(sample_size, int) and vae_blocks:  # UNets and SD3 say it in latents; Flux-style configs do not
+        size = sample_size * 2 ** (len(vae_blocks) - 1)
     return _defaults(family, variant, size)
 
 
