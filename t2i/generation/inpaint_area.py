@@ -2,9 +2,9 @@
 
 Masked content (A1111's names): `original` keeps the init image's pixels under the mask; `fill` first paints the
 masked area from the colours around it (OpenCV's inpainting, Telea's method); `latent noise` and `latent nothing`
-also fill, then replace the masked area's image latents with noise or with zeros before sampling starts. With a
-4-channel model at denoising strength 1 the masked area starts from pure noise whatever the choice (diffusers
-ignores the image there), so the choices matter below 1.
+also fill, then replace the masked area's image latents with noise or with zeros before sampling starts (SD 1.x/2.x,
+SDXL and SD3 inpainting; other families refuse them). At denoising strength 1 diffusers starts the masked area from
+pure noise whatever the choice (a 4-channel model ignores the image there), so the choices matter below 1.
 
 Inpaint area `Only masked` repaints the mask's bounding box plus `inpaint_padding` pixels, widened to the request's
 aspect ratio, at the request's full size, and pastes it back through the (blurred) mask: diffusers' own
@@ -73,9 +73,10 @@ def around_inpaint_call(member):
     if request.masked_content not in LATENT_CONTENT:
         return contextlib.nullcontext()
     needed = {"generator", "timestep", "is_strength_max", "return_noise", "return_image_latents"}
-    if not needed <= set(inspect.signature(pipe.prepare_latents).parameters):
+    noising = hasattr(pipe.scheduler, "add_noise") or hasattr(pipe.scheduler, "scale_noise")
+    if not needed <= set(inspect.signature(pipe.prepare_latents).parameters) or not noising:
         raise RequestError(f"masked content {request.masked_content!r} is not available with {type(pipe).__name__} "
-                           "(SD 1.x/2.x and SDXL inpainting have it)")
+                           "(SD 1.x/2.x, SDXL and SD3 inpainting have it)")
     latent_mask = _processed_mask(pipe, member.inputs, member.prepared.width, member.prepared.height)
     return _replacing_masked_latents(pipe, latent_mask, request.masked_content)
 
@@ -86,6 +87,13 @@ def _processed_mask(pipe, inputs: dict, width: int, height: int) -> Image.Image:
     if "padding_mask_crop" in inputs:
         mask = mask.crop(pipe.mask_processor.get_crop_region(mask, width, height, pad=inputs["padding_mask_crop"]))
     return mask.resize((width, height), Image.Resampling.BILINEAR)
+
+
+def _noised(scheduler, start: torch.Tensor, noise: torch.Tensor, timestep) -> torch.Tensor:
+    """`start` noised to `timestep` as the pipeline would: add_noise (SD, SDXL) or a flow-matching scale_noise (SD3)."""
+    if hasattr(scheduler, "scale_noise"):
+        return scheduler.scale_noise(start, timestep, noise)
+    return scheduler.add_noise(start, noise, timestep)
 
 
 @contextlib.contextmanager
@@ -112,7 +120,7 @@ def _replacing_masked_latents(pipe, mask: Image.Image, content: str):
         if not asked.get("add_noise", True):  # SDXL's denoising_start: the latents are the image's as they are
             latents = start
         elif not asked["is_strength_max"]:  # at strength 1 the latents are pure noise and the image plays no part
-            latents = pipe.scheduler.add_noise(start, noise, asked["timestep"])
+            latents = _noised(pipe.scheduler, start, noise, asked["timestep"])
         outputs = (latents,)
         if asked["return_noise"]:
             outputs += (noise,)
