@@ -72,12 +72,13 @@ def refused_by(gate) -> Callable[[dict], bool]:
 
 
 def rates(cases: list[dict], flags: Callable[[dict], bool]) -> dict:
-    """Per expectation ("block": share flagged; "pass": share let through): overall, per category, per language."""
+    """Per expectation ("block": share flagged; "pass": share let through): overall, per category, per language,
+    per trick (how a prompt hides its words: plain, euphemism, script, spacing)."""
     counts: dict = defaultdict(lambda: [0, 0])  # key -> [right, total]
     for case in cases:
         right = flags(case) == (case["expect"] == "block")
         for key in (("all",), ("category", case.get("category") or "none"),
-                    ("language", case.get("language") or "?")):
+                    ("language", case.get("language") or "?"), ("trick", case.get("trick") or "plain")):
             counts[(case["expect"], *key)][0] += right
             counts[(case["expect"], *key)][1] += 1
     result: dict = {}
@@ -98,7 +99,7 @@ def table(name: str, result: dict) -> str:
             continue
         overall = result[expect]["all"]
         lines.append(f"{name}: {word} {overall['right']}/{overall['total']} ({overall['rate']:.1%})")
-        for group in ("category", "language"):
+        for group in ("category", "language", "trick"):
             cells = [f"{key} {row['right']}/{row['total']}" for key, row in result[expect].get(group, {}).items()]
             lines.append(f"  {word} per {group}: " + ", ".join(cells))
     return "\n".join(lines)
