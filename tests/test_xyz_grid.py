@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 
 import numpy as np
 import pytest
@@ -159,3 +160,25 @@ def test_cli_grid_writes_the_grid_and_cells_and_refuses_bad_axes(tmp_path, capsy
     assert Image.open(out).size[0] > 2 * 64 and len(list((tmp_path / "g-cells").glob("*.png"))) == 4
     assert main(["grid", PROMPT, "--x", "colour:1,2", "-o", str(tmp_path / "h.png")]) == 1
     assert "unknown plot axis 'colour'" in capsys.readouterr().err and not (tmp_path / "h.png").exists()
+
+
+@pytest.mark.slow  # the real app
+def test_stop_over_the_api_ends_the_running_plot_and_the_next_plot_runs(app_url):
+    gradio_client = pytest.importorskip("gradio_client")
+    client = gradio_client.Client(app_url, verbose=False)
+    idle = client.predict(api_name="/xyz_stop")
+    assert idle == "No plot of yours was running."
+    job = client.submit(prompt=PROMPT, steps=50, seed=1, x_axis="seed", x_values="1-4", api_name="/xyz_plot")
+    deadline = time.monotonic() + 120
+    while (answer := client.predict(api_name="/xyz_stop")) == idle:  # until the plot runs and the press reaches it
+        assert time.monotonic() < deadline and not job.done(), "the plot never ran"
+        time.sleep(0.05)
+    assert answer.startswith("Stopped: the plot ended before its last cell; no grid was made")
+    try:  # the same session's Stop also cancels the waiting client; if it still answers, it holds no files
+        files, summary = job.result(timeout=120)
+        assert files == [] and summary.startswith("Stopped: the plot was stopped after")
+    except Exception as exc:
+        assert "cancel" in f"{type(exc).__name__} {exc}".lower()
+    files, summary = client.predict(prompt=PROMPT, steps=2, seed=1, x_axis="CFG scale", x_values="3, 6",
+                                    api_name="/xyz_plot")
+    assert len(files) == 3 and summary.startswith("2 cells")
