@@ -9,7 +9,7 @@ from PIL import Image
 
 from t2i.embedded.world import ALL_COLOURS, COLOURS, POSITIONS, SIZES, Scene, ShapeObject, position_centre, render
 from t2i.eval.texture import TEXTURES, paint_textured, read_texture
-from t2i.train.style_check import MIN_DETAIL_KEPT, detail_kept, embedded_detail_check
+from t2i.train.style_check import MIN_DETAIL_KEPT, detail_kept, embedded_detail_check, texture_note
 
 OBJECT_COLOURS = [c for c in COLOURS if c != "white"]
 
@@ -54,3 +54,12 @@ def test_precheck_refuses_patterns_the_vae_loses_and_passes_those_it_carries():
     assert plain.note is None
     big = [image.resize((512, 512), Image.Resampling.NEAREST) for image in _renders("striped", 4, period=8)]
     assert embedded_detail_check(big).note is None  # scaled to the training size first
+
+
+def test_the_train_tab_note_reads_the_checked_files(tmp_path):
+    files = []
+    for i, image in enumerate(_renders("dotted", 3, period=4)):
+        image.resize((256, 256), Image.Resampling.NEAREST).save(tmp_path / f"{i}.png")
+        files.append(str(tmp_path / f"{i}.png"))
+    assert "the embedded model's VAE keeps only" in texture_note(files)
+    assert texture_note([]) is None

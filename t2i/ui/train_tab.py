@@ -21,6 +21,7 @@ from t2i.train.config import (DEFAULT_PRESET, LR_SCHEDULERS, METHODS, OPTIMIZERS
                               form_overrides)
 from t2i.train.actions import TrainingStudio
 from t2i.train.family_training import TRAINABLE_FAMILIES
+from t2i.train.style_check import texture_note  # fine detail that the default base model's VAE loses
 
 from t2i.ui.uploads import track_uploads
 
@@ -140,7 +141,8 @@ def create_train_tab(studio: Studio) -> None:
             checked = trainer.check_upload(paths or [])
         except RequestError as exc:
             raise gr.Error(str(exc)) from exc
-        shown = "\n".join(f"- {note}" for note in checked.notes) or "All images are usable."
+        notes = checked.notes + [note for note in (texture_note(checked.files),) if note]
+        shown = "\n".join(f"- {note}" for note in notes) or "All images are usable."
         return (checked.token, list(zip(checked.files, checked.captions)),
                 [[n, c] for n, c in zip(checked.names, checked.captions)], f"{len(checked.files)} images. {shown}")
 
