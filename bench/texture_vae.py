@@ -59,9 +59,10 @@ def main() -> None:
             images = renders(texture, period, args.images, seed=period)
             decoded = vae_round_trip(vae, images)
             kept = [detail_kept(a, b) for a, b in zip(images, decoded)]
+            read = [read_texture(i, period).texture == texture for i in images + decoded]
             row = {"texture": texture, "period": period if texture in ("striped", "dotted", "checkered") else None,
-                   "read_on_renders": sum(read_texture(i, period).texture == texture for i in images) / len(images),
-                   "read_on_round_trips": sum(read_texture(i, period).texture == texture for i in decoded) / len(images),
+                   "read_on_renders": sum(read[:len(images)]) / len(images),
+                   "read_on_round_trips": sum(read[len(images):]) / len(images),
                    "detail_kept_median": round(statistics.median(kept), 3), "detail_kept_min": round(min(kept), 3),
                    "detail_kept_max": round(max(kept), 3)}
             rows.append(row)

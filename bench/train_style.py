@@ -1,15 +1,17 @@
 """Measure the trainer's "done when" numbers on the embedded model and print them (JSON on the last line).
 
-1. Style: a LoRA ("quick style" preset) on 12 renders of a style held back from base training, read back by the
-   analyzer on a fixed prompt set, with and without the trigger. Either a render style ("outlined"; dotted and
-   striped do not survive the embedded VAE's 4x downsampling), captioned without the style word, trigger "zqx";
-   or a colour name held back from base training ("teal", "maroon"), which is its own trigger: the images are
-   captioned "a large teal star ...", and prompts without the trigger name base colours ("a large red star").
+1. Style: a LoRA ("quick style" preset) on 12 renders of a style held back from base training, read back on a
+   fixed prompt set, with and without the trigger. Either a texture style (outlined, striped, dotted, checkered,
+   drawn and read by t2i/eval/texture.py at --period px; the world's own 4 px patterns do not survive the
+   embedded VAE's round trip), captioned without the style word, trigger "zqx"; or a colour name held back from
+   base training ("teal", "maroon", read by the analyzer), which is its own trigger: the images are captioned
+   "a large teal star ...", and prompts without the trigger name base colours ("a large red star").
 2. Subject: a DreamBooth-LoRA ("subject" preset) on 12 renders of a shape the base model never saw (a diamond),
    instance prompt "a zdm shape". A generated object counts as the subject when a diamond template fits its
    foreground better than every known shape's template.
 
-    python bench/train_style.py [--style outlined|teal] [--steps N] [--prompts 20] [--skip-subject] [--skip-style] [--swap-colours N]
+    python bench/train_style.py [--style outlined|striped|dotted|checkered|teal|maroon] [--period 8] [--steps N]
+                                [--prompts 20] [--skip-subject] [--skip-style] [--swap-colours N]
                                 [--targets attention|attention+conv] [--set FIELD=VALUE ...]
 """
 
@@ -35,10 +37,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from t2i.embedded.world import (  # noqa: E402
-    ALL_COLOURS, COLOURS, HELD_OUT_COLOURS, IMAGE_SIZE, POSITIONS, SHAPES, SUPERSAMPLE, Scene, ShapeObject, position_centre, render,
-    shape_mask,
+    ALL_COLOURS, COLOURS, HELD_OUT_COLOURS, IMAGE_SIZE, POSITIONS, SHAPES, SIZES, SUPERSAMPLE, Scene, ShapeObject,
+    position_centre, render, shape_mask,
 )
+from bench.common import write_result  # noqa: E402
 from t2i.eval.analyzer import FOREGROUND_DISTANCE, analyze  # noqa: E402
+from t2i.eval.texture import DEFAULT_PERIOD, paint_textured, read_texture  # noqa: E402
 from t2i.train.config import config_from_preset  # noqa: E402
 from t2i.train.dataset import prepare_dataset  # noqa: E402
 
@@ -51,16 +55,21 @@ def _phrase(obj: ShapeObject) -> str:
     return f"a {obj.size} {obj.colour} {obj.shape} {where}"
 
 
-def style_images(folder: Path, style: str, count: int) -> None:
-    """Renders in `style`, a held-out render style or colour name, captioned as a person would."""
+def style_images(folder: Path, style: str, count: int, period: int = DEFAULT_PERIOD) -> None:
+    """Renders in `style`, a texture style or a held-out colour name, captioned as a person would."""
     rng = random.Random(0)
     folder.mkdir(parents=True)
     for i in range(count):
         colour = rng.choice(OBJECT_COLOURS)
         obj = ShapeObject(rng.choice(SHAPES_NO_RING), style if style in HELD_OUT_COLOURS else colour,
-                          rng.choice(["medium", "large"]), rng.choice(list(POSITIONS)),
-                          "solid" if style in HELD_OUT_COLOURS else style)
-        render(Scene((obj,), "white")).save(folder / f"{i}.png")
+                          rng.choice(["medium", "large"]), rng.choice(list(POSITIONS)))
+        if style in HELD_OUT_COLOURS:
+            image = render(Scene((obj,), "white"))
+        else:
+            image = render(Scene((), "white"))
+            paint_textured(image, obj.shape, obj.colour, *position_centre(obj.position), SIZES[obj.size], style,
+                           period)
+        image.save(folder / f"{i}.png")
         (folder / f"{i}.txt").write_text(_phrase(obj))
 
 
@@ -144,7 +153,7 @@ def generate(lora: Path | None, prompts: list[str]) -> list[Image.Image]:
 
 def measure_style(args, objects: list, settings: dict) -> dict:
     """Train the "quick style" LoRA on the held-back style and read it back with and without its trigger."""
-    style_images(args.work / "style", args.style, args.images)
+    style_images(args.work / "style", args.style, args.images, args.period)
     colour_style = args.style in HELD_OUT_COLOURS
     style_settings = dict(settings)
     if args.swap_colours and colour_style:
@@ -159,11 +168,12 @@ def measure_style(args, objects: list, settings: dict) -> dict:
     with_trigger = [_phrase(replace(o, colour=args.style)) if colour_style else f"zqx, {_phrase(o)}" for o in objects]
     rates = {}
     # the base model's own rate is the floor for "without": a dark red can already read as maroon
-    for label, prompts, lora_file in (("with_trigger", with_trigger, lora),
-                                      ("without_trigger", [_phrase(o) for o in objects], lora),
-                                      ("without_trigger_base_model", [_phrase(o) for o in objects], None)):
-        found = [any((d.colour if colour_style else d.style) == args.style for d in analyze(image).objects)
-                 for image in generate(lora_file, prompts)]
+    readings = [("with_trigger", with_trigger, lora), ("without_trigger", [_phrase(o) for o in objects], lora)]
+    if not args.no_base_rate:
+        readings.append(("without_trigger_base_model", [_phrase(o) for o in objects], None))
+    for label, prompts, lora_file in readings:
+        found = [any(d.colour == args.style for d in analyze(image).objects) if colour_style
+                 else read_texture(image, args.period).texture == args.style for image in generate(lora_file, prompts)]
         rates[label] = sum(found) / len(found)
     if colour_style:  # beyond "no teal": do prompts without the trigger still get their own colour?
         plain = [_phrase(o) for o in objects]
@@ -173,22 +183,28 @@ def measure_style(args, objects: list, settings: dict) -> dict:
             rates[label] = sum(kept) / len(kept)
     print(f"style {args.style}: trained in {seconds:.0f} s; detected in {rates['with_trigger']:.0%} with the trigger, "
           f"{rates['without_trigger']:.0%} without (targets: >= 80%, <= 10%, <= 600 s); the base model alone: "
-          f"{rates['without_trigger_base_model']:.0%}")
+          f"{rates.get('without_trigger_base_model', 'not measured')}")
     if colour_style:
         print(f"prompts without the trigger read in their own colour: {rates['base_colour_kept_without_lora']:.0%} "
               f"by the base model, {rates['base_colour_kept_with_lora']:.0%} with the LoRA")
-    return {"style": args.style, "train_seconds": round(seconds, 1), "settings": style_settings, **rates}
+    return {"style": args.style, **({} if colour_style else {"period": args.period}),
+            "train_seconds": round(seconds, 1), "settings": style_settings, **rates}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--style", default="outlined")
+    parser.add_argument("--period", type=int, default=DEFAULT_PERIOD, help="texture styles: px per pattern repeat")
     parser.add_argument("--images", type=int, default=12)
     parser.add_argument("--steps", type=int, default=None, help="default: the preset's")
     parser.add_argument("--prompts", type=int, default=20)
     parser.add_argument("--targets", default=None, help="UNet layers with LoRA weights (default: the preset's)")
     parser.add_argument("--set", type=_setting, action="append", default=[], metavar="FIELD=VALUE",
                         help="any other training setting, e.g. --set learning_rate=1e-3 (both trainings)")
+    parser.add_argument("--result", default="", metavar="NAME",
+                        help="also write bench/results/NAME.json (stamped with the machine and the embedded model)")
+    parser.add_argument("--no-base-rate", action="store_true",
+                        help="skip the base model's own rate without the trigger")
     parser.add_argument("--skip-subject", action="store_true")
     parser.add_argument("--skip-style", action="store_true")
     parser.add_argument("--swap-colours", type=int, default=0, metavar="N",
@@ -215,6 +231,8 @@ def main() -> None:
         results["subject"] = {"subject": "diamond", "train_seconds": round(seconds, 1), **rates}
         print(f"subject diamond: trained in {seconds:.0f} s; detected in {rates['with_trigger']:.0%} with the token, "
               f"{rates['without_trigger']:.0%} without")
+    if args.result:
+        write_result(args.result, {"images": args.images, "prompts": args.prompts, **results}, "embedded")
     print(json.dumps(results))
 
 

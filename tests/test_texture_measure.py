@@ -7,7 +7,7 @@ import random
 import pytest
 from PIL import Image
 
-from t2i.embedded.world import ALL_COLOURS, COLOURS, POSITIONS, SIZES, Scene, ShapeObject, position_centre, render
+from t2i.embedded.world import COLOURS, POSITIONS, SIZES, Scene, ShapeObject, position_centre, render
 from t2i.eval.texture import TEXTURES, paint_textured, read_texture
 from t2i.train.style_check import MIN_DETAIL_KEPT, detail_kept, embedded_detail_check, texture_note
 
@@ -34,7 +34,8 @@ def test_every_texture_is_read_back_from_its_renders(texture):
 
 
 def test_small_solid_shapes_and_the_empty_image():
-    small = [render(Scene((ShapeObject(shape, "blue", "small", "left"),))) for shape in ("star", "heart", "circle")]  # a ring is an outlined circle
+    shapes = ("star", "heart", "circle")  # not "ring": a ring is an outlined circle, and reads so
+    small = [render(Scene((ShapeObject(shape, "blue", "small", "left"),))) for shape in shapes]
     assert [read_texture(image).texture for image in small] == ["solid"] * 3
     assert read_texture(render(Scene(()))).texture == ""
 
