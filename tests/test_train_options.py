@@ -183,7 +183,8 @@ def test_cli_flags_reach_the_config():
     from t2i.train.command import _overrides
 
     args = build_parser().parse_args(
-        ["train", "--images", "x", "--name", "flags", "--optimizer", "prodigy", "--learning-rate", "1.0", "--text-encoder-lr", "0.5",
+        ["train", "--images", "x", "--name", "flags", "--optimizer", "prodigy", "--learning-rate", "1.0",
+         "--text-encoder-lr", "0.5",
          "--lr-scheduler", "cosine", "--lr-warmup-steps", "20", "--min-snr-gamma", "5", "--noise-offset", "0.05",
          "--shuffle-tags", "--keep-tokens", "2", "--ema-decay", "0.99", "--timestep-bias", "low_noise",
          "--family", "sdxl"])

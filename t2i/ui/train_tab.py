@@ -72,7 +72,8 @@ def create_train_tab(studio: Studio) -> None:
                 "a name and a trigger word. The finished LoRA appears in the Generate tab's LoRA list.")
     with gr.Row():
         with gr.Column(scale=2):
-            files = gr.File(label="Images, .txt captions, NAME.mask.png loss masks or a .zip", file_count="multiple", value=None,
+            files = gr.File(label="Images, .txt captions, NAME.mask.png loss masks or a .zip", file_count="multiple",
+                            value=None,
                             file_types=["image", ".txt", ".zip"], type="filepath", elem_id="train_files")
             check_btn = gr.Button("Check images", elem_id="train_check")
             notes = gr.Markdown("", elem_id="train_notes")
@@ -151,15 +152,16 @@ def create_train_tab(studio: Studio) -> None:
         shown = PRESETS.get(chosen, PRESETS[DEFAULT_PRESET])
         return [getattr(shown, field_name) for field_name in ADVANCED] + [chosen]
 
-    shown = PRESETS[DEFAULT_PRESET]
+    defaults = PRESETS[DEFAULT_PRESET]  # what the Advanced boxes show until another preset is chosen
 
     def start(token="", table=None, preset=DEFAULT_PRESET, method="(preset)", name="", trigger="", steps=0,
               checkpoint_every=0, class_prompts="", base_model="embedded", family="", filled=DEFAULT_PRESET,
-              learning_rate=shown.learning_rate, text_encoder_lr=shown.text_encoder_lr, optimizer=shown.optimizer,
-              lr_scheduler=shown.lr_scheduler, lr_warmup_steps=shown.lr_warmup_steps,
-              min_snr_gamma=shown.min_snr_gamma, noise_offset=shown.noise_offset, ema_decay=shown.ema_decay,
-              shuffle_tags=shown.shuffle_tags, keep_tokens=shown.keep_tokens, timestep_bias=shown.timestep_bias,
-              timestep_bias_multiplier=shown.timestep_bias_multiplier):
+              learning_rate=defaults.learning_rate, text_encoder_lr=defaults.text_encoder_lr,
+              optimizer=defaults.optimizer, lr_scheduler=defaults.lr_scheduler,
+              lr_warmup_steps=defaults.lr_warmup_steps,
+              min_snr_gamma=defaults.min_snr_gamma, noise_offset=defaults.noise_offset, ema_decay=defaults.ema_decay,
+              shuffle_tags=defaults.shuffle_tags, keep_tokens=defaults.keep_tokens,
+              timestep_bias=defaults.timestep_bias, timestep_bias_multiplier=defaults.timestep_bias_multiplier):
         # named one by one (in ADVANCED's order) so that API callers see the field names
         options = dict(learning_rate=learning_rate, text_encoder_lr=text_encoder_lr, optimizer=optimizer,
                        lr_scheduler=lr_scheduler, lr_warmup_steps=lr_warmup_steps, min_snr_gamma=min_snr_gamma,
