@@ -119,6 +119,10 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
                     place("mask_blur")
                     place("inpainting_mask_invert")
                 with gr.Row():
+                    place("masked_content")
+                    place("inpaint_area")
+                    place("inpaint_padding")
+                with gr.Row():
                     for side in ("left", "right", "top", "bottom"):
                         place(f"outpaint_{side}", step=8, minimum=0)
             create_extras_panel(studio, place)  # hires fix, clip skip, VAE, embeddings
