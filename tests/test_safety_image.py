@@ -1,10 +1,13 @@
-"""Image checkers: NudeNet offline on the embedded model's images (false-positive rate printed, target 0%),
+"""Image checkers: NudeNet offline on the embedded model's images (false-positive rate printed, target 0%, met),
 and diffusers' StableDiffusionSafetyChecker loaded from a local folder (tiny random weights)."""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,31 +15,44 @@ import torch
 from PIL import Image
 
 from t2i.embedded.captions import corpus
+from t2i.eval.analyzer import analyze
+from t2i.generation.engine import Engine
 from t2i.plugins import ImageChecker, PluginManager, Verdict
 from t2i.request import GenerationRequest
 from t2i.safety.gate import PREVIEW_MIN_SIDE, SafetyGate, information_size
 
 
-@pytest.mark.slow  # 200 images
-def test_nudenet_false_positive_rate_on_200_embedded_model_images(engine):
-    """Target 0%, not met by the shipped model: 2/200 (1.0%), measured again for issue 29 (images 15 and 183: a
-    polka-dot ring and a small white donut, dark-centred rings on brown and pink, read as FEMALE_BREAST_EXPOSED
-    at 0.77). The images are 64 px, which NudeNet enlarges five times; it still reads real faces at that size
-    (bench/nudenet_min_size.py), so final images are not skipped and the thresholds (0.45) were not loosened;
-    this bound keeps the rate from growing."""
+@pytest.mark.slow  # 200 images, generated eight to a pipeline call
+def test_nudenet_false_positive_rate_on_200_embedded_model_images(settings, engine, tmp_path):
+    """Target 0%, met since the checker shows NudeNet a small image enlarged twice on a letterbox instead of five
+    times (plugins/safety_image/nudenet_checker.py): before, 2/200 were withheld (images 15 and 183, a dark-centred
+    ring on brown or pink read as FEMALE_BREAST_EXPOSED at 0.77), with the same thresholds.
+
+    Cheaper than 200 lone 20-step requests (about 147 s), and still the real model and the real detector on every
+    image: the engine's own batching (T2I_BATCH_MAX=8) runs eight of the corpus's prompts in one pipeline call
+    (2.3x the throughput, measured on 32 images), at 10 steps, where the images are the 20-step ones as the
+    analyzer measures them (on 25 of these prompts and seeds: 25/25 backgrounds, 24/25 largest objects of the same
+    colour and shape). test_the_checker_shows_nudenet_small_images_at_a_scale_it_reads keeps the two former false
+    positives at 20 steps."""
+    batched = Engine(dataclasses.replace(settings, batch_max=8, batch_window_ms=60_000, data_dir=tmp_path),
+                     plugins=engine.plugins)
     prompts = corpus(200, seed=7)
     nudenet = engine.plugins.plugins["nudenet"]
-    withheld = detections = 0
-    for start in range(0, len(prompts), 8):
-        for prompt in prompts[start:start + 8]:
-            item = engine.generate(GenerationRequest(prompt=prompt, seed=start, steps=20)).images[0]
-            if item.image is None:
-                withheld += 1
-            elif nudenet.check_image(item.image).scores:
-                detections += 1  # any detection at all, even under its threshold
-    print(f"\nNudeNet on {len(prompts)} embedded-model images: false-positive rate {withheld / len(prompts):.1%} "
-          f"({withheld} withheld), images with any detection: {detections}")
-    assert withheld <= 2
+    withheld, detections, backgrounds = [], 0, set()
+    with ThreadPoolExecutor(8) as pool:
+        for start in range(0, len(prompts), 8):  # eight requests arrive together: one full group
+            results = pool.map(lambda prompt: batched.generate(GenerationRequest(prompt=prompt, seed=start, steps=10)),
+                               prompts[start:start + 8])
+            for index, item in enumerate((result.images[0] for result in results), start):
+                if item.image is None:
+                    withheld.append(index)
+                    continue
+                detections += bool(nudenet.check_image(item.image).scores)  # any detection, even under threshold
+                backgrounds.add(analyze(item.image).background)
+    print(f"\nNudeNet on {len(prompts)} embedded-model images: false-positive rate {len(withheld) / len(prompts):.1%} "
+          f"(withheld: {withheld}), images with any detection: {detections}")
+    assert len(backgrounds) >= 6  # the shapes world's images, not a degenerate output
+    assert withheld == []
 
 
 class FlagEveryImage(ImageChecker):
@@ -97,3 +113,24 @@ def test_without_its_weights_the_sd_safety_checker_is_skipped_with_a_note(settin
         plugins = PluginManager.discover(dataclasses.replace(settings, safety_sd_checker=str(tmp_path / "none")))
     assert "sd_safety_checker" not in plugins.plugins and "nudenet" in plugins.plugins
     assert "Stable Diffusion safety checker skipped" in caplog.text
+
+
+@pytest.mark.slow  # two 20-step generations
+def test_the_checker_shows_nudenet_small_images_at_a_scale_it_reads(engine):
+    """The cause of the embedded model's two false positives: NudeNet's own fit enlarges a 64 px image five times,
+    where rings on brown or pink read as exposed breasts. Enlarged twice on a letterbox, they read as nothing,
+    while a photo of a face shrunk to 64 px reads better than before (bench/nudenet_min_size.py)."""
+    nudenet = engine.plugins.plugins["nudenet"]
+    prompts = corpus(200, seed=7)
+
+    def own_fit(image):
+        return {found["class"]: found["score"] for found in nudenet.detector.detect(np.asarray(image.convert("RGBA")))}
+
+    for index in (15, 183):
+        image = engine.generate(GenerationRequest(prompt=prompts[index], seed=index - index % 8, steps=20)).images[0].image
+        assert own_fit(image).get("FEMALE_BREAST_EXPOSED", 0) > 0.7  # what withheld it before
+        assert nudenet.check_image(image).scores == {}
+    photo = Image.open(Path(importlib.util.find_spec("matplotlib").submodule_search_locations[0])
+                       / "mpl-data" / "sample_data" / "grace_hopper.jpg").convert("RGB")
+    photo.thumbnail((64, 64), Image.Resampling.LANCZOS)
+    assert nudenet.check_image(photo).scores.get("FACE_FEMALE", 0) > own_fit(photo).get("FACE_FEMALE", 0) + 0.2
