@@ -120,6 +120,8 @@ def test_png_info_reads_our_recipe(client):
      "unknown VAE 'nope.safetensors'"),
     ("txt2img", {"prompt": "a red circle", "alwayson_scripts": {"ControlNet": {"args": [{"enabled": True}]}}}, 422,
      "alwayson_scripts="),
+    ("txt2img", {"prompt": "a red circle", "distilled_cfg_scale": 5.0, "steps": 1}, 400,
+     "has no distilled guidance"),  # Forge's Flux field reaches the request: the embedded model has none
     ("txt2img", {"prompt": "a red circle", "override_settings": {"CLIP_stop_at_last_layers": 3}}, 400,
      "clip_skip must be 1"),
     ("txt2img", {"prompt": "a red circle", "override_settings": {"sd_model_checkpoint": 5}}, 422,

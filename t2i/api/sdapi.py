@@ -249,7 +249,8 @@ def _form(body, model: str, settings: Settings) -> GenerateForm:
     values = dict(prompt=body.prompt, negative_prompt=body.negative_prompt or "", styles=tuple(body.styles or ()),
                   model=model, sampler=_sampler(body), seed=body.seed, batch_count=body.n_iter,
                   batch_size=body.batch_size)
-    for ours, theirs in (("steps", "steps"), ("cfg", "cfg_scale"), ("width", "width"), ("height", "height")):
+    for ours, theirs in (("steps", "steps"), ("cfg", "cfg_scale"), ("distilled_cfg", "distilled_cfg_scale"),
+                         ("width", "width"), ("height", "height")):
         if getattr(body, theirs) is not None:
             values[ours] = getattr(body, theirs)
     overrides = body.override_settings or {}

@@ -72,7 +72,6 @@ IGNORED: dict[str, str] = {
     **{name: "inpainting options need an img2img mask" for name in MASK_FIELDS},
     "comments": "kept by A1111 in its own infotext only",
     "force_task_id": "t2i tracks jobs by caller (see /sdapi/v1/progress)",
-    "distilled_cfg_scale": "Forge's Flux guidance; t2i's guidance is cfg_scale",
     "url": "SillyTavern's own connection field",
     "auth": "SillyTavern's own connection field",
 }
@@ -89,6 +88,7 @@ class _MappedFields(BaseModel):
     seed: int = -1
     steps: int | None = None
     cfg_scale: float | None = None
+    distilled_cfg_scale: float | None = None  # Forge's field: the guidance distilled into Flux.1 dev and Flux.2
     width: int | None = None
     height: int | None = None
     sampler_name: str | None = None
