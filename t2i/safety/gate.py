@@ -12,9 +12,10 @@
   category on each of its images (`warn`: the UI's info, the APIs' notices, the CLI's stderr), or nothing
   (`off`). A flag that names no category is blocked. Sexual content with minors is always blocked.
 - A live preview with less than PREVIEW_MIN_SIDE pixels of information on its shorter side is not screened:
-  an image checker reads nothing there (bench/nudenet_min_size.py: NudeNet still finds a face in a photo shrunk
-  to 24 px, none at 16 px). Approximate previews (latents times 4, nearest) of a small model fall below it; the
-  final image is always screened, whatever its size, because a small image can still show a body.
+  an image checker reads nothing there (bench/nudenet_min_size.py: no face in photos shrunk to 16 px; at 24 px
+  at most 0.29; from 32 px on, as the checker shows them, 0.36-0.58). Approximate previews (latents times 4,
+  nearest) of a small model fall below it; the final image is always screened, whatever its size, because a
+  small image can still show a body.
 - Every verdict goes to a JSON-lines audit log (no prompt text, no image data) for tuning thresholds.
 
 The policy comes from Settings (env vars) and an optional JSON file (T2I_SAFETY_CONFIG) whose keys
@@ -45,8 +46,8 @@ from t2i.settings import SAFETY_ACTIONS, Settings
 log = logging.getLogger(__name__)
 PROMPT_REFUSED = "this prompt was refused by the content policy"
 POLICY_KEYS = ("action", "categories", "checkers", "thresholds", "timeout_s", "audit_log", "allow_unchecked_images")
-# measured (bench/nudenet_min_size.py): NudeNet's face scores on two photos fall from 0.7-0.8 at 80 px to
-# 0-0.37 at 24-64 px and to none at 16 px
+# measured (bench/nudenet_min_size.py): NudeNet's face scores on photos of people, as the checker shows them,
+# stay 0.36-0.84 down to 32 px; at 24 px NudeNet's own fit reads at most 0.29, at 16 px nothing either way
 PREVIEW_MIN_SIDE = 24
 # content warnings kept per request id until its images are screened; a bound, not a lifetime (oldest dropped)
 MAX_PENDING_WARNINGS = 4096
