@@ -230,3 +230,29 @@ def test_lora_lists_offer_only_the_loras_of_the_models_family(tmp_path):
     assert loras.names("sdxl") == ["for_sdxl", "plain"]
     assert loras.names("flux1") == ["flux_folder", "plain"]
 
+
+
+@pytest.mark.slow  # the real app and a browser
+def test_the_advanced_boxes_follow_the_preset_in_the_page_and_over_the_api(app_url, browser, tmp_path):
+    from gradio_client import Client, handle_file
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.goto(app_url)
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train_advanced").get_by_text("Advanced").click()
+    rate = page.locator("#train_learning_rate input")
+    expect(rate).to_have_value("0.0005")  # the default preset, quick style
+    page.locator("#train_preset input").click()
+    page.get_by_role("option", name="subject").click()
+    expect(rate).to_have_value("0.002")
+    expect(page.locator("#train_optimizer input")).to_have_value("adamw")
+
+    for index, colour in enumerate([(200, 0, 0), (0, 200, 0), (0, 0, 200)]):
+        _save(tmp_path / f"{index}.png", (64, 64), colour)
+    client = Client(app_url, verbose=False)
+    _, table, _ = client.predict([handle_file(str(tmp_path / f"{i}.png")) for i in range(3)], api_name="/train_check")
+    # an API call naming "subject" and Prodigy, the rate boxes left alone: subject's own rate (2e-3), refused up front
+    with pytest.raises(Exception, match=r"Prodigy finds its own step size: set learning_rate .* got 0.002"):
+        client.predict(table, "subject", "(preset)", "api_options", "zqx", optimizer="prodigy",
+                       api_name="/train_start")
