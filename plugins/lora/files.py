@@ -121,7 +121,10 @@ def check_lora_file(pipe, path: Path, label: str, max_bytes: int) -> None:
 def check_lora_fits(pipe, tensors: dict[str, torch.Tensor], label: str) -> None:
     """Raise RequestError unless every weight of the LoRA belongs to a layer of `pipe` with matching shapes."""
     try:  # diffusers' own conversion for this pipeline's family: kohya/A1111, BFL and older keys become diffusers'
-        converted = type(pipe).lora_state_dict(dict(tensors))
+        # with the UNet's config, as load_lora_weights passes it: SDXL kohya files' original (SGM) block names
+        # are mapped onto diffusers' blocks only then
+        unet = {"unet_config": pipe.unet.config} if getattr(pipe, "unet", None) is not None else {}
+        converted = type(pipe).lora_state_dict(dict(tensors), **unet)
     except (ValueError, KeyError, IndexError, RuntimeError, AssertionError, AttributeError) as exc:
         raise RequestError(f"LoRA {label!r} is not in a LoRA format t2i can read: {str(exc).splitlines()[0][:200]}") from exc
     # SD and SDXL loaders return (weights, network alphas); the transformer families' loaders the weights alone

@@ -14,7 +14,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 import diffusers
 from huggingface_hub import ModelCardData
 from safetensors import safe_open

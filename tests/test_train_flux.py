@@ -1,0 +1,121 @@
+"""Flux.1 LoRA training end to end on a tiny Flux.1-dev model: flow matching on the transformer, the loss falls on
+the training images, the diffusers file loads in our engine and in diffusers, the kohya file has sd-scripts' Flux
+names, kill -9 and resume is bit for bit; runs for another family, or with SD-only options, are refused."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from t2i.models.tiny import save_tiny_model
+from t2i.train.config import config_from_preset
+from t2i.train.family_training import FamilyRefused, check_run_family, training_for
+from train_family_helpers import (
+    RESOLUTION, engine_images, fixed_draw_loss, load_pipeline, same_tensors, train_straight_and_resumed,
+)
+from test_train_lora import _events, _make_run, _trainer
+
+# kohya-ss/sd-scripts (commit 48d368fa), networks/lora_flux.py: LORA_PREFIX_FLUX = "lora_unet" over Black Forest
+# Labs' module names (DoubleStreamBlock img_attn.qkv/proj, img_mlp.0/2, txt_ twins; SingleStreamBlock linear1/2)
+SD_SCRIPTS_NAMES = ["lora_unet_double_blocks_0_img_attn_qkv", "lora_unet_double_blocks_0_img_attn_proj",
+                    "lora_unet_double_blocks_0_txt_attn_qkv", "lora_unet_double_blocks_0_img_mlp_0",
+                    "lora_unet_double_blocks_0_txt_mlp_2", "lora_unet_single_blocks_0_linear1",
+                    "lora_unet_single_blocks_1_linear2"]
+
+
+@pytest.fixture(scope="module")
+def flux_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("flux-train")
+    model = save_tiny_model("flux1", tmp_path / "model", variant="dev")
+    straight, lora, resumed = train_straight_and_resumed(tmp_path, model, train_text_encoder=False, family="flux1")
+    return model, straight, lora, resumed
+
+
+@pytest.mark.slow
+def test_flux_loss_falls_and_the_lora_is_on_the_transformer(flux_run):
+    model, run, lora, _ = flux_run
+    losses = [e["loss"] for e in _events(run) if e["event"] == "step"]
+    assert len(losses) == 8 and all(np.isfinite(losses))
+    with safe_open(lora, "pt") as handle:
+        keys, metadata = list(handle.keys()), handle.metadata()
+    assert {key.split(".")[0] for key in keys} == {"transformer"}
+    assert any(".single_transformer_blocks." in key for key in keys) and any(".transformer_blocks." in key for key in keys)
+    assert metadata["t2i_family"] == "flux1" and metadata["ss_base_model_version"] == "flux1"
+    pipe = load_pipeline(model)
+    before = fixed_draw_loss(pipe, run)
+    pipe.load_lora_weights(str(lora))
+    after = fixed_draw_loss(pipe, run)
+    print(f"fixed-draw flow-matching loss on the training images: {before:.4f} -> {after:.4f}")
+    assert after < 0.9 * before
+    from PIL import Image
+    sample = [e for e in _events(run) if e["event"] == "done"][-1]["images"][0]
+    assert Image.open(sample).size == (RESOLUTION, RESOLUTION)  # FluxPipeline at the run's size (native: 1024)
+
+
+@pytest.mark.slow
+def test_flux_files_load_and_kohya_names_are_sd_scripts(flux_run, settings):
+    model, _, lora, _ = flux_run
+    kohya = str(lora).replace(".safetensors", ".kohya.safetensors")
+    with safe_open(kohya, "pt") as handle:
+        names, metadata = {key.split(".")[0] for key in handle.keys()}, handle.metadata()
+    assert set(SD_SCRIPTS_NAMES) <= names and metadata["ss_network_module"] == "networks.lora_flux"
+
+    pipe = load_pipeline(model)
+
+    def image():
+        return np.asarray(pipe("a large red star", num_inference_steps=3, width=RESOLUTION, height=RESOLUTION,
+                               generator=torch.Generator().manual_seed(0)).images[0], dtype=np.float32)
+
+    plain = image()
+    pipe.load_lora_weights(str(lora), adapter_name="trained")
+    assert np.abs(image() - plain).mean() > 0.01
+    pipe.set_adapters(["trained"], [0.0])
+    assert np.array_equal(image(), plain)
+    # the kohya file is not loaded here: diffusers 0.42.1's kohya Flux reader hard-codes Flux.1's real widths when
+    # it splits single_blocks_N_linear1 (PITFALLS), so a tiny model's file cannot load; tests/test_kohya_flux.py
+    # proves the conversion exact on the layers it can read
+
+    os.replace(kohya, f"{kohya}.aside")  # our engine's library, the diffusers file alone
+    try:
+        images = engine_images(settings, lora, model, "tlq, a large red star")
+    finally:
+        os.replace(f"{kohya}.aside", kohya)
+    assert images[f"{lora.stem}:0"] == images["plain"] and images[f"{lora.stem}:1"] != images["plain"]
+    assert images["plain again"] == images["plain"]
+
+
+@pytest.mark.slow
+def test_flux_kill_9_and_resume_continues_bit_for_bit(flux_run):
+    _, _, lora, resumed = flux_run
+    assert same_tensors(lora, resumed)
+
+
+@pytest.mark.slow
+def test_a_flux_run_on_an_sdxl_model_stops_before_any_step(tmp_path):
+    model = save_tiny_model("sdxl", tmp_path / "model")
+    run = _make_run(tmp_path, base_model=str(model), family="flux1", steps=2, prior_preservation=False)
+    process = _trainer(run, tmp_path / "loras", tmp_path)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 3
+    assert "this run trains a Flux.1 (dev, schnell) LoRA, but the base model's family is SDXL" in err
+    events = _events(run)
+    assert not [e for e in events if e["event"] in ("start", "step")] and events[-1]["event"] == "error"
+
+
+def test_run_family_and_flux_only_rules():
+    with pytest.raises(FamilyRefused, match="Flux.1 .* LoRA, but the base model's family is Stable Diffusion"):
+        check_run_family("flux1", "sd")
+    with pytest.raises(FamilyRefused, match="unknown training family 'flux3'; trainable families: sd, sdxl, flux1"):
+        check_run_family("flux3", "flux1")
+    check_run_family("", "sdxl")
+    flux = training_for("flux1")
+    for option, message in ((dict(min_snr_gamma=5.0), "min-SNR"), (dict(timestep_bias="low_noise"), "timestep bias"),
+                            (dict(train_text_encoder=True), "transformer only")):
+        config = config_from_preset(name="probe", **{"train_text_encoder": False, "timestep_bias": "none",
+                                                 "min_snr_gamma": 0.0, **option})
+        with pytest.raises(FamilyRefused, match=message):
+            flux.check(None, config, 1024, [(1024, 1024)])
