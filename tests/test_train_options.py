@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import replace
 
 import pytest
@@ -122,7 +123,10 @@ def test_timestep_bias_draws_low_noise_more_often_and_none_is_uniform():
 
 @pytest.mark.parametrize("name", ["adamw8bit", "prodigy"])
 def test_gpu_optimizers_step_on_cpu(name):
-    # bitsandbytes 0.50 has a CPU kernel for 8-bit AdamW, and Prodigy is plain torch: both train on CPU here
+    # bitsandbytes 0.50 has a CPU kernel for 8-bit AdamW, and Prodigy is plain torch: both train on CPU here.
+    # bitsandbytes is the optional `gpu` extra (requirements-gpu.txt): without it the next test checks the error
+    if name == "adamw8bit":
+        pytest.importorskip("bitsandbytes")
     config = replace(BASE, optimizer=name, learning_rate=1.0 if name == "prodigy" else 1e-3)
     param = torch.nn.Parameter(torch.randn(64, 64, generator=torch.Generator().manual_seed(0)))
     before = param.detach().clone()
@@ -133,6 +137,13 @@ def test_gpu_optimizers_step_on_cpu(name):
     assert not torch.equal(param, before)
     if name == "adamw8bit":
         assert optimizer.state[param]["state1"].dtype == torch.uint8  # really the 8-bit state
+
+
+def test_8bit_adamw_without_bitsandbytes_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # as on an install without the `gpu` extra
+    with pytest.raises(RequestError, match=r"pip install -r requirements-gpu.txt\); or use adamw"):
+        build_optimizer([{"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 1e-3}],
+                        replace(BASE, optimizer="adamw8bit"), "cpu")
 
 
 def test_option_errors_are_clear():

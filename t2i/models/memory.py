@@ -159,7 +159,7 @@ def _check_nf4(device: torch.device) -> None:
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as exc:
-        raise RequestError("T2I_QUANTIZE=nf4 needs bitsandbytes (pip install bitsandbytes==0.50.2)") from exc
+        raise RequestError("T2I_QUANTIZE=nf4 needs bitsandbytes (pip install -r requirements-gpu.txt)") from exc
 
 
 def load_quantization_config(mode: str, model_index: dict, device: torch.device):

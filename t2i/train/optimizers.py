@@ -32,8 +32,8 @@ def build_optimizer(param_groups: list[dict], config, device: str | torch.device
         try:
             import bitsandbytes
         except ImportError as exc:
-            raise RequestError("8-bit AdamW needs bitsandbytes (pip install bitsandbytes==0.50.2); "
-                               "or use adamw") from exc
+            raise RequestError("8-bit AdamW needs bitsandbytes, which t2i does not install by default "
+                               "(pip install -r requirements-gpu.txt); or use adamw") from exc
         return bitsandbytes.optim.AdamW8bit(param_groups)
     if config.optimizer == "prodigy":
         try:
