@@ -116,9 +116,13 @@ def hub_base_model(spec: str) -> str | None:
     return spec if HUB_ID.match(spec) else None
 
 
-def card_front_matter(config: TrainingConfig) -> str:
+# the Hub's usual tag for each family's models
+FAMILY_TAGS = {"sd": "stable-diffusion", "sdxl": "stable-diffusion-xl", "flux1": "flux"}
+
+
+def card_front_matter(config: TrainingConfig, family: str = "sd") -> str:
     """The model card's YAML metadata: base model (a Hub id only), trigger word as instance prompt, tags."""
-    tags = ["text-to-image", "stable-diffusion", "diffusers", "lora", "t2i"]
+    tags = ["text-to-image", FAMILY_TAGS[family], "diffusers", "lora", "t2i"]
     if config.method == "dreambooth":
         tags.append("dreambooth")
     data = ModelCardData(base_model=hub_base_model(config.base_model), library_name="diffusers", license="other",
@@ -127,13 +131,14 @@ def card_front_matter(config: TrainingConfig) -> str:
 
 
 def model_card(config: TrainingConfig, dataset_size: int, steps: int, final_loss: float | None, version: str,
-               weights_file: str = "", kohya_file: str = "") -> str:
+               weights_file: str = "", kohya_file: str = "", family: str = "sd") -> str:
     """A Hugging Face model card for the LoRA; the file names default to the library's."""
     weights_file = weights_file or f"{config.name}.safetensors"
     kohya_file = kohya_file or f"{config.name}{KOHYA_SUFFIX}.safetensors"
     loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
     base = hub_base_model(config.base_model) or Path(config.base_model).name  # no local paths in a shared card
-    return card_front_matter(config) + f"""
+    layers = "transformer" if family == "flux1" else f"UNet ({config.targets})"
+    return card_front_matter(config, family) + f"""
 # {config.name}
 
 A {'DreamBooth-' if config.method == 'dreambooth' else ''}LoRA for `{base}`, trained with t2i studio
@@ -145,7 +150,8 @@ A {'DreamBooth-' if config.method == 'dreambooth' else ''}LoRA for `{base}`, tra
 | images | {dataset_size} |
 | steps | {steps} (batch {config.batch_size} x {config.gradient_accumulation} accumulation) |
 | rank / alpha | {config.rank} / {config.alpha} |
-| UNet layers | {config.targets} |
+| model family | {family} |
+| layers | {layers} |
 | learning rate | {config.learning_rate} |
 | text encoder trained | {config.train_text_encoder} |
 | prior preservation | {config.prior_preservation} |

@@ -23,6 +23,7 @@ from t2i.request import RequestError
 
 from t2i.train.config import TrainingConfig
 from t2i.train.export import library_paths, model_card
+from t2i.train.family_training import FAMILY_KEY
 from t2i.train.runner import TrainingRunner
 
 HUB_WEIGHTS = "pytorch_lora_weights.safetensors"  # the file diffusers' load_lora_weights(repo_id) picks
@@ -63,7 +64,8 @@ def stage(config: TrainingConfig, lora: Path, final_loss: float | None, folder: 
     shutil.copyfile(paths.diffusers, folder / HUB_WEIGHTS)
     shutil.copyfile(paths.kohya, folder / f"{config.name}.safetensors")
     card = model_card(config, int(metadata.get("t2i_dataset_size", 0)), int(metadata.get("t2i_steps", config.steps)),
-                      final_loss, metadata.get("t2i_version", ""), HUB_WEIGHTS, f"{config.name}.safetensors")
+                      final_loss, metadata.get("t2i_version", ""), HUB_WEIGHTS, f"{config.name}.safetensors",
+                      family=metadata.get(FAMILY_KEY, "sd"))
     (folder / CARD).write_text(card, encoding="utf-8")
     return folder
 

@@ -389,7 +389,7 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
         lora_dir, config, family.pipeline_class, layers, adapter_configs,
         lambda tensors: family.kohya_weights(pipe, tensors, config.alpha),
         lora_metadata(config, size, config.steps, VERSION, family.family, resolution),
-        model_card(config, size, config.steps, loss_value, VERSION))
+        model_card(config, size, config.steps, loss_value, VERSION, family=family.family))
     images = save_samples(pipe, family, config, sample_prompts, run_dir, config.steps, sample_size) \
         if config.sample_every else []
     log.write("done", step=config.steps, steps=config.steps, lora=str(exported.diffusers), kohya=str(exported.kohya),
