@@ -1,5 +1,6 @@
 """SDXL LoRA training end to end on a tiny SDXL model: both text encoders trained, the loss falls on the training
-images, the diffusers and kohya files load in our engine and in diffusers, kill -9 and resume is bit for bit."""
+images, the diffusers and kohya files load in our engine and in diffusers, kill -9 and resume is bit for bit (with
+EMA, a warmup schedule, tag shuffle, noise offset and min-SNR on)."""
 
 from __future__ import annotations
 
@@ -46,8 +47,12 @@ SD_SCRIPTS_METADATA = ["ss_network_module", "ss_network_dim", "ss_network_alpha"
 def sdxl_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("sdxl-train")
     model = save_tiny_model("sdxl", tmp_path / "model")
-    straight, lora, resumed = train_straight_and_resumed(tmp_path, model, train_text_encoder=True,
-                                                         text_encoder_lr=1e-3, family="sdxl", targets="attention+conv")
+    # with the training options whose state a resume must restore or replay: EMA, the warmup schedule, the tag
+    # shuffle's and the noise offset's draws (and min-SNR weights)
+    straight, lora, resumed = train_straight_and_resumed(
+        tmp_path, model, train_text_encoder=True, text_encoder_lr=1e-3, family="sdxl", targets="attention+conv",
+        ema_decay=0.5, lr_scheduler="constant_with_warmup", lr_warmup_steps=1, noise_offset=0.05, shuffle_tags=True,
+        min_snr_gamma=5.0)
     return model, straight, lora, resumed
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import InitProcessGroupKwargs, gather_object
+from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs, gather_object
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
@@ -241,8 +241,11 @@ def _accelerator(config: TrainingConfig, device: str) -> Accelerator:
     # the other ranks wait in a collective while the main process waits for the machine's training lock (another
     # run may hold it for hours) or samples: far longer than torch's 30-minute default
     waits = InitProcessGroupKwargs(timeout=timedelta(hours=24))
+    # SDXL conditions on text_encoder's penultimate layer, so the LoRA of its last layer gets no gradient (as in
+    # diffusers' SDXL script, which passes the same flag); DDP must be told, or it waits for that gradient
+    unused = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(mixed_precision=precision, gradient_accumulation_steps=config.gradient_accumulation,
-                       cpu=not on_gpu, kwargs_handlers=[waits])
+                       cpu=not on_gpu, kwargs_handlers=[waits, unused])
 
 
 def train(run_dir: Path, lora_dir: Path) -> Path:
