@@ -17,7 +17,7 @@ from t2i.train.family_training import FamilyRefused, check_run_family, training_
 from train_family_helpers import (
     RESOLUTION, engine_images, fixed_draw_loss, load_pipeline, same_tensors, train_straight_and_resumed,
 )
-from test_train_lora import _events, _make_run, _trainer
+from test_train_lora import _events, _make_run
 
 # kohya-ss/sd-scripts (commit 48d368fa), networks/lora_flux.py: LORA_PREFIX_FLUX = "lora_unet" over Black Forest
 # Labs' module names (DoubleStreamBlock img_attn.qkv/proj, img_mlp.0/2, txt_ twins; SingleStreamBlock linear1/2)
@@ -94,16 +94,25 @@ def test_flux_kill_9_and_resume_continues_bit_for_bit(flux_run):
     assert same_tensors(lora, resumed)
 
 
-@pytest.mark.slow
-def test_a_flux_run_on_an_sdxl_model_stops_before_any_step(tmp_path):
+def test_a_flux_run_on_an_sdxl_model_stops_before_any_step(tmp_path, monkeypatch):
+    """In this process (the refusal comes before any training): the run's log gets the error and no step."""
+    from t2i.train.lora_trainer import TrainingStopped, train
+
+    for name, value in (("T2I_TRAIN_LOCK", str(tmp_path / "train.lock")), ("T2I_TRAIN_THREADS", "1"),
+                        ("T2I_DEVICE", "cpu")):
+        monkeypatch.setenv(name, value)
     model = save_tiny_model("sdxl", tmp_path / "model")
     run = _make_run(tmp_path, base_model=str(model), family="flux1", steps=2, prior_preservation=False)
-    process = _trainer(run, tmp_path / "loras", tmp_path)
-    _, err = process.communicate(timeout=300)
-    assert process.returncode == 3
-    assert "this run trains a Flux.1 (dev, schnell) LoRA, but the base model's family is SDXL" in err
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(TrainingStopped, match=r"this run trains a Flux.1 \(dev, schnell\) LoRA, but the base "
+                                                  r"model's family is SDXL"):
+            train(run, tmp_path / "loras")
+    finally:
+        torch.set_num_threads(threads)  # the trainer sets its own
     events = _events(run)
     assert not [e for e in events if e["event"] in ("start", "step")] and events[-1]["event"] == "error"
+    assert not (tmp_path / "loras").exists()
 
 
 def test_run_family_and_flux_only_rules():
