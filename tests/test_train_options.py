@@ -13,7 +13,7 @@ from PIL import Image
 
 from t2i.request import RequestError
 from t2i.train.caption_tags import shuffle_tags
-from t2i.train.config import TrainingConfig, config_from_preset
+from t2i.train.config import PRESETS, TrainingConfig, config_from_preset, form_overrides
 from t2i.train.ema import LoraEMA
 from t2i.train.loss_terms import add_noise_offset, min_snr_weights, per_sample_mse, sample_timesteps
 from t2i.train.optimizers import build_lr_scheduler, build_optimizer
@@ -209,8 +209,6 @@ def test_cli_flags_reach_the_config():
 
 
 def test_advanced_boxes_left_at_another_presets_values_are_the_chosen_presets():
-    from t2i.train.config import PRESETS, form_overrides
-
     names = ("learning_rate", "text_encoder_lr", "optimizer", "lr_warmup_steps", "shuffle_tags", "timestep_bias")
     quick = {name: getattr(PRESETS["quick style"], name) for name in names}
     # an API call naming "subject" with the boxes at their defaults (quick style's): subject's own values
@@ -267,3 +265,21 @@ def test_the_advanced_boxes_follow_the_preset_in_the_page_and_over_the_api(app_u
     with pytest.raises(Exception, match=r"Prodigy finds its own step size: set learning_rate .* got 0.002"):
         client.predict(table, "subject", "(preset)", "api_options", "zqx", optimizer="prodigy",
                        api_name="/train_start")
+
+
+def test_presets_adapt_to_the_family_they_train():
+    from t2i.train.family_flux import FluxTraining
+    from t2i.train.family_training import FamilyRefused
+
+    for preset in PRESETS:
+        plain = config_from_preset(preset, name="x1")
+        flux = config_from_preset(preset, name="x1", family="flux1")
+        assert plain.train_text_encoder and not flux.train_text_encoder  # the SD presets train the text encoder
+        assert (flux.min_snr_gamma, flux.timestep_bias) == (0.0, "none")
+        assert (flux.learning_rate, flux.steps, flux.rank) == (plain.learning_rate, plain.steps, plain.rank)
+        FluxTraining().check(None, flux, 64, [(64, 64)])  # the adapted preset is one Flux trains
+        with pytest.raises(FamilyRefused, match="--family flux1, adapts the preset"):
+            FluxTraining().check(None, plain, 64, [(64, 64)])
+    # a front end filled for Flux and sent unchanged leaves everything to the preset
+    shown = {"min_snr_gamma": 0.0, "timestep_bias": "none"}
+    assert form_overrides(shown, "quick style", "subject", "flux1") == {}

@@ -208,11 +208,24 @@ PRESETS: dict[str, TrainingConfig] = {
 DEFAULT_PRESET = "quick style"
 
 
-def form_overrides(values: dict, filled_from: str, preset: str) -> dict:
+# What a preset changes for a family that trains differently. Flux.1 trains its transformer only and draws its noise
+# levels by flow matching (t2i/train/family_flux.py refuses the rest), so the DDPM-only options and text-encoder
+# training are off; the rates and steps stay the preset's.
+FAMILY_PRESET_CHANGES: dict[str, dict] = {
+    "flux1": {"train_text_encoder": False, "min_snr_gamma": 0.0, "timestep_bias": "none"},
+}
+
+
+def preset_config(preset: str, family: str = "") -> TrainingConfig:
+    """The preset as it trains `family` ("": the base model's, with the SD/SDXL values); a KeyError if unknown."""
+    return replace(PRESETS[preset], **FAMILY_PRESET_CHANGES.get(family, {}))
+
+
+def form_overrides(values: dict, filled_from: str, preset: str, family: str = "") -> dict:
     """A form's field values (a front end that fills its boxes from a preset) as overrides of `preset`: a value
     still equal to what `filled_from` (the preset the boxes were filled from) has is left to `preset` when that is
     another one, e.g. an API call that names a preset but not the boxes. An empty (None) value is an error."""
-    source = PRESETS.get(filled_from)
+    source = preset_config(filled_from, family) if filled_from in PRESETS else None
     overrides = {}
     for name, value in values.items():
         if value is None:
@@ -224,13 +237,14 @@ def form_overrides(values: dict, filled_from: str, preset: str) -> dict:
 
 
 def config_from_preset(preset: str = DEFAULT_PRESET, **overrides) -> TrainingConfig:
-    """A preset with some fields changed, validated; an unknown preset or field is a RequestError."""
+    """A preset (as it trains the `family` override, if given) with some fields changed, validated; an unknown
+    preset or field is a RequestError."""
     if preset not in PRESETS:
         raise RequestError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     known = {f.name for f in fields(TrainingConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise RequestError(f"unknown training setting {unknown[0]!r}")
-    config = replace(PRESETS[preset], **overrides)
+    config = replace(preset_config(preset, overrides.get("family", "")), **overrides)
     config.validate()
     return config

@@ -30,7 +30,8 @@ class FluxTraining:
 
     def check(self, pipe, config, native_size, image_sizes) -> None:
         if config.train_text_encoder:
-            raise FamilyRefused("Flux.1 LoRA training trains the transformer only; turn off 'train text encoder'")
+            raise FamilyRefused("Flux.1 LoRA training trains the transformer only; turn off 'train text encoder' "
+                                "(choosing Flux.1 in 'LoRA for', or --family flux1, adapts the preset)")
         if getattr(config, "min_snr_gamma", 0):
             raise FamilyRefused("min-SNR weighting is for SD and SDXL (DDPM noise levels); Flux.1 trains by flow "
                                 "matching: set min_snr_gamma to 0")

@@ -18,7 +18,7 @@ from t2i.settings import Settings
 from t2i.studio import Studio
 from t2i.models.families import FAMILIES
 from t2i.train.config import (DEFAULT_PRESET, LR_SCHEDULERS, METHODS, OPTIMIZERS, PRESETS, TIMESTEP_BIASES,
-                              form_overrides)
+                              form_overrides, preset_config)
 from t2i.train.actions import TrainingStudio
 from t2i.train.family_training import TRAINABLE_FAMILIES
 from t2i.train.style_check import texture_note  # fine detail that the default base model's VAE loses
@@ -147,9 +147,9 @@ def create_train_tab(studio: Studio) -> None:
         return (checked.token, list(zip(checked.files, checked.captions)),
                 [[n, c] for n, c in zip(checked.names, checked.captions)], f"{len(checked.files)} images. {shown}")
 
-    def fill(chosen=DEFAULT_PRESET):
-        """The Advanced boxes show the chosen preset's values."""
-        shown = PRESETS.get(chosen, PRESETS[DEFAULT_PRESET])
+    def fill(chosen=DEFAULT_PRESET, for_family=""):
+        """The Advanced boxes show the chosen preset's values for the chosen family."""
+        shown = preset_config(chosen if chosen in PRESETS else DEFAULT_PRESET, for_family or "")
         return [getattr(shown, field_name) for field_name in ADVANCED] + [chosen]
 
     defaults = PRESETS[DEFAULT_PRESET]  # what the Advanced boxes show until another preset is chosen
@@ -177,7 +177,7 @@ def create_train_tab(studio: Studio) -> None:
         if lines := [line.strip() for line in str(class_prompts or "").splitlines() if line.strip()]:
             extra["class_prompts"] = tuple(lines)
         try:
-            extra.update(form_overrides(options, filled, preset))
+            extra.update(form_overrides(options, filled, preset, family or ""))
             run, position = trainer.start(token, [row[1] for row in rows], preset, name, trigger, int(steps or 0),
                                           None if method == "(preset)" else method, **extra)
         except RequestError as exc:
@@ -237,7 +237,9 @@ def create_train_tab(studio: Studio) -> None:
     # events that can fail are queued (an unqueued gr.Error shows no message) with their progress shown only in the
     # notes or state line, so a failure is a message and never an "Error" badge over the form's widgets
     check_btn.click(check, files, [token, gallery, captions, notes], api_name="train_check", show_progress_on=notes)
-    preset.change(fill, preset, [*advanced.values(), filled_from], api_visibility="private", queue=False)
+    for chooser in (preset, family):
+        chooser.change(fill, [preset, family], [*advanced.values(), filled_from], api_visibility="private",
+                       queue=False)
     start_btn.click(start, [token, captions, preset, method, name, trigger, steps, checkpoint_every, class_prompts,
                             base_model, family, filled_from, *advanced.values()],
                     [run_id, state, timer], api_name="train_start", show_progress_on=state)
