@@ -32,12 +32,14 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs, gather_object
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from PIL import Image
 
 from t2i.generation.engine import VERSION
 from t2i.models.cache import ModelCache
@@ -76,14 +78,15 @@ class TrainingData:
     class_prompts: list[str]
     conditions: dict[tuple[int, int], dict[str, torch.Tensor]]
     class_conditions: dict[str, torch.Tensor]
+    # loss masks per bucket (image count x 1 x height x width, 1 = trained on), in the order of `latents`; None when
+    # no image of the dataset has a mask (then the loss is the plain mean, as it always was)
+    masks: dict[tuple[int, int], torch.Tensor] | None = None
 
 
 def _class_images(pipe, family: FamilyTraining, config: TrainingConfig, prompts: list[str], folder: Path, resolution: int,
                   log: ProgressLog):
     """Class images from the base model (prior preservation), made once and kept for a resumed run."""
     folder.mkdir(exist_ok=True)
-    from PIL import Image
-
     images = []
     for index, prompt in enumerate(prompts):
         path = folder / f"{index:04d}.png"
@@ -101,6 +104,12 @@ def _encoded(family: FamilyTraining, pipe, images, size: tuple[int, int]):
     conditions = family.image_conditions([image.size for image in images],
                                          [crop_offset(image, size) for image in images], size)
     return latents, conditions
+
+
+def _fitted_masks(items, size: tuple[int, int]) -> torch.Tensor:
+    """The items' loss masks cropped and scaled exactly as their images (`fit`); an image without one is all kept."""
+    masks = [fit(item.mask if item.mask is not None else Image.new("L", item.image.size, 255), size) for item in items]
+    return torch.stack([torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255.0)[None] for mask in masks])
 
 
 def prepare_data(pipe, config: TrainingConfig, run_dir: Path, resolution: int, log: ProgressLog,
@@ -125,7 +134,10 @@ def prepare_data(pipe, config: TrainingConfig, run_dir: Path, resolution: int, l
         class_prompts = [sources[i % len(sources)] for i in range(config.num_class_images)]
         made = _class_images(pipe, family, config, class_prompts, run_dir / "class_images", resolution, log)
         class_latents, class_conditions = _encoded(family, pipe, made, (resolution, resolution))
-    return TrainingData(latents, groups, prompts, class_latents, class_prompts, conditions, class_conditions)
+    masks = None
+    if any(item.mask is not None for item in dataset.items):
+        masks = {size: _fitted_masks([dataset.items[i] for i in members], size) for size, members in groups.items()}
+    return TrainingData(latents, groups, prompts, class_latents, class_prompts, conditions, class_conditions, masks)
 
 
 class TextEmbeddings:
@@ -160,12 +172,13 @@ class Trainee:
 
 
 def _diffusion_loss(trainee: Trainee, latents, conditions: dict[str, torch.Tensor], embeds,
-                    config: TrainingConfig, generator) -> torch.Tensor:
+                    config: TrainingConfig, generator, masks: torch.Tensor | None = None) -> torch.Tensor:
     batch = trainee.family.noisy_batch(trainee.pipe, trainee.schedule, latents, generator, config)
     prediction = trainee.family.predict(trainee.denoiser, trainee.pipe, batch, embeds, conditions)
-    if batch.weights is None:  # the plain mean, computed as it always was (same seed, same bytes)
+    if batch.weights is None and masks is None:  # the plain mean, computed as it always was (same seed, same bytes)
         return F.mse_loss(prediction.float(), batch.target.float())
-    return (per_sample_mse(prediction, batch.target) * batch.weights.to(prediction.device)).mean()
+    weights = batch.weights if batch.weights is not None else torch.ones(len(prediction))
+    return (per_sample_mse(prediction, batch.target, masks) * weights.to(prediction.device)).mean()
 
 
 def _picked(conditions: dict[str, torch.Tensor], pick: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -184,8 +197,9 @@ def training_loss(trainee: Trainee, data: TrainingData, embeddings: TextEmbeddin
     prompts = ["" if drop else data.prompts[data.members[size][i]] for i, drop in zip(pick.tolist(), dropped)]
     if config.shuffle_tags:  # kohya's --shuffle_caption: the first keep_tokens tags (the trigger) stay in place
         prompts = [shuffle_tags(p, config.keep_tokens, generator) if p else p for p in prompts]
+    masks = data.masks[size][pick] if data.masks is not None else None
     loss = _diffusion_loss(trainee, latents, _picked(data.conditions[size], pick), embeddings(prompts), config,
-                           generator)
+                           generator, masks)
     if data.class_latents is not None:
         pick = torch.randint(0, len(data.class_latents), (config.batch_size,), generator=generator)
         class_embeds = embeddings([data.class_prompts[i] for i in pick.tolist()])
