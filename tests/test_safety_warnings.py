@@ -1,5 +1,5 @@
 """A `warn` category (T2I_SAFETY_CATEGORIES) lets the prompt run and tells the user: each image's notice names the
-category, never the matched word, in the engine's result, the page's info box, the A1111 API's `t2i_notices` and the CLI's stderr;
+category, never the matched word, in the engine's result, the page's info box, both APIs' `t2i_notices` and the CLI's stderr;
 the audit log records the category."""
 
 from __future__ import annotations
@@ -59,6 +59,12 @@ def test_the_page_and_the_sdapi_answer_carry_the_warning(settings, warning_engin
     assert len(answer.json()["images"]) == 1
     notices = json.loads(answer.json()["info"])["t2i_notices"]
     assert len(notices) == 1 and WARNING in notices[0] and "behead" not in notices[0]
+    answer = client.post("/v1/images/generations", json={"prompt": GORE, "size": "64x64"})
+    assert answer.status_code == 200, answer.text
+    notices = answer.json()["t2i_notices"]  # the OpenAI images answer carries them beside `data`
+    assert len(answer.json()["data"]) == 1 and WARNING in notices[0] and "behead" not in notices[0]
+    plain = client.post("/v1/images/generations", json={"prompt": "a red circle", "size": "64x64"})
+    assert plain.status_code == 200 and "t2i_notices" not in plain.json()
 
 
 def test_the_cli_prints_the_warning_on_stderr(tmp_path, monkeypatch, capsys):

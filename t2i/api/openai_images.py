@@ -119,7 +119,11 @@ def openai_router(studio: Studio, jobs: Jobs) -> APIRouter:
                              "revised_prompt": None})
             else:
                 data.append({"b64_json": base64_text(png), "revised_prompt": None})
-        return {"created": int(time.time()), "data": data, "output_format": "png"}
+        answer = {"created": int(time.time()), "data": data, "output_format": "png"}
+        notices = [item.notice for item in result.images if item.notice]
+        if notices:  # e.g. a content warning of a `warn` safety category (names the category, never the word)
+            answer["t2i_notices"] = notices
+        return answer
 
     @router.get("/images/files/{name}", name="linked_image")
     async def linked_image(name: str):
