@@ -20,8 +20,8 @@ Families beside Stable Diffusion live in their own modules (t2i/train/family_sdx
 register here, so TRAINABLE_FAMILIES is the one list the Train tab, the CLI and the messages use.
 
 Flux.1's object (family_flux.py) is built on t2i/train/flux_objective.py: its flow-matching noisy input and target,
-the shifted timestep sampling, the 2x2 latent packing, the guidance value for dev and the T5 + CLIP prompt
-encoding; `noisy_batch` hands the loop the unpacked (batch, 16, h, w) layout and `predict` packs and unpacks.
+the shifted timestep sampling, the 2x2 latent packing and the guidance value for dev (it encodes the T5 + CLIP
+prompts itself, with the pipeline's encode_prompt); `noisy_batch` hands the loop the unpacked (batch, 16, h, w) layout and `predict` packs and unpacks.
 A finished LoRA's safetensors metadata names its family under FAMILY_KEY.
 """
 
