@@ -64,3 +64,16 @@ def test_the_train_tab_note_reads_the_checked_files(tmp_path):
         files.append(str(tmp_path / f"{i}.png"))
     assert "the embedded model's VAE keeps only" in texture_note(files)
     assert texture_note([]) is None
+
+
+def test_the_train_command_prints_the_same_note(tmp_path):
+    from t2i.train.command import dataset_notes
+    from t2i.train.config import config_from_preset
+    from t2i.train.dataset import prepare_dataset
+
+    for index, image in enumerate(_renders("striped", 3, period=4)):
+        image.save(tmp_path / f"{index}.png")
+    dataset = prepare_dataset([tmp_path])
+    on_embedded = dataset_notes(dataset, config_from_preset(name="stripes"))
+    assert any("the embedded model's VAE keeps only" in note for note in on_embedded)
+    assert dataset_notes(dataset, config_from_preset(name="stripes", base_model="/some/sdxl")) == dataset.notes

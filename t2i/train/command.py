@@ -99,6 +99,18 @@ def _overrides(args) -> dict:
     return values
 
 
+def dataset_notes(dataset, config) -> list[str]:
+    """What the Train tab's "Check images" says about a checked dataset: its notes, and (for the embedded base
+    model) whether its fine detail survives the model's VAE at the training size (t2i/train/style_check.py)."""
+    notes = list(dataset.notes)
+    if config.base_model == "embedded":
+        from t2i.train.style_check import embedded_detail_check
+
+        if note := embedded_detail_check([item.image for item in dataset.items]).note:
+            notes.append(note)
+    return notes
+
+
 def _train(args) -> int:
     from t2i.plugins import PluginManager
     from t2i.request import RequestError
@@ -128,7 +140,7 @@ def _train(args) -> int:
         config = config_from_preset(args.preset, name=args.name, **_overrides(args))
         safety = SafetyGate(PluginManager.discover(settings), settings)
         dataset = prepare_dataset([args.images], safety=safety)
-        for note in dataset.notes:
+        for note in dataset_notes(dataset, config):
             print(f"note: {note}", file=sys.stderr)
         run_id = runner.create_run(dataset, config)
         runner.submit(run_id)
