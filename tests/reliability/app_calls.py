@@ -87,8 +87,10 @@ def write_control_image(path: Path) -> Path:
 
 
 def request_mix(control_image: Path) -> dict[str, dict]:
-    """The load mix: name -> /generate fields (few steps: it measures isolation and latency, not quality)."""
-    base = dict(prompt="a large red circle in the middle on a white background", seed=21, steps=6)
+    """The load mix: name -> /generate fields (few steps: it measures isolation and latency, not quality). 10 steps,
+    not fewer: at 6 the A+B image is still noise, which NudeNet's view of a small image read as an exposed breast at
+    0.48 (withheld); at 10 the images are the model's own (tests/test_safety_image.py) and nothing is detected."""
+    base = dict(prompt="a large red circle in the middle on a white background", seed=21, steps=10)
     return {
         "base": base,
         "lora_a": {**base, "lora_1_enabled": True, "lora_1_name": "tint_a"},
