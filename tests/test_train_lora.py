@@ -251,7 +251,8 @@ def test_a_short_training_shifts_the_output_toward_its_data(tmp_path):
 def test_a_trigger_that_is_a_caption_word_is_trained_once_and_left_out_of_the_prior(tmp_path):
     """A new colour name as the trigger ("teal" in "a large teal star"): the caption is trained as written, and
     the prior (class) images come from the caption without it, so they never teach the base model's answer."""
-    from t2i.train.lora_trainer import ProgressLog, prepare_data
+    from t2i.train.progress_log import ProgressLog
+    from t2i.train.training_data import prepare_data
 
     folder = tmp_path / "images"
     folder.mkdir()
@@ -276,7 +277,8 @@ def test_regularisation_prompts_make_the_class_images(tmp_path):
     """Given class prompts, the prior images come from them in turn (not from the captions), and the base model
     draws what they name: here the colours a colour style must leave alone."""
     from t2i.eval.analyzer import analyze
-    from t2i.train.lora_trainer import ProgressLog, prepare_data
+    from t2i.train.progress_log import ProgressLog
+    from t2i.train.training_data import prepare_data
 
     folder = tmp_path / "images"
     folder.mkdir()

@@ -13,7 +13,8 @@ from t2i.settings import Settings
 from t2i.train.config import config_from_preset
 from t2i.train.dataset import prepare_dataset
 from t2i.train.family_training import training_for
-from t2i.train.lora_trainer import TextEmbeddings, Trainee, prepare_data, training_loss
+from t2i.train.lora_trainer import Trainee, training_loss
+from t2i.train.training_data import TextEmbeddings, prepare_data
 from t2i.train.progress_log import ProgressLog
 
 

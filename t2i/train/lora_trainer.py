@@ -18,7 +18,8 @@ finally writes the LoRA into the library folder. All training randomness comes f
 whose state is checkpointed, so a resumed run continues the exact same sequence.
 
 Like diffusers' training scripts it reads as one procedure, top to bottom (load, prepare, loop, checkpoint,
-sample, export); the reusable parts live beside it (dataset, buckets, resume, export, locks, ranks, progress_log).
+sample, export); the reusable parts live beside it (training_data, dataset, buckets, resume, export, locks, ranks,
+progress_log).
 """
 
 from __future__ import annotations
@@ -32,18 +33,15 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs, gather_object
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
-from PIL import Image
 
 from t2i.generation.engine import VERSION
 from t2i.models.cache import ModelCache
-from t2i.models.families import family_of
 from t2i.request import RequestError
 from t2i.settings import Settings
 
@@ -51,10 +49,10 @@ from t2i.train.caption_tags import shuffle_tags
 from t2i.train.ema import LoraEMA
 from t2i.train.loss_terms import per_sample_mse
 from t2i.train.optimizers import build_lr_scheduler, build_optimizer
-from t2i.train.buckets import assign_buckets, crop_offset, fit
 from t2i.train.resume import LoraCheckpoints, WorldSizeChanged
 from t2i.train.config import TrainingConfig
 from t2i.train.dataset import load_saved
+from t2i.train.training_data import TextEmbeddings, TrainingData, prepare_data, without_trigger
 from t2i.train.export import export_lora, lora_metadata, model_card
 from t2i.train.family_training import FamilyRefused, FamilyTraining, check_run_family, training_for
 from t2i.train.locks import RunBusy, main_process_locks
@@ -64,101 +62,6 @@ from t2i.train.runner import BUSY_EXIT
 
 class TrainingStopped(Exception):
     """Training cannot go on; the message says why and what to change."""
-
-
-@dataclass
-class TrainingData:
-    """Latents per bucket size, the prompt of every image, and the class-image latents for prior preservation;
-    the family's per-image conditioning (SDXL's time ids) beside each."""
-
-    latents: dict[tuple[int, int], torch.Tensor]
-    members: dict[tuple[int, int], list[int]]  # image indices per bucket, in the order of `latents`
-    prompts: list[str]
-    class_latents: torch.Tensor | None
-    class_prompts: list[str]
-    conditions: dict[tuple[int, int], dict[str, torch.Tensor]]
-    class_conditions: dict[str, torch.Tensor]
-    # loss masks per bucket (image count x 1 x height x width, 1 = trained on), in the order of `latents`; None when
-    # no image of the dataset has a mask (then the loss is the plain mean, as it always was)
-    masks: dict[tuple[int, int], torch.Tensor] | None = None
-
-
-def _class_images(pipe, family: FamilyTraining, config: TrainingConfig, prompts: list[str], folder: Path, resolution: int,
-                  log: ProgressLog):
-    """Class images from the base model (prior preservation), made once and kept for a resumed run."""
-    folder.mkdir(exist_ok=True)
-    images = []
-    for index, prompt in enumerate(prompts):
-        path = folder / f"{index:04d}.png"
-        if not path.exists():
-            image = family.sample(pipe, prompt, config.seed + index, (resolution, resolution))
-            image.save(path)
-        images.append(Image.open(path).convert("RGB"))
-    log.write("class_images", count=len(images))
-    return images
-
-
-def _encoded(family: FamilyTraining, pipe, images, size: tuple[int, int]):
-    """Latents and conditioning of images fitted to `size`."""
-    latents = family.encode_latents(pipe, [fit(image, size) for image in images])
-    conditions = family.image_conditions([image.size for image in images],
-                                         [crop_offset(image, size) for image in images], size)
-    return latents, conditions
-
-
-def _fitted_masks(items, size: tuple[int, int]) -> torch.Tensor:
-    """The items' loss masks cropped and scaled exactly as their images (`fit`); an image without one is all kept."""
-    masks = [fit(item.mask if item.mask is not None else Image.new("L", item.image.size, 255), size) for item in items]
-    return torch.stack([torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255.0)[None] for mask in masks])
-
-
-def prepare_data(pipe, config: TrainingConfig, run_dir: Path, resolution: int, log: ProgressLog,
-                 family: FamilyTraining | None = None) -> TrainingData:
-    """Bucket and encode the dataset (and class images) once; `family` defaults to the pipeline's."""
-    family = family or training_for(family_of(pipe).id)
-    dataset = load_saved(run_dir / "dataset")
-    images = [item.image for item in dataset.items]
-    groups = assign_buckets(images, resolution, family.bucket_multiple(pipe), config.buckets)
-    encoded = {size: _encoded(family, pipe, [images[i] for i in members], size) for size, members in groups.items()}
-    latents = {size: pair[0] for size, pair in encoded.items()}
-    conditions = {size: pair[1] for size, pair in encoded.items()}
-    prompts = [_with_trigger(item.caption, config) if config.method == "lora" and config.use_captions and item.caption
-               else config.instance_text for item in dataset.items]
-    class_latents, class_prompts, class_conditions = None, [], {}
-    if config.prior_preservation:
-        # the regularisation prompts when given; else DreamBooth: the class prompt; a style: each caption without
-        # the trigger, so that the base model's own answer to it stays the answer when the trigger is absent
-        sources = [_without_trigger(item.caption, config) for item in dataset.items if item.caption] \
-            if config.method == "lora" else []
-        sources = list(config.class_prompts) or sources or [config.class_text]
-        class_prompts = [sources[i % len(sources)] for i in range(config.num_class_images)]
-        made = _class_images(pipe, family, config, class_prompts, run_dir / "class_images", resolution, log)
-        class_latents, class_conditions = _encoded(family, pipe, made, (resolution, resolution))
-    masks = None
-    if any(item.mask is not None for item in dataset.items):
-        masks = {size: _fitted_masks([dataset.items[i] for i in members], size) for size, members in groups.items()}
-    return TrainingData(latents, groups, prompts, class_latents, class_prompts, conditions, class_conditions, masks)
-
-
-class TextEmbeddings:
-    """Prompt embeddings (the family's dict of tensors): cached once when the text encoders are frozen, computed per
-    batch when they train (through `encoders`, the prepared ones: DDP averages their LoRA gradients only for calls
-    through its wrapper)."""
-
-    def __init__(self, pipe, family: FamilyTraining, encoders: dict, prompts: list[str], trained: bool):
-        self.pipe, self.family, self.encoders, self.trained, self.cache = pipe, family, encoders, trained, {}
-        if not trained:
-            with torch.no_grad():
-                for prompt in sorted(set(prompts) | {""}):
-                    self.cache[prompt] = family.encode_prompts(pipe, encoders, [prompt])
-
-    def __call__(self, prompts: list[str]) -> dict[str, torch.Tensor]:
-        if self.trained:
-            return self.family.encode_prompts(self.pipe, self.encoders, prompts)
-        with torch.no_grad():  # a caption whose tags were shuffled into an order not seen yet
-            for prompt in dict.fromkeys(p for p in prompts if p not in self.cache):
-                self.cache[prompt] = self.family.encode_prompts(self.pipe, self.encoders, [prompt])
-        return {key: torch.cat([self.cache[p][key] for p in prompts]) for key in self.cache[prompts[0]]}
 
 
 @dataclass
@@ -350,7 +253,7 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
               device=str(accelerator.device), threads=threads, processes=accelerator.num_processes)
     trainee = Trainee(family, denoiser, pipe, family.training_scheduler(pipe))
     sample_size = None if resolution == native else (resolution, resolution)
-    sample_prompts = list(config.sample_prompts) or [data.prompts[0], _without_trigger(data.prompts[0], config)]
+    sample_prompts = list(config.sample_prompts) or [data.prompts[0], without_trigger(data.prompts[0], config)]
 
     # 3. the loop: one optimizer update per step, over `gradient_accumulation` micro-batches
     denoiser.train()
@@ -413,17 +316,6 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
               card=str(exported.card), images=images, prompts=sample_prompts, rank_weights_sha256=rank_weights,
               final_loss=None if loss_value is None or not math.isfinite(loss_value) else loss_value)
     return exported.diffusers
-
-
-def _with_trigger(caption: str, config: TrainingConfig) -> str:
-    """The caption as trained: kept when it already names the trigger (a new colour word), else prefixed with it."""
-    words = caption.replace(",", " ").split()
-    return caption if config.trigger_word in words else f"{config.trigger_word}, {caption}"
-
-
-def _without_trigger(prompt: str, config: TrainingConfig) -> str:
-    words = [w for w in prompt.replace(",", " , ").split() if w != config.trigger_word]
-    return " ".join(words).replace(" , ", ", ").strip(" ,") or config.class_text
 
 
 def _had_steps(progress: Path) -> bool:
