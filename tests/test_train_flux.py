@@ -1,6 +1,8 @@
-"""Flux.1 LoRA training end to end on a tiny Flux.1-dev model: flow matching on the transformer, the loss falls on
-the training images, the diffusers file loads in our engine and in diffusers, the kohya file has sd-scripts' Flux
-names, kill -9 and resume is bit for bit; runs for another family, or with SD-only options, are refused."""
+"""Flux.1 LoRA training end to end on a tiny Flux.1-dev model: flow matching on the transformer with CLIP-L trained
+too, the loss falls on the training images, the diffusers file loads in our engine and in diffusers, its CLIP part
+alone changes the image at weight 1 and not at 0, the kohya file has sd-scripts' Flux names (its CLIP part loads in
+diffusers to the same image), kill -9 and resume is bit for bit; runs for another family, or with SD-only options,
+are refused."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from t2i.models.tiny import save_tiny_model
 from t2i.train.config import config_from_preset
@@ -25,24 +28,34 @@ SD_SCRIPTS_NAMES = ["lora_unet_double_blocks_0_img_attn_qkv", "lora_unet_double_
                     "lora_unet_double_blocks_0_txt_attn_qkv", "lora_unet_double_blocks_0_img_mlp_0",
                     "lora_unet_double_blocks_0_txt_mlp_2", "lora_unet_single_blocks_0_linear1",
                     "lora_unet_single_blocks_1_linear2"]
+# kohya-ss/sd-scripts (commit 450630c6), networks/lora_flux.py LoRANetwork.create_modules: CLIP-L's LoRA modules are
+# "lora_te1" + "." + the CLIPAttention / CLIPMLP module path in transformers 4 (text_model.encoder.layers.N.self_attn,
+# ...mlp) + "." + the Linear's name, dots as underscores
+SD_SCRIPTS_CLIP_NAMES = [f"lora_te1_text_model_encoder_layers_{layer}_{module}" for layer in (0, 1)
+                         for module in ("self_attn_q_proj", "self_attn_k_proj", "self_attn_v_proj",
+                                        "self_attn_out_proj", "mlp_fc1", "mlp_fc2")]
 
 
 @pytest.fixture(scope="module")
 def flux_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("flux-train")
     model = save_tiny_model("flux1", tmp_path / "model", variant="dev")
-    straight, lora, resumed = train_straight_and_resumed(tmp_path, model, train_text_encoder=False, family="flux1")
+    straight, lora, resumed = train_straight_and_resumed(tmp_path, model, train_text_encoder=True, family="flux1",
+                                                         text_encoder_lr=2e-2)
     return model, straight, lora, resumed
 
 
 @pytest.mark.slow
-def test_flux_loss_falls_and_the_lora_is_on_the_transformer(flux_run):
+def test_flux_loss_falls_and_the_lora_is_on_the_transformer_and_clip(flux_run):
     model, run, lora, _ = flux_run
     losses = [e["loss"] for e in _events(run) if e["event"] == "step"]
     assert len(losses) == 8 and all(np.isfinite(losses))
     with safe_open(lora, "pt") as handle:
         keys, metadata = list(handle.keys()), handle.metadata()
-    assert {key.split(".")[0] for key in keys} == {"transformer"}
+    assert {key.split(".")[0] for key in keys} == {"transformer", "text_encoder"}  # CLIP-L; T5 never trains
+    assert {key.split(".lora_")[0].split(".", 1)[1] for key in keys if key.startswith("text_encoder.")} == {
+        f"encoder.layers.{layer}.{module}" for layer in (0, 1) for module in (
+            "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "mlp.fc1", "mlp.fc2")}
     assert any(".single_transformer_blocks." in key for key in keys) and any(".transformer_blocks." in key for key in keys)
     assert metadata["t2i_family"] == "flux1" and metadata["ss_base_model_version"] == "flux1"
     pipe = load_pipeline(model)
@@ -57,12 +70,13 @@ def test_flux_loss_falls_and_the_lora_is_on_the_transformer(flux_run):
 
 
 @pytest.mark.slow
-def test_flux_files_load_and_kohya_names_are_sd_scripts(flux_run, settings):
+def test_flux_files_load_and_kohya_names_are_sd_scripts(flux_run, settings, tmp_path):
     model, _, lora, _ = flux_run
     kohya = str(lora).replace(".safetensors", ".kohya.safetensors")
     with safe_open(kohya, "pt") as handle:
         names, metadata = {key.split(".")[0] for key in handle.keys()}, handle.metadata()
     assert set(SD_SCRIPTS_NAMES) <= names and metadata["ss_network_module"] == "networks.lora_flux"
+    assert {name for name in names if name.startswith("lora_te")} == set(SD_SCRIPTS_CLIP_NAMES)
 
     pipe = load_pipeline(model)
 
@@ -75,9 +89,30 @@ def test_flux_files_load_and_kohya_names_are_sd_scripts(flux_run, settings):
     assert np.abs(image() - plain).mean() > 0.01
     pipe.set_adapters(["trained"], [0.0])
     assert np.array_equal(image(), plain)
-    # the kohya file is not loaded here: diffusers 0.42.1's kohya Flux reader hard-codes Flux.1's real widths when
-    # it splits single_blocks_N_linear1 (PITFALLS), so a tiny model's file cannot load; tests/test_kohya_flux.py
-    # proves the conversion exact on the layers it can read
+    pipe.delete_adapters("trained")
+    # the kohya file as a whole is not loaded here: diffusers 0.42.1's kohya Flux reader hard-codes Flux.1's real
+    # widths when it splits single_blocks_N_linear1 (PITFALLS), so a tiny model's file cannot load;
+    # tests/test_kohya_flux.py proves the transformer's conversion exact on the layers it can read
+
+    # CLIP-L's part alone: the diffusers file's text_encoder keys, and the kohya file's lora_te1_ keys (which
+    # diffusers' kohya Flux reader loads), change the image at weight 1, identically, and not at weight 0
+    clip_only = tmp_path / "clip" / f"{lora.stem}-clip.safetensors"
+    clip_only.parent.mkdir()
+    with safe_open(lora, "pt") as handle:
+        lora_metadata = handle.metadata()
+    save_file({k: v for k, v in load_file(lora).items() if k.startswith("text_encoder.")}, clip_only,
+              metadata=lora_metadata)
+    kohya_clip = tmp_path / "kohya-clip.safetensors"
+    save_file({k: v for k, v in load_file(kohya).items() if k.startswith("lora_te1_")}, kohya_clip)
+    clip_images = {}
+    for name, path in (("diffusers", clip_only), ("kohya", kohya_clip)):
+        pipe.load_lora_weights(str(path), adapter_name=name)
+        clip_images[name] = image()
+        pipe.set_adapters([name], [0.0])
+        assert np.array_equal(image(), plain)
+        pipe.delete_adapters(name)
+    assert np.abs(clip_images["diffusers"] - plain).mean() > 0.01
+    assert np.abs(clip_images["kohya"] - clip_images["diffusers"]).max() <= 1.0  # exact up to float rounding
 
     os.replace(kohya, f"{kohya}.aside")  # our engine's library, the diffusers file alone
     try:
@@ -86,6 +121,9 @@ def test_flux_files_load_and_kohya_names_are_sd_scripts(flux_run, settings):
         os.replace(f"{kohya}.aside", kohya)
     assert images[f"{lora.stem}:0"] == images["plain"] and images[f"{lora.stem}:1"] != images["plain"]
     assert images["plain again"] == images["plain"]
+    clip_images = engine_images(settings, clip_only, model, "tlq, a large red star")  # CLIP-L's part alone
+    assert clip_images[f"{clip_only.stem}:0"] == clip_images["plain"]
+    assert clip_images[f"{clip_only.stem}:1"] != clip_images["plain"]
 
 
 @pytest.mark.slow
@@ -122,9 +160,12 @@ def test_run_family_and_flux_only_rules():
         check_run_family("flux3", "flux1")
     check_run_family("", "sdxl")
     flux = training_for("flux1")
-    for option, message in ((dict(min_snr_gamma=5.0), "min-SNR"), (dict(timestep_bias="low_noise"), "timestep bias"),
-                            (dict(train_text_encoder=True), "transformer only")):
+    for option, message in ((dict(min_snr_gamma=5.0), "min-SNR"), (dict(timestep_bias="low_noise"), "timestep bias")):
         config = config_from_preset(name="probe", **{"train_text_encoder": False, "timestep_bias": "none",
                                                  "min_snr_gamma": 0.0, **option})
         with pytest.raises(FamilyRefused, match=message):
             flux.check(None, config, 1024, [(1024, 1024)])
+    # CLIP-L trains when asked (its LoRA on sd-scripts' CLIPAttention + CLIPMLP layers); the preset leaves it off
+    flux.check(None, config_from_preset(name="probe", family="flux1", train_text_encoder=True), 1024, [(1024, 1024)])
+    assert not config_from_preset(name="probe", family="flux1").train_text_encoder
+    assert flux.lora_targets("text_encoder", None) == ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]

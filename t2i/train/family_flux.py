@@ -2,8 +2,10 @@
 embeddings; the objective's pieces (sigma sampling with the model's shift, noisy input, target, 2x2 packing, the
 guidance input of dev) come from t2i/train/flux_objective.py, the kohya/BFL export from t2i/train/kohya_flux.py.
 
-Only the transformer trains (as in diffusers' Flux LoRA script by default; its optional CLIP training is not
-offered here), and the DDPM-only options (min-SNR weighting, timestep bias) are refused: flow matching draws sigmas.
+The transformer always trains; with `train_text_encoder` CLIP-L trains too (kohya's flux_train_network `lora_te1_`,
+diffusers' `--train_text_encoder`): its pooled embedding is then computed per batch while T5's sequence stays cached.
+T5 never trains here (sd-scripts' optional `train_t5xxl`, off by default there, is not offered). The DDPM-only
+options (min-SNR weighting, timestep bias) are refused: flow matching draws sigmas.
 """
 
 from __future__ import annotations
@@ -11,27 +13,29 @@ from __future__ import annotations
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
 
-from t2i.train.family_training import FamilyRefused, NoisyBatch, vae_latents
+from t2i.train.family_training import TEXT_TARGETS, FamilyRefused, NoisyBatch, _tokens, vae_latents
 from t2i.train.flux_objective import (
     LORA_TARGETS, FlowMatchSettings, flow_target, guidance_input, noisy_input, pack_latents, sample_sigmas,
 )
 from t2i.train.kohya_flux import to_kohya_flux
+from t2i.train.kohya_keys import to_kohya
 
 SAMPLE_STEPS = {True: 20, False: 4}  # dev (guidance embedded) and schnell (distilled to a few steps)
 
 
 class FluxTraining:
-    """Flux.1: flow matching on packed latents, LoRA on the transformer's attention and feed-forward layers."""
+    """Flux.1: flow matching on packed latents, LoRA on the transformer's attention and feed-forward layers (and on
+    CLIP-L's attention and MLP when the text encoder trains)."""
 
     family = "flux1"
     denoiser = "transformer"
-    text_encoders = ()  # the transformer only: T5 and CLIP embeddings are cached once
+    text_encoders = ("text_encoder",)  # CLIP-L, when it trains; T5 (text_encoder_2) is frozen and cached
     pipeline_class = "FluxPipeline"
 
+    def __init__(self):
+        self._t5_cache: dict[str, dict[str, torch.Tensor]] = {}  # prompt -> T5 sequence and text ids (frozen)
+
     def check(self, pipe, config, native_size, image_sizes) -> None:
-        if config.train_text_encoder:
-            raise FamilyRefused("Flux.1 LoRA training trains the transformer only; turn off 'train text encoder' "
-                                "(choosing Flux.1 in 'LoRA for', or --family flux1, adapts the preset)")
         if getattr(config, "min_snr_gamma", 0):
             raise FamilyRefused("min-SNR weighting is for SD and SDXL (DDPM noise levels); Flux.1 trains by flow "
                                 "matching: set min_snr_gamma to 0")
@@ -39,7 +43,9 @@ class FluxTraining:
             raise FamilyRefused("the timestep bias is for SD and SDXL; Flux.1 draws its noise levels logit-normally "
                                 "with the model's shift: set timestep_bias to 'none'")
 
-    def lora_targets(self, component, config) -> str:
+    def lora_targets(self, component, config) -> str | list[str]:
+        if component == self.text_encoders[0]:
+            return TEXT_TARGETS  # CLIP's q/k/v/out_proj and fc1/fc2: sd-scripts' CLIPAttention + CLIPMLP
         return LORA_TARGETS  # a regex peft full-matches, covering both the double and the single blocks
 
     def training_scheduler(self, pipe):
@@ -55,10 +61,18 @@ class FluxTraining:
         return {}
 
     def encode_prompts(self, pipe, encoders, prompts) -> dict[str, torch.Tensor]:
-        # the pipeline's own encoding (CLIP pooled + T5 sequence); the encoders are frozen, so this runs once per prompt
-        sequence, pooled, text_ids = pipe.encode_prompt(prompts, prompt_2=None, device=pipe.device,
-                                                        max_sequence_length=self._sequence_length(pipe))
-        return {"prompt_embeds": sequence, "pooled": pooled, "text_ids": text_ids[None].expand(len(prompts), -1, -1)}
+        # T5's sequence from the pipeline's own encoding, once per prompt (T5 is frozen); CLIP's pooled embedding
+        # through `encoders` (the trained, prepared CLIP when it trains), as FluxPipeline._get_clip_prompt_embeds
+        for prompt in dict.fromkeys(p for p in prompts if p not in self._t5_cache):
+            with torch.no_grad():
+                sequence, _, text_ids = pipe.encode_prompt([prompt], prompt_2=None, device=pipe.device,
+                                                           max_sequence_length=self._sequence_length(pipe))
+            self._t5_cache[prompt] = {"prompt_embeds": sequence, "text_ids": text_ids[None]}
+        clip = encoders["text_encoder"]
+        pooled = clip(_tokens(pipe.tokenizer, prompts).to(pipe.device), output_hidden_states=False).pooler_output
+        return {"prompt_embeds": torch.cat([self._t5_cache[p]["prompt_embeds"] for p in prompts]),
+                "pooled": pooled.to(pipe.text_encoder.dtype),
+                "text_ids": torch.cat([self._t5_cache[p]["text_ids"] for p in prompts])}
 
     def noisy_batch(self, pipe, scheduler, latents, generator, config) -> NoisyBatch:
         noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
@@ -86,7 +100,14 @@ class FluxTraining:
                     max_sequence_length=self._sequence_length(pipe), **sized).images[0]
 
     def kohya_weights(self, pipe, weights, alpha) -> dict[str, torch.Tensor]:
-        return to_kohya_flux(weights, alpha)
+        # the transformer in BFL's names (lora_unet_double_blocks_...), CLIP-L as sd-scripts' lora_flux.py names it:
+        # "lora_te1" + its transformers-4 module path (lora_te1_text_model_encoder_layers_0_self_attn_q_proj)
+        clip = {key: value for key, value in weights.items() if key.startswith("text_encoder.")}
+        transformer = {key: value for key, value in weights.items() if key not in clip}
+        kohya = to_kohya_flux(transformer, alpha)
+        if clip:
+            kohya.update(to_kohya(clip, alpha, {"lora_te1_": "lora_te1_"}))
+        return kohya
 
     @staticmethod
     def _sequence_length(pipe) -> int:
