@@ -7,16 +7,14 @@ check still refuses it if it does not fit."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import gradio as gr
 
+from t2i.plugins import Param
 from t2i.request import RequestError
 from t2i.studio import Studio
-from t2i.models.families import family_of_class
-from t2i.settings import EMBEDDED_MODEL_DIR, Settings
-from t2i.ui.family_defaults import model_defaults
+from t2i.ui.model_family import model_family
 from t2i.ui.plugin_panels import PanelContext, unit_key
 from t2i.ui.uploads import track_uploads
 
@@ -52,8 +50,7 @@ def create_panel(studio: Studio, lora: LoraAdapter, context: PanelContext) -> No
                   if unit_key(lora, unit, NAME.name) in context.unit_widgets]
 
     def offered(model_name="") -> list[str]:
-        """The library's LoRAs for the family of the model in the Model box."""
-        return lora.library.names(model_family(model_name or "", studio.settings))
+        return unit_choices(studio, lora, NAME, model_name)
 
     def refreshed(current=None, model_name=""):
         names = offered(model_name)
@@ -102,7 +99,8 @@ def create_panel(studio: Studio, lora: LoraAdapter, context: PanelContext) -> No
     # so a failure is a message and never an "Error" badge over the prompt or the list
     quiet = dict(show_progress="hidden")
     refresh.click(refreshed, [chosen, model], chosen, api_name="lora_refresh", **quiet)
-    # page load (the list as it is now) and a change of model: the lists offer the LoRAs for its family
+    # a change of model: the lists offer the LoRAs for its family (on page load, the generic unit refresh asks
+    # unit_choices for the model selected then, and the library list is refreshed below)
     gr.on([model.change], refreshed_all, [chosen, model, *unit_names], [chosen, *unit_names],
           api_visibility="private", queue=False)
     gr.on(None, refreshed, [chosen, model], chosen, api_visibility="private", queue=False)
@@ -114,16 +112,11 @@ def create_panel(studio: Studio, lora: LoraAdapter, context: PanelContext) -> No
     delete.click(delete_upload, [chosen, mine], [chosen, words, status, mine, delete], api_name="lora_delete", **quiet)
 
 
-def model_family(spec: str, settings: Settings) -> str | None:
-    """The family id of the model the Model box names, told from its files without loading it (as the form's
-    defaults are); None when they cannot tell (then every LoRA is offered)."""
-    defaults = model_defaults(spec, settings)
-    if defaults is None:
-        return None
-    if defaults.family == "embedded":  # the form keeps the request's own defaults for it; it is an SD pipeline
-        return family_of_class(json.loads((EMBEDDED_MODEL_DIR / "model_index.json").read_text())["_class_name"],
-                               "embedded").id
-    return defaults.family
+def unit_choices(studio: Studio, lora: LoraAdapter, param: Param, model_name: str = "") -> list[str]:
+    """A LoRA unit's list: the library's LoRAs for the family of the model in the Model box."""
+    if param.name != NAME.name:
+        return lora.choices(param)
+    return lora.library.names(model_family(model_name or "", studio.settings))
 
 
 def _checked(action):

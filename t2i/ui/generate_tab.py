@@ -130,7 +130,7 @@ def create_generate_tab(studio: Studio, gpu: Callable = lambda fn: fn) -> dict:
                 if name not in widgets:
                     place(name)
             plugins = studio.plugins()
-            plugin_widgets = create_plugin_panels(plugins)
+            plugin_widgets = create_plugin_panels(plugins, studio, model)  # unit lists fit the model
             create_own_panels(studio, plugins, PanelContext(  # e.g. the LoRA library, the ControlNet preview
                 widgets, plugin_widgets, MODEL_WORK, model_work_limit))
         with gr.Column(scale=2):

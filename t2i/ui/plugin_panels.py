@@ -4,6 +4,8 @@ plugins build themselves.
 Every parameter of every unit becomes one widget and one named API parameter,
 `<plugin>_<unit>_<param>` (e.g. `lora_1_weight`), plus `<plugin>_<unit>_enabled`. A plugin with a `ui_module`
 adds its own panel (the LoRA library, the ControlNet preview): that module is imported here, when the page is built.
+Its `unit_choices(studio, plugin, param, model)`, if it has one, gives the units' lists for the model in the Model
+box (the LoRAs of that model's family): the page offers those lists from its first load on.
 """
 
 from __future__ import annotations
@@ -63,8 +65,11 @@ def widget_for(plugin: Plugin, param: Param, key: str) -> gr.Component:
     return gr.Textbox(value=param.default or "", **common)
 
 
-def create_plugin_panels(plugins: list[Plugin]) -> dict[str, gr.Component]:
-    """One accordion per plugin with a row of widgets per unit; returns the widgets by API name."""
+def create_plugin_panels(plugins: list[Plugin], studio: Studio | None = None,
+                         model: gr.Component | None = None) -> dict[str, gr.Component]:
+    """One accordion per plugin with a row of widgets per unit; returns the widgets by API name. With the studio and
+    the Model box, a plugin whose panel module has `unit_choices` lists what fits the model (on page load and on
+    "Refresh lists")."""
     widgets: dict[str, gr.Component] = {}
     for plugin in plugins:
         with gr.Accordion(plugin.label or plugin.name, open=False, elem_id=f"plugin-{plugin.name}"):
@@ -82,14 +87,31 @@ def create_plugin_panels(plugins: list[Plugin]) -> dict[str, gr.Component]:
                 targets = [widgets[unit_key(plugin, u, p.name)] for u in range(1, plugin.max_units + 1)
                            for p in choice_params]
 
-                def refresh_choices(plugin=plugin, choice_params=choice_params):
-                    updates = [gr.update(choices=plugin.choices(p)) for p in choice_params]
+                for_model = _unit_choices(plugin) if studio is not None and model is not None else None
+
+                def refresh_choices(model_name="", plugin=plugin, choice_params=choice_params, for_model=for_model):
+                    updates = [gr.update(choices=for_model(studio, plugin, p, model_name or "") if for_model
+                                         else plugin.choices(p)) for p in choice_params]
                     return updates * plugin.max_units
 
-                refresh.click(refresh_choices, None, targets, api_name=f"refresh_{plugin.name}", queue=False)
-                # and on page load: the lists as they are now (a LoRA trained or uploaded since the app started)
-                gr.on(None, refresh_choices, None, targets, api_visibility="private", queue=False)
+                inputs = [model] if for_model else None
+                refresh.click(refresh_choices, inputs, targets, api_name=f"refresh_{plugin.name}", queue=False)
+                # and on page load: the lists as they are now (a LoRA trained or uploaded since the app started),
+                # for the model selected then
+                gr.on(None, refresh_choices, inputs, targets, api_visibility="private", queue=False)
     return widgets
+
+
+def _unit_choices(plugin: Plugin) -> Callable | None:
+    """The `unit_choices` of the plugin's panel module, or None (no panel, none declared, or it fails to import:
+    create_own_panels logs that)."""
+    if not plugin.ui_module:
+        return None
+    try:
+        package = sys.modules[type(plugin).__module__].__package__
+        return getattr(importlib.import_module(plugin.ui_module, package), "unit_choices", None)
+    except Exception:  # a broken panel must not take the page down
+        return None
 
 
 def units_from_values(plugins: list[Plugin], values: dict) -> dict[str, list[dict]]:

@@ -23,6 +23,7 @@ from t2i.train.actions import TrainingStudio
 from t2i.train.family_training import TRAINABLE_FAMILIES
 from t2i.train.style_check import texture_note  # fine detail that the default base model's VAE loses
 
+from t2i.ui.model_family import model_family
 from t2i.ui.uploads import track_uploads
 
 REMEMBERED_RUNS = 50  # run ids a browser keeps; the oldest are forgotten first
@@ -86,13 +87,16 @@ def create_train_tab(studio: Studio) -> None:
             my_runs = gr.BrowserState([], storage_key="t2i-training-runs", secret=browser_secret(studio.settings))
         with gr.Column(scale=1):
             trainable = ", ".join(FAMILIES[family].label for family in TRAINABLE_FAMILIES)
-            base_model = gr.Dropdown(label=f"Base model ({trainable})", choices=studio.model_choices(),
-                                     value="embedded", allow_custom_value=True, elem_id="train_base_model")
-            family = gr.Dropdown(label="LoRA for", value="",
+            with gr.Row():
+                base_model = gr.Dropdown(label="Base model", choices=trainable_models(studio), value="embedded",
+                                         allow_custom_value=True, info=f"models that can train: {trainable}",
+                                         elem_id="train_base_model", scale=4)
+                models_btn = gr.Button("Refresh", size="sm", scale=0, min_width=80, elem_id="train_models_refresh")
+            family = gr.Dropdown(label="LoRA for", value=lora_family("embedded", studio),
                                  choices=[("the base model's family", "")] +
                                          [(FAMILIES[f].label, f) for f in TRAINABLE_FAMILIES],
-                                 info="a base model of another family is refused before training",
-                                 elem_id="train_family")
+                                 info="set from the base model; a base model of another family is refused before "
+                                      "training", elem_id="train_family")
             preset = gr.Dropdown(label="Preset", choices=list(PRESETS), value=DEFAULT_PRESET, elem_id="train_preset")
             method = gr.Dropdown(label="Method", choices=["(preset)", *METHODS], value="(preset)")
             name = gr.Textbox(label="Name", value="", placeholder="my_style", elem_id="train_name")
@@ -153,6 +157,10 @@ def create_train_tab(studio: Studio) -> None:
         return [getattr(shown, field_name) for field_name in ADVANCED] + [chosen]
 
     defaults = PRESETS[DEFAULT_PRESET]  # what the Advanced boxes show until another preset is chosen
+
+    def models():
+        """The base-model list as the model folder is now (a model dropped there since the page was built)."""
+        return gr.update(choices=trainable_models(studio))
 
     def start(token="", table=None, preset=DEFAULT_PRESET, method="(preset)", name="", trigger="", steps=0,
               checkpoint_every=0, class_prompts="", base_model="embedded", family="", filled=DEFAULT_PRESET,
@@ -237,6 +245,11 @@ def create_train_tab(studio: Studio) -> None:
     # events that can fail are queued (an unqueued gr.Error shows no message) with their progress shown only in the
     # notes or state line, so a failure is a message and never an "Error" badge over the form's widgets
     check_btn.click(check, files, [token, gallery, captions, notes], api_name="train_check", show_progress_on=notes)
+    # choosing a base model sets the family its LoRA is for, which refills the preset's boxes (below)
+    base_model.change(lambda chosen="embedded": lora_family(chosen, studio), base_model, family,
+                      api_visibility="private", queue=False)
+    models_btn.click(models, None, base_model, api_name="train_models", queue=False)
+    gr.on(None, models, None, base_model, api_visibility="private", queue=False)  # on page load: the list now
     for chooser in (preset, family):
         chooser.change(fill, [preset, family], [*advanced.values(), filled_from], api_visibility="private",
                        queue=False)
@@ -253,6 +266,24 @@ def create_train_tab(studio: Studio) -> None:
     resume_btn.click(resume, [resumable, run_id], [run_id, state, timer, resumable], api_name="train_resume",
                      show_progress="hidden")
     push_btn.click(push, [run_id, repo, token_box, private], pushed, api_name="train_push", show_progress_on=pushed)
+
+
+def trainable_models(studio: Studio) -> list[tuple[str, str]]:
+    """The models offered as a base: those whose family can train (told from their files, without loading them),
+    each labelled with its family."""
+    offered = []
+    for name in studio.model_choices():
+        family = model_family(name, studio.settings)
+        if family in TRAINABLE_FAMILIES:
+            offered.append((f"{name} ({FAMILIES[family].label})", name))
+    return offered
+
+
+def lora_family(model: str, studio: Studio) -> str:
+    """The "LoRA for" value for a base model: its family when that can train; "" (the base model's family, found
+    when the run loads it) when its files cannot tell, e.g. a hub id typed in."""
+    family = model_family(model or "", studio.settings)
+    return family if family in TRAINABLE_FAMILIES else ""
 
 
 def _without_server_path(current) -> str:
