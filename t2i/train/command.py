@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from t2i.train.config import (DEFAULT_PRESET, LR_SCHEDULERS, METHODS, OPTIMIZERS, PRESETS, TARGETS,
-                              TIMESTEP_BIASES)
+from t2i.train.config import (BASE_QUANTIZATIONS, DEFAULT_PRESET, LR_SCHEDULERS, METHODS, OPTIMIZERS, PRESETS,
+                              TARGETS, TIMESTEP_BIASES)
 
 
 def add_train_parser(sub) -> None:
@@ -57,7 +57,7 @@ def add_train_parser(sub) -> None:
 # the options kohya and OneTrainer users know; each flag is the TrainingConfig field of the same name
 OPTION_FLAGS = ("optimizer", "lr_scheduler", "lr_warmup_steps", "lr_cycles", "min_snr_gamma", "noise_offset",
                 "shuffle_tags", "keep_tokens", "ema_decay", "timestep_bias", "timestep_bias_multiplier",
-                "timestep_bias_portion")
+                "timestep_bias_portion", "base_quantization")
 
 
 def _add_option_flags(train) -> None:
@@ -81,6 +81,9 @@ def _add_option_flags(train) -> None:
                        help="how much more often the favoured timesteps are drawn (default 2)")
     train.add_argument("--timestep-bias-portion", type=float, default=None,
                        help="the favoured fraction of the timesteps (default 0.25)")
+    train.add_argument("--base-quantization", choices=BASE_QUANTIZATIONS, default=None,
+                       help="train on a quantised base (QLoRA-style; the LoRA stays full precision): int8 (torchao, "
+                            "CPU and GPU) or nf4 (bitsandbytes, CUDA only); default none")
 
 
 def _overrides(args) -> dict:

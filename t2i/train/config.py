@@ -20,6 +20,9 @@ LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine
 # which timesteps training draws more often: "low_noise" favours the small timesteps, where line and texture
 # detail is decided; "high_noise" the large ones, where composition is (diffusers' SDXL script: earlier/later)
 TIMESTEP_BIASES = ("none", "low_noise", "high_noise")
+# the frozen base weights a LoRA trains on (QLoRA-style; t2i/train/quantised_base.py): full precision, torchao int8
+# weight-only (CPU and GPU), or bitsandbytes NF4 (CUDA only)
+BASE_QUANTIZATIONS = ("none", "int8", "nf4")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TRIGGER = re.compile(r"^[^\s<>:,()\[\]]{2,32}$")  # one word that A1111/compel syntax leaves alone
 
@@ -79,6 +82,7 @@ class TrainingConfig:
     timestep_bias: str = "none"  # one of TIMESTEP_BIASES
     timestep_bias_multiplier: float = 2.0  # how much more often the favoured timesteps are drawn
     timestep_bias_portion: float = 0.25  # the favoured fraction of the timesteps
+    base_quantization: str = "none"  # one of BASE_QUANTIZATIONS: the denoiser's frozen weights, the LoRA stays float
 
     @property
     def trigger_word(self) -> str:
@@ -139,7 +143,7 @@ class TrainingConfig:
             raise RequestError(f"family must be empty (the base model's) or one of {', '.join(TRAINABLE_FAMILIES)}; "
                                f"got {self.family!r}")
         for name, choices in (("optimizer", OPTIMIZERS), ("lr_scheduler", LR_SCHEDULERS),
-                              ("timestep_bias", TIMESTEP_BIASES)):
+                              ("timestep_bias", TIMESTEP_BIASES), ("base_quantization", BASE_QUANTIZATIONS)):
             if getattr(self, name) not in choices:
                 raise RequestError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
         for name, (low, high) in {"lr_warmup_steps": (0, 100_000), "lr_cycles": (1, 100),
@@ -213,9 +217,9 @@ PRESETS: dict[str, TrainingConfig] = {
 DEFAULT_PRESET = "quick style"
 
 
-# What a preset changes for a family that trains differently. Flux.1 trains its transformer only and draws its noise
-# levels by flow matching (t2i/train/family_flux.py refuses the rest), so the DDPM-only options and text-encoder
-# training are off; the rates and steps stay the preset's.
+# What a preset changes for a family that trains differently. Flux.1 draws its noise levels by flow matching
+# (t2i/train/family_flux.py refuses the DDPM-only options), and trains its transformer only unless CLIP-L is asked
+# for (off, as in diffusers' and kohya's Flux scripts: T5 carries the prompt); the rates and steps stay the preset's.
 FAMILY_PRESET_CHANGES: dict[str, dict] = {
     "flux1": {"train_text_encoder": False, "min_snr_gamma": 0.0, "timestep_bias": "none"},
 }

@@ -57,6 +57,7 @@ from t2i.train.export import export_lora, lora_metadata, model_card
 from t2i.train.family_training import FamilyRefused, FamilyTraining, check_run_family, training_for
 from t2i.train.locks import RunBusy, main_process_locks
 from t2i.train.progress_log import ProgressLog
+from t2i.train.quantised_base import base_bytes, check_base_quantization, training_settings
 from t2i.train.ranks import die_with_launcher, rank_seed, weights_digest
 from t2i.train.runner import BUSY_EXIT
 
@@ -194,7 +195,8 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     torch.set_num_threads(threads)  # leave cores to the web server, which keeps generating meanwhile
     # float32 weights and no inference-only speed tricks (low precision, block caching): gradients flow here
     device = accelerator.device.type if accelerator.device.type == "cpu" else str(accelerator.device)  # not cpu:0
-    model = ModelCache(replace(settings, device=device, dtype="float32",
+    check_base_quantization(config.base_quantization, accelerator.device)  # before loading: nf4 needs CUDA
+    model = ModelCache(replace(training_settings(settings, config.base_quantization), device=device, dtype="float32",
                                speed="quality")).get(config.base_model)
     try:
         check_run_family(config.family, model.family)
@@ -205,6 +207,7 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     except FamilyRefused as exc:
         raise TrainingStopped(f"{config.base_model!r}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
+    frozen_bytes = base_bytes(getattr(pipe, family.denoiser))  # the base's weights as they train (quantised or not)
     for part in (family.denoiser, "vae", *family.text_encoders):
         getattr(pipe, part).requires_grad_(False)
     resolution = config.resolution or native
@@ -250,7 +253,8 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     if not start and _had_steps(run_dir / "progress.jsonl"):
         log.write("note", message="the previous attempt stopped before its first checkpoint; starting clean")
     log.write("start", step=start, steps=config.steps, resumed=start > 0, images=len(data.prompts),
-              device=str(accelerator.device), threads=threads, processes=accelerator.num_processes)
+              device=str(accelerator.device), threads=threads, processes=accelerator.num_processes,
+              base_quantization=config.base_quantization, base_bytes=frozen_bytes)
     trainee = Trainee(family, denoiser, pipe, family.training_scheduler(pipe))
     sample_size = None if resolution == native else (resolution, resolution)
     sample_prompts = list(config.sample_prompts) or [data.prompts[0], without_trigger(data.prompts[0], config)]

@@ -17,8 +17,8 @@ from t2i.request import RequestError
 from t2i.settings import Settings
 from t2i.studio import Studio
 from t2i.models.families import FAMILIES
-from t2i.train.config import (DEFAULT_PRESET, LR_SCHEDULERS, METHODS, OPTIMIZERS, PRESETS, TIMESTEP_BIASES,
-                              form_overrides, preset_config)
+from t2i.train.config import (BASE_QUANTIZATIONS, DEFAULT_PRESET, LR_SCHEDULERS, METHODS, OPTIMIZERS, PRESETS,
+                              TIMESTEP_BIASES, form_overrides, preset_config)
 from t2i.train.actions import TrainingStudio
 from t2i.train.family_training import TRAINABLE_FAMILIES
 from t2i.train.style_check import texture_note  # fine detail that the default base model's VAE loses
@@ -43,6 +43,9 @@ ADVANCED = {
     "timestep_bias": (gr.Dropdown, {"label": "Timestep bias", "choices": list(TIMESTEP_BIASES),
                                     "info": "low_noise: more training on fine detail and texture"}),
     "timestep_bias_multiplier": (gr.Number, {"label": "Timestep bias strength", "minimum": 0}),
+    "base_quantization": (gr.Dropdown, {"label": "Quantised base (QLoRA)", "choices": list(BASE_QUANTIZATIONS),
+                                        "info": "the frozen model's weights: int8 (CPU and GPU) or nf4 (CUDA, "
+                                                "bitsandbytes); the LoRA stays full precision"}),
 }
 
 
@@ -169,13 +172,14 @@ def create_train_tab(studio: Studio) -> None:
               lr_warmup_steps=defaults.lr_warmup_steps,
               min_snr_gamma=defaults.min_snr_gamma, noise_offset=defaults.noise_offset, ema_decay=defaults.ema_decay,
               shuffle_tags=defaults.shuffle_tags, keep_tokens=defaults.keep_tokens,
-              timestep_bias=defaults.timestep_bias, timestep_bias_multiplier=defaults.timestep_bias_multiplier):
+              timestep_bias=defaults.timestep_bias, timestep_bias_multiplier=defaults.timestep_bias_multiplier,
+              base_quantization=defaults.base_quantization):
         # named one by one (in ADVANCED's order) so that API callers see the field names
         options = dict(learning_rate=learning_rate, text_encoder_lr=text_encoder_lr, optimizer=optimizer,
                        lr_scheduler=lr_scheduler, lr_warmup_steps=lr_warmup_steps, min_snr_gamma=min_snr_gamma,
                        noise_offset=noise_offset, ema_decay=ema_decay, shuffle_tags=shuffle_tags,
                        keep_tokens=keep_tokens, timestep_bias=timestep_bias,
-                       timestep_bias_multiplier=timestep_bias_multiplier)
+                       timestep_bias_multiplier=timestep_bias_multiplier, base_quantization=base_quantization)
         rows = table.values.tolist() if isinstance(table, pd.DataFrame) else (table or [])
         extra = {"checkpoint_every": int(checkpoint_every)} if checkpoint_every else {}
         if base_model:
