@@ -6,13 +6,14 @@ Matching, on the Latin reading read twice (leet symbols as letters, and as separ
 1. phrases of the [allow] lists are taken out first ("naked eye", "breast stroke", "árboles desnudos");
 2. any word, phrase, two neighbouring words written apart ("po rn") or run of spaced-out letters
    ("n u d e") that is a category's term; chunks with separators inside ("n.u-d_e") and masked letters ("p*rn");
-then the Russian lists word by word on the Cyrillic reading, and the Japanese, Chinese and Korean lists as
+then the Russian lists word by word on the Cyrillic reading (as written, and by Snowball stem), and the Japanese, Chinese and Korean lists as
 substrings of the native reading without spaces and punctuation (allowed phrases taken out first);
 3. sexual_minors: a [minor] word (or an age under 18) with a sexual or [suggestive] word anywhere in the text;
 4. sexual: a [remove] word followed closely by a [clothing] word ("without clothes");
-5. hate: a [group] of people with a [dehumanizing] word ("immigrants are vermin"); violence_gore: a [dead]
-   body with a [bloody] word ("a corpse in a pool of blood"); self_harm: a [blade] with a [wrist] ("a razor
-   on her wrist");
+5. hate: a [group] of people with a [dehumanizing] word ("immigrants are vermin"), or an [atrocity] with a
+   [glorify] word ("a poster celebrating the death camps"); violence_gore: a [dead] body with a [bloody] word
+   ("a corpse in a pool of blood"); self_harm: a [blade] with a [wrist] ("a razor on her wrist"), or a [ledge]
+   with a [leap] ("on the edge of a rooftop, about to jump");
 6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity".
 """
 
@@ -24,8 +25,8 @@ from t2i.plugins import PromptChecker, Verdict
 from t2i.safety.categories import CATEGORIES
 
 from .classifier import offensive_probability
-from .normalize import joined_chunks, masked_chunks, native, plain_words, readable, tokens
-from .wordlists import NOT_LETTERS, REMOVAL_REACH, Lexicon, Terms, load_lexicon
+from .normalize import joined_chunks, joined_letters, masked_chunks, native, plain_words, readable, tokens
+from .wordlists import NOT_LETTERS, REMOVAL_REACH, Lexicon, Terms, load_lexicon, russian_stems
 
 DEFAULT_THRESHOLDS = {"profanity": 0.9}
 LIST_CATEGORIES = tuple(c for c in CATEGORIES if c != "sexual_minors") + ("sexual_minors",)
@@ -37,7 +38,8 @@ AGE = re.compile(r"(\d{1,2})\s*-?\s*(?:years?\s*-?\s*old|yo|y/o|anos|ans|jahre|j
                  r"歳|岁|歲|살)")
 ADULT_AGE = 18
 # a category found when a word of each of two context sections is in the text
-COMBINATIONS = (("hate", "group", "dehumanizing"), ("violence_gore", "dead", "bloody"), ("self_harm", "blade", "wrist"))
+COMBINATIONS = (("hate", "group", "dehumanizing"), ("hate", "atrocity", "glorify"), ("violence_gore", "dead", "bloody"),
+                ("self_harm", "blade", "wrist"), ("self_harm", "ledge", "leap"))
 
 
 class PromptModeration(PromptChecker):
@@ -50,9 +52,11 @@ class PromptModeration(PromptChecker):
     def __init__(self, thresholds: dict[str, float] = DEFAULT_THRESHOLDS):
         self.thresholds = dict(thresholds)
         self.lexicon: Lexicon = load_lexicon()
+        # allowed phrases, their words apart or joined by a hyphen, dot or underscore; "word*" ends in any letters
         allow = sorted(self.lexicon.latin["allow"].written, key=len, reverse=True)
         self._allow_pattern = re.compile(r"\b(?:" + "|".join(
-            r"\s+".join(map(re.escape, p.split())) for p in allow) + r")\b") if allow else None
+            r"[\s._-]+".join(re.escape(w.rstrip("*")) + (r"\w*" if w.endswith("*") else "") for w in p.split())
+            for p in allow) + r")\b") if allow else None
 
     def check_prompt(self, text: str) -> Verdict:
         """Flag a prompt whose normalised words hit a category's lists, or that the classifier scores as abusive."""
@@ -60,7 +64,9 @@ class PromptModeration(PromptChecker):
         found = self._latin_hits(latin)
         for category, reason in {**self._cyrillic_hits(own), **self._substring_hits(own)}.items():
             found.setdefault(category, reason)
-        view = (tokens(self._without_allowed(latin)), self._cyrillic_words(own), self._compact(own))
+        cyrillic = self._cyrillic_words(own)
+        view = (joined_letters(tokens(self._without_allowed(latin))), cyrillic, russian_stems(cyrillic),
+                self._compact(own))
         if "sexual_minors" not in found and self._mentions_minor(own, view) and (
                 "sexual" in found or self._mentions("suggestive", view)):
             found["sexual_minors"] = "a minor in a sexual or suggestive context"
@@ -80,8 +86,10 @@ class PromptModeration(PromptChecker):
 
     def _latin_hits(self, text: str) -> dict[str, str]:
         found: dict[str, str] = {}
-        for symbols_are_letters in (True, False):
-            words = self._allowed_blanked(tokens(text, symbols_are_letters), self.lexicon.latin["allow"])
+        readings = [tokens(text, symbols_are_letters) for symbols_are_letters in (True, False)]
+        readings += [joined for joined in map(joined_letters, readings) if joined not in readings]
+        for words in readings:
+            words = self._allowed_blanked(words, self.lexicon.latin["allow"])
             for category in LIST_CATEGORIES:
                 reason = found.get(category) or _word_reason(self.lexicon.latin[category], words)
                 if reason:
@@ -107,8 +115,8 @@ class PromptModeration(PromptChecker):
 
     @staticmethod
     def _allowed_blanked(words: list[str], allow: Terms) -> list[str]:
-        """The words with every allowed phrase replaced by empty words (so it neither matches nor joins)."""
-        words = list(words)
+        """The words with every allowed word and phrase replaced by empty words (so it neither matches nor joins)."""
+        words = ["" if allow.matches(word) else word for word in words]
         for i in range(len(words)):
             phrase = allow.phrase_at(words, i)
             if phrase:
@@ -117,18 +125,21 @@ class PromptModeration(PromptChecker):
 
     # -- Cyrillic (ru), word by word; CJK (ja zh ko), substrings
     def _cyrillic_words(self, own: str) -> list[str]:
-        return self._allowed_blanked(CYRILLIC_WORD.findall(own), self.lexicon.cyrillic["allow"])
+        return self._allowed_blanked(joined_letters(CYRILLIC_WORD.findall(own)), self.lexicon.cyrillic["allow"])
 
     def _cyrillic_hits(self, own: str) -> dict[str, str]:
         words = self._cyrillic_words(own)
         if not any(words):
             return {}
+        stems = russian_stems(words)
         found = {}
         for category in LIST_CATEGORIES:
-            reason = _word_reason(self.lexicon.cyrillic[category], words, spelled_out=False)
+            reason = (_word_reason(self.lexicon.cyrillic[category], words, spelled_out=False)
+                      or _word_reason(self.lexicon.cyrillic_stems[category], stems, spelled_out=False, joined=False))
             if reason:
                 found[category] = reason
-        if "sexual" not in found and _undressing(self.lexicon.cyrillic, words):
+        if "sexual" not in found and (_undressing(self.lexicon.cyrillic, words)
+                                      or _undressing(self.lexicon.cyrillic_stems, stems)):
             found["sexual"] = "undressing"
         return found
 
@@ -151,11 +162,12 @@ class PromptModeration(PromptChecker):
     def _mentions_minor(self, own: str, view: tuple) -> bool:
         return any(int(age) < ADULT_AGE for age in AGE.findall(own)) or self._mentions("minor", view)
 
-    def _mentions(self, section: str, view: tuple[list[str], list[str], str]) -> bool:
-        """Whether a word or phrase of this section is in the text (its Latin words, Cyrillic words, compacted
-        text), in any script."""
-        latin_words, cyrillic_words, compact = view
+    def _mentions(self, section: str, view: tuple[list[str], list[str], list[str], str]) -> bool:
+        """Whether a word or phrase of this section is in the text (its Latin words, Cyrillic words and their
+        stems, compacted text), in any script."""
+        latin_words, cyrillic_words, cyrillic_stems, compact = view
         return (_has(self.lexicon.latin[section], latin_words) or _has(self.lexicon.cyrillic[section], cyrillic_words)
+                or _has(self.lexicon.cyrillic_stems[section], cyrillic_stems)
                 or self.lexicon.substrings[section].find(compact) is not None)
 
 
@@ -163,8 +175,9 @@ def _has(terms: Terms, words: list[str]) -> bool:
     return any(map(terms.matches, words)) or any(terms.phrase_at(words, i) for i in range(len(words)))
 
 
-def _word_reason(terms: Terms, words: list[str], spelled_out: bool = True) -> str | None:
-    """Why these words hit a section: a word, a phrase, a word split by a space, or spaced-out letters."""
+def _word_reason(terms: Terms, words: list[str], spelled_out: bool = True, joined: bool = True) -> str | None:
+    """Why these words hit a section: a word, a phrase, a word split by a space (when `joined`), or spaced-out
+    letters (when `spelled_out`)."""
     for i, word in enumerate(words):
         if terms.matches(word):
             return f"term ({word})"
@@ -172,7 +185,7 @@ def _word_reason(terms: Terms, words: list[str], spelled_out: bool = True) -> st
         if phrase:
             return f"phrase ({' '.join(phrase)})"
         after = words[i + 1] if i + 1 < len(words) else ""
-        if word and after and not {word, after} & FUNCTION_WORDS and terms.matches(word + after):
+        if joined and word and after and not {word, after} & FUNCTION_WORDS and terms.matches(word + after):
             return f"term split by a space ({word} {after})"
     if spelled_out:
         for run in re.findall(r"(?:\b[a-z] ){2,}[a-z]\b", " ".join(w or "_" for w in words)):

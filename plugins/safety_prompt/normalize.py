@@ -3,7 +3,8 @@
 Two readings of a prompt, both built from `native`:
 - `native`: Unicode NFKC (full-width, half-width katakana, mathematical and circled letters), dropping format and
   invisible characters (zero-width spaces and joiners, soft hyphens, Hangul fillers, braille blanks), case
-  folding, dropping combining marks (nüde, Zalgo text; the kana voicing marks stay, so ば stays ば), and folding
+  folding, dropping combining marks (nüde, Zalgo text; the kana voicing marks stay, so ば stays ば, and so does
+  the breve of Russian й), and folding
   the letter forms NFKC leaves alone (small capitals, regional indicators, negative circled/squared and
   parenthesised letters, barred and hooked letters such as ø, ł, ɴ, ᴀ) to their plain Latin letter. Scripts
   stay: Russian, Japanese, Chinese and Korean words are matched on this reading; Latin look-alikes inside a
@@ -48,6 +49,7 @@ def confusables_to_ascii() -> dict[str, str]:
 # invisible characters that are letters or symbols by category, so dropping format characters (Cf) misses them
 INVISIBLE = dict.fromkeys(map(ord, "\u115f\u1160\u3164\uffa0\u2800\u180e"), None)
 KANA_VOICING = ("\u3099", "\u309a")
+CYRILLIC_SHORT_MARK = "\u0306"  # the breve of й, a letter of its own in Russian ("голой" is not "голои")
 # Unicode names of letter forms NFKC does not fold, with the plain letter as group 1
 LETTER_FORM_NAMES = re.compile(
     r"LATIN LETTER SMALL CAPITAL ([A-Z])|(?:NEGATIVE )?(?:CIRCLED|SQUARED|PARENTHESIZED) LATIN (?:CAPITAL|SMALL) "
@@ -79,8 +81,9 @@ def undisguised(text: str) -> str:
     # letter forms first: NFKC would turn ⒩ into "(n)"
     text = unicodedata.normalize("NFKC", text.translate(letter_forms())).translate(INVISIBLE)
     text = "".join(c for c in text if unicodedata.category(c) != "Cf").casefold()
-    text = "".join(c for c in unicodedata.normalize("NFD", text)
-                   if not unicodedata.combining(c) or c in KANA_VOICING)
+    decomposed = unicodedata.normalize("NFD", text)
+    text = "".join(c for i, c in enumerate(decomposed) if not unicodedata.combining(c) or c in KANA_VOICING
+                   or (c == CYRILLIC_SHORT_MARK and decomposed[i - 1:i] == "и"))
     return unicodedata.normalize("NFC", text.translate(letter_forms()))  # again: NFKC made some (ｎ̸)
 
 
@@ -93,7 +96,14 @@ def native(text: str) -> str:
 def readable(text: str) -> str:
     """The text as a reader of Latin script sees it: undisguised, with homoglyphs as Latin letters."""
     mapping = confusables_to_ascii()
-    return unicodedata.normalize("NFC", "".join(mapping.get(c, c) for c in undisguised(text)))
+
+    def as_latin(word: re.Match) -> str:
+        # a Cyrillic word with a letter that imitates no Latin one ("прыгают") is Russian, not a disguise
+        if CYRILLIC_WORD.fullmatch(word.group(0)) and not re.search(r"[a-z]", word.group(0)) and any(
+                "\u0400" <= c <= "\u04ff" and c not in mapping for c in word.group(0)):
+            return word.group(0)
+        return "".join(mapping.get(c, c) for c in word.group(0))
+    return unicodedata.normalize("NFC", re.sub(r"\S+", as_latin, undisguised(text)))
 
 
 def fold(word: str) -> str:
@@ -111,6 +121,20 @@ def tokens(text: str, symbols_are_letters: bool = True) -> list[str]:
     if not symbols_are_letters:
         text = text.translate({ord(c): " " for c in LEET_SYMBOLS})
     return WORD.findall(text.translate(LEET))
+
+
+def joined_letters(words: list[str]) -> list[str]:
+    """The words with each run of three or more one-letter words joined into one ("p o g r o m" -> "pogrom")."""
+    joined: list[str] = []
+    run: list[str] = []
+    for word in [*words, ""]:
+        if len(word) == 1:
+            run.append(word)
+            continue
+        joined += ["".join(run)] if len(run) >= 3 else run
+        run = []
+        joined.append(word)
+    return joined[:-1]
 
 
 def joined_chunks(text: str) -> list[str]:

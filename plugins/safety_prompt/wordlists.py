@@ -1,7 +1,8 @@
 """The word lists of lists/<language>.txt, folded into the matching form of their script.
 
 Latin-script languages (en es fr de pt it) are merged and matched word by word on the Latin reading; Russian
-word by word on the Cyrillic reading; Japanese, Chinese and Korean as substrings of the native reading with
+word by word on the Cyrillic reading, as written and by Snowball stem (so an entry matches in any of its case and
+gender endings: "голая" also finds "голую", "голыми"); Japanese, Chinese and Korean as substrings of the native reading with
 spaces and punctuation taken out (see normalize.py for the readings).
 """
 
@@ -13,6 +14,8 @@ from pathlib import Path
 
 from t2i.safety.categories import CATEGORIES
 
+import snowballstemmer
+
 from .normalize import fold, native, readable, spellings
 
 LISTS_DIR = Path(__file__).resolve().parent / "lists"
@@ -22,21 +25,32 @@ SUBSTRING_LANGUAGES = ("ja", "zh", "ko")
 LANGUAGES = LATIN_LANGUAGES + CYRILLIC_LANGUAGES + SUBSTRING_LANGUAGES
 # context sections: a [minor] with a sexual or [suggestive] word is sexual_minors, a [remove] word before a
 # [clothing] word is sexual, a [group] with a [dehumanizing] word is hate, a [dead] body with a [bloody] word is
-# gore, a [blade] with a [wrist] is self-harm
-CONTEXTS = ("minor", "suggestive", "clothing", "remove", "group", "dehumanizing", "dead", "bloody", "blade", "wrist")
+# gore, a [blade] with a [wrist] is self-harm, an [atrocity] with a [glorify] word is hate ("a poster celebrating
+# the death camps"), a [ledge] with a [leap] is self-harm ("on the edge of a rooftop, about to jump")
+CONTEXTS = ("minor", "suggestive", "clothing", "remove", "group", "dehumanizing", "dead", "bloody", "blade", "wrist",
+            "atrocity", "glorify", "ledge", "leap")
 SECTIONS = (*CATEGORIES, *CONTEXTS, "allow")
 PLURALS = ("s", "es")
 REMOVAL_REACH = 3  # words after "without"/"no"/"removing" that a clothing word may be
 NOT_LETTERS = re.compile(r"[\W_]+")
+# a stem this short says too little ("гол" is both "naked" and "a goal"): such entries match only as written
+MIN_STEM = 4
+_RUSSIAN = snowballstemmer.stemmer("russian")
+
+
+def russian_stems(words: list[str]) -> list[str]:
+    """Each Russian word's Snowball stem ("голую" -> "гол", "трупами" -> "труп"); empty words stay empty."""
+    return [_RUSSIAN.stemWord(word) if word else "" for word in words]
 
 
 @dataclass
 class Terms:
-    """One section of the word lists: exact words (with plurals), prefixes, and phrases, all folded."""
+    """One section of the word lists: exact words (with plurals), prefixes, and phrases (whose words may end in
+    "*": any ending), all folded."""
 
     words: set[str] = field(default_factory=set)
     prefixes: tuple[str, ...] = ()
-    phrases: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # by first word
+    phrases: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # by first word ("*": a prefix)
     written: list[str] = field(default_factory=list)  # entries as written, for matching unfolded text
     plurals: tuple[str, ...] = PLURALS
 
@@ -45,7 +59,7 @@ class Terms:
         self.written.append(entry)
         parts = [fold(p) for p in entry.split()]
         if len(parts) > 1:
-            self.phrases.setdefault(parts[0], []).append(tuple(parts))
+            self.phrases.setdefault("*" if parts[0].endswith("*") else parts[0], []).append(tuple(parts))
             entry = "".join(parts)  # written together it is one word
         else:
             entry = parts[0]
@@ -71,8 +85,10 @@ class Terms:
 
     def phrase_at(self, words: list[str], i: int) -> tuple[str, ...] | None:
         """The phrase starting at word i, if one does."""
-        for phrase in self.phrases.get(words[i], ()) if i < len(words) else ():
-            if tuple(words[i:i + len(phrase)]) == phrase:
+        for phrase in [*self.phrases.get(words[i], ()), *self.phrases.get("*", ())] if i < len(words) else ():
+            here = words[i:i + len(phrase)]
+            if len(here) == len(phrase) and all(
+                    w == p or (p.endswith("*") and w.startswith(p[:-1])) for w, p in zip(here, phrase)):
                 return phrase
         return None
 
@@ -102,6 +118,7 @@ class Lexicon:
     latin: dict[str, Terms]
     cyrillic: dict[str, Terms]
     substrings: dict[str, Substrings]
+    cyrillic_stems: dict[str, Terms] = field(default_factory=dict)  # the Russian entries by stem
 
 
 def read_sections(path: Path) -> dict[str, list[str]]:
@@ -126,7 +143,7 @@ def read_sections(path: Path) -> dict[str, list[str]]:
 def load_lexicon(folder: Path = LISTS_DIR) -> Lexicon:
     """The lists of every language, folded into the form their reading matches."""
     lexicon = Lexicon({s: Terms() for s in SECTIONS}, {s: Terms(plurals=()) for s in SECTIONS},
-                      {s: Substrings() for s in SECTIONS})
+                      {s: Substrings() for s in SECTIONS}, {s: Terms(plurals=()) for s in SECTIONS})
     for language in LANGUAGES:
         for section, entries in read_sections(folder / f"{language}.txt").items():
             for entry in entries:
@@ -134,6 +151,9 @@ def load_lexicon(folder: Path = LISTS_DIR) -> Lexicon:
                     lexicon.latin[section].add(readable(entry))
                 elif language in CYRILLIC_LANGUAGES:
                     lexicon.cyrillic[section].add(native(entry))
+                    stems = russian_stems(native(entry).split())
+                    if not entry.endswith("*") and (len(stems) > 1 or len(stems[0]) >= MIN_STEM):
+                        lexicon.cyrillic_stems[section].add(" ".join(stems))
                 else:
                     lexicon.substrings[section].add(native(entry))
     return lexicon
