@@ -169,8 +169,10 @@ def _sync(device: torch.device) -> None:
 
 
 def run_case(name: str, base: str, checkpointing: bool, device: torch.device, tiny: bool, warmup: int,
-             steps: int) -> dict:
-    """Build one architecture, put the trainer's LoRA on it and time `steps` optimizer updates after `warmup`."""
+             steps: int, mixed_precision: str | None = None) -> dict:
+    """Build one architecture, put the trainer's LoRA on it and time `steps` optimizer updates after `warmup`.
+    `mixed_precision` None: the trainer's choice ("auto": bf16 on a GPU, none on a CPU) for a float32 base, bf16
+    for the others; "bf16" on a CPU runs a float32 base as a GPU does (bf16 autocast)."""
     from diffusers.training_utils import cast_training_params
     from peft import LoraConfig
 
@@ -187,7 +189,7 @@ def run_case(name: str, base: str, checkpointing: bool, device: torch.device, ti
     # images (prior preservation would add a second denoiser pass per step); a bf16 base needs bf16 autocast
     config = replace(preset_config(DEFAULT_PRESET, arch.family), name="bench", batch_size=1, steps=warmup + steps,
                      train_text_encoder=False, prior_preservation=False, gradient_checkpointing=checkpointing,
-                     mixed_precision="auto" if base == "float32" else "bf16")
+                     mixed_precision=mixed_precision or ("auto" if base == "float32" else "bf16"))
     config.validate()
     accelerator = _accelerator(config, device.type)
     if device.type == "cuda":
@@ -252,6 +254,7 @@ def run_case(name: str, base: str, checkpointing: bool, device: torch.device, ti
             "step_s": statistics.median(timed), "times_s": timed, "warmup_steps": warmup,
             "weights_gpu_bytes": weights_bytes,
             "peak_gpu_bytes": torch.cuda.max_memory_allocated() if device.type == "cuda" else None,
+            "peak_gpu_reserved_bytes": torch.cuda.max_memory_reserved() if device.type == "cuda" else None,
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "losses": losses, "finite": all(math.isfinite(x) for x in losses), "lora_b_norm": lora_b_norm}
 
