@@ -1,7 +1,9 @@
 """Multi-process training (T2I_TRAIN_PROCESSES=2, gloo on CPU) on the embedded model, as the runner starts it: the
 launcher killed with SIGKILL after a checkpoint takes its ranks with it, Resume finishes at the configured step,
 each step is logged once per attempt, both ranks end with the same LoRA (text encoder included), and the LoRA is
-in the library.
+in the library. The same on a tiny SDXL model (both text encoders trained): resumed from a checkpoint, it ends bit
+for bit where the run straight through ends, both ranks agree, and its sample is the SDXL pipeline's image with the
+exported LoRA.
 
 torch's rendezvous store (TCPStore) listens on every interface, whatever address it is given (checked with `ss`),
 so the test runs itself again inside a loopback-only network namespace (t2i.ray.loopback)."""
@@ -12,6 +14,7 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,12 +22,23 @@ import sys
 import pytest
 from safetensors import safe_open
 
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
 from t2i.embedded.world import SHAPES, Scene, ShapeObject, render
+from t2i.models.tiny import save_tiny_model
 from t2i.train.config import config_from_preset
 from t2i.train.dataset import prepare_dataset
+from t2i.train.launch import trainer_command, trainer_environment
+from t2i.settings import Settings
 from t2i.train.runner import TrainingRunner, trained_elsewhere
 
+from test_train_lora import _env, _events, _make_run
 from test_train_resume import _until
+from train_family_helpers import RUN, load_pipeline, same_tensors
 
 pytestmark = pytest.mark.slow  # two trainer launches of two processes each
 
@@ -50,11 +64,11 @@ def _dataset(folder):
     return prepare_dataset([folder])
 
 
-def test_two_processes_resume_after_kill_and_end_with_equal_weights(request, tmp_path):
-    """Run the body below in a loopback-only network namespace."""
+def _in_loopback(request, body) -> None:
+    """Run `body` here when this process sees only loopback, else this test again in a loopback-only namespace."""
     from t2i.ray.loopback import loopback_command, loopback_environment, only_loopback, unavailable_reason
     if only_loopback():
-        _two_processes_resume_after_kill_and_end_with_equal_weights(request.getfixturevalue("runner"), tmp_path)
+        body()
         return
     if reason := unavailable_reason():
         pytest.skip(reason)
@@ -62,6 +76,15 @@ def test_two_processes_resume_after_kill_and_end_with_equal_weights(request, tmp
     done = subprocess.run(loopback_command(command), env=loopback_environment(), capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "1 passed" in done.stdout, done.stdout[-2000:]
+
+
+def test_two_processes_resume_after_kill_and_end_with_equal_weights(request, tmp_path):
+    _in_loopback(request, lambda: _two_processes_resume_after_kill_and_end_with_equal_weights(
+        request.getfixturevalue("runner"), tmp_path))
+
+
+def test_sdxl_on_two_processes_resumes_bit_for_bit_and_samples_with_its_pipeline(request, tmp_path):
+    _in_loopback(request, lambda: _sdxl_on_two_processes(tmp_path))
 
 
 def _two_processes_resume_after_kill_and_end_with_equal_weights(runner, tmp_path):
@@ -98,3 +121,54 @@ def _two_processes_resume_after_kill_and_end_with_equal_weights(runner, tmp_path
     with safe_open(done.lora, "pt") as lora:
         keys = list(lora.keys())
     assert any(key.startswith("unet.") for key in keys) and any(key.startswith("text_encoder.") for key in keys)
+
+
+def _launch(run: Path, lora_dir: Path, tmp_path: Path) -> subprocess.Popen:
+    """The trainer on 2 processes, launched as the runner launches it."""
+    settings = dataclasses.replace(Settings(), train_processes=2, train_accelerate_config="")
+    return subprocess.Popen(trainer_command(run, lora_dir, settings),
+                            env={**trainer_environment(settings), **_env(tmp_path), "T2I_TRAIN_THREADS": "2"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finished(process: subprocess.Popen) -> Path:
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-3000:]
+    return Path(out.strip().splitlines()[-1])
+
+
+def _sdxl_on_two_processes(tmp_path):
+    model = save_tiny_model("sdxl", tmp_path / "model")
+    # 4 steps, a checkpoint at 2, samples only at the end; both text encoders train (SDXL's first one leaves its
+    # last layer's LoRA without a gradient, which DDP must be told about)
+    settings = {**RUN, "base_model": str(model), "family": "sdxl", "steps": 4, "checkpoint_every": 2,
+                "batch_size": 1, "train_text_encoder": True, "text_encoder_lr": 1e-3}
+    straight = _make_run(tmp_path / "straight", **settings)
+    lora = _finished(_launch(straight, tmp_path / "loras-straight", tmp_path))
+
+    # the same run stopped after its checkpoint at step 2 (a kill of the launcher is tested above): the run folder
+    # as it was then, and the trainer started on it again
+    resumed_run = tmp_path / "resumed" / "run"
+    shutil.copytree(straight / "dataset", resumed_run / "dataset")
+    shutil.copy(straight / "config.json", resumed_run / "config.json")
+    shutil.copytree(straight / "checkpoints" / "step-000002", resumed_run / "checkpoints" / "step-000002")
+    resumed = _finished(_launch(resumed_run, tmp_path / "loras-resumed", tmp_path))
+
+    starts = [event for run in (straight, resumed_run) for event in _events(run) if event["event"] == "start"]
+    assert [(s["step"], s["resumed"], s["processes"]) for s in starts] == [(0, False, 2), (2, True, 2)]
+    for run in (straight, resumed_run):
+        done = [event for event in _events(run) if event["event"] == "done"][-1]
+        assert len(done["rank_weights_sha256"]) == 2 and len(set(done["rank_weights_sha256"])) == 1
+    assert same_tensors(lora, resumed)  # the optimizer state and both ranks' generators: all restored
+    with safe_open(lora, "pt") as handle:
+        assert {key.split(".")[0] for key in handle.keys()} == {"unet", "text_encoder", "text_encoder_2"}
+        assert handle.metadata()["t2i_family"] == "sdxl"
+
+    # the sample the run shows is the SDXL pipeline's image with the exported LoRA (same seed, steps and size)
+    done = [event for event in _events(straight) if event["event"] == "done"][-1]
+    pipe = load_pipeline(model)
+    pipe.load_lora_weights(str(lora))
+    expected = pipe(done["prompts"][0], num_inference_steps=20, generator=torch.Generator().manual_seed(0),
+                    width=RUN["resolution"], height=RUN["resolution"]).images[0]
+    assert type(pipe).__name__ == "StableDiffusionXLPipeline"
+    assert np.array_equal(np.asarray(Image.open(done["images"][0]).convert("RGB")), np.asarray(expected))
