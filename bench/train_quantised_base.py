@@ -7,9 +7,9 @@ Per run: the denoiser's weight bytes as it trains (the trainer's `start` event),
 the steps after the second, the last steps' loss.
 
 `--real`: the frozen base's bytes on the real architectures (SDXL's UNet from bench/configs, 2.57B parameters;
-Flux.1-dev's transformer, 11.9B, and its T5-XXL encoder, which the trainer quantises with it): the model is built on the meta device (no memory), each distinct Linear shape is
-quantised once for real with the trainer's int8 path (torchao int8 weight-only) and its bytes measured, then summed
-over the layers; the layers left alone (convolutions, norms, embeddings) keep their bytes. nf4 is computed from
+Flux.1-dev's transformer, 11.9B, and its T5-XXL encoder, which the trainer quantises with it): the model is built on
+the meta device (no memory), each distinct Linear shape is quantised once for real with the trainer's int8 path
+(torchao int8 weight-only) and its bytes measured, then summed over the layers; the layers left alone (convolutions, norms, embeddings) keep their bytes. nf4 is computed from
 bitsandbytes' layout (4 bits a weight plus a float32 absmax per 64-weight block; no double quantisation, which is
 diffusers' BitsAndBytesConfig default), as bitsandbytes cannot quantise without CUDA. Step times on the real
 architectures are not measured by this bench (they need a GPU; none was lent when it was written).
@@ -106,10 +106,9 @@ def tiny(steps: int, reps: int, threads: int) -> dict:
                                       "last_losses_per_run": [r["last_losses"] for r in items]}
                                for base, items in runs.items()}
             full = results[family]["none"]
-            for base in bases:
-                results[family][base]["bytes_vs_none"] = round(results[family][base]["base_bytes"] / full["base_bytes"], 3)
-                results[family][base]["step_time_vs_none"] = round(
-                    results[family][base]["median_step_s"] / full["median_step_s"], 3)
+            for row in results[family].values():
+                row["bytes_vs_none"] = round(row["base_bytes"] / full["base_bytes"], 3)
+                row["step_time_vs_none"] = round(row["median_step_s"] / full["median_step_s"], 3)
     return results
 
 
@@ -168,8 +167,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.real:
         result = {"real": real()}
-        path = write_result("train_quantised_base_real", result,
-                            "SDXL UNet (bench/configs), Flux.1-dev transformer and T5-XXL encoder, meta device (no weights)")
+        path = write_result("train_quantised_base_real", result, "SDXL UNet (bench/configs), Flux.1-dev transformer "
+                                                                 "and T5-XXL encoder, meta device (no weights)")
     else:
         result = {"steps": args.steps, "reps": args.reps, "threads": args.threads, "tiny": tiny(args.steps, args.reps,
                                                                                               args.threads)}
