@@ -10,8 +10,9 @@ the steps after the second, the last steps' loss.
 Flux.1-dev's transformer, 11.9B, and its T5-XXL encoder, which the trainer quantises with it): the model is built on
 the meta device (no memory), each distinct Linear shape is quantised once for real with the trainer's int8 path
 (torchao int8 weight-only) and its bytes measured, then summed over the layers; the layers left alone
-(convolutions, norms, embeddings) keep their bytes. nf4 is computed from bitsandbytes' layout (4 bits a weight plus a float32 absmax per 64-weight block; no double quantisation, which is
-diffusers' BitsAndBytesConfig default), as bitsandbytes cannot quantise without CUDA. Step times on the real
+(convolutions, norms, embeddings) keep their bytes. nf4 is computed from bitsandbytes' layout (4 bits a weight plus
+a float32 absmax per 64-weight block; no double quantisation, diffusers' BitsAndBytesConfig default), as
+bitsandbytes cannot quantise without CUDA. Step times on the real
 architectures are not measured by this bench (they need a GPU; none was lent when it was written).
 
     python -m bench.train_quantised_base [--steps 12] [--reps 2] [--threads 1]
