@@ -5,11 +5,14 @@ built from its published configuration with random weights (compute does not dep
 embeddings and latents are tensors of the shapes the trainer caches (its text encoders are frozen and encoded
 once; the VAE encodes once before the loop), and everything else is the trainer's own code: the family's LoRA
 targets and objective (`training_for`, `training_loss`), the preset as it trains the family, the optimizer, the
-schedule and accelerate's mixed precision (`build_optimizer`, `build_lr_scheduler`, `_accelerator`).
+schedule and accelerate's mixed precision (`build_optimizer`, `build_lr_scheduler`, `_accelerator`). The LoRA
+set-up and the update (backward, clipping, optimizer and schedule steps) repeat `lora_trainer._train`'s few lines,
+as the trainer has no function for them.
 Each case (architecture x frozen base weights x gradient checkpointing) runs in its own process, so its peak GPU
 memory is its own and an out-of-memory or a hang costs only that case; the results file is rewritten after each.
 
-    python -m bench.train_real_arch --device cuda --out $OUT/train_real_arch.json   # every case, ~7 min on an H100
+    python -m bench.train_real_arch --fetch-wheels .whl        # here: what the GPU machine's image lacks
+    python -m bench.train_real_arch --device cuda --out $OUT/train_real_arch.json   # every case, within --budget
     python -m bench.train_real_arch --device cpu --tiny                             # the same code, tiny configs
     python -m bench.train_real_arch --build-rate                                    # CPU seconds per 1e9 parameters
     python -m bench.train_real_arch --table                                         # BENCHMARKS.md's table
@@ -192,8 +195,6 @@ def run_case(name: str, base: str, checkpointing: bool, device: torch.device, ti
                      mixed_precision=mixed_precision or ("auto" if base == "float32" else "bf16"))
     config.validate()
     accelerator = _accelerator(config, device.type)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
 
     started = time.perf_counter()
     denoiser = arch.build(device)
@@ -206,6 +207,9 @@ def run_case(name: str, base: str, checkpointing: bool, device: torch.device, ti
     _sync(device)
     build_s = time.perf_counter() - started
     parameters = sum(p.numel() for p in denoiser.parameters())
+    if device.type == "cuda":  # the peak of training, not of the float32 build a bf16 or int8 base is cast from
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
 
     # 1. the trainer's LoRA layers and optimizer (lora_trainer._train, step 1)
     torch.manual_seed(config.seed)
@@ -215,7 +219,7 @@ def run_case(name: str, base: str, checkpointing: bool, device: torch.device, ti
     if base != "float32":  # peft makes the LoRA in the base's dtype; it trains in float32
         cast_training_params(denoiser, dtype=torch.float32)
     trained = [p for p in denoiser.parameters() if p.requires_grad]
-    if checkpointing:
+    if checkpointing:  # the trainer turns it on on a GPU only; the case decides here, so CPU runs cover it too
         denoiser.enable_gradient_checkpointing()
     optimizer = build_optimizer([{"params": trained, "lr": config.learning_rate}], config, accelerator.device)
     prepared, optimizer = accelerator.prepare(denoiser, optimizer)
@@ -279,6 +283,7 @@ def run_all(device: str, tiny: bool, budget_s: float, out: Path, cases=CASES, re
         case = case_id(name, base, checkpointing)
         if left < MIN_CASE_S:
             rows.append({"case": case, "error": f"not run: {left:.0f} s of the run's time left"})
+            write(out, device, tiny, rows)
             continue
         limit = min(CASE_TIMEOUT_S[name], left)
         command = [sys.executable, "-m", "bench.train_real_arch", "--case", case, "--device", device,
@@ -370,15 +375,17 @@ def fetch_wheels(folder: Path) -> list[Path]:
 def markdown_table(path: Path = RESULTS_DIR / f"{RESULT_NAME}.json") -> str:
     """BENCHMARKS.md's table from a results file."""
     result = json.loads(path.read_text())
-    lines = ["| case | s/step | peak GPU GiB | weights GiB | trainable | build s |", "|---|---|---|---|---|---|"]
+    lines = ["| case | parameters | LoRA | autocast | s/step | peak GPU GiB (reserved) | weights GiB | build s |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
         if "step_s" not in row:
-            lines.append(f"| {row['case']} | {row['error']} | | | | |")
+            lines.append(f"| {row['case']} | {row['error']} | | | | | | |")
             continue
-        gib = [f"{row[k] / 2**30:.1f}" if row.get(k) is not None else "-" for k in ("peak_gpu_bytes",
-                                                                                   "weights_gpu_bytes")]
-        lines.append(f"| {row['case']} | {row['step_s']:.3f} | {gib[0]} | {gib[1]} | "
-                     f"{row['trainable_parameters'] / 1e6:.1f}M | {row['build_s']:.1f} |")
+        gib = {k: f"{row[k] / 2**30:.1f}" if row.get(k) is not None else "-"
+               for k in ("peak_gpu_bytes", "peak_gpu_reserved_bytes", "weights_gpu_bytes")}
+        lines.append(f"| {row['case']} | {row['parameters'] / 1e6:,.1f}M | {row['trainable_parameters'] / 1e6:.2f}M | "
+                     f"{row['mixed_precision']} | {row['step_s']:.3f} | {gib['peak_gpu_bytes']} "
+                     f"({gib['peak_gpu_reserved_bytes']}) | {gib['weights_gpu_bytes']} | {row['build_s']:.1f} |")
     info = result["machine"]
     lines.append(f"\nMeasured {result['time'][:10]} on {info.get('gpu', info['cpu'])} ({result['device']}), torch "
                  f"{info['torch']}, diffusers {info['diffusers']}{', tiny configs' if result['tiny'] else ''}.")
