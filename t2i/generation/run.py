@@ -12,10 +12,15 @@ A member that cancels loses only its own images (the call stops when no member w
 that belongs to one member (its prompt syntax, its conditioner, its progress callback, its safety screening)
 fails that member only; a failed shared call is retried one member at a time, so its error reaches only the
 member that causes it.
+
+A pipeline that draws noise from torch's global RNG instead of the generators (GLOBAL_RNG_PIPELINES) cannot give
+each image of one call its own seed's noise, so its members run alone and each of their images in a call of its
+own, with the global RNG seeded from that image's seed: image k of a batch is then the image its seed makes alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,11 +33,15 @@ from t2i.plugins import activated
 from t2i.generation.previews import latents_to_preview, preview_method
 from t2i.generation.progress import GenerationCancelled, ProgressCallback, ProgressEvent
 from t2i.generation.run_extras import RunExtras
-from t2i.request import GeneratedImage, GenerationResult
+from t2i.request import MAX_SEED, GeneratedImage, GenerationResult
 from t2i.safety.gate import SafetyGate
 from t2i.generation.samplers import make_scheduler
 from t2i.settings import Settings
 from t2i.generation.prepared import PreparedRequest
+
+# diffusers 0.42.1's SD3 ControlNet pipelines sample the control image's VAE latents with `latent_dist.sample()`, from
+# torch's global RNG, in one draw for every image of the call (the generators are not passed)
+GLOBAL_RNG_PIPELINES = frozenset({"StableDiffusion3ControlNetPipeline", "StableDiffusion3ControlNetInpaintingPipeline"})
 
 
 @dataclass(eq=False)
@@ -97,7 +106,10 @@ class Runner:
                 # 2. denoise, decode and finish: one call per batch for members whose embeddings have one shape
                 for call in _calls_by_shape([m for m in members if m.live]):
                     for batch in range(call[0].prepared.request.batch_count):
-                        self._run_call(call, batch)
+                        if _draws_global_rng(call[0]):
+                            self._run_images_apart(call[0], batch)
+                        else:
+                            self._run_call(call, batch)
             # 3. every member that still wants its images gets them all, or nothing
             for member in members:
                 if member.live:
@@ -124,6 +136,20 @@ class Runner:
         member.extras, described = self.extras.prepare(prepared, member.embeds)
         member.described = {**prepared.described(), **described}
 
+    def _run_images_apart(self, member: Member, batch: int) -> None:
+        """Each image of `member`'s batch in a call of its own, as the request of that one image and seed."""
+        for seed in member.prepared.seeds(batch):
+            if not member.live:
+                return
+            # a view of the member with one image whose seed in this batch is `seed`; it shares the member's image
+            # list, cancel event and progress callback, and its error is the member's
+            prepared = dataclasses.replace(member.prepared, request=dataclasses.replace(
+                member.prepared.request, batch_size=1), base_seed=(seed - batch) % (MAX_SEED + 1))
+            alone = dataclasses.replace(member, prepared=prepared)
+            self._run_call([alone], batch)
+            if alone.error is not None:
+                member.fail(alone.error)
+
     def _run_call(self, members: list[Member], batch: int) -> None:
         """One pipeline call for the live `members`; each gets its images, a failing one its error."""
         members = [m for m in members if m.live]
@@ -137,8 +163,8 @@ class Runner:
             with feature_cache(getattr(members[0].pipe, "unet", None), lead.model.cache["fast_path"].cache_interval), \
                     self.extras.around_call(members[0]), torch.random.fork_rng():
                 # (around_call: a VAE choice or hires fix, a member that runs alone.) torch's global RNG is seeded
-                # from the call's first seed and restored after: diffusers' SD3 ControlNet pipeline samples the
-                # control image's latents from it, not from the generators
+                # from the call's first seed and restored after: a GLOBAL_RNG_PIPELINES call holds one image, so
+                # that is its own seed
                 torch.manual_seed(seeds[0][0])
                 images = members[0].pipe(
                     **rows, **lead.guidance(), num_inference_steps=lead.request.steps,
@@ -219,11 +245,17 @@ class Runner:
         return [None if self.safety.screen_image(p, "preview", request_id=audit_id).flagged else p for p in previews]
 
 
+def _draws_global_rng(member: Member) -> bool:
+    return type(member.pipe).__name__ in GLOBAL_RNG_PIPELINES
+
+
 def _calls_by_shape(members: list[Member]) -> list[list[Member]]:
     calls: dict[tuple, list[Member]] = {}
     for member in members:  # texts for the pipeline's own encoder (lists) go together; it pads them itself
         shapes = tuple((name, tuple(value.shape) if isinstance(value, torch.Tensor) else "text")
                        for name, value in member.embeds.items())
+        if _draws_global_rng(member):  # alone (see the module's docstring)
+            shapes = (id(member),)
         calls.setdefault(shapes, []).append(member)
     return list(calls.values())
 
