@@ -20,8 +20,10 @@ Families beside Stable Diffusion live in their own modules (t2i/train/family_sdx
 register here, so TRAINABLE_FAMILIES is the one list the Train tab, the CLI and the messages use.
 
 Flux.1's object (family_flux.py) is built on t2i/train/flux_objective.py: its flow-matching noisy input and target,
-the shifted timestep sampling, the 2x2 latent packing and the guidance value for dev (it encodes the T5 + CLIP
-prompts itself, with the pipeline's encode_prompt); `noisy_batch` hands the loop the unpacked (batch, 16, h, w) layout and `predict` packs and unpacks.
+the shifted timestep sampling, the 2x2 latent packing and the guidance value for dev. It encodes its prompts itself:
+T5 with the pipeline's encode_prompt, once per prompt; CLIP-L's pooled embedding through the encoder it is given
+(trained or frozen). `noisy_batch` hands the loop the unpacked (batch, 16, h, w) layout and `predict` packs and
+unpacks.
 A finished LoRA's safetensors metadata names its family under FAMILY_KEY.
 """
 
