@@ -1,5 +1,6 @@
-"""The Train tab in a real browser: a run this browser started is offered for Resume after a reload and after a
-restart of the server; a visitor with another browser never sees it."""
+"""The Train tab in a real browser: the base-model box lists a tiny SDXL folder and not a tiny SD3 one, and choosing
+it sets "LoRA for"; a run this browser started is offered for Resume after a reload and after a restart of the
+server; a visitor with another browser never sees it."""
 
 import json
 import os
@@ -8,6 +9,7 @@ import shutil
 
 import pytest
 
+from t2i.models.tiny import save_tiny_model
 from test_train_hub import _unused_port
 from test_train_lora import _teal_images
 
@@ -42,16 +44,38 @@ def _stopped_run_options(page, screenshot: str = "") -> tuple[str, list[str]]:
     return reply, options
 
 
+def _choose_base_model(page, option: str, family: str) -> list[str]:
+    """Open the base-model box, pick `option` as a user does and wait for "LoRA for" to show `family`; return the
+    options the list showed."""
+    page.locator("#train_base_model input").click()
+    options = page.locator("#train_base_model").get_by_role("option")
+    options.first.wait_for()
+    shown = [text.split("\n")[-1] for text in options.all_inner_texts()]  # the chosen one has a check mark line
+    page.locator("#train_base_model").get_by_role("option", name=option, exact=True).click()
+    playwright.expect(page.locator("#train_family input")).to_have_value(family, timeout=30_000)
+    return shown
+
+
 def test_a_browser_finds_its_stopped_run_after_reload_and_restart_and_nobody_else_does(launch_app, tmp_path):
     images = _teal_images(tmp_path / "images", count=3)
+    save_tiny_model("sdxl", tmp_path / "models" / "tiny_xl")
+    save_tiny_model("sd3", tmp_path / "models" / "tiny_sd3")  # SD3 LoRAs cannot train: never offered
     port = _unused_port()
-    env = dict(T2I_TRAIN_LOCK=str(tmp_path / "train.lock"), T2I_TRAIN_THREADS="1")
+    env = dict(T2I_TRAIN_LOCK=str(tmp_path / "train.lock"), T2I_TRAIN_THREADS="1",
+               T2I_MODEL_DIR=str(tmp_path / "models"))
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         mine = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
         with launch_app(tmp_path / "app-data", port=port, **env) as url:
             _open_train_tab(mine, url)
+            playwright.expect(mine.locator("#train_family input")).to_have_value("Stable Diffusion 1.x/2.x")
+            options = _choose_base_model(mine, "tiny_xl (SDXL (Pony, Illustrious))", "SDXL (Pony, Illustrious)")
+            assert "tiny_xl (SDXL (Pony, Illustrious))" in options, options
+            assert not any("tiny_sd3" in option for option in options), options
+            os.makedirs(ARTIFACTS, exist_ok=True)
+            mine.screenshot(path=os.path.join(ARTIFACTS, "browser-train-sdxl-base.png"), full_page=True)
+            _choose_base_model(mine, "embedded (Stable Diffusion 1.x/2.x)", "Stable Diffusion 1.x/2.x")  # trains below
             mine.locator("#train_files input[type=file]").set_input_files(sorted(str(f) for f in images.iterdir()))
             mine.locator("#train_check").click()
             mine.locator("#train_notes").get_by_text("3 images").wait_for(timeout=120_000)
