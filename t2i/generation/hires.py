@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from t2i.generation.samplers import make_scheduler
+from t2i.generation.samplers import make_scheduler, seed_noise
 from t2i.models.upscalers import LATENT_MODES, UpscalerLibrary
 from t2i.request import GenerationRequest, RequestError
 from t2i.settings import Settings
@@ -85,6 +85,7 @@ def second_pass(model, request: GenerationRequest, first, plan: HiresPlan, rows:
     """The hires images from the first pass's output (`rows`: the pipeline's prompt arguments, one row per image)."""
     pipe = model.pipeline_for("img2img")
     pipe.scheduler = make_scheduler(request.hires_sampler or request.sampler, model.scheduler_config, model.family_spec)
+    seed_noise(pipe.scheduler, seeds)
     pipe.set_progress_bar_config(disable=True)
     image = upscale(first, request, plan.size, pipe, upscalers)
     return pipe(**rows, image=image, strength=request.hires_denoise,

@@ -35,7 +35,7 @@ from t2i.generation.progress import GenerationCancelled, ProgressCallback, Progr
 from t2i.generation.run_extras import RunExtras
 from t2i.request import MAX_SEED, GeneratedImage, GenerationResult
 from t2i.safety.gate import SafetyGate
-from t2i.generation.samplers import make_scheduler
+from t2i.generation.samplers import make_scheduler, seed_noise
 from t2i.settings import Settings
 from t2i.generation.prepared import PreparedRequest
 
@@ -166,6 +166,7 @@ class Runner:
                 # from the call's first seed and restored after: a GLOBAL_RNG_PIPELINES call holds one image, so
                 # that is its own seed
                 torch.manual_seed(seeds[0][0])
+                seed_noise(members[0].pipe.scheduler, [s for own in seeds for s in own])
                 images = members[0].pipe(
                     **rows, **lead.guidance(), num_inference_steps=lead.request.steps,
                     width=lead.width, height=lead.height,

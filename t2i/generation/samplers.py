@@ -53,6 +53,14 @@ def sampler_warning(name: str, model_scheduler_config: dict) -> str:
             "wrong colours and shapes")
 
 
+def seed_noise(scheduler, seeds: list[int]) -> None:
+    """Give a scheduler with a noise source of its own one seed per image of the next call (`seeds`, in order)."""
+    # DPM++ SDE's Brownian tree otherwise takes one seed for the whole batch from torch's global RNG, so an image
+    # depended on the call it ran in; a list gives one tree per image (diffusers' BatchedBrownianTree)
+    if hasattr(scheduler, "noise_sampler_seed"):
+        scheduler.noise_sampler_seed = list(seeds)
+
+
 def make_scheduler(name: str, base_config: dict, family):
     """A new scheduler for sampler `name` on a model of `family`, keeping the model's schedule from `base_config`;
     RequestError when the family cannot run that sampler."""
