@@ -319,6 +319,8 @@ def _last_error(stderr: str) -> str:
 def write(out: Path, device: str, tiny: bool, rows: list, **extra) -> Path:
     """The results file: bench/results' layout (benchmark, time, model, machine), with the device and the rows."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    if torch.cuda.is_available():
+        extra["gpu_memory_bytes"] = torch.cuda.get_device_properties(0).total_memory
     result = {"benchmark": RESULT_NAME, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               **model_stamp(("tiny: " if tiny else "") + MODEL), "machine": machine(), "device": device,
               "tiny": tiny, **extra, "rows": rows}
