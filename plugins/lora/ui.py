@@ -80,7 +80,7 @@ def create_panel(studio: Studio, lora: LoraAdapter, context: PanelContext) -> No
             lora.fits(studio.model_for(model), source, label)
 
         saved = _checked(lambda: lora.library.add(Path(path), name.strip() or Path(path).stem, fits))
-        return (gr.update(choices=lora.library.names(), value=saved.name), ", ".join(saved.trigger_words),
+        return (gr.update(choices=offered(model), value=saved.name), ", ".join(saved.trigger_words),
                 f"Added **{saved.name}** (hash {saved.short_hash}).", {**(uploaded or {}), saved.name: saved.sha256},
                 gr.update(visible=True))
 
