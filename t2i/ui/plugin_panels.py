@@ -97,7 +97,7 @@ def create_plugin_panels(plugins: list[Plugin], studio: Studio | None = None,
                 inputs = [model] if for_model else None
                 refresh.click(refresh_choices, inputs, targets, api_name=f"refresh_{plugin.name}", queue=False)
                 # and on page load: the lists as they are now (a LoRA trained or uploaded since the app started),
-                # for the model selected then
+                # for the model selected then (with the Model box as input, on each change of model too)
                 gr.on(None, refresh_choices, inputs, targets, api_visibility="private", queue=False)
     return widgets
 
@@ -108,10 +108,14 @@ def _unit_choices(plugin: Plugin) -> Callable | None:
     if not plugin.ui_module:
         return None
     try:
-        package = sys.modules[type(plugin).__module__].__package__
-        return getattr(importlib.import_module(plugin.ui_module, package), "unit_choices", None)
+        return getattr(_panel_module(plugin), "unit_choices", None)
     except Exception:  # a broken panel must not take the page down
         return None
+
+
+def _panel_module(plugin: Plugin):
+    """The plugin's `ui_module`, imported (relative to the plugin's package when it starts with a dot)."""
+    return importlib.import_module(plugin.ui_module, sys.modules[type(plugin).__module__].__package__)
 
 
 def units_from_values(plugins: list[Plugin], values: dict) -> dict[str, list[dict]]:
@@ -154,8 +158,7 @@ def create_own_panels(studio: Studio, plugins: list[Plugin], context: PanelConte
         if not plugin.ui_module:
             continue
         try:
-            package = sys.modules[type(plugin).__module__].__package__
-            importlib.import_module(plugin.ui_module, package).create_panel(studio, plugin, context)
+            _panel_module(plugin).create_panel(studio, plugin, context)
         except Exception as exc:  # a broken panel must not take the page down
             log.warning("plugin %s: its panel (%s) failed: %s: %s", plugin.name, plugin.ui_module,
                         type(exc).__name__, exc, exc_info=True)
