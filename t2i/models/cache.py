@@ -102,12 +102,12 @@ class LoadedModel:
 
     def memory_bytes(self) -> int:
         """Bytes really resident (on every device, quantised storages as stored) of this model's pipelines and of
-        the modules its helpers keep in `cache` (such as loaded ControlNets), each module counted once."""
+        the modules its helpers keep in `cache` (such as loaded ControlNets), each weight counted once: modules
+        share weights (a Z-Image ControlNet borrows the transformer's embedders and refiners)."""
         modules = [m for pipe in (self.pipeline, *self._mode_pipelines.values()) for m in pipe.components.values()]
         for helper in self.cache.values():
             modules.extend(helper.values() if isinstance(helper, dict) else [helper])
-        unique = {id(module): module for module in modules if isinstance(module, torch.nn.Module)}
-        return sum(sum(resident_bytes(module).values()) for module in unique.values())
+        return sum(resident_bytes([module for module in modules if isinstance(module, torch.nn.Module)]).values())
 
 
 def _short_hash(path: Path, family: Family) -> str:

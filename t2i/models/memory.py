@@ -60,10 +60,15 @@ def _module_tensors(module: torch.nn.Module):
             yield from (weights_map[key] for key in weights_map)
 
 
-def resident_bytes(pipe_or_module) -> dict[str, int]:
-    """Bytes of weights resident on each device ("cpu", "cuda:0", ...) of a pipeline or one module, each storage
-    counted once, quantised tensors at their real (packed) size."""
-    components = [pipe_or_module] if isinstance(pipe_or_module, torch.nn.Module) else pipe_or_module.components.values()
+def resident_bytes(pipe_or_modules) -> dict[str, int]:
+    """Bytes of weights resident on each device ("cpu", "cuda:0", ...) of a pipeline, one module or a list of
+    modules, each storage counted once, quantised tensors at their real (packed) size."""
+    if isinstance(pipe_or_modules, torch.nn.Module):
+        components = [pipe_or_modules]
+    elif isinstance(pipe_or_modules, list):
+        components = pipe_or_modules
+    else:
+        components = pipe_or_modules.components.values()
     storages: dict[tuple[str, int], int] = {}
     for component in components:
         if isinstance(component, torch.nn.Module):
