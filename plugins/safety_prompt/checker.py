@@ -13,7 +13,7 @@ substrings of the native reading without spaces and punctuation (allowed phrases
 5. hate: a [group] of people with a [dehumanizing] word ("immigrants are vermin"), or an [atrocity] with a
    [glorify] word ("a poster celebrating the death camps"); violence_gore: a [dead] body with a [bloody] word
    ("a corpse in a pool of blood"); self_harm: a [blade] with a [wrist] ("a razor on her wrist"), or a [ledge]
-   with a [leap] ("on the edge of a rooftop, about to jump");
+   with a [leap] ("on the edge of a rooftop, about to jump") unless a [sport] word says why (bungee, diving);
 6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity".
 """
 
@@ -26,7 +26,7 @@ from t2i.safety.categories import CATEGORIES
 
 from .classifier import offensive_probability
 from .normalize import joined_chunks, joined_letters, masked_chunks, native, plain_words, readable, tokens
-from .wordlists import NOT_LETTERS, REMOVAL_REACH, Lexicon, Terms, load_lexicon, russian_stems
+from .wordlists import REMOVAL_REACH, Lexicon, Terms, compacted, load_lexicon, russian_stems
 
 DEFAULT_THRESHOLDS = {"profanity": 0.9}
 LIST_CATEGORIES = tuple(c for c in CATEGORIES if c != "sexual_minors") + ("sexual_minors",)
@@ -38,8 +38,10 @@ AGE = re.compile(r"(\d{1,2})\s*-?\s*(?:years?\s*-?\s*old|yo|y/o|anos|ans|jahre|j
                  r"歳|岁|歲|살)")
 ADULT_AGE = 18
 # a category found when a word of each of two context sections is in the text
-COMBINATIONS = (("hate", "group", "dehumanizing"), ("hate", "atrocity", "glorify"), ("violence_gore", "dead", "bloody"),
-                ("self_harm", "blade", "wrist"), ("self_harm", "ledge", "leap"))
+# (category, first section, second section, a section whose words call the pair innocent or None)
+COMBINATIONS = (("hate", "group", "dehumanizing", None), ("hate", "atrocity", "glorify", None),
+                ("violence_gore", "dead", "bloody", None), ("self_harm", "blade", "wrist", None),
+                ("self_harm", "ledge", "leap", "sport"))
 
 
 class PromptModeration(PromptChecker):
@@ -70,8 +72,9 @@ class PromptModeration(PromptChecker):
         if "sexual_minors" not in found and self._mentions_minor(own, view) and (
                 "sexual" in found or self._mentions("suggestive", view)):
             found["sexual_minors"] = "a minor in a sexual or suggestive context"
-        for category, first, second in COMBINATIONS:
-            if category not in found and self._mentions(first, view) and self._mentions(second, view):
+        for category, first, second, unless in COMBINATIONS:
+            if category not in found and self._mentions(first, view) and self._mentions(second, view) and not (
+                    unless and self._mentions(unless, (tokens(latin), *view[1:3], compacted(own)))):
                 found[category] = f"a [{first}] word with a [{second}] word"
         profanity = offensive_probability(plain_words(self._without_allowed(latin)))
         if profanity >= self.thresholds["profanity"]:
@@ -116,11 +119,12 @@ class PromptModeration(PromptChecker):
     @staticmethod
     def _allowed_blanked(words: list[str], allow: Terms) -> list[str]:
         """The words with every allowed word and phrase replaced by empty words (so it neither matches nor joins)."""
-        words = ["" if allow.matches(word) else word for word in words]
+        words = list(words)
         for i in range(len(words)):
             phrase = allow.phrase_at(words, i)
             if phrase:
                 words[i:i + len(phrase)] = [""] * len(phrase)
+        words = ["" if allow.matches(word) else word for word in words]
         return words
 
     # -- Cyrillic (ru), word by word; CJK (ja zh ko), substrings
@@ -144,7 +148,7 @@ class PromptModeration(PromptChecker):
         return found
 
     def _compact(self, own: str) -> str:
-        compact = NOT_LETTERS.sub("", own)
+        compact = compacted(own)
         for allowed in self.lexicon.substrings["allow"].terms:
             compact = compact.replace(allowed, "|")
         return compact

@@ -81,9 +81,13 @@ def undisguised(text: str) -> str:
     # letter forms first: NFKC would turn ⒩ into "(n)"
     text = unicodedata.normalize("NFKC", text.translate(letter_forms())).translate(INVISIBLE)
     text = "".join(c for c in text if unicodedata.category(c) != "Cf").casefold()
-    decomposed = unicodedata.normalize("NFD", text)
-    text = "".join(c for i, c in enumerate(decomposed) if not unicodedata.combining(c) or c in KANA_VOICING
-                   or (c == CYRILLIC_SHORT_MARK and decomposed[i - 1:i] == "и"))
+    kept, base = [], ""
+    for c in unicodedata.normalize("NFD", text):
+        if not unicodedata.combining(c):
+            base = c
+        if not unicodedata.combining(c) or c in KANA_VOICING or (c == CYRILLIC_SHORT_MARK and base == "и"):
+            kept.append(c)
+    text = "".join(kept)
     return unicodedata.normalize("NFC", text.translate(letter_forms()))  # again: NFKC made some (ｎ̸)
 
 

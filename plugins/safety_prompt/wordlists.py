@@ -26,9 +26,10 @@ LANGUAGES = LATIN_LANGUAGES + CYRILLIC_LANGUAGES + SUBSTRING_LANGUAGES
 # context sections: a [minor] with a sexual or [suggestive] word is sexual_minors, a [remove] word before a
 # [clothing] word is sexual, a [group] with a [dehumanizing] word is hate, a [dead] body with a [bloody] word is
 # gore, a [blade] with a [wrist] is self-harm, an [atrocity] with a [glorify] word is hate ("a poster celebrating
-# the death camps"), a [ledge] with a [leap] is self-harm ("on the edge of a rooftop, about to jump")
+# the death camps"), a [ledge] with a [leap] is self-harm ("on the edge of a rooftop, about to jump") unless a
+# [sport] word says why ("a bungee jumper on a bridge, ready to jump")
 CONTEXTS = ("minor", "suggestive", "clothing", "remove", "group", "dehumanizing", "dead", "bloody", "blade", "wrist",
-            "atrocity", "glorify", "ledge", "leap")
+            "atrocity", "glorify", "ledge", "leap", "sport")
 SECTIONS = (*CATEGORIES, *CONTEXTS, "allow")
 PLURALS = ("s", "es")
 REMOVAL_REACH = 3  # words after "without"/"no"/"removing" that a clothing word may be
@@ -36,6 +37,15 @@ NOT_LETTERS = re.compile(r"[\W_]+")
 # a stem this short says too little ("гол" is both "naked" and "a goal"): such entries match only as written
 MIN_STEM = 4
 _RUSSIAN = snowballstemmer.stemmer("russian")
+
+
+# katakana read as hiragana (ヌード and ぬーど are one word), so a list needs one spelling
+KATAKANA_AS_HIRAGANA = {code: code - 0x60 for code in range(0x30A1, 0x30F7)}
+
+
+def compacted(text: str) -> str:
+    """Text as the CJK lists match it: no spaces, punctuation or symbols, katakana as hiragana."""
+    return NOT_LETTERS.sub("", text).translate(KATAKANA_AS_HIRAGANA)
 
 
 def russian_stems(words: list[str]) -> list[str]:
@@ -95,14 +105,14 @@ class Terms:
 
 @dataclass
 class Substrings:
-    """One section of the CJK lists: terms found anywhere in the compacted text."""
+    """One section of the CJK lists: terms found anywhere in the compacted text (see `compacted`)."""
 
     terms: list[str] = field(default_factory=list)
     pattern: re.Pattern | None = None
 
     def add(self, entry: str) -> None:
         """Add one entry (spaces inside it are dropped, as they are from the text)."""
-        self.terms.append(NOT_LETTERS.sub("", entry))
+        self.terms.append(compacted(entry))
         self.pattern = re.compile("|".join(map(re.escape, sorted(self.terms, key=len, reverse=True))))
 
     def find(self, compact: str) -> str | None:
