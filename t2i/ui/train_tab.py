@@ -90,7 +90,7 @@ def create_train_tab(studio: Studio) -> None:
             my_runs = gr.BrowserState([], storage_key="t2i-training-runs", secret=browser_secret(studio.settings))
         with gr.Column(scale=1):
             trainable = ", ".join(FAMILIES[family].label for family in TRAINABLE_FAMILIES)
-            with gr.Row():
+            with gr.Row(equal_height=True):
                 base_model = gr.Dropdown(label="Base model", choices=trainable_models(studio), value="embedded",
                                          allow_custom_value=True, info=f"models that can train: {trainable}",
                                          elem_id="train_base_model", scale=4)
