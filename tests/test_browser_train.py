@@ -69,7 +69,8 @@ def test_a_browser_finds_its_stopped_run_after_reload_and_restart_and_nobody_els
         mine = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
         with launch_app(tmp_path / "app-data", port=port, **env) as url:
             _open_train_tab(mine, url)
-            playwright.expect(mine.locator("#train_family input")).to_have_value("Stable Diffusion 1.x/2.x")
+            family = mine.locator("#train_family input")
+            playwright.expect(family).to_have_value("Stable Diffusion 1.x/2.x", timeout=30_000)  # the embedded model's
             options = _choose_base_model(mine, "tiny_xl (SDXL (Pony, Illustrious))", "SDXL (Pony, Illustrious)")
             assert "tiny_xl (SDXL (Pony, Illustrious))" in options, options
             assert not any("tiny_sd3" in option for option in options), options
