@@ -1,9 +1,11 @@
 """Would a small classifier help the prompt checker? (issue 29, item 1). Trains a char n-gram logistic regression
-on the word lists alone (every category's terms, and the allow-list and context words as innocent, in templated
-sentences of each list's language, plus the old benign set) and measures the lists with and without it as an
-extra flag: the threshold is chosen on the dev set only (the lowest of THRESHOLDS that keeps dev benign passed
-at 97% or more); the blind and held-out sets are only measured. Nothing here ships: the checker uses the
-classifier only if this shows it helps. Writes bench/results/safety_classifier.json.
+on the tuning data only: the dev sets of tests/safety_dev (dev.jsonl and the blind tuning sets blind_*.jsonl),
+templated sentences of every list's terms (blocked sections 1, innocent sections 0) and the old benign set. Its
+threshold is chosen by 5-fold cross-validation on the dev sets alone: the lowest of THRESHOLDS at which the
+classifier flags at most 1% of the held-out folds' innocent prompts (so that with the lists' ~99% the benign rate
+stays above 97%). The evaluation sets (blocked, benign, held-out) are measured once, with and without it.
+Nothing here ships: the checker uses the classifier only if this shows it helps. Writes
+bench/results/safety_classifier.json.
 
     python bench/safety_classifier.py
 """
@@ -17,18 +19,20 @@ from pathlib import Path
 
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_result  # noqa: E402
-from t2i.safety.evaluation import checkout_sets, rates  # noqa: E402
+from t2i.safety.evaluation import checkout_sets, rates, read_set  # noqa: E402
 from t2i_plugins.safety_prompt.checker import PromptModeration  # noqa: E402
 from t2i_plugins.safety_prompt.normalize import readable  # noqa: E402
 from t2i_plugins.safety_prompt.wordlists import LANGUAGES, LISTS_DIR, read_sections  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
-THRESHOLDS = (0.8, 0.9, 0.95)
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 SETS = ("dev", "old benign", "blocked", "benign", "held-out")
+MAX_FOLD_FLAGS = 0.01  # the classifier may flag at most this share of the held-out folds' innocent dev prompts
 TEMPLATES = {"en": ["a photo of {}", "{} on a beach, film grain", "portrait, {}, studio light", "oil painting: {}"],
              "es": ["una foto de {}", "{} en la playa"], "fr": ["une photo de {}", "{} sur la plage"],
              "de": ["ein Foto von {}", "{} am Strand"], "pt": ["uma foto de {}", "{} na praia"],
@@ -56,39 +60,76 @@ def training_sentences() -> tuple[list[str], list[int]]:
     return texts, labels
 
 
-def main() -> None:
-    texts, labels = training_sentences()
+def dev_cases() -> list[dict]:
+    """Every tuning prompt: tests/safety_dev/*.jsonl (the checker's dev set and the blind tuning sets)."""
+    return [case for path in sorted((TESTS / "safety_dev").glob("*.jsonl")) for case in read_set(path)]
+
+
+def train(texts: list[str], labels: list[int]):
+    """A char n-gram logistic regression on the readable text; returns its probability function."""
     vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, max_features=200_000)
     model = LogisticRegression(C=4, max_iter=2000, class_weight="balanced").fit(
         vectorizer.fit_transform(map(readable, texts)), labels)
+    return lambda prompts: model.predict_proba(vectorizer.transform(list(map(readable, prompts))))[:, 1]
 
-    def probability(prompt: str) -> float:
-        return float(model.predict_proba(vectorizer.transform([readable(prompt)]))[0, 1])
+
+def cross_validated_threshold(list_texts: list[str], list_labels: list[int], cases: list[dict]) -> tuple:
+    """The lowest threshold whose out-of-fold flags stay within MAX_FOLD_FLAGS of the dev innocents, and the
+    out-of-fold share of dev prompts to block that the classifier flags at it."""
+    labels = [int(case["expect"] == "block") for case in cases]
+    out_of_fold = [0.0] * len(cases)
+    for train_index, test_index in StratifiedKFold(5, shuffle=True, random_state=0).split(cases, labels):
+        probability = train(list_texts + [cases[i]["prompt"] for i in train_index],
+                            list_labels + [labels[i] for i in train_index])
+        for i, p in zip(test_index, probability([cases[i]["prompt"] for i in test_index])):
+            out_of_fold[i] = float(p)
+    for threshold in THRESHOLDS:
+        flagged = [p >= threshold for p in out_of_fold]
+        innocent_flags = sum(f for f, y in zip(flagged, labels) if not y) / max(1, labels.count(0))
+        if innocent_flags <= MAX_FOLD_FLAGS:
+            recall = sum(f for f, y in zip(flagged, labels) if y) / max(1, labels.count(1))
+            return threshold, round(innocent_flags, 4), round(recall, 4)
+    return None, None, None
+
+
+def main() -> None:
+    list_texts, list_labels = training_sentences()
+    cases = dev_cases()
+    threshold, fold_flags, fold_recall = cross_validated_threshold(list_texts, list_labels, cases)
+    probability = train(list_texts + [case["prompt"] for case in cases],
+                        list_labels + [int(case["expect"] == "block") for case in cases])
 
     checker = PromptModeration()
     sets = checkout_sets(TESTS)
     listed = {name: {case["prompt"]: checker.check_prompt(case["prompt"]).flagged for case in sets[name]}
               for name in SETS}
-    scored = {name: {case["prompt"]: probability(case["prompt"]) for case in sets[name]} for name in SETS}
+    scored = {name: dict(zip((case["prompt"] for case in sets[name]),
+                             map(float, probability([case["prompt"] for case in sets[name]])))) for name in SETS}
 
     def overall(threshold: float | None) -> dict:
         return {name: {expect: row["all"]["rate"] for expect, row in rates(sets[name], lambda case: listed[name][
             case["prompt"]] or (threshold is not None and scored[name][case["prompt"]] >= threshold)).items()}
             for name in SETS}
 
-    results = {"lists alone": overall(None), **{f"lists + classifier >= {t}": overall(t) for t in THRESHOLDS}}
-    chosen = next((t for t in THRESHOLDS if results[f"lists + classifier >= {t}"]["dev"]["pass"] >= 0.97), None)
+    results = {"lists alone": overall(None)}
+    if threshold is not None:
+        results[f"lists + classifier >= {threshold}"] = overall(threshold)
     start = time.perf_counter()
-    for prompt in texts[:300]:
-        probability(prompt)
+    for case in cases[:300]:
+        probability([case["prompt"]])
     per_prompt_ms = (time.perf_counter() - start) / 300 * 1000
     for name, row in results.items():
         print(f"{name:<32} " + "  ".join(f"{s}: " + "/".join(f"{k} {v:.1%}" for k, v in r.items())
                                          for s, r in row.items()))
-    print(f"threshold chosen on dev: {chosen}; {per_prompt_ms:.2f} ms per prompt; {len(texts)} training sentences")
-    write_result("safety_classifier", {"training_sentences": len(texts), "threshold_chosen_on_dev": chosen,
+    print(f"threshold chosen by 5-fold cross-validation on the dev sets: {threshold} (out of fold: flags "
+          f"{fold_flags} of innocents, {fold_recall} of prompts to block); {per_prompt_ms:.2f} ms per prompt; "
+          f"{len(list_texts)} templated and {len(cases)} dev sentences")
+    write_result("safety_classifier", {"templated_sentences": len(list_texts), "dev_sentences": len(cases),
+                                       "threshold_chosen_by_cross_validation": threshold,
+                                       "out_of_fold_innocent_flags": fold_flags,
+                                       "out_of_fold_block_recall": fold_recall,
                                        "classifier_ms_per_prompt": round(per_prompt_ms, 2), "rates": results},
-                 model="char n-gram logistic regression on the word lists (not shipped)")
+                 model="char n-gram logistic regression on the dev sets and the word lists (not shipped)")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ substrings of the native reading without spaces and punctuation (allowed phrases
    [glorify] word ("a poster celebrating the death camps"); violence_gore: a [dead] body with a [bloody] word
    ("a corpse in a pool of blood"); self_harm: a [blade] with a [wrist] ("a razor on her wrist"), or a [ledge]
    with a [leap] ("on the edge of a rooftop, about to jump") unless a [sport] word says why (bungee, diving);
+   violence_gore: [innards] that [spill] ("intestines spilling onto the floor") unless a [medical] word says why;
 6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity".
 """
 
@@ -41,7 +42,7 @@ ADULT_AGE = 18
 # (category, first section, second section, a section whose words call the pair innocent or None)
 COMBINATIONS = (("hate", "group", "dehumanizing", None), ("hate", "atrocity", "glorify", None),
                 ("violence_gore", "dead", "bloody", None), ("self_harm", "blade", "wrist", None),
-                ("self_harm", "ledge", "leap", "sport"))
+                ("self_harm", "ledge", "leap", "sport"), ("violence_gore", "innards", "spill", "medical"))
 
 
 class PromptModeration(PromptChecker):

@@ -27,9 +27,10 @@ LANGUAGES = LATIN_LANGUAGES + CYRILLIC_LANGUAGES + SUBSTRING_LANGUAGES
 # [clothing] word is sexual, a [group] with a [dehumanizing] word is hate, a [dead] body with a [bloody] word is
 # gore, a [blade] with a [wrist] is self-harm, an [atrocity] with a [glorify] word is hate ("a poster celebrating
 # the death camps"), a [ledge] with a [leap] is self-harm ("on the edge of a rooftop, about to jump") unless a
-# [sport] word says why ("a bungee jumper on a bridge, ready to jump")
+# [sport] word says why ("a bungee jumper on a bridge, ready to jump"), [innards] that [spill] are gore unless a
+# [medical] word says why ("a surgeon operating")
 CONTEXTS = ("minor", "suggestive", "clothing", "remove", "group", "dehumanizing", "dead", "bloody", "blade", "wrist",
-            "atrocity", "glorify", "ledge", "leap", "sport")
+            "atrocity", "glorify", "ledge", "leap", "sport", "innards", "spill", "medical")
 SECTIONS = (*CATEGORIES, *CONTEXTS, "allow")
 PLURALS = ("s", "es")
 REMOVAL_REACH = 3  # words after "without"/"no"/"removing" that a clothing word may be
