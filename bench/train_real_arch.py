@@ -5,9 +5,9 @@ built from its published configuration with random weights (compute does not dep
 embeddings and latents are tensors of the shapes the trainer caches (its text encoders are frozen and encoded
 once; the VAE encodes once before the loop), and everything else is the trainer's own code: the family's LoRA
 targets and objective (`training_for`, `training_loss`), the preset as it trains the family, the optimizer, the
-schedule and accelerate's mixed precision (`build_optimizer`, `build_lr_scheduler`, `_accelerator`). The LoRA
-set-up and the update (backward, clipping, optimizer and schedule steps) repeat `lora_trainer._train`'s few lines,
-as the trainer has no function for them.
+schedule and accelerate's mixed precision (`build_optimizer`, `build_lr_scheduler`, `_accelerator`), the LoRA
+set-up and the update (backward, clipping, optimizer and schedule steps: t2i/train/lora_steps.py `add_lora_layers`,
+`optimizer_update`), as `lora_trainer._train` calls them.
 Each case (architecture x frozen base weights x gradient checkpointing) runs in its own process, so its peak GPU
 memory is its own and an out-of-memory or a hang costs only that case; the results file is rewritten after each.
 
@@ -177,12 +177,12 @@ def run_case(name: str, base: str, checkpointing: bool, device: torch.device, ti
     `mixed_precision` None: the trainer's choice ("auto": bf16 on a GPU, none on a CPU) for a float32 base, bf16
     for the others; "bf16" on a CPU runs a float32 base as a GPU does (bf16 autocast)."""
     from diffusers.training_utils import cast_training_params
-    from peft import LoraConfig
 
     from t2i.models.memory import quantize_pipeline
     from t2i.train.config import DEFAULT_PRESET, preset_config
     from t2i.train.family_training import training_for
-    from t2i.train.lora_trainer import Trainee, _accelerator, trained_components, training_loss
+    from t2i.train.lora_steps import add_lora_layers, optimizer_update
+    from t2i.train.lora_trainer import Trainee, _accelerator, training_loss
     from t2i.train.optimizers import build_lr_scheduler, build_optimizer
     from t2i.train.ranks import rank_seed
 
@@ -212,16 +212,13 @@ def run_case(name: str, base: str, checkpointing: bool, device: torch.device, ti
         torch.cuda.reset_peak_memory_stats()
 
     # 1. the trainer's LoRA layers and optimizer (lora_trainer._train, step 1)
-    torch.manual_seed(config.seed)
-    (component,) = trained_components(family, config)
-    denoiser.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, init_lora_weights="gaussian",
-                                    target_modules=family.lora_targets(component, config)))
-    if base != "float32":  # peft makes the LoRA in the base's dtype; it trains in float32
+    groups = add_lora_layers(pipe, family, config)
+    if base != "float32":  # peft makes the LoRA in the base's dtype; it trains in float32 (same parameter objects)
         cast_training_params(denoiser, dtype=torch.float32)
-    trained = [p for p in denoiser.parameters() if p.requires_grad]
+    trained = [p for group in groups for p in group["params"]]
     if checkpointing:  # the trainer turns it on on a GPU only; the case decides here, so CPU runs cover it too
         denoiser.enable_gradient_checkpointing()
-    optimizer = build_optimizer([{"params": trained, "lr": config.learning_rate}], config, accelerator.device)
+    optimizer = build_optimizer(groups, config, accelerator.device)
     prepared, optimizer = accelerator.prepare(denoiser, optimizer)
     lr_schedule = build_lr_scheduler(optimizer, config, config.steps)
     data, embeddings = _cached_inputs(arch, family, denoiser, device)
@@ -237,12 +234,7 @@ def run_case(name: str, base: str, checkpointing: bool, device: torch.device, ti
         began = time.perf_counter()
         with accelerator.accumulate(prepared):
             loss = training_loss(trainee, data, embeddings, config, generator)
-            accelerator.backward(loss)
-            if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(trained, 1.0)
-            optimizer.step()
-            optimizer.zero_grad()
-            lr_schedule.step()
+            optimizer_update(accelerator, loss, trained, optimizer, lr_schedule)
         losses.append(loss.detach().item())  # the trainer reads the loss every step too
         _sync(device)
         times.append(time.perf_counter() - began)

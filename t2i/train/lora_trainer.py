@@ -37,7 +37,6 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs, gather_object
-from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from t2i.generation.engine import VERSION
@@ -56,6 +55,7 @@ from t2i.train.training_data import TextEmbeddings, TrainingData, prepare_data, 
 from t2i.train.export import export_lora, lora_metadata, model_card
 from t2i.train.family_training import FamilyRefused, FamilyTraining, check_run_family, training_for
 from t2i.train.locks import RunBusy, main_process_locks
+from t2i.train.lora_steps import add_lora_layers, optimizer_update, trained_components
 from t2i.train.progress_log import ProgressLog
 from t2i.train.quantised_base import base_bytes, check_base_quantization, training_settings
 from t2i.train.ranks import die_with_launcher, rank_seed, weights_digest
@@ -110,11 +110,6 @@ def training_loss(trainee: Trainee, data: TrainingData, embeddings: TextEmbeddin
         loss = loss + config.prior_loss_weight * _diffusion_loss(
             trainee, data.class_latents[pick], _picked(data.class_conditions, pick), class_embeds, config, generator)
     return loss
-
-
-def trained_components(family: FamilyTraining, config: TrainingConfig) -> tuple[str, ...]:
-    """The pipeline attributes that get LoRA layers: the denoiser, and the text encoders when they train."""
-    return (family.denoiser, *(family.text_encoders if config.train_text_encoder else ()))
 
 
 def lora_weights(pipe, family: FamilyTraining, config: TrainingConfig) -> dict[str, torch.Tensor]:
@@ -214,17 +209,9 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     with accelerator.main_process_first():  # the main process makes the class images; the others read them
         data = prepare_data(pipe, config, run_dir, resolution, log, family)
 
-    # 1. LoRA layers (seeded, so a fresh start is reproducible) and the optimizer; the denoiser first, then the text
-    # encoders (the order SD runs always drew their initial weights in)
-    torch.manual_seed(config.seed)
+    # 1. LoRA layers (seeded, so a fresh start is reproducible) and the optimizer
     components = trained_components(family, config)
-    groups = []
-    for component in components:
-        module = getattr(pipe, component)
-        module.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, init_lora_weights="gaussian",
-                                      target_modules=family.lora_targets(component, config)))
-        groups.append({"params": [p for p in module.parameters() if p.requires_grad],
-                       "lr": config.learning_rate if component == family.denoiser else config.text_encoder_lr})
+    groups = add_lora_layers(pipe, family, config)
     if accelerator.device.type == "cuda" and config.gradient_checkpointing:
         getattr(pipe, family.denoiser).enable_gradient_checkpointing()
     optimizer = build_optimizer(groups, config, accelerator.device)
@@ -278,15 +265,7 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
                                               "lower the learning rate or the alpha and train again")
                     continue
                 bad = 0
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(trained, 1.0)
-                optimizer.step()
-                optimizer.zero_grad()
-                if accelerator.sync_gradients:  # once per optimizer update, not per micro-batch
-                    lr_schedule.step()
-                    if ema is not None:
-                        ema.update()
+                optimizer_update(accelerator, loss, trained, optimizer, lr_schedule, ema)
                 loss_value = accelerator.reduce(loss.detach(), "mean").item()  # the mean over the ranks' batches
         log.write("step", step=step, steps=config.steps, loss=loss_value, seconds=round(time.time() - began, 4))
         if step % config.checkpoint_every == 0 and step < config.steps:
