@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import signal
 import threading
 from collections import Counter
 
@@ -60,6 +61,12 @@ def request_routing_id(request: GenerationRequest, settings: Settings, plugins: 
         return routing_id(model, [])
 
 
+def _exit_normally(signum, frame) -> None:
+    """SIGTERM's handler while this engine holds the cluster: a normal exit with status 0, so atexit's
+    ray.shutdown stops the replicas and the cluster this process started."""
+    raise SystemExit(0)
+
+
 class RayEngine:
     """Runs generations on a Serve application's replicas (`t2i`), deploying it (and a local cluster) if needed."""
 
@@ -68,10 +75,17 @@ class RayEngine:
         self.engine = engine  # the front end's: reads LoRA hashes for routing, runs no model
         self.connected = not ray.is_initialized()  # this engine joins (or starts) the cluster, and leaves it
         self.started_cluster = self.connected and not settings.ray_address
+        # signals can be handled on the main thread only; elsewhere SIGTERM stays as Ray leaves it
+        self.owns_sigterm = self.connected and threading.current_thread() is threading.main_thread()
+        self._sigterm_before = signal.getsignal(signal.SIGTERM) if self.owns_sigterm else None
         if self.connected:
             # empty address: a one-machine cluster of this process ("local" never joins a stale one in /tmp/ray)
             ray.init(address=settings.ray_address or "local", namespace=APP_NAME, include_dashboard=False,
                      log_to_driver=False)
+        if self.owns_sigterm:
+            # ray.init routes SIGTERM through abseil's failure signal handler, which arms a 3 s abort (SIGALRM: the
+            # app exited 134) before Ray's own handler drains and stops the local node, which takes longer
+            signal.signal(signal.SIGTERM, _exit_normally)
         serve.start(proxy_location="Disabled")  # handles only: no HTTP proxy on the cluster's interfaces
         self.app_name = app_name  # another name deploys a second set of replicas beside (bench/ray_serving.py)
         self.handle = serve.run(EngineReplica.options(**deployment_options(settings)).bind(settings),
@@ -154,3 +168,5 @@ class RayEngine:
             serve.shutdown()
         if self.connected:
             ray.shutdown()
+        if self.owns_sigterm:  # as before ray.init (a handler not set from Python: the default)
+            signal.signal(signal.SIGTERM, self._sigterm_before or signal.SIG_DFL)
