@@ -1,6 +1,7 @@
 """Samples during training come from the family's own pipeline with the LoRA as trained so far: on a tiny Flux.1-dev
 model the run's final sample is FluxPipeline's image with the exported LoRA (same seed, steps, size and T5 length),
-the sample after step 1 differs from it, and sampling leaves the training as it was (the same LoRA without samples).
+the sample after step 1 differs from it, and sampling leaves the training as it was (the same LoRA without samples);
+T5 left the training device before the samples were made.
 (SDXL: tests/test_train_multiprocess.py checks its samples the same way, on 2 processes.)
 """
 
@@ -12,6 +13,7 @@ import torch
 from PIL import Image
 
 from t2i.models.tiny import save_tiny_model
+from t2i.train.quantised_base import base_bytes
 from train_family_helpers import RESOLUTION, RUN, load_pipeline, same_tensors
 from test_train_lora import _events, _make_run
 
@@ -40,6 +42,11 @@ def test_flux_samples_are_the_flux_pipelines_images_with_the_lora(tmp_path, monk
 
     pipe = load_pipeline(model)
     assert type(pipe).__name__ == "FluxPipeline"
+    # T5 left the training device once the prompts were encoded, so these samples were made without it
+    start = next(e for e in events if e["event"] == "start")
+    assert start["released_encoders"] == ["text_encoder_2"]
+    assert start["device_bytes"]["before_release"] - start["device_bytes"]["after_release"] == \
+        base_bytes(pipe.text_encoder_2)
     pipe.load_lora_weights(str(lora))
     # dev: 20 steps; T5 at diffusers' dev length, capped by the tokenizer (as the trainer's sample call)
     expected = pipe(done["prompts"][0], num_inference_steps=20, generator=torch.Generator().manual_seed(0),

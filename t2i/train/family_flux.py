@@ -4,8 +4,10 @@ guidance input of dev) come from t2i/train/flux_objective.py, the kohya/BFL expo
 
 The transformer always trains; with `train_text_encoder` CLIP-L trains too (kohya's flux_train_network `lora_te1_`,
 diffusers' `--train_text_encoder`): its pooled embedding is then computed per batch while T5's sequence stays cached.
-T5 never trains here (sd-scripts' optional `train_t5xxl`, off by default there, is not offered). The DDPM-only
-options (min-SNR weighting, timestep bias) are refused: flow matching draws sigmas.
+T5 never trains here (sd-scripts' optional `train_t5xxl`, off by default there, is not offered), so once the run's
+prompts (captions, class and sample prompts, the empty prompt of caption dropout) are encoded it leaves the pipeline
+(`release_frozen_encoders`): T5-XXL's 4.7B parameters are 19 GB in float32. The samples take T5's sequence from that
+cache. The DDPM-only options (min-SNR weighting, timestep bias) are refused: flow matching draws sigmas.
 """
 
 from __future__ import annotations
@@ -61,18 +63,36 @@ class FluxTraining:
         return {}
 
     def encode_prompts(self, pipe, encoders, prompts) -> dict[str, torch.Tensor]:
-        # T5's sequence from the pipeline's own encoding, once per prompt (T5 is frozen); CLIP's pooled embedding
-        # through `encoders` (the trained, prepared CLIP when it trains), as FluxPipeline._get_clip_prompt_embeds
-        for prompt in dict.fromkeys(p for p in prompts if p not in self._t5_cache):
+        # T5's sequence once per prompt (T5 is frozen); CLIP's pooled embedding through `encoders` (the trained,
+        # prepared CLIP when it trains), as FluxPipeline._get_clip_prompt_embeds
+        sequences = [self._t5(pipe, prompt) for prompt in prompts]
+        pooled = encoders["text_encoder"](_tokens(pipe.tokenizer, prompts).to(pipe.device),
+                                          output_hidden_states=False).pooler_output
+        return {"prompt_embeds": torch.cat([t5["prompt_embeds"] for t5 in sequences]),
+                "pooled": pooled.to(pipe.text_encoder.dtype),
+                "text_ids": torch.cat([t5["text_ids"] for t5 in sequences])}
+
+    def release_frozen_encoders(self, pipe, prompts, config) -> tuple[str, ...]:
+        # every prompt a later step can ask for is cached first; shuffled tags make new prompts as the run goes, so
+        # T5 stays for them
+        if config.shuffle_tags or pipe.text_encoder_2 is None:
+            return ()
+        for prompt in prompts:
+            self._t5(pipe, prompt)
+        pipe.text_encoder_2 = None  # the pipeline held the only reference: its weights are freed
+        return ("text_encoder_2",)
+
+    def _t5(self, pipe, prompt: str) -> dict[str, torch.Tensor]:
+        """T5's sequence and text ids of `prompt` from the pipeline's own encoding, encoded once."""
+        if prompt not in self._t5_cache:
+            if pipe.text_encoder_2 is None:
+                raise RuntimeError(f"T5 left the pipeline after the run's prompts were encoded; {prompt!r} was not "
+                                   "one of them")
             with torch.no_grad():
                 sequence, _, text_ids = pipe.encode_prompt([prompt], prompt_2=None, device=pipe.device,
                                                            max_sequence_length=self._sequence_length(pipe))
             self._t5_cache[prompt] = {"prompt_embeds": sequence, "text_ids": text_ids[None]}
-        clip = encoders["text_encoder"]
-        pooled = clip(_tokens(pipe.tokenizer, prompts).to(pipe.device), output_hidden_states=False).pooler_output
-        return {"prompt_embeds": torch.cat([self._t5_cache[p]["prompt_embeds"] for p in prompts]),
-                "pooled": pooled.to(pipe.text_encoder.dtype),
-                "text_ids": torch.cat([self._t5_cache[p]["text_ids"] for p in prompts])}
+        return self._t5_cache[prompt]
 
     def noisy_batch(self, pipe, scheduler, latents, generator, config) -> NoisyBatch:
         noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
@@ -94,10 +114,16 @@ class FluxTraining:
         return FluxPipeline._unpack_latents(prediction, latents.shape[2] * scale, latents.shape[3] * scale, scale)
 
     def sample(self, pipe, prompt, seed, size):
+        # FluxPipeline's image for `prompt`: T5's sequence from the cache (T5 may have left the pipeline), CLIP's
+        # pooled embedding from the pipeline's CLIP as it is now (with its LoRA when it trains), as the pipeline
+        # would encode them itself
         steps = SAMPLE_STEPS[bool(pipe.transformer.config.guidance_embeds)]
         sized = {} if size is None else {"width": size[0], "height": size[1]}
-        return pipe(prompt, num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed),
-                    max_sequence_length=self._sequence_length(pipe), **sized).images[0]
+        with torch.no_grad():
+            pooled = self.encode_prompts(pipe, {"text_encoder": pipe.text_encoder}, [prompt])["pooled"]
+        return pipe(prompt_embeds=self._t5(pipe, prompt)["prompt_embeds"], pooled_prompt_embeds=pooled,
+                    num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed),
+                    **sized).images[0]
 
     def kohya_weights(self, pipe, weights, alpha) -> dict[str, torch.Tensor]:
         # the transformer in BFL's names (lora_unet_double_blocks_...), CLIP-L as sd-scripts' lora_flux.py names it:

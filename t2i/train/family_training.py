@@ -11,6 +11,7 @@ The training loop (t2i/train/lora_trainer.py) never branches on a family id. It 
     encode_latents(...)   images -> the latents the denoiser is trained on (scaled, shifted), once per run
     image_conditions(...) per-image conditioning besides the prompt (SDXL's size/crop time ids), once per run
     encode_prompts(...)   prompts -> a dict of embeddings (cached when the text encoders are frozen)
+    release_frozen_encoders(...)  cache the run's prompts, then drop the encoders no later step needs (Flux's T5)
     noisy_batch(...)      clean latents -> NoisyBatch (the denoiser's noisy input, its timesteps, the target)
     predict(...)          the denoiser's prediction for a NoisyBatch, in the target's layout
     sample(...)           one preview image with the family's own pipeline
@@ -104,6 +105,10 @@ class FamilyTraining(Protocol):
         """Prompts -> embeddings (batch-first tensors). `encoders` maps text-encoder attribute names to the modules
         to call (the prepared, DDP-wrapped ones when they train)."""
 
+    def release_frozen_encoders(self, pipe, prompts: list[str], config) -> tuple[str, ...]:
+        """Encode `prompts` (every prompt the run's steps and samples can ask for) with the encoders that never
+        train, then drop those encoders from `pipe`, freeing their memory; returns the dropped attributes' names."""
+
     def noisy_batch(self, pipe, scheduler, latents: torch.Tensor, generator: torch.Generator, config) -> NoisyBatch:
         """Noise, timesteps and target for clean `latents`, all drawn from `generator` (so resume is exact)."""
 
@@ -165,6 +170,9 @@ class StableDiffusionTraining:
 
     def encode_prompts(self, pipe, encoders, prompts) -> dict[str, torch.Tensor]:
         return {"prompt_embeds": encoders["text_encoder"](_tokens(pipe.tokenizer, prompts).to(pipe.device))[0]}
+
+    def release_frozen_encoders(self, pipe, prompts, config) -> tuple[str, ...]:
+        return ()  # CLIP encoders are small, may train, and the samples run them
 
     def noisy_batch(self, pipe, scheduler, latents, generator, config) -> NoisyBatch:
         # the draw order (noise, then timesteps) is the one SD LoRAs were always trained with: same seed, same bytes

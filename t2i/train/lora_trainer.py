@@ -57,7 +57,7 @@ from t2i.train.family_training import FamilyRefused, FamilyTraining, check_run_f
 from t2i.train.locks import RunBusy, main_process_locks
 from t2i.train.lora_steps import add_lora_layers, optimizer_update, trained_components
 from t2i.train.progress_log import ProgressLog
-from t2i.train.quantised_base import base_bytes, check_base_quantization, training_settings
+from t2i.train.quantised_base import base_bytes, check_base_quantization, device_bytes, training_settings
 from t2i.train.ranks import die_with_launcher, rank_seed, weights_digest
 from t2i.train.runner import BUSY_EXIT
 
@@ -239,12 +239,17 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
         lr_schedule.step()
     if not start and _had_steps(run_dir / "progress.jsonl"):
         log.write("note", message="the previous attempt stopped before its first checkpoint; starting clean")
-    log.write("start", step=start, steps=config.steps, resumed=start > 0, images=len(data.prompts),
-              device=str(accelerator.device), threads=threads, processes=accelerator.num_processes,
-              base_quantization=config.base_quantization, base_bytes=frozen_bytes)
-    trainee = Trainee(family, denoiser, pipe, family.training_scheduler(pipe))
     sample_size = None if resolution == native else (resolution, resolution)
     sample_prompts = list(config.sample_prompts) or [data.prompts[0], without_trigger(data.prompts[0], config)]
+    # the encoders that never train (Flux's T5) leave the device once every prompt the run can ask for is encoded
+    loaded_bytes = device_bytes(pipe, accelerator.device)
+    released = family.release_frozen_encoders(pipe, [*data.prompts, *data.class_prompts, "", *sample_prompts],
+                                              config)
+    log.write("start", step=start, steps=config.steps, resumed=start > 0, images=len(data.prompts),
+              device=str(accelerator.device), threads=threads, processes=accelerator.num_processes,
+              base_quantization=config.base_quantization, base_bytes=frozen_bytes, released_encoders=released,
+              device_bytes={"before_release": loaded_bytes, "after_release": device_bytes(pipe, accelerator.device)})
+    trainee = Trainee(family, denoiser, pipe, family.training_scheduler(pipe))
 
     # 3. the loop: one optimizer update per step, over `gradient_accumulation` micro-batches
     denoiser.train()

@@ -44,6 +44,12 @@ def base_bytes(module: torch.nn.Module) -> int:
     return sum(resident_bytes(module).values())
 
 
+def device_bytes(pipe, device: torch.device) -> int:
+    """Bytes of a pipeline's weights resident on `device` (every index of its type when it names none)."""
+    return sum(size for name, size in resident_bytes(pipe).items()
+               if torch.device(name).type == device.type and device.index in (None, torch.device(name).index))
+
+
 def quantised_layers(module: torch.nn.Module) -> int:
     """How many layers under `module` hold quantised weights (torchao tensors or bitsandbytes 4-bit parameters)."""
     count = 0
