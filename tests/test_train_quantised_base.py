@@ -83,6 +83,31 @@ def test_base_quantization_is_checked_before_the_model_loads():
     check_base_quantization("none", torch.device("cpu"))
 
 
+def test_an_nf4_base_from_a_single_file_is_refused_with_the_trainers_own_message(tmp_path, settings,
+                                                                                 monkeypatch):
+    """bitsandbytes quantises while a diffusers folder loads: single files, GGUF and hub ids are refused by name, on
+    any device, before anything loads (not with the generator's T2I_QUANTIZE message)."""
+    checkpoint = tmp_path / "my-model.safetensors"
+    checkpoint.write_bytes(b"not read")
+    cuda = torch.device("cuda")
+    for spec, form in ((str(checkpoint), "a single-file checkpoint"), (str(tmp_path / "flux.gguf"), "a GGUF file"),
+                       ("owner/model", "a hub id")):
+        with pytest.raises(RequestError) as refused:
+            check_base_quantization("nf4", cuda, spec, settings)
+        message = str(refused.value)
+        assert f"an nf4 base is quantised by bitsandbytes while a diffusers folder loads, and {spec!r} is {form}: " \
+               "train it with an int8 base" in message and "T2I_QUANTIZE" not in message
+    check_base_quantization("int8", cuda, str(checkpoint), settings)  # int8 quantises after loading: any form
+    with pytest.raises(RequestError, match="on a CUDA GPU; this run trains on cpu"):  # a folder: the device's turn
+        check_base_quantization("nf4", torch.device("cpu"), "embedded", settings)
+
+    from t2i.train.lora_trainer import TrainingStopped
+
+    with pytest.raises(TrainingStopped, match="is a single-file checkpoint: train it with an int8 base"):
+        _train_here(tmp_path, monkeypatch, base_model=str(checkpoint), base_quantization="nf4", steps=2)
+    assert [e["event"] for e in _events(tmp_path / "run")] == ["error"]  # nothing loaded, no step
+
+
 def test_an_nf4_run_on_cpu_stops_before_any_step(tmp_path, monkeypatch):
     """The trainer's own refusal (the run's log gets the message, no step, no LoRA)."""
     from t2i.train.lora_trainer import TrainingStopped

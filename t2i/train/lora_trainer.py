@@ -190,7 +190,8 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     torch.set_num_threads(threads)  # leave cores to the web server, which keeps generating meanwhile
     # float32 weights and no inference-only speed tricks (low precision, block caching): gradients flow here
     device = accelerator.device.type if accelerator.device.type == "cpu" else str(accelerator.device)  # not cpu:0
-    check_base_quantization(config.base_quantization, accelerator.device)  # before loading: nf4 needs CUDA
+    # before loading: nf4 needs CUDA and a diffusers folder (bitsandbytes quantises while it loads)
+    check_base_quantization(config.base_quantization, accelerator.device, config.base_model, settings)
     model = ModelCache(replace(training_settings(settings, config.base_quantization), device=device, dtype="float32",
                                speed="quality")).get(config.base_model)
     try:

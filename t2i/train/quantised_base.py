@@ -15,23 +15,47 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
+from t2i.models.access import HUB_ID, model_folder_entries
 from t2i.models.memory import resident_bytes
 from t2i.request import RequestError
+from t2i.settings import EMBEDDED_MODEL_DIR, Settings
 
 
-def check_base_quantization(mode: str, device: torch.device) -> None:
-    """A RequestError, before the model loads, when `mode` cannot run on `device` or its library is missing."""
+def check_base_quantization(mode: str, device: torch.device, base_model: str = "embedded",
+                            settings: Settings | None = None) -> None:
+    """A RequestError, before the model loads, when `mode` cannot quantise `base_model` (nf4: a diffusers folder
+    only), cannot run on `device`, or its library is missing."""
     if mode != "nf4":
         return
+    form = _not_a_folder(base_model, settings or Settings())
+    if form:
+        raise RequestError(f"an nf4 base is quantised by bitsandbytes while a diffusers folder loads, and "
+                           f"{base_model!r} is {form}: train it with an int8 base (quantised "
+                           "after loading, any model form) or none, or from the model's diffusers folder")
     if device.type != "cuda":
         raise RequestError(f"an nf4 base needs bitsandbytes on a CUDA GPU; this run trains on {device.type}: use "
                            "int8 (torchao, CPU and GPU) or none")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise RequestError("an nf4 base needs bitsandbytes, which t2i does not install by default "
                            "(pip install -r requirements-gpu.txt); or use int8")
+
+
+def _not_a_folder(spec: str, settings: Settings) -> str:
+    """What a base model spec is when it is not a local diffusers folder ("" when it is one), resolved as the model
+    cache resolves it (t2i/models/cache.py)."""
+    path = EMBEDDED_MODEL_DIR if spec == "embedded" else model_folder_entries(settings).get(spec) or Path(spec)
+    path = path.expanduser()
+    if path.is_dir():
+        return ""
+    if path.suffix == ".gguf":
+        return "a GGUF file"
+    if path.suffix == ".safetensors" or path.exists():
+        return "a single-file checkpoint"
+    return "a hub id" if HUB_ID.match(spec) else "not a diffusers folder"
 
 
 def training_settings(settings, mode: str):
