@@ -5,6 +5,8 @@ encoded too late says so, and shuffled tags (new prompts as the run goes) keep T
 
 from __future__ import annotations
 
+import gc
+import weakref
 from dataclasses import replace
 
 import numpy as np
@@ -30,6 +32,7 @@ def test_t5_leaves_the_pipeline_and_embeddings_and_samples_stay_the_same():
     sample = np.asarray(family.sample(pipe, PROMPTS[0], 0, (32, 32)))
     cpu = torch.device("cpu")
     loaded, t5_bytes = device_bytes(pipe, cpu), base_bytes(pipe.text_encoder_2)
+    t5 = weakref.ref(pipe.text_encoder_2)
 
     assert family.release_frozen_encoders(pipe, PROMPTS, replace(config, shuffle_tags=True)) == ()
     assert pipe.text_encoder_2 is not None  # a shuffled caption is a new prompt: T5 must stay
@@ -38,6 +41,8 @@ def test_t5_leaves_the_pipeline_and_embeddings_and_samples_stay_the_same():
     print(f"tiny Flux.1-dev on the training device: {loaded} bytes, {device_bytes(pipe, cpu)} after T5 "
           f"({t5_bytes} bytes) left")
     assert pipe.text_encoder_2 is None and device_bytes(pipe, cpu) == loaded - t5_bytes
+    gc.collect()
+    assert t5() is None  # nothing else (the family's cache, the pipeline's config) kept it: its memory is free
 
     with torch.no_grad():
         after = family.encode_prompts(pipe, encoders, PROMPTS)
