@@ -18,8 +18,8 @@ finally writes the LoRA into the library folder. All training randomness comes f
 whose state is checkpointed, so a resumed run continues the exact same sequence.
 
 Like diffusers' training scripts it reads as one procedure, top to bottom (load, prepare, loop, checkpoint,
-sample, export); the reusable parts live beside it (training_data, dataset, buckets, resume, export, locks, ranks,
-progress_log).
+sample, export); the reusable parts live beside it (lora_steps: the LoRA set-up and one update; training_data,
+dataset, buckets, resume, export, locks, ranks, progress_log).
 """
 
 from __future__ import annotations
