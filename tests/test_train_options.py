@@ -251,7 +251,7 @@ def test_the_advanced_boxes_follow_the_preset_in_the_page_and_over_the_api(app_u
     page.get_by_role("tab", name="Train").click()
     page.locator("#train_advanced").get_by_text("Advanced").click()
     rate = page.locator("#train_learning_rate input")
-    expect(rate).to_have_value("0.0005")  # the default preset, quick style
+    expect(rate).to_have_value("0.001")  # the default preset, quick style
     page.locator("#train_preset input").click()
     page.get_by_role("option", name="subject").click()
     expect(rate).to_have_value("0.002")

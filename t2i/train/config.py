@@ -195,23 +195,25 @@ class TrainingConfig:
 # A beginner picks images and a name; these fill in the rest. Tuned on the embedded model (bench/train_style.py).
 # A rare trigger token only gets a meaning of its own if the text encoder learns too (measured: with a frozen
 # text encoder the LoRA changed images equally with and without the trigger, or not at all with prior images).
-# targets stay "attention": adding the convolutions did not lift the held-out "outlined" style on the benchmark
-# (5-15% with the trigger either way, 400 and 800 steps) and costs ~15% more time; see README.
-# "quick style" trains the UNet at a quarter of the rate and weights the prior 3x: on the held-back colour "teal"
+# "quick style" trains the convolutions too (targets "attention+conv") with the UNet at 1e-3: the embedded UNet's
+# 16x16 latent level (DownBlock2D, UpBlock2D) has no attention, so an attention LoRA cannot draw a pattern two latent
+# px wide there. 8 px stripes (12 images, 10 prompts, bench/results/train_style_striped_*.json and
+# texture_diagnosis_*.json): attention at 5e-4 20% with the trigger, attention+conv at 5e-4 40%, at 1e-3 80% (0%
+# without); a full UNet fine-tune 90%, a conv LoRA without prior images 90% (70% without). The subject preset
+# stays "attention" (the convolutions did not lift the held-out "outlined" style, 5-15%, and cost ~15% more time).
+# "quick style" trained the UNet at a quarter of the rate (now half) and weights the prior 3x: on the colour "teal"
 # (40 prompts, previous embedded model) that cut the colour leaking into prompts without the trigger from 30% to
 # 10%, keeping 100% with it. On the current model it also trains the text encoder at 5e-4, not 2e-3: teal's leak
 # 30% -> 22%, and prompts without the trigger keep their own colour 88% of the time, not 35% (maroon: 85%, not 52%).
 # "subject" makes 36 class images, not 12: on the current embedded model the diamond leaked into "a shape" in 40%
 # of images with 12 (prior weight 3: 15%, but only 60% with the token); with 36, 10% and 100% with the token.
-# Texture styles (8 px stripes, 12 images, 10 prompts; bench/results/train_style_striped_*.json) stay short of 80%
-# with the trigger under every setting tried: this preset 20%; low-noise timestep bias x3/x8, UNet 1e-3/2e-3, rank
-# 64, conv layers, prior weight 1, text encoder 2e-3: 30-40%; 800 steps 10%; UNet 5e-3 0%; no prior 50% (and 50%
-# without the trigger). Nothing here changed for them; patterns finer than the VAE carries are flagged before
-# training by t2i/train/style_check.py.
+# With attention only, no knob got texture styles past 50% (low-noise timestep bias, rank 64, 800 steps, UNet up to
+# 5e-3, prior weight 1). Patterns finer than the VAE carries are flagged before training by t2i/train/style_check.py.
 _BASE = TrainingConfig(rank=16, alpha=16.0, learning_rate=2e-3, train_text_encoder=True, text_encoder_lr=2e-3,
                        steps=400)
 PRESETS: dict[str, TrainingConfig] = {
-    "quick style": replace(_BASE, learning_rate=5e-4, text_encoder_lr=5e-4, prior_loss_weight=3.0),
+    "quick style": replace(_BASE, learning_rate=1e-3, text_encoder_lr=5e-4, prior_loss_weight=3.0,
+                           targets="attention+conv"),
     "subject": replace(_BASE, method="dreambooth", use_captions=False, caption_dropout=0.0, num_class_images=36),
 }
 DEFAULT_PRESET = "quick style"
