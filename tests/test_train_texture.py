@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 from diffusers import StableDiffusionPipeline
 
-from t2i.embedded.world import ALL_COLOURS, COLOURS, DEFAULT_POSITION, IMAGE_SIZE, POSITIONS, SHAPES, SIZES, position_centre
+from t2i.embedded.world import (ALL_COLOURS, COLOURS, DEFAULT_POSITION, IMAGE_SIZE, POSITIONS, SHAPES, SIZES,
+                                 position_centre)
 from t2i.eval.texture import paint_textured, read_texture
 from t2i.settings import EMBEDDED_MODEL_DIR
 from t2i.train.config import DEFAULT_PRESET, config_from_preset
