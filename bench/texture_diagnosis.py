@@ -7,10 +7,10 @@ either the whole UNet (--mode full: the upper bound of any LoRA) or a peft LoRA 
 a. sampler: images of 10 prompts with the trigger (seeds 0..9) under Euler, Euler a, DDIM, DPM++ 2M at 20/40
    steps and CFG 5/7.5/10 (--sampler-sweep), else Euler 20 steps CFG 7.5 (the pipeline's own, as the bench);
 b. denoising: each training image noised to timestep t (fixed noise), the model's one-step x0 prediction decoded,
-   stripes read on it, for t in a sweep;
-d. inside the shape: the share of the generated object's pixels the best stripe template explains.
+   stripes read on it, for t in a sweep.
+Also: how often prompts without the trigger, and the training captions themselves, come out striped.
 
-    python bench/texture_diagnosis.py --mode full|lora [--targets all] [--steps 400] [--lr 1e-4] [--rank 16]
+    python bench/texture_diagnosis.py --mode full|lora|none [--targets all] [--steps 400] [--lr 1e-4] [--rank 16]
                                       [--sampler-sweep] [--result NAME]
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import tempfile
 import time
@@ -150,7 +151,6 @@ def main() -> None:
                                                      if args.mode == "lora" else {}),
               "denoising_x0_striped": denoising(pipe, latents, embeds, ts)}
     print("denoising", result["denoising_x0_striped"], flush=True)
-    import random
     rng = random.Random(7)  # the prompt set of bench/train_style.py
     objects = [ShapeObject(rng.choice(SHAPES_NO_RING), rng.choice(OBJECT_COLOURS), "large")
                for _ in range(args.prompts)]
