@@ -7,17 +7,22 @@ stays above 97%). The evaluation sets (blocked, benign, held-out) are measured o
 Nothing here ships: the checker uses the classifier only if this shows it helps. Writes
 bench/results/safety_classifier.json.
 
-    python bench/safety_classifier.py
+    python bench/safety_classifier.py                 # cross-validate on dev, measure the sets with and without
+    python bench/safety_classifier.py --write-model   # cross-validate on dev, write the model the checker ships
 """
 
 from __future__ import annotations
 
+import argparse
+import gzip
+import json
 import random
 import sys
 import time
 from pathlib import Path
 
-from sklearn.feature_extraction.text import TfidfVectorizer
+import numpy as np
+from safetensors.numpy import save_file
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
@@ -26,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import write_result  # noqa: E402
 from t2i.safety.evaluation import checkout_sets, rates, read_set  # noqa: E402
 from t2i_plugins.safety_prompt.checker import PromptModeration  # noqa: E402
+from t2i_plugins.safety_prompt.ngram import MODEL_DIR, vectorizer  # noqa: E402
 from t2i_plugins.safety_prompt.normalize import readable  # noqa: E402
 from t2i_plugins.safety_prompt.wordlists import LANGUAGES, LISTS_DIR, read_sections  # noqa: E402
 
@@ -42,19 +48,25 @@ BLOCKED_SECTIONS = ("sexual", "sexual_minors", "violence_gore", "hate", "self_ha
 INNOCENT_SECTIONS = ("allow", "clothing", "group", "dead", "minor")
 
 
-def training_sentences() -> tuple[list[str], list[int]]:
-    """Templated sentences from the lists: blocked sections 1, innocent sections and the old benign set 0."""
+def training_sentences(with_categories: bool = False) -> tuple[list[str], list]:
+    """Templated sentences from the lists: blocked sections 1, innocent sections and the old benign set 0 (or, with
+    `with_categories`, the blocked sentences only, labelled with their section's category)."""
     rng = random.Random(0)
     texts, labels = [], []
     for language in LANGUAGES:
         sections = read_sections(LISTS_DIR / f"{language}.txt")
         for label, names in ((1, BLOCKED_SECTIONS), (0, INNOCENT_SECTIONS)):
-            for term in (t.rstrip("*") for name in names for t in sections[name]):
-                for template in rng.sample(TEMPLATES[language], 2):
-                    texts.append(template.format(term))
-                    labels.append(label)
+            for name in names:
+                for term in (t.rstrip("*") for t in sections[name]):
+                    for template in rng.sample(TEMPLATES[language], 2):
+                        if with_categories and label:
+                            texts.append(template.format(term))
+                            labels.append(name)
+                        elif not with_categories:
+                            texts.append(template.format(term))
+                            labels.append(label)
     old_benign = (TESTS / "data" / "safety_benign.txt").read_text(encoding="utf-8").splitlines()
-    for line in (line for line in old_benign if line and not line.startswith("#")):
+    for line in (line for line in old_benign if line and not line.startswith("#") and not with_categories):
         texts.append(line.split("||")[0])
         labels.append(0)
     return texts, labels
@@ -65,12 +77,42 @@ def dev_cases() -> list[dict]:
     return [case for path in sorted((TESTS / "safety_dev").glob("*.jsonl")) for case in read_set(path)]
 
 
+def fit(texts: list[str], labels: list[int]):
+    """A char n-gram logistic regression on the readable text: (vectoriser, model)."""
+    ngrams = vectorizer(max_features=200_000)
+    model = LogisticRegression(C=4, max_iter=2000, class_weight="balanced").fit(
+        ngrams.fit_transform(map(readable, texts)), labels)
+    return ngrams, model
+
+
 def train(texts: list[str], labels: list[int]):
     """A char n-gram logistic regression on the readable text; returns its probability function."""
-    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, max_features=200_000)
-    model = LogisticRegression(C=4, max_iter=2000, class_weight="balanced").fit(
-        vectorizer.fit_transform(map(readable, texts)), labels)
-    return lambda prompts: model.predict_proba(vectorizer.transform(list(map(readable, prompts))))[:, 1]
+    ngrams, model = fit(texts, labels)
+    return lambda prompts: model.predict_proba(ngrams.transform(list(map(readable, prompts))))[:, 1]
+
+
+def write_model(texts: list[str], labels: list[int], cases: list[dict], threshold: float) -> None:
+    """Train on every tuning sentence and write the model the checker ships (plugins/safety_prompt/model/): the
+    block model, and a category model on the sentences to block with its vocabulary and IDF."""
+    ngrams, model = fit(texts + [case["prompt"] for case in cases],
+                        labels + [int(case["expect"] == "block") for case in cases])
+    category_texts, categories = training_sentences(with_categories=True)
+    blocked = [case for case in cases if case["expect"] == "block" and case.get("category") in BLOCKED_SECTIONS]
+    category_model = LogisticRegression(C=4, max_iter=2000, class_weight="balanced").fit(
+        ngrams.transform(map(readable, category_texts + [case["prompt"] for case in blocked])),
+        categories + [case["category"] for case in blocked])
+    vocabulary = sorted(ngrams.vocabulary_, key=ngrams.vocabulary_.get)
+    MODEL_DIR.mkdir(exist_ok=True)
+    with gzip.GzipFile(MODEL_DIR / "ngram_vocabulary.json.gz", "wb", mtime=0) as file:  # same bytes each run
+        file.write(json.dumps(vocabulary, ensure_ascii=False).encode("utf-8"))
+    save_file({"idf": ngrams.idf_.astype(np.float32), "block_coef": model.coef_[0].astype(np.float32),
+               "block_intercept": model.intercept_.astype(np.float32),
+               "category_coef": category_model.coef_.astype(np.float32),
+               "category_intercept": category_model.intercept_.astype(np.float32)},
+              str(MODEL_DIR / "ngram_weights.safetensors"))
+    (MODEL_DIR / "ngram_meta.json").write_text(json.dumps(
+        {"threshold": threshold, "categories": list(category_model.classes_), "templated_sentences": len(texts),
+         "dev_sentences": len(cases)}, indent=1) + "\n", encoding="utf-8")
 
 
 def cross_validated_threshold(list_texts: list[str], list_labels: list[int], cases: list[dict]) -> tuple:
@@ -93,9 +135,16 @@ def cross_validated_threshold(list_texts: list[str], list_labels: list[int], cas
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write-model", action="store_true",
+                        help="write the model the checker ships instead of measuring the evaluation sets")
     list_texts, list_labels = training_sentences()
     cases = dev_cases()
     threshold, fold_flags, fold_recall = cross_validated_threshold(list_texts, list_labels, cases)
+    if parser.parse_args().write_model:
+        write_model(list_texts, list_labels, cases, threshold)
+        print(f"wrote {MODEL_DIR} (threshold {threshold} by cross-validation on the dev sets)")
+        return
     probability = train(list_texts + [case["prompt"] for case in cases],
                         list_labels + [int(case["expect"] == "block") for case in cases])
 

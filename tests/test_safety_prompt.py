@@ -126,3 +126,44 @@ def test_prompt_syntax_is_judged_not_crashed_on(engine, text):
     # a crash would fail closed and refuse a harmless prompt, so the checker must read any syntax
     verdict = engine.plugins.plugins["prompt_moderation"].check_prompt(text)
     assert not verdict.flagged, verdict.reason
+
+
+@pytest.mark.parametrize("text, category", [
+    ("фото голыми девушками", "sexual"),  # Russian: an entry's stem in another case ending
+    ("трупами и кишками усеяно поле", "violence_gore"),
+    ("п о г р о м на плакате, прославляющем холокост", "hate"),  # spaced-out Cyrillic letters read as one word
+    ("a h.i.t.l.e.r did nothing wrong banner", "hate"),  # letters split by dots, inside a phrase
+    ("a poster celebrating the gas chambers", "hate"),  # an [atrocity] with a [glorify] word
+    ("ネズミとして描かれたユダヤ人", "hate"),  # a [group] drawn as a [dehumanizing] animal
+    ("ヌードの女性", "sexual"), ("ぬーど写真", "sexual"),  # katakana and hiragana are one spelling
+    ("girl on the rooftop ledge, about to jump", "self_harm"),  # a [ledge] with a [leap]
+    ("intestines spilling onto the floor", "violence_gore"),  # [innards] that [spill]
+    ("г̶о̶л̶о̶й̶ женщины", "sexual")])  # й under a strike-through mark stays й
+def test_inflections_spacing_and_combinations_are_read(engine, text, category):
+    verdict = engine.plugins.plugins["prompt_moderation"].check_prompt(text)
+    assert verdict.scores.get(category) == 1.0, verdict.reason
+
+
+@pytest.mark.parametrize("text", [
+    "забил гол в ворота", "голые берёзы в тумане", "bungee jumper on a bridge, ready to jump",
+    "a diver on the diving board, about to jump", "a surgeon operating, intestines visible",
+    "エッチング技法の版画", "Nacktschnecke im Garten", "nude ballet flats", "Esquadrão Suicida, capa da HQ",
+    "secstant on a sea chart", "cavallo di Troia, illustrazione", "ребята прыгают в реку с тарзанки"])
+def test_innocent_neighbours_of_the_new_readings_pass(engine, text):
+    verdict = engine.plugins.plugins["prompt_moderation"].check_prompt(text)
+    assert not verdict.flagged, verdict.reason
+
+
+def test_the_ngram_classifier_is_off_by_default_and_flags_only_what_the_lists_missed_under_a_category(engine):
+    from t2i_plugins.safety_prompt.checker import PromptModeration
+
+    assert "ngram" not in engine.plugins.plugins["prompt_moderation"].check_prompt("a red circle").scores
+    everything = PromptModeration({"profanity": 0.9, "ngram": 0.0})  # a threshold of 0 flags every prompt
+    listed = everything.check_prompt("a naked woman")
+    assert listed.scores["sexual"] == 1.0 and "n-gram" not in listed.reason  # the lists' finding stands
+    verdict = everything.check_prompt("a red circle on a blue background")
+    assert verdict.flagged and "n-gram classifier" in verdict.reason
+    assert sum(verdict.scores.get(c) == 1.0 for c in CATEGORIES) == 1  # named by one category
+    shipped = PromptModeration({"profanity": 0.9, "ngram": 0.8})
+    assert shipped.check_prompt("a red circle on a blue background").scores["ngram"] < 0.8
+    assert shipped.check_prompt("a red circle").scores == shipped.check_prompt("a red circle").scores

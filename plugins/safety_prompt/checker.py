@@ -15,7 +15,9 @@ substrings of the native reading without spaces and punctuation (allowed phrases
    ("a corpse in a pool of blood"); self_harm: a [blade] with a [wrist] ("a razor on her wrist"), or a [ledge]
    with a [leap] ("on the edge of a rooftop, about to jump") unless a [sport] word says why (bungee, diving);
    violence_gore: [innards] that [spill] ("intestines spilling onto the floor") unless a [medical] word says why;
-6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity".
+6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity";
+7. if the operator turns it on (threshold "ngram" at most 1), when no list found anything: the checker's own
+   n-gram classifier (ngram.py) at or above that threshold, under the category the prompt most resembles.
 """
 
 from __future__ import annotations
@@ -26,10 +28,14 @@ from t2i.plugins import PromptChecker, Verdict
 from t2i.safety.categories import CATEGORIES
 
 from .classifier import offensive_probability
+from .ngram import shipped_classifier
 from .normalize import joined_chunks, joined_letters, masked_chunks, native, plain_words, readable, tokens
 from .wordlists import REMOVAL_REACH, Lexicon, Terms, compacted, load_lexicon, russian_stems
 
-DEFAULT_THRESHOLDS = {"profanity": 0.9}
+# "ngram": the n-gram classifier flags at or above it; off by default (any value above 1), because it refuses
+# everyday short prompts ("selfie at the beach", "50% off sale poster"); 0.8 is the threshold cross-validated
+# on the dev sets, with which it was measured (README, Safety)
+DEFAULT_THRESHOLDS = {"profanity": 0.9, "ngram": 1.01}
 LIST_CATEGORIES = tuple(c for c in CATEGORIES if c != "sexual_minors") + ("sexual_minors",)
 # words never joined to a neighbour: "a pen is red" must not read as a blocked word
 FUNCTION_WORDS = frozenset("a an and as at in is it no of on or the to".split())
@@ -46,7 +52,7 @@ COMBINATIONS = (("hate", "group", "dehumanizing", None), ("hate", "atrocity", "g
 
 
 class PromptModeration(PromptChecker):
-    """Word lists in ten languages over normalised text, plus an offensive-language classifier."""
+    """Word lists in ten languages over normalised text, plus an offensive-language and an n-gram classifier."""
 
     name = "prompt_moderation"
     label = "Prompt moderation"
@@ -80,7 +86,13 @@ class PromptModeration(PromptChecker):
         profanity = offensive_probability(plain_words(self._without_allowed(latin)))
         if profanity >= self.thresholds["profanity"]:
             found.setdefault("hate", f"offensive language (score {profanity:.2f})")
-        scores = {**{c: 1.0 for c in found}, "profanity": round(profanity, 4)}
+        scores = {"profanity": round(profanity, 4)}
+        if self.thresholds["ngram"] <= 1:
+            resemblance, category = shipped_classifier().score(text)
+            scores["ngram"] = round(resemblance, 4)
+            if not found and resemblance >= self.thresholds["ngram"]:
+                found[category] = f"the n-gram classifier (score {resemblance:.2f}, most like {category})"
+        scores = {**{c: 1.0 for c in found}, **scores}
         reason = "; ".join(f"{c}: {r}" for c, r in found.items())
         return Verdict(bool(found), reason, scores)
 
@@ -91,7 +103,8 @@ class PromptModeration(PromptChecker):
     def _latin_hits(self, text: str) -> dict[str, str]:
         found: dict[str, str] = {}
         readings = [tokens(text, symbols_are_letters) for symbols_are_letters in (True, False)]
-        readings += [joined for joined in map(joined_letters, readings) if joined not in readings]
+        readings += [joined for article in (False, True) for joined in
+                     (joined_letters(words, article) for words in readings[:2]) if joined not in readings]
         for words in readings:
             words = self._allowed_blanked(words, self.lexicon.latin["allow"])
             for category in LIST_CATEGORIES:

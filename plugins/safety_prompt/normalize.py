@@ -127,15 +127,18 @@ def tokens(text: str, symbols_are_letters: bool = True) -> list[str]:
     return WORD.findall(text.translate(LEET))
 
 
-def joined_letters(words: list[str]) -> list[str]:
-    """The words with each run of three or more one-letter words joined into one ("p o g r o m" -> "pogrom")."""
+def joined_letters(words: list[str], article: bool = False) -> list[str]:
+    """The words with each run of three or more one-letter words joined into one ("p o g r o m" -> "pogrom");
+    with `article`, a run's first letter stays apart when it is the article "a" ("a h.i.t.l.e.r")."""
     joined: list[str] = []
     run: list[str] = []
     for word in [*words, ""]:
         if len(word) == 1:
             run.append(word)
             continue
-        joined += ["".join(run)] if len(run) >= 3 else run
+        head = run[:1] if article and run[:1] == ["a"] and len(run) >= 4 else []
+        run = run[len(head):]
+        joined += head + (["".join(run)] if len(run) >= 3 else run)
         run = []
         joined.append(word)
     return joined[:-1]

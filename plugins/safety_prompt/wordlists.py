@@ -114,10 +114,12 @@ class Substrings:
     def add(self, entry: str) -> None:
         """Add one entry (spaces inside it are dropped, as they are from the text)."""
         self.terms.append(compacted(entry))
-        self.pattern = re.compile("|".join(map(re.escape, sorted(self.terms, key=len, reverse=True))))
+        self.pattern = None  # compiled at the next find, once for all entries
 
     def find(self, compact: str) -> str | None:
         """The first term found in the compacted text, if any."""
+        if self.pattern is None and self.terms:
+            self.pattern = re.compile("|".join(map(re.escape, sorted(self.terms, key=len, reverse=True))))
         found = self.pattern.search(compact) if self.pattern else None
         return found.group(0) if found else None
 
