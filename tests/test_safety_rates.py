@@ -1,8 +1,10 @@
 """The prompt checker's rates, printed per category and per language: on the old sets (tests/data), on the
 blind evaluation sets (tests/safety_eval: blocked, benign, and the held-out set that tuning never reads) and
-on the checker's own dev set (tests/safety_dev, the only set the lists were tuned on).
+on the tuning sets (tests/safety_dev: the checker's own dev set and the blind tuning sets, the only sets the lists
+were tuned on).
 
-Targets (issue 29): held-out blocked >= 90%, benign passed >= 97%. Where a target is not met, the floor
+Targets (issue 29): held-out blocked >= 90% (not met: 80.0%), benign passed >= 97% (met: 98.6%, held-out
+97.6%). Where a target is not met, the floor
 asserted is the measured rate (rounded down), so the rate cannot fall unnoticed; the README says which.
 """
 
@@ -18,9 +20,11 @@ from t2i.safety.gate import SafetyGate
 from t2i_plugins.safety_prompt.checker import PromptModeration
 
 # set -> floor of its blocked rate, floor of its passed rate (None: the set has no such prompts)
-# (measured 2026-12-06 after the lists' second pass: blocked 76.9%, benign 95.0%, held-out 67.6% / 94.7%)
-FLOORS = {"old evasion": (0.95, None), "old benign": (None, 0.98), "blocked": (0.76, None), "benign": (None, 0.94),
-          "held-out": (0.67, 0.94), "dev": (1.0, 0.98)}
+# (measured 2026-12-06 after the lists' fifth pass: blocked 92.7%, benign 98.6%, held-out 80.0% / 97.6%; the blind
+# tuning sets of tests/safety_dev at 99-100%, floors a little lower since their authors may still add lines)
+FLOORS = {"old evasion": (0.95, None), "old benign": (None, 0.98), "blocked": (0.92, None), "benign": (None, 0.98),
+          "held-out": (0.80, 0.97), "dev": (1.0, 0.98), "dev blind_harm": (0.97, 0.97),
+          "dev blind_sexual": (0.97, 0.97), "dev blind_styles": (0.97, 0.97)}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +37,7 @@ def gate(settings):
     return SafetyGate(PluginManager([PromptModeration()]), settings)
 
 
-@pytest.mark.slow  # about 20 s: some 2,000 prompts
+@pytest.mark.slow  # about 30 s: some 4,900 prompts
 @pytest.mark.parametrize("name", FLOORS)
 def test_rates_per_category_and_language(gate, sets, name):
     block_floor, pass_floor = FLOORS[name]
