@@ -3,9 +3,9 @@ on the tuning data only: the dev sets of tests/safety_dev (dev.jsonl and the bli
 templated sentences of every list's terms (blocked sections 1, innocent sections 0) and the old benign set. Its
 threshold is chosen by 5-fold cross-validation on the dev sets alone: the lowest of THRESHOLDS at which the
 classifier flags at most 1% of the held-out folds' innocent prompts (so that with the lists' ~99% the benign rate
-stays above 97%). The evaluation sets (blocked, benign, held-out) are measured once, with and without it.
-Nothing here ships: the checker uses the classifier only if this shows it helps. Writes
-bench/results/safety_classifier.json.
+stays above 97%). The evaluation sets (blocked, benign, held-out) are measured once, with and without it; writes
+bench/results/safety_classifier.json. `--write-model` measures nothing and writes the model the checker ships
+(plugins/safety_prompt/model/; off unless the operator sets its threshold, README "Safety").
 
     python bench/safety_classifier.py                 # cross-validate on dev, measure the sets with and without
     python bench/safety_classifier.py --write-model   # cross-validate on dev, write the model the checker ships
