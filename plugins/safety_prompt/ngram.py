@@ -4,7 +4,8 @@ templated sentences of the word lists) by `python bench/safety_classifier.py --w
 threshold by cross-validation on that data; the blind evaluation sets only measured it (README, Safety).
 
 The model is plain data: the n-gram vocabulary (model/ngram_vocabulary.json.gz), the IDF weights and both models'
-coefficients (model/ngram_weights.safetensors), and the threshold and category names (model/ngram_meta.json).
+coefficients (model/ngram_weights.safetensors), and the category names with the cross-validated threshold
+(model/ngram_meta.json; the checker's own threshold setting decides, README "Safety").
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ class NgramClassifier:
         with gzip.open(folder / "ngram_vocabulary.json.gz", "rt", encoding="utf-8") as file:
             ngrams = json.load(file)
         weights = load_file(str(folder / "ngram_weights.safetensors"))
-        self.threshold: float = meta["threshold"]
         self.categories: list[str] = meta["categories"]
         self._vectorizer = vectorizer(vocabulary={ngram: i for i, ngram in enumerate(ngrams)})
         self._vectorizer.idf_ = weights["idf"].astype(np.float64)
