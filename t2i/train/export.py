@@ -86,6 +86,12 @@ def _write_atomically(path: Path, write) -> None:
         raise
 
 
+def _sorted_sets(adapter_config: dict) -> dict:
+    """peft keeps `target_modules` as a set, whose order changes with each process's string hashing; sorted, the
+    same run writes the same metadata."""
+    return {key: sorted(value) if isinstance(value, set) else value for key, value in adapter_config.items()}
+
+
 def export_lora(folder: Path, config: TrainingConfig, pipeline_class: str, layers: dict[str, dict],
                 adapter_configs: dict[str, dict], kohya, metadata: dict[str, str], card: str) -> ExportedLora:
     """Write `<name>.safetensors` (what `pipeline_class`'s save_lora_weights writes, plus metadata),
@@ -94,7 +100,8 @@ def export_lora(folder: Path, config: TrainingConfig, pipeline_class: str, layer
     folder.mkdir(parents=True, exist_ok=True)
     paths = library_paths(folder, config.name)
     arguments = {f"{component}_lora_layers": weights for component, weights in layers.items()}
-    arguments.update({f"{component}_lora_adapter_metadata": value for component, value in adapter_configs.items()})
+    arguments.update({f"{component}_lora_adapter_metadata": _sorted_sets(value)
+                      for component, value in adapter_configs.items()})
     with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as scratch:  # hidden from the library listing
         getattr(diffusers, pipeline_class).save_lora_weights(
             scratch, **arguments, weight_name="lora.safetensors", safe_serialization=True)
