@@ -277,7 +277,9 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
         if step % config.checkpoint_every == 0 and step < config.steps:
             checkpoints.save(step)  # every rank: each writes its own RNG state
             log.write("checkpoint", step=step)
-        if config.sample_every and step % config.sample_every == 0 and accelerator.is_main_process:
+        # the last step's samples are made once, after export (with the EMA weights when there are any)
+        if config.sample_every and step % config.sample_every == 0 and step < config.steps \
+                and accelerator.is_main_process:
             log.write("sample", step=step, prompts=sample_prompts,
                       images=save_samples(pipe, family, config, sample_prompts, run_dir, step, sample_size))
 
