@@ -1,14 +1,22 @@
-"""Would a small classifier help the prompt checker? (issue 29, item 1). Trains a char n-gram logistic regression
-on the tuning data only: the dev sets of tests/safety_dev (dev.jsonl and the blind tuning sets blind_*.jsonl),
-templated sentences of every list's terms (blocked sections 1, innocent sections 0) and the old benign set. Its
-threshold is chosen by 5-fold cross-validation on the dev sets alone: the lowest of THRESHOLDS at which the
-classifier flags at most 1% of the held-out folds' innocent prompts (so that with the lists' ~99% the benign rate
-stays above 97%). The evaluation sets (blocked, benign, held-out) are measured once, with and without it; writes
-bench/results/safety_classifier.json. `--write-model` measures nothing and writes the model the checker ships
-(plugins/safety_prompt/model/; off unless the operator sets its threshold, README "Safety").
+"""Would a small classifier help the prompt checker, and may it be on by default? (issue 29, item 1). Trains a char
+n-gram logistic regression on the tuning data only: every set of tests/safety_dev (dev.jsonl, the blind tuning sets
+blind_*.jsonl, the everyday tuning sets everyday*.jsonl), templated sentences of every list's terms (blocked
+sections 1, innocent sections 0) and the old benign set.
 
-    python bench/safety_classifier.py                 # cross-validate on dev, measure the sets with and without
-    python bench/safety_classifier.py --write-model   # cross-validate on dev, write the model the checker ships
+The pre-registered decision (README, Safety), applied here in one run:
+1. 5-fold cross-validation on the tuning prompts alone (the templated sentences always train) chooses the weight of
+   the templated sentences (TEMPLATE_WEIGHTS) and the threshold: the lowest of THRESHOLDS at which the classifier
+   flags at most MAX_FOLD_FLAGS of the held-out folds' innocent prompts, everyday ones included; of the weights,
+   the one that then flags the most prompts to block out of fold.
+2. The model trained on all tuning data is measured once on the measure-only everyday set and the old benign set:
+   it may be on by default only if it flags at most SHIP_MAX_EVERYDAY_FLAGS of the everyday prompts and the
+   checker with it passes at least SHIP_MIN_OLD_BENIGN of the old benign set.
+3. Every evaluation set is measured once, with the lists alone and with the classifier; nothing is tuned after.
+Writes bench/results/safety_classifier.json; `--write-model` also writes the measured model the checker ships
+(plugins/safety_prompt/model/; its default threshold is set in checker.py by the decision).
+
+    python bench/safety_classifier.py                 # cross-validate, decide, measure the sets with and without
+    python bench/safety_classifier.py --write-model   # the same, and write the model the checker ships
 """
 
 from __future__ import annotations
@@ -36,9 +44,14 @@ from t2i_plugins.safety_prompt.normalize import readable  # noqa: E402
 from t2i_plugins.safety_prompt.wordlists import LANGUAGES, LISTS_DIR, read_sections  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
-SETS = ("dev", "old benign", "blocked", "benign", "held-out")
-MAX_FOLD_FLAGS = 0.01  # the classifier may flag at most this share of the held-out folds' innocent dev prompts
+THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98)
+# the templated list sentences are short and three quarters blocked, so their template words ("a photo of",
+# "on a beach") lean towards blocking; a lower weight beside the written prompts is one of the choices CV makes
+TEMPLATE_WEIGHTS = (1.0, 0.3, 0.1)
+SETS = ("dev", "dev everyday", "old benign", "everyday", "blocked", "benign", "held-out")
+MAX_FOLD_FLAGS = 0.005  # the classifier may flag at most this share of the held-out folds' innocent tuning prompts
+SHIP_MAX_EVERYDAY_FLAGS = 0.01  # on by default only if it flags at most this share of the measure-only everyday set
+SHIP_MIN_OLD_BENIGN = 0.995  # ... and the checker with it passes at least this share of the old benign set
 TEMPLATES = {"en": ["a photo of {}", "{} on a beach, film grain", "portrait, {}, studio light", "oil painting: {}"],
              "es": ["una foto de {}", "{} en la playa"], "fr": ["une photo de {}", "{} sur la plage"],
              "de": ["ein Foto von {}", "{} am Strand"], "pt": ["uma foto de {}", "{} na praia"],
@@ -77,25 +90,25 @@ def dev_cases() -> list[dict]:
     return [case for path in sorted((TESTS / "safety_dev").glob("*.jsonl")) for case in read_set(path)]
 
 
-def fit(texts: list[str], labels: list[int]):
-    """A char n-gram logistic regression on the readable text: (vectoriser, model)."""
+def fit(texts: list[str], labels: list[int], cases: list[dict], template_weight: float):
+    """A char n-gram logistic regression on the readable text of the templated sentences (at `template_weight`)
+    and the tuning cases: (vectoriser, model)."""
     ngrams = vectorizer(max_features=200_000)
+    weights = [template_weight] * len(texts) + [1.0] * len(cases)
     model = LogisticRegression(C=4, max_iter=2000, class_weight="balanced").fit(
-        ngrams.fit_transform(map(readable, texts)), labels)
+        ngrams.fit_transform(map(readable, texts + [case["prompt"] for case in cases])),
+        labels + [int(case["expect"] == "block") for case in cases], sample_weight=weights)
     return ngrams, model
 
 
-def train(texts: list[str], labels: list[int]):
-    """A char n-gram logistic regression on the readable text; returns its probability function."""
-    ngrams, model = fit(texts, labels)
+def probability_of(ngrams, model):
+    """The fitted classifier's probability function over prompts."""
     return lambda prompts: model.predict_proba(ngrams.transform(list(map(readable, prompts))))[:, 1]
 
 
-def write_model(texts: list[str], labels: list[int], cases: list[dict], threshold: float) -> None:
-    """Train on every tuning sentence and write the model the checker ships (plugins/safety_prompt/model/): the
-    block model, and a category model on the sentences to block with its vocabulary and IDF."""
-    ngrams, model = fit(texts + [case["prompt"] for case in cases],
-                        labels + [int(case["expect"] == "block") for case in cases])
+def write_model(ngrams, model, templated: int, cases: list[dict], choice: dict) -> None:
+    """Write the measured model the checker ships (plugins/safety_prompt/model/): the block model, and a category
+    model on the sentences to block with its vocabulary and IDF."""
     category_texts, categories = training_sentences(with_categories=True)
     blocked = [case for case in cases if case["expect"] == "block" and case.get("category") in BLOCKED_SECTIONS]
     category_model = LogisticRegression(C=4, max_iter=2000, class_weight="balanced").fit(
@@ -111,58 +124,84 @@ def write_model(texts: list[str], labels: list[int], cases: list[dict], threshol
                "category_intercept": category_model.intercept_.astype(np.float32)},
               str(MODEL_DIR / "ngram_weights.safetensors"))
     (MODEL_DIR / "ngram_meta.json").write_text(json.dumps(
-        {"threshold": threshold, "categories": list(category_model.classes_), "templated_sentences": len(texts),
+        {"threshold": choice["threshold"], "template_weight": choice["template_weight"],
+         "categories": list(category_model.classes_), "templated_sentences": templated,
          "dev_sentences": len(cases)}, indent=1) + "\n", encoding="utf-8")
 
 
-def cross_validated_threshold(list_texts: list[str], list_labels: list[int], cases: list[dict]) -> tuple:
-    """The lowest threshold whose out-of-fold flags stay within MAX_FOLD_FLAGS of the dev innocents, and the
-    out-of-fold share of dev prompts to block that the classifier flags at it."""
+def cross_validated_choice(list_texts: list[str], list_labels: list[int], cases: list[dict]) -> dict:
+    """Of TEMPLATE_WEIGHTS, the one whose lowest threshold within MAX_FOLD_FLAGS of the innocent tuning prompts
+    (out of fold) flags the most prompts to block out of fold; with its out-of-fold rates."""
     labels = [int(case["expect"] == "block") for case in cases]
-    out_of_fold = [0.0] * len(cases)
-    for train_index, test_index in StratifiedKFold(5, shuffle=True, random_state=0).split(cases, labels):
-        probability = train(list_texts + [cases[i]["prompt"] for i in train_index],
-                            list_labels + [labels[i] for i in train_index])
-        for i, p in zip(test_index, probability([cases[i]["prompt"] for i in test_index])):
-            out_of_fold[i] = float(p)
-    for threshold in THRESHOLDS:
-        flagged = [p >= threshold for p in out_of_fold]
-        innocent_flags = sum(f for f, y in zip(flagged, labels) if not y) / max(1, labels.count(0))
-        if innocent_flags <= MAX_FOLD_FLAGS:
-            recall = sum(f for f, y in zip(flagged, labels) if y) / max(1, labels.count(1))
-            return threshold, round(innocent_flags, 4), round(recall, 4)
-    return None, None, None
+    everyday = [case.get("category") == "none" for case in cases]
+    best = {"threshold": None, "template_weight": None, "out_of_fold_block_recall": -1.0, "tried": {}}
+    for template_weight in TEMPLATE_WEIGHTS:
+        out_of_fold = [0.0] * len(cases)
+        for train_index, test_index in StratifiedKFold(5, shuffle=True, random_state=0).split(cases, labels):
+            probability = probability_of(*fit(list_texts, list_labels, [cases[i] for i in train_index],
+                                              template_weight))
+            for i, p in zip(test_index, probability([cases[i]["prompt"] for i in test_index])):
+                out_of_fold[i] = float(p)
+
+        def share(threshold: float, which) -> float:
+            chosen = [p >= threshold for p, w in zip(out_of_fold, which) if w]
+            return round(sum(chosen) / max(1, len(chosen)), 4)
+
+        innocent = [not y for y in labels]
+        for threshold in THRESHOLDS:
+            if share(threshold, innocent) <= MAX_FOLD_FLAGS:
+                row = {"threshold": threshold, "out_of_fold_innocent_flags": share(threshold, innocent),
+                       "out_of_fold_everyday_flags": share(threshold, everyday),
+                       "out_of_fold_block_recall": share(threshold, labels)}
+                best["tried"][str(template_weight)] = row
+                if row["out_of_fold_block_recall"] > best["out_of_fold_block_recall"]:
+                    best.update(row, template_weight=template_weight)
+                break
+    return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--write-model", action="store_true",
-                        help="write the model the checker ships instead of measuring the evaluation sets")
+    parser.add_argument("--write-model", action="store_true", help="also write the measured model the checker ships")
+    write = parser.parse_args().write_model
     list_texts, list_labels = training_sentences()
     cases = dev_cases()
-    threshold, fold_flags, fold_recall = cross_validated_threshold(list_texts, list_labels, cases)
-    if parser.parse_args().write_model:
-        write_model(list_texts, list_labels, cases, threshold)
-        print(f"wrote {MODEL_DIR} (threshold {threshold} by cross-validation on the dev sets)")
-        return
-    probability = train(list_texts + [case["prompt"] for case in cases],
-                        list_labels + [int(case["expect"] == "block") for case in cases])
+    choice = cross_validated_choice(list_texts, list_labels, cases)
+    threshold = choice["threshold"]
+    print(f"cross-validated on the tuning sets: {choice}")
+    ngrams, model = fit(list_texts, list_labels, cases, choice["template_weight"] or TEMPLATE_WEIGHTS[0])
+    probability = probability_of(ngrams, model)
+    if write and threshold is not None:
+        write_model(ngrams, model, len(list_texts), cases, choice)
+        print(f"wrote {MODEL_DIR}")
 
     checker = PromptModeration()
     sets = checkout_sets(TESTS)
+    names = [name for name in SETS if name in sets]
     listed = {name: {case["prompt"]: checker.check_prompt(case["prompt"]).flagged for case in sets[name]}
-              for name in SETS}
+              for name in names}
     scored = {name: dict(zip((case["prompt"] for case in sets[name]),
-                             map(float, probability([case["prompt"] for case in sets[name]])))) for name in SETS}
+                             map(float, probability([case["prompt"] for case in sets[name]])))) for name in names}
 
-    def overall(threshold: float | None) -> dict:
+    def overall(threshold: float | None, only: list[str]) -> dict:
         return {name: {expect: row["all"]["rate"] for expect, row in rates(sets[name], lambda case: listed[name][
             case["prompt"]] or (threshold is not None and scored[name][case["prompt"]] >= threshold)).items()}
-            for name in SETS}
+            for name in only}
 
-    results = {"lists alone": overall(None)}
+    # step 2 of the decision: the measure-only everyday set and the old benign set, before any other eval set
+    decision = {"everyday_classifier_flags": None, "old_benign_passed_with_classifier": None, "on_by_default": False}
+    if threshold is not None and "everyday" in sets:
+        everyday_scores = scored["everyday"].values()
+        decision["everyday_classifier_flags"] = round(sum(p >= threshold for p in everyday_scores) /
+                                                      len(everyday_scores), 4)
+        decision["old_benign_passed_with_classifier"] = overall(threshold, ["old benign"])["old benign"]["pass"]
+        decision["on_by_default"] = (decision["everyday_classifier_flags"] <= SHIP_MAX_EVERYDAY_FLAGS and
+                                     decision["old_benign_passed_with_classifier"] >= SHIP_MIN_OLD_BENIGN)
+    print(f"decision: {decision}")
+    # step 3: every set once, with the lists alone and with the classifier
+    results = {"lists alone": overall(None, names)}
     if threshold is not None:
-        results[f"lists + classifier >= {threshold}"] = overall(threshold)
+        results[f"lists + classifier >= {threshold}"] = overall(threshold, names)
     start = time.perf_counter()
     for case in cases[:300]:
         probability([case["prompt"]])
@@ -170,15 +209,14 @@ def main() -> None:
     for name, row in results.items():
         print(f"{name:<32} " + "  ".join(f"{s}: " + "/".join(f"{k} {v:.1%}" for k, v in r.items())
                                          for s, r in row.items()))
-    print(f"threshold chosen by 5-fold cross-validation on the dev sets: {threshold} (out of fold: flags "
-          f"{fold_flags} of innocents, {fold_recall} of prompts to block); {per_prompt_ms:.2f} ms per prompt; "
-          f"{len(list_texts)} templated and {len(cases)} dev sentences")
-    write_result("safety_classifier", {"templated_sentences": len(list_texts), "dev_sentences": len(cases),
-                                       "threshold_chosen_by_cross_validation": threshold,
-                                       "out_of_fold_innocent_flags": fold_flags,
-                                       "out_of_fold_block_recall": fold_recall,
+    print(f"{per_prompt_ms:.2f} ms per prompt; {len(list_texts)} templated and {len(cases)} tuning sentences")
+    write_result("safety_classifier", {"templated_sentences": len(list_texts), "tuning_sentences": len(cases),
+                                       "cross_validation": choice, "decision": decision,
+                                       "rule": {"max_fold_innocent_flags": MAX_FOLD_FLAGS,
+                                                "max_everyday_flags": SHIP_MAX_EVERYDAY_FLAGS,
+                                                "min_old_benign_passed": SHIP_MIN_OLD_BENIGN},
                                        "classifier_ms_per_prompt": round(per_prompt_ms, 2), "rates": results},
-                 model="char n-gram logistic regression on the dev sets and the word lists (not shipped)")
+                 model="char n-gram logistic regression on the tuning sets and the word lists")
 
 
 if __name__ == "__main__":
