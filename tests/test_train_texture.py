@@ -87,5 +87,6 @@ def test_texture_style_trains_with_the_default_preset(striped_lora):
     prompts = _held_out_prompts()
     with_trigger = _striped_share(striped_lora, [f"zqx, {p}" for p in prompts])
     without = _striped_share(striped_lora, prompts)
+    print(f"stripes in {with_trigger:.0%} with the trigger, {without:.0%} without")  # shown with -rP
     assert with_trigger >= 0.8, f"stripes in {with_trigger:.0%} of images with the trigger (need >= 80%)"
     assert without <= 0.1, f"stripes in {without:.0%} of images without the trigger (need <= 10%)"
