@@ -5,9 +5,9 @@ sections 1, innocent sections 0) and the old benign set.
 
 The pre-registered decision (README, Safety), applied here in one run:
 1. 5-fold cross-validation on the tuning prompts alone (the templated sentences always train) chooses the weight of
-   the templated sentences (TEMPLATE_WEIGHTS) and the threshold: the lowest of THRESHOLDS at which the classifier
-   flags at most MAX_FOLD_FLAGS of the held-out folds' innocent prompts, everyday ones included; of the weights,
-   the one that then flags the most prompts to block out of fold.
+   the templated sentences (TEMPLATE_WEIGHTS), the regularisation C (REGULARISATIONS) and the threshold: the
+   lowest of THRESHOLDS at which the classifier flags at most MAX_FOLD_FLAGS of the held-out folds' innocent
+   prompts, everyday ones included; of the pairs, the one that then flags the most prompts to block out of fold.
 2. The model trained on all tuning data is measured once on the measure-only everyday set and the old benign set:
    it may be on by default only if it flags at most SHIP_MAX_EVERYDAY_FLAGS of the everyday prompts and the
    checker with it passes at least SHIP_MIN_OLD_BENIGN of the old benign set.
@@ -17,6 +17,7 @@ Writes bench/results/safety_classifier.json; `--write-model` also writes the mea
 
     python bench/safety_classifier.py                 # cross-validate, decide, measure the sets with and without
     python bench/safety_classifier.py --write-model   # the same, and write the model the checker ships
+    python bench/safety_classifier.py --cross-validate-only   # step 1 alone, on the tuning data
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ from t2i_plugins.safety_prompt.normalize import readable  # noqa: E402
 from t2i_plugins.safety_prompt.wordlists import LANGUAGES, LISTS_DIR, read_sections  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
-THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98)
+THRESHOLDS = tuple(round(0.5 + 0.025 * step, 3) for step in range(20))  # 0.5, 0.525, ... 0.975
 # the templated list sentences are short and three quarters blocked, so their template words ("a photo of",
-# "on a beach") lean towards blocking; a lower weight beside the written prompts is one of the choices CV makes
+# "on a beach") lean towards blocking; a lower weight beside the written prompts is one of the choices CV makes,
+# with the regularisation C of the logistic regression
 TEMPLATE_WEIGHTS = (1.0, 0.3, 0.1)
+REGULARISATIONS = (4.0, 8.0)
 SETS = ("dev", "dev everyday", "old benign", "everyday", "blocked", "benign", "held-out")
 MAX_FOLD_FLAGS = 0.005  # the classifier may flag at most this share of the held-out folds' innocent tuning prompts
 SHIP_MAX_EVERYDAY_FLAGS = 0.01  # on by default only if it flags at most this share of the measure-only everyday set
@@ -90,12 +93,12 @@ def dev_cases() -> list[dict]:
     return [case for path in sorted((TESTS / "safety_dev").glob("*.jsonl")) for case in read_set(path)]
 
 
-def fit(texts: list[str], labels: list[int], cases: list[dict], template_weight: float):
-    """A char n-gram logistic regression on the readable text of the templated sentences (at `template_weight`)
-    and the tuning cases: (vectoriser, model)."""
+def fit(texts: list[str], labels: list[int], cases: list[dict], template_weight: float, regularisation: float):
+    """A char n-gram logistic regression (C = `regularisation`) on the readable text of the templated sentences
+    (at `template_weight`) and the tuning cases: (vectoriser, model)."""
     ngrams = vectorizer(max_features=200_000)
     weights = [template_weight] * len(texts) + [1.0] * len(cases)
-    model = LogisticRegression(C=4, max_iter=2000, class_weight="balanced").fit(
+    model = LogisticRegression(C=regularisation, max_iter=2000, class_weight="balanced").fit(
         ngrams.fit_transform(map(readable, texts + [case["prompt"] for case in cases])),
         labels + [int(case["expect"] == "block") for case in cases], sample_weight=weights)
     return ngrams, model
@@ -125,21 +128,23 @@ def write_model(ngrams, model, templated: int, cases: list[dict], choice: dict) 
               str(MODEL_DIR / "ngram_weights.safetensors"))
     (MODEL_DIR / "ngram_meta.json").write_text(json.dumps(
         {"threshold": choice["threshold"], "template_weight": choice["template_weight"],
+         "regularisation": choice["regularisation"],
          "categories": list(category_model.classes_), "templated_sentences": templated,
          "dev_sentences": len(cases)}, indent=1) + "\n", encoding="utf-8")
 
 
 def cross_validated_choice(list_texts: list[str], list_labels: list[int], cases: list[dict]) -> dict:
-    """Of TEMPLATE_WEIGHTS, the one whose lowest threshold within MAX_FOLD_FLAGS of the innocent tuning prompts
-    (out of fold) flags the most prompts to block out of fold; with its out-of-fold rates."""
+    """Of TEMPLATE_WEIGHTS x REGULARISATIONS, the pair whose lowest threshold within MAX_FOLD_FLAGS of the innocent
+    tuning prompts (out of fold) flags the most prompts to block out of fold; with its out-of-fold rates."""
     labels = [int(case["expect"] == "block") for case in cases]
     everyday = [case.get("category") == "none" for case in cases]
-    best = {"threshold": None, "template_weight": None, "out_of_fold_block_recall": -1.0, "tried": {}}
-    for template_weight in TEMPLATE_WEIGHTS:
+    best = {"threshold": None, "template_weight": None, "regularisation": None, "out_of_fold_block_recall": -1.0,
+            "tried": {}}
+    for template_weight, regularisation in ((w, c) for w in TEMPLATE_WEIGHTS for c in REGULARISATIONS):
         out_of_fold = [0.0] * len(cases)
         for train_index, test_index in StratifiedKFold(5, shuffle=True, random_state=0).split(cases, labels):
             probability = probability_of(*fit(list_texts, list_labels, [cases[i] for i in train_index],
-                                              template_weight))
+                                              template_weight, regularisation))
             for i, p in zip(test_index, probability([cases[i]["prompt"] for i in test_index])):
                 out_of_fold[i] = float(p)
 
@@ -153,9 +158,9 @@ def cross_validated_choice(list_texts: list[str], list_labels: list[int], cases:
                 row = {"threshold": threshold, "out_of_fold_innocent_flags": share(threshold, innocent),
                        "out_of_fold_everyday_flags": share(threshold, everyday),
                        "out_of_fold_block_recall": share(threshold, labels)}
-                best["tried"][str(template_weight)] = row
+                best["tried"][f"template weight {template_weight}, C {regularisation}"] = row
                 if row["out_of_fold_block_recall"] > best["out_of_fold_block_recall"]:
-                    best.update(row, template_weight=template_weight)
+                    best.update(row, template_weight=template_weight, regularisation=regularisation)
                 break
     return best
 
@@ -163,15 +168,20 @@ def cross_validated_choice(list_texts: list[str], list_labels: list[int], cases:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write-model", action="store_true", help="also write the measured model the checker ships")
-    write = parser.parse_args().write_model
+    parser.add_argument("--cross-validate-only", action="store_true",
+                        help="stop after step 1 (tuning data only; no evaluation set is read)")
+    arguments = parser.parse_args()
     list_texts, list_labels = training_sentences()
     cases = dev_cases()
     choice = cross_validated_choice(list_texts, list_labels, cases)
     threshold = choice["threshold"]
     print(f"cross-validated on the tuning sets: {choice}")
-    ngrams, model = fit(list_texts, list_labels, cases, choice["template_weight"] or TEMPLATE_WEIGHTS[0])
+    if arguments.cross_validate_only:
+        return
+    ngrams, model = fit(list_texts, list_labels, cases, choice["template_weight"] or TEMPLATE_WEIGHTS[0],
+                        choice["regularisation"] or REGULARISATIONS[0])
     probability = probability_of(ngrams, model)
-    if write and threshold is not None:
+    if arguments.write_model and threshold is not None:
         write_model(ngrams, model, len(list_texts), cases, choice)
         print(f"wrote {MODEL_DIR}")
 
