@@ -1,11 +1,14 @@
 """The checker's own prompt classifier: character n-grams (2-4, TF-IDF) and two logistic regressions, one saying
-whether a prompt is to be blocked, one naming its category. Trained only on the tuning data (tests/safety_dev and
-templated sentences of the word lists) by `python bench/safety_classifier.py --write-model`, which also chose its
-threshold by cross-validation on that data; the blind evaluation sets only measured it (README, Safety).
+whether a prompt is to be blocked, one naming its category. Trained only on the tuning data (tests/safety_dev, its
+everyday sets included, and templated sentences of the word lists, weighted down beside the written prompts) by
+`python bench/safety_classifier.py --write-model`, which chose the templates' weight, C and the threshold by
+cross-validation on that data and applied the README's pre-registered rule for turning it on by default; the
+evaluation sets only measured it (README, Safety).
 
 The model is plain data: the n-gram vocabulary (model/ngram_vocabulary.json.gz), the IDF weights and both models'
 coefficients (model/ngram_weights.safetensors), and the category names with the cross-validated threshold
-(model/ngram_meta.json; the checker's own threshold setting decides, README "Safety").
+(model/ngram_meta.json, with the training choices; the checker's own threshold setting decides, README
+"Safety").
 """
 
 from __future__ import annotations
