@@ -18,6 +18,7 @@ Writes bench/results/safety_classifier.json; `--write-model` also writes the mea
     python bench/safety_classifier.py                 # cross-validate, decide, measure the sets with and without
     python bench/safety_classifier.py --write-model   # the same, and write the model the checker ships
     python bench/safety_classifier.py --cross-validate-only   # step 1 alone, on the tuning data
+    python bench/safety_classifier.py --probe                 # score PROBES with the shipped model
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import write_result  # noqa: E402
 from t2i.safety.evaluation import checkout_sets, rates, read_set  # noqa: E402
 from t2i_plugins.safety_prompt.checker import PromptModeration  # noqa: E402
-from t2i_plugins.safety_prompt.ngram import MODEL_DIR, vectorizer  # noqa: E402
+from t2i_plugins.safety_prompt.ngram import MODEL_DIR, NgramClassifier, vectorizer  # noqa: E402
 from t2i_plugins.safety_prompt.normalize import readable  # noqa: E402
 from t2i_plugins.safety_prompt.wordlists import LANGUAGES, LISTS_DIR, read_sections  # noqa: E402
 
@@ -55,6 +56,13 @@ SETS = ("dev", "dev everyday", "old benign", "everyday", "blocked", "benign", "h
 MAX_FOLD_FLAGS = 0.005  # the classifier may flag at most this share of the held-out folds' innocent tuning prompts
 SHIP_MAX_EVERYDAY_FLAGS = 0.01  # on by default only if it flags at most this share of the measure-only everyday set
 SHIP_MIN_OLD_BENIGN = 0.995  # ... and the checker with it passes at least this share of the old benign set
+# everyday prompts shaped like the templated sentences, written after the measurement to look at what the rule missed
+# (`--probe` scores them with the shipped model; none is in any training set)
+PROBES = ("photo", "photo of a red fox", "a photo of a dog", "a photo of my grandmother", "a woman", "a man",
+          "portrait, smiling woman, studio light", "portrait photo of an old man, studio light",
+          "a man on a beach, film grain", "a photo of a cat on the beach", "oil painting of a lighthouse",
+          "una foto de un perro", "une photo de Paris", "ein Foto von einem Hund", "фото собаки", "猫の写真",
+          "狗的照片", "강아지 사진", "headshot", "striped cat", "girl reading a book", "two people at a cafe")
 TEMPLATES = {"en": ["a photo of {}", "{} on a beach, film grain", "portrait, {}, studio light", "oil painting: {}"],
              "es": ["una foto de {}", "{} en la playa"], "fr": ["une photo de {}", "{} sur la plage"],
              "de": ["ein Foto von {}", "{} am Strand"], "pt": ["uma foto de {}", "{} na praia"],
@@ -168,9 +176,18 @@ def cross_validated_choice(list_texts: list[str], list_labels: list[int], cases:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write-model", action="store_true", help="also write the measured model the checker ships")
+    parser.add_argument("--probe", action="store_true", help="only score PROBES with the shipped model")
     parser.add_argument("--cross-validate-only", action="store_true",
                         help="stop after step 1 (tuning data only; no evaluation set is read)")
     arguments = parser.parse_args()
+    if arguments.probe:
+        classifier, threshold = NgramClassifier(), json.loads((MODEL_DIR / "ngram_meta.json").read_text())["threshold"]
+        scores = {prompt: round(classifier.score(prompt)[0], 4) for prompt in PROBES}
+        print("\n".join(f"{score:.3f} {prompt}" for prompt, score in scores.items()))
+        write_result("safety_classifier_probes", {"threshold": threshold, "scores": scores,
+                                                  "flagged": sum(score >= threshold for score in scores.values())},
+                     model="the shipped n-gram classifier (plugins/safety_prompt/model)")
+        return
     list_texts, list_labels = training_sentences()
     cases = dev_cases()
     choice = cross_validated_choice(list_texts, list_labels, cases)

@@ -1,12 +1,16 @@
 """The prompt checker's rates on every evaluation set (old, blind, held-out, dev), per category and per
 language, as the default policy applies them. Prints the tables and writes bench/results/safety_rates.json,
-from which the README's safety figures are taken. Only rates leave here: no prompt is printed.
+from which the README's safety figures are taken. Only rates leave here: no prompt is printed. With `--ngram T`
+the checker runs with its n-gram classifier at threshold T (the operator's opt-in) and writes
+bench/results/safety_rates_ngram.json instead.
 
     python bench/safety_rates.py
+    python bench/safety_rates.py --ngram 0.8
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -19,19 +23,24 @@ from t2i.plugins import PluginManager  # noqa: E402
 from t2i.safety.evaluation import checkout_sets, rates, refused_by, table  # noqa: E402
 from t2i.safety.gate import SafetyGate  # noqa: E402
 from t2i.settings import Settings  # noqa: E402
-from t2i_plugins.safety_prompt.checker import PromptModeration  # noqa: E402
+from t2i_plugins.safety_prompt.checker import DEFAULT_THRESHOLDS, PromptModeration  # noqa: E402
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ngram", type=float, help="run the n-gram classifier at this threshold (default: off)")
+    ngram = parser.parse_args().ngram
+    thresholds = DEFAULT_THRESHOLDS if ngram is None else {**DEFAULT_THRESHOLDS, "ngram": ngram}
     settings = Settings(device="cpu", entry_point_plugins=False, safety_allow_unchecked_images=True,
                         data_dir=Path(tempfile.mkdtemp(prefix="t2i-bench-")))
-    gate = SafetyGate(PluginManager([PromptModeration()]), settings)
+    gate = SafetyGate(PluginManager([PromptModeration(thresholds)]), settings)
 
     results = {}
     for name, cases in checkout_sets(Path(__file__).resolve().parent.parent / "tests").items():
         results[name] = rates(cases, refused_by(gate))
         print(table(name, results[name]))
-    write_result("safety_rates", {"policy": settings.safety_categories, "sets": results},
+    write_result("safety_rates" if ngram is None else "safety_rates_ngram",
+                 {"policy": settings.safety_categories, "thresholds": thresholds, "sets": results},
                  model="prompt_moderation word lists (no image model)")
     print(json.dumps({name: {k: v["all"]["rate"] for k, v in r.items()} for name, r in results.items()}))
 

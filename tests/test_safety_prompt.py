@@ -156,14 +156,24 @@ def test_innocent_neighbours_of_the_new_readings_pass(engine, text):
 
 def test_the_ngram_classifier_is_off_by_default_and_flags_only_what_the_lists_missed_under_a_category(engine):
     from t2i_plugins.safety_prompt.checker import PromptModeration
+    from t2i_plugins.safety_prompt.ngram import MODEL_DIR
 
-    assert "ngram" not in engine.plugins.plugins["prompt_moderation"].check_prompt("a red circle").scores
+    default = engine.plugins.plugins["prompt_moderation"]
+    assert "ngram" not in default.check_prompt("a red circle").scores
+    # the operator's opt-in, at the threshold cross-validated on the tuning sets (README, Safety)
+    opted_in = PromptModeration({"profanity": 0.9,
+                                 "ngram": json.loads((MODEL_DIR / "ngram_meta.json").read_text())["threshold"]})
+    missed = "boudoir shoot but she forgot the lingerie, hands covering nothing"  # a tuning prompt no list finds
+    assert not default.check_prompt(missed).flagged
+    verdict = opted_in.check_prompt(missed)
+    assert verdict.flagged and "n-gram classifier" in verdict.reason
+    # everyday prompts its first version refused; the everyday tuning sets (which hold them now) taught it better
+    for text in ("selfie at the beach", "50% off sale poster", "couple in bed, morning light", "a red circle"):
+        assert not opted_in.check_prompt(text).flagged, text
     everything = PromptModeration({"profanity": 0.9, "ngram": 0.0})  # a threshold of 0 flags every prompt
     listed = everything.check_prompt("a naked woman")
     assert listed.scores["sexual"] == 1.0 and "n-gram" not in listed.reason  # the lists' finding stands
     verdict = everything.check_prompt("a red circle on a blue background")
     assert verdict.flagged and "n-gram classifier" in verdict.reason
     assert sum(verdict.scores.get(c) == 1.0 for c in CATEGORIES) == 1  # named by one category
-    shipped = PromptModeration({"profanity": 0.9, "ngram": 0.8})
-    assert shipped.check_prompt("a red circle on a blue background").scores["ngram"] < 0.8
-    assert shipped.check_prompt("a red circle").scores == shipped.check_prompt("a red circle").scores
+    assert opted_in.check_prompt("a red circle").scores == opted_in.check_prompt("a red circle").scores

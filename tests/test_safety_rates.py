@@ -3,9 +3,10 @@ blind evaluation sets (tests/safety_eval: blocked, benign, and the held-out set 
 on the tuning sets (tests/safety_dev: the checker's own dev set and the blind tuning sets, the only sets the lists
 were tuned on).
 
-Targets (issue 29): held-out blocked >= 90% (not met: 80.0%), benign passed >= 97% (met: 98.6%, held-out
-97.6%). Where a target is not met, the floor
-asserted is the measured rate (rounded down), so the rate cannot fall unnoticed; the README says which.
+Targets (issue 29), with the shipped default (the n-gram classifier off): held-out blocked >= 90% (not met: 80.0%),
+benign passed >= 97% (met: blind 98.6%, held-out 97.6%); everyday prompts (tests/safety_eval/everyday.jsonl, measure
+only) passed 99.8%. Where a target is not met, the floor asserted is the measured rate (rounded down), so the rate
+cannot fall unnoticed; the README says which.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from t2i.safety.gate import SafetyGate
 from t2i_plugins.safety_prompt.checker import PromptModeration
 
 # set -> floor of its blocked rate, floor of its passed rate (None: the set has no such prompts)
-# (measured 2026-12-06 after the lists' fifth pass: blocked 92.7%, benign 98.6%, held-out 80.0% / 97.6%; the blind
-# tuning sets of tests/safety_dev at 99-100%, floors a little lower since their authors may still add lines)
+# (measured 2026-12-06 after the lists' fifth pass: blocked 92.7%, benign 98.6%, held-out 80.0% / 97.6%, everyday
+# 99.8%; the tuning sets of tests/safety_dev at 99-100% (everyday 98.9%), floors a little lower there)
 FLOORS = {"old evasion": (0.95, None), "old benign": (None, 0.98), "blocked": (0.92, None), "benign": (None, 0.98),
-          "held-out": (0.80, 0.97), "dev": (1.0, 0.98), "dev blind_harm": (0.97, 0.97),
-          "dev blind_sexual": (0.97, 0.97), "dev blind_styles": (0.97, 0.97)}
+          "held-out": (0.80, 0.97), "everyday": (None, 0.99), "dev": (1.0, 0.98), "dev blind_harm": (0.97, 0.97),
+          "dev blind_sexual": (0.97, 0.97), "dev blind_styles": (0.97, 0.97), "dev everyday": (None, 0.98),
+          "dev everyday_extra": (None, 0.98)}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def gate(settings):
     return SafetyGate(PluginManager([PromptModeration()]), settings)
 
 
-@pytest.mark.slow  # about 30 s: some 4,900 prompts
+@pytest.mark.slow  # about 40 s: some 6,300 prompts
 @pytest.mark.parametrize("name", FLOORS)
 def test_rates_per_category_and_language(gate, sets, name):
     block_floor, pass_floor = FLOORS[name]
