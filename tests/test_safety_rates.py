@@ -39,7 +39,7 @@ def gate(settings):
     return SafetyGate(PluginManager([PromptModeration()]), settings)
 
 
-@pytest.mark.slow  # about 40 s: some 6,300 prompts
+@pytest.mark.slow  # about 20 s: some 6,300 prompts
 @pytest.mark.parametrize("name", FLOORS)
 def test_rates_per_category_and_language(gate, sets, name):
     block_floor, pass_floor = FLOORS[name]
