@@ -43,7 +43,7 @@ def dev():
     """The tiny Flux.1-dev pipeline, the picture's latents and the prompt's embeddings, as the trainer caches them."""
     pipe = build_pipeline("flux1", "dev")
     with torch.no_grad():
-        embeds = FLUX.encode_prompts(pipe, {}, [PROMPT])
+        embeds = FLUX.encode_prompts(pipe, {"text_encoder": pipe.text_encoder}, [PROMPT])
     return pipe, FLUX.encode_latents(pipe, [_image()]), embeds
 
 
@@ -58,7 +58,7 @@ def test_shapes_of_latents_packing_prompts_and_loss(dev):
     assert packed.shape == (2, 16, 64) and image_ids.shape == (16, 3)  # 4x4 patches of 2x2x16 values
     assert image_ids[:, 1].max() == 3 and image_ids[:, 2].max() == 3
     with torch.no_grad():
-        embeds = FLUX.encode_prompts(pipe, {}, [PROMPT, ""])
+        embeds = FLUX.encode_prompts(pipe, {"text_encoder": pipe.text_encoder}, [PROMPT, ""])
     # T5 to the tokenizer's 512 tokens (dev's limit), pooled CLIP, one all-zero text id row per T5 token
     assert embeds["prompt_embeds"].shape == (2, 512, 32) and embeds["pooled"].shape == (2, 32)
     assert embeds["text_ids"].shape == (2, 512, 3) and not embeds["text_ids"].any()
@@ -129,7 +129,7 @@ def test_dev_embeds_guidance_and_schnell_has_no_guidance_input(dev):
     assert guidance_input(schnell.transformer, 2, 3.5) is None
     assert schnell.transformer.time_text_embed.__class__.__name__ == "CombinedTimestepTextProjEmbeddings"
     with torch.no_grad():
-        embeds = FLUX.encode_prompts(schnell, {}, [PROMPT])
+        embeds = FLUX.encode_prompts(schnell, {"text_encoder": schnell.text_encoder}, [PROMPT])
         assert embeds["prompt_embeds"].shape[1] == 256  # schnell's T5 limit
         loss = _loss(schnell, schnell.transformer, FLUX.encode_latents(schnell, [_image()]), embeds,
                      torch.Generator().manual_seed(0))

@@ -12,6 +12,8 @@ cache. The DDPM-only options (min-SNR weighting, timestep bias) are refused: flo
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
 
@@ -35,7 +37,8 @@ class FluxTraining:
     pipeline_class = "FluxPipeline"
 
     def __init__(self):
-        self._t5_cache: dict[str, dict[str, torch.Tensor]] = {}  # prompt -> T5 sequence and text ids (frozen)
+        # pipeline -> prompt -> T5 sequence and text ids (frozen); per pipeline, since dev and schnell differ in length
+        self._t5_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def check(self, pipe, config, native_size, image_sizes) -> None:
         if getattr(config, "min_snr_gamma", 0):
@@ -84,15 +87,16 @@ class FluxTraining:
 
     def _t5(self, pipe, prompt: str) -> dict[str, torch.Tensor]:
         """T5's sequence and text ids of `prompt` from the pipeline's own encoding, encoded once."""
-        if prompt not in self._t5_cache:
+        cache = self._t5_cache.setdefault(pipe, {})
+        if prompt not in cache:
             if pipe.text_encoder_2 is None:
                 raise RuntimeError(f"T5 left the pipeline after the run's prompts were encoded; {prompt!r} was not "
                                    "one of them")
             with torch.no_grad():
                 sequence, _, text_ids = pipe.encode_prompt([prompt], prompt_2=None, device=pipe.device,
                                                            max_sequence_length=self._sequence_length(pipe))
-            self._t5_cache[prompt] = {"prompt_embeds": sequence, "text_ids": text_ids[None]}
-        return self._t5_cache[prompt]
+            cache[prompt] = {"prompt_embeds": sequence, "text_ids": text_ids[None]}
+        return cache[prompt]
 
     def noisy_batch(self, pipe, scheduler, latents, generator, config) -> NoisyBatch:
         noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
