@@ -87,3 +87,23 @@ def test_lora_unit_lists_on_page_load_hold_the_loras_for_the_selected_model(stud
     assert {tuple(_choices(update)) for update in units} == {("for_xl", "untagged")}  # every unit, this family's
     assert _choices(on_load("embedded")[0]) == ["for_sd", "untagged"]
     assert _choices(_event(demo, "click", output="lora_1_name")("xl")[0]) == ["for_xl", "untagged"]  # Refresh lists
+
+
+def test_deleting_an_upload_leaves_the_library_list_holding_the_loras_for_the_selected_model(studio):
+    plugins = studio.plugins()
+    with gr.Blocks() as demo:
+        prompt, model, width, height = gr.Textbox(), gr.Textbox(value="xl"), gr.Number(), gr.Number()
+        create_own_panels(studio, plugins, PanelContext(
+            {"prompt": prompt, "model": model, "width": width, "height": height},
+            create_plugin_panels(plugins, studio, model), "m"))
+    loras = studio.settings.lora_dir
+    shutil.copyfile(loras / "for_xl.safetensors", loras / "mine.safetensors")  # as "Add to library" leaves it
+    library = next(p for p in plugins if p.name == "lora").library
+    delete = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "lora_delete")
+    event = next(fn for fn in demo.fns.values() if (delete._id, "click") in fn.targets)
+    # the values the page sends: the chosen LoRA, this page's uploads, and the Model box when the event reads it
+    sent = {"lora_chosen": "mine", None: {"mine": library.resolve("mine").sha256}}
+    values = [sent.get(block.elem_id, "xl") if block is not model else "xl" for block in event.inputs]
+    listed, _, status, left, _ = event.fn(*values)
+    assert status == "Deleted **mine**." and left == {} and not (loras / "mine.safetensors").exists()
+    assert _choices(listed) == ["for_xl", "untagged"] and listed["value"] is None  # as on load, Refresh and upload

@@ -87,12 +87,12 @@ def create_panel(studio: Studio, lora: LoraAdapter, context: PanelContext) -> No
     def deletable(name=None, uploaded=None):
         return gr.update(visible=bool(name) and name in (uploaded or {}))
 
-    def delete_upload(name=None, uploaded=None):
+    def delete_upload(name=None, uploaded=None, model=""):
         uploaded = dict(uploaded or {})
         if not name or name not in uploaded:
             raise gr.Error("only a LoRA uploaded from this page can be deleted here")
         _checked(lambda: lora.library.remove(name, uploaded.pop(name)))
-        return (gr.update(choices=lora.library.names(), value=None), "", f"Deleted **{name}**.", uploaded,
+        return (gr.update(choices=offered(model), value=None), "", f"Deleted **{name}**.", uploaded,
                 gr.update(visible=False))
 
     # events that can fail are queued (an unqueued gr.Error shows no message) and show no progress on their outputs,
@@ -109,7 +109,8 @@ def create_panel(studio: Studio, lora: LoraAdapter, context: PanelContext) -> No
     insert.click(add_to_prompt, [prompt, chosen, weight], prompt, api_name="lora_add_to_prompt", **quiet)
     add.click(add_to_library, [upload, name, model, mine], [chosen, words, status, mine, delete],
               api_name="lora_upload", show_progress_on=status)
-    delete.click(delete_upload, [chosen, mine], [chosen, words, status, mine, delete], api_name="lora_delete", **quiet)
+    delete.click(delete_upload, [chosen, mine, model], [chosen, words, status, mine, delete], api_name="lora_delete",
+                 **quiet)
 
 
 def unit_choices(studio: Studio, lora: LoraAdapter, param: Param, model_name: str = "") -> list[str]:
