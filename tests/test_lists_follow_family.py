@@ -101,9 +101,13 @@ def test_deleting_an_upload_leaves_the_library_list_holding_the_loras_for_the_se
     library = next(p for p in plugins if p.name == "lora").library
     delete = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "lora_delete")
     event = next(fn for fn in demo.fns.values() if (delete._id, "click") in fn.targets)
-    # the values the page sends: the chosen LoRA, this page's uploads, and the Model box when the event reads it
-    sent = {"lora_chosen": "mine", None: {"mine": library.resolve("mine").sha256}}
-    values = [sent.get(block.elem_id, "xl") if block is not model else "xl" for block in event.inputs]
-    listed, _, status, left, _ = event.fn(*values)
+    uploads = {"mine": library.resolve("mine").sha256}
+
+    def sent(block):  # what the page sends for each of the event's inputs (the Model box only if it reads it)
+        if block is model:
+            return "xl"
+        return "mine" if getattr(block, "elem_id", None) == "lora_chosen" else uploads
+
+    listed, _, status, left, _ = event.fn(*map(sent, event.inputs))
     assert status == "Deleted **mine**." and left == {} and not (loras / "mine.safetensors").exists()
     assert _choices(listed) == ["for_xl", "untagged"] and listed["value"] is None  # as on load, Refresh and upload
