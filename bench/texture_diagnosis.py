@@ -1,16 +1,18 @@
-"""Where a texture style (8 px stripes) is lost on the embedded model: the sampler, the noise levels, the layers.
+"""Where a texture style (8 px stripes, dots, checkers) is lost on the embedded model: sampler, noise levels, layers.
 
-Trains in this process on the 12 renders bench/train_style.py makes (captions "zqx, a large red star ..."),
+Trains in this process on the 12 renders bench/train_style.py makes (--style, default striped; captions
+"zqx, a large red star ..."),
 either the whole UNet (--mode full: the upper bound of any LoRA) or a peft LoRA on a chosen set of UNet layers
 (--mode lora --targets attention|attention+conv|all), then measures with t2i/eval/texture.py:
 
 a. sampler: images of 10 prompts with the trigger (seeds 0..9) under Euler, Euler a, DDIM, DPM++ 2M at 20/40
    steps and CFG 5/7.5/10 (--sampler-sweep), else Euler 20 steps CFG 7.5 (the pipeline's own, as the bench);
 b. denoising: each training image noised to timestep t (fixed noise), the model's one-step x0 prediction decoded,
-   stripes read on it, for t in a sweep.
-Also: how often prompts without the trigger, and the training captions themselves, come out striped.
+   the style read on it, for t in a sweep.
+Also: how often prompts without the trigger, and the training captions themselves, come out in the style.
 
-    python bench/texture_diagnosis.py --mode full|lora|none [--targets all] [--steps 400] [--lr 1e-4] [--rank 16]
+    python bench/texture_diagnosis.py --mode full|lora|none [--style striped|dotted|checkered] [--targets all]
+                                      [--steps 400] [--lr 1e-4] [--rank 16]
                                       [--sampler-sweep] [--result NAME]
 """
 
@@ -51,8 +53,8 @@ def load_pipe():
     return pipe
 
 
-def dataset(work: Path, count: int) -> tuple[list, list[str]]:
-    style_images(work / "style", "striped", count, 8)
+def dataset(work: Path, style: str, count: int) -> tuple[list, list[str]]:
+    style_images(work / "style", style, count, 8)
     items = prepare_dataset([work / "style"]).items
     return [item.image.convert("RGB") for item in items], [f"zqx, {item.caption}" for item in items]
 
@@ -98,17 +100,17 @@ def train(pipe, latents, embeds, args) -> float:
     return time.time() - began
 
 
-def generated_rate(pipe, prompts: list[str], sampler: str, steps: int, cfg: float) -> tuple[float, list]:
+def generated_rate(pipe, prompts: list[str], style: str, sampler: str, steps: int, cfg: float) -> tuple[float, list]:
     from diffusers import schedulers
     pipe.scheduler = getattr(schedulers, sampler).from_config(pipe.scheduler.config)
     images = pipe(prompts, num_inference_steps=steps, guidance_scale=cfg,
                   generator=[torch.Generator().manual_seed(i) for i in range(len(prompts))]).images
     readings = [read_texture(image, 8) for image in images]
-    return sum(r.texture == "striped" for r in readings) / len(readings), readings
+    return sum(r.texture == style for r in readings) / len(readings), readings
 
 
-def denoising(pipe, latents, embeds, timesteps: list[int]) -> dict:
-    """Per t: the share of training images whose one-step x0 prediction (decoded) still reads as striped."""
+def denoising(pipe, latents, embeds, style: str, timesteps: list[int]) -> dict:
+    """Per t: the share of training images whose one-step x0 prediction (decoded) still reads as `style`."""
     from diffusers import DDPMScheduler
     schedule = DDPMScheduler.from_config(pipe.scheduler.config)
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(123))
@@ -122,13 +124,14 @@ def denoising(pipe, latents, embeds, timesteps: list[int]) -> dict:
             x0 = (noisy - (1 - alpha).sqrt() * eps) / alpha.sqrt()
             images = pipe.vae.decode(x0 / pipe.vae.config.scaling_factor).sample
         images = pipe.image_processor.postprocess(images, output_type="pil")
-        rates[t] = sum(read_texture(image, 8).texture == "striped" for image in images) / len(images)
+        rates[t] = sum(read_texture(image, 8).texture == style for image in images) / len(images)
     return rates
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("full", "lora", "none"), default="full")
+    parser.add_argument("--style", choices=("striped", "dotted", "checkered"), default="striped")
     parser.add_argument("--targets", choices=tuple(TARGET_SETS), default="all")
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--steps", type=int, default=400)
@@ -141,16 +144,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     pipe = load_pipe()
-    images, captions = dataset(Path(tempfile.mkdtemp(prefix="t2i-texdiag-")), args.images)
+    images, captions = dataset(Path(tempfile.mkdtemp(prefix="t2i-texdiag-")), args.style, args.images)
     latents = vae_latents(pipe, images)
     embeds = embed(pipe, captions)
     seconds = train(pipe, latents, embeds, args) if args.mode != "none" else 0.0
     ts = [0, 10, 25, 50, 100, 200, 400, 700, 900]
-    result = {"mode": args.mode, "steps": args.steps, "lr": args.lr, "batch": args.batch,
+    result = {"mode": args.mode, "style": args.style, "steps": args.steps, "lr": args.lr, "batch": args.batch,
               "train_seconds": round(seconds, 1), **({"targets": args.targets, "rank": args.rank}
                                                      if args.mode == "lora" else {}),
-              "denoising_x0_striped": denoising(pipe, latents, embeds, ts)}
-    print("denoising", result["denoising_x0_striped"], flush=True)
+              f"denoising_x0_{args.style}": denoising(pipe, latents, embeds, args.style, ts)}
+    print("denoising", result[f"denoising_x0_{args.style}"], flush=True)
     rng = random.Random(7)  # the prompt set of bench/train_style.py
     objects = [ShapeObject(rng.choice(SHAPES_NO_RING), rng.choice(OBJECT_COLOURS), "large")
                for _ in range(args.prompts)]
@@ -159,14 +162,14 @@ def main() -> None:
         else [("EulerDiscreteScheduler", 20, 7.5)]
     result["with_trigger"] = {}
     for sampler, steps, cfg in combos:
-        rate, readings = generated_rate(pipe, with_trigger, sampler, steps, cfg)
+        rate, readings = generated_rate(pipe, with_trigger, args.style, sampler, steps, cfg)
         key = f"{sampler} {steps} cfg {cfg}"
         result["with_trigger"][key] = rate
         print(key, rate, [r.texture for r in readings], flush=True)
-    rate, readings = generated_rate(pipe, [_phrase(o) for o in objects], "EulerDiscreteScheduler", 20, 7.5)
+    rate, readings = generated_rate(pipe, [_phrase(o) for o in objects], args.style, "EulerDiscreteScheduler", 20, 7.5)
     result["without_trigger"] = rate
     # the training captions themselves, as a check the model learned its own data
-    rate, _ = generated_rate(pipe, captions[:args.prompts], "EulerDiscreteScheduler", 20, 7.5)
+    rate, _ = generated_rate(pipe, captions[:args.prompts], args.style, "EulerDiscreteScheduler", 20, 7.5)
     result["training_captions"] = rate
     print(json.dumps(result))
     if args.result:
