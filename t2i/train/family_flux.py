@@ -4,12 +4,17 @@ guidance input of dev) come from t2i/train/flux_objective.py, the kohya/BFL expo
 
 The transformer always trains; with `train_text_encoder` CLIP-L trains too (kohya's flux_train_network `lora_te1_`,
 diffusers' `--train_text_encoder`): its pooled embedding is then computed per batch while T5's sequence stays cached.
-T5 never trains here (sd-scripts' optional `train_t5xxl`, off by default there, is not offered), so once the run's
-prompts (captions, class and sample prompts, the empty prompt of caption dropout) are encoded it leaves the pipeline
-(`release_frozen_encoders`): T5-XXL's 4.7B parameters are 19 GB in float32. The samples take T5's sequence from that
-cache. The DDPM-only options (min-SNR weighting, timestep bias) are refused: flow matching draws sigmas.
-"""
+T5 never trains here (sd-scripts' optional `train_t5xxl`, off by default there, is not offered), so the trainer has it
+encode every prompt the run can ask for (captions and each order shuffled tags can give them, class and sample
+prompts, the empty prompt of caption dropout) before the transformer comes to the device, and then drops it
+(`release_frozen_encoders`): T5-XXL's 4.7B parameters are 19 GB in float32, the transformer's 11.9B 47.6 GB.
 
+T5's output lives in one place, this object's cache (per pipeline, since dev and schnell differ in length): it is
+the one place every reader of it passes through (the loss's embeddings, the samples, the class images), and it
+outlives T5. The trainer's TextEmbeddings (t2i/train/training_data.py), which caches each prompt's embeddings while
+the text encoders are frozen, holds this cache's tensors, not copies: a one-prompt `encode_prompts` returns them
+as they are. The DDPM-only options (min-SNR weighting, timestep bias) are refused: flow matching draws sigmas.
+"""
 from __future__ import annotations
 
 import weakref
@@ -71,19 +76,23 @@ class FluxTraining:
         sequences = [self._t5(pipe, prompt) for prompt in prompts]
         pooled = encoders["text_encoder"](_tokens(pipe.tokenizer, prompts).to(pipe.device),
                                           output_hidden_states=False).pooler_output
-        return {"prompt_embeds": torch.cat([t5["prompt_embeds"] for t5 in sequences]),
-                "pooled": pooled.to(pipe.text_encoder.dtype),
-                "text_ids": torch.cat([t5["text_ids"] for t5 in sequences])}
+
+        def joined(key):  # one prompt: the cache's own tensor, so a cache of these dicts holds no second copy
+            return sequences[0][key] if len(sequences) == 1 else torch.cat([t5[key] for t5 in sequences])
+        return {"prompt_embeds": joined("prompt_embeds"), "pooled": pooled.to(pipe.text_encoder.dtype),
+                "text_ids": joined("text_ids")}
 
     def release_frozen_encoders(self, pipe, prompts, config) -> tuple[str, ...]:
-        # every prompt a later step can ask for is cached first; shuffled tags make new prompts as the run goes, so
-        # T5 stays for them
-        if config.shuffle_tags or pipe.text_encoder_2 is None:
+        # T5 stays when the run's prompts cannot all be known ahead (too many orders of shuffled tags: None)
+        if prompts is None or pipe.text_encoder_2 is None:
             return ()
         for prompt in prompts:
             self._t5(pipe, prompt)
         pipe.text_encoder_2 = None  # the pipeline held the only reference: its weights are freed
         return ("text_encoder_2",)
+
+    def cached_embeddings(self, pipe) -> dict[str, dict[str, torch.Tensor]]:
+        return self._t5_cache.get(pipe, {})
 
     def _t5(self, pipe, prompt: str) -> dict[str, torch.Tensor]:
         """T5's sequence and text ids of `prompt` from the pipeline's own encoding, encoded once."""
@@ -93,7 +102,9 @@ class FluxTraining:
                 raise RuntimeError(f"T5 left the pipeline after the run's prompts were encoded; {prompt!r} was not "
                                    "one of them")
             with torch.no_grad():
-                sequence, _, text_ids = pipe.encode_prompt([prompt], prompt_2=None, device=pipe.device,
+                # on T5's device: the trainer encodes while the transformer is still off the training device
+                sequence, _, text_ids = pipe.encode_prompt([prompt], prompt_2=None,
+                                                           device=pipe.text_encoder_2.device,
                                                            max_sequence_length=self._sequence_length(pipe))
             cache[prompt] = {"prompt_embeds": sequence, "text_ids": text_ids[None]}
         return cache[prompt]

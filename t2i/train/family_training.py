@@ -12,6 +12,7 @@ The training loop (t2i/train/lora_trainer.py) never branches on a family id. It 
     image_conditions(...) per-image conditioning besides the prompt (SDXL's size/crop time ids), once per run
     encode_prompts(...)   prompts -> a dict of embeddings (cached when the text encoders are frozen)
     release_frozen_encoders(...)  cache the run's prompts, then drop the encoders no later step needs (Flux's T5)
+    cached_embeddings(pipe)       what the object itself keeps of those encoders' outputs (Flux: T5's sequences)
     noisy_batch(...)      clean latents -> NoisyBatch (the denoiser's noisy input, its timesteps, the target)
     predict(...)          the denoiser's prediction for a NoisyBatch, in the target's layout
     sample(...)           one preview image with the family's own pipeline
@@ -22,8 +23,9 @@ register here, so TRAINABLE_FAMILIES is the one list the Train tab, the CLI and 
 
 Flux.1's object (family_flux.py) is built on t2i/train/flux_objective.py: its flow-matching noisy input and target,
 the shifted timestep sampling, the 2x2 latent packing and the guidance value for dev. It encodes its prompts itself:
-T5 with the pipeline's encode_prompt, once per prompt; CLIP-L's pooled embedding through the encoder it is given
-(trained or frozen). `noisy_batch` hands the loop the unpacked (batch, 16, h, w) layout and `predict` packs and
+T5 with the pipeline's encode_prompt, once per prompt, into the one cache of T5's output (the object's, per
+pipeline: family_flux.py says why there); CLIP-L's pooled embedding through the encoder it is given (trained or
+frozen). `noisy_batch` hands the loop the unpacked (batch, 16, h, w) layout and `predict` packs and
 unpacks.
 A finished LoRA's safetensors metadata names its family under FAMILY_KEY.
 """
@@ -105,9 +107,13 @@ class FamilyTraining(Protocol):
         """Prompts -> embeddings (batch-first tensors). `encoders` maps text-encoder attribute names to the modules
         to call (the prepared, DDP-wrapped ones when they train)."""
 
-    def release_frozen_encoders(self, pipe, prompts: list[str], config) -> tuple[str, ...]:
-        """Encode `prompts` (every prompt the run's steps and samples can ask for) with the encoders that never
-        train, then drop those encoders from `pipe`, freeing their memory; returns the dropped attributes' names."""
+    def release_frozen_encoders(self, pipe, prompts: list[str] | None, config) -> tuple[str, ...]:
+        """Encode `prompts` (every prompt the run's steps and samples can ask for; None when they cannot all be
+        known) with the encoders that never train, then drop those encoders from `pipe`, freeing their memory;
+        returns the dropped attributes' names. The trainer calls it with only the text encoders on the device."""
+
+    def cached_embeddings(self, pipe) -> dict[str, dict[str, torch.Tensor]]:
+        """Prompt -> the frozen encoders' outputs this object keeps for `pipe` ({} where it keeps none)."""
 
     def noisy_batch(self, pipe, scheduler, latents: torch.Tensor, generator: torch.Generator, config) -> NoisyBatch:
         """Noise, timesteps and target for clean `latents`, all drawn from `generator` (so resume is exact)."""
@@ -173,6 +179,9 @@ class StableDiffusionTraining:
 
     def release_frozen_encoders(self, pipe, prompts, config) -> tuple[str, ...]:
         return ()  # CLIP encoders are small, may train, and the samples run them
+
+    def cached_embeddings(self, pipe) -> dict[str, dict[str, torch.Tensor]]:
+        return {}
 
     def noisy_batch(self, pipe, scheduler, latents, generator, config) -> NoisyBatch:
         # the draw order (noise, then timesteps) is the one SD LoRAs were always trained with: same seed, same bytes

@@ -44,22 +44,31 @@ from t2i.models.cache import ModelCache
 from t2i.request import RequestError
 from t2i.settings import Settings
 
-from t2i.train.caption_tags import shuffle_tags
+from t2i.train.caption_tags import every_tag_order, shuffle_tags
 from t2i.train.ema import LoraEMA
 from t2i.train.loss_terms import per_sample_mse
 from t2i.train.optimizers import build_lr_scheduler, build_optimizer
 from t2i.train.resume import LoraCheckpoints, WorldSizeChanged
 from t2i.train.config import TrainingConfig
 from t2i.train.dataset import load_saved
-from t2i.train.training_data import TextEmbeddings, TrainingData, prepare_data, without_trigger
+from t2i.train.training_data import (
+    TextEmbeddings, TrainingData, class_prompts_of, prepare_data, trained_captions, without_trigger,
+)
 from t2i.train.export import export_lora, lora_metadata, model_card
 from t2i.train.family_training import FamilyRefused, FamilyTraining, check_run_family, training_for
 from t2i.train.locks import RunBusy, main_process_locks
 from t2i.train.lora_steps import add_lora_layers, optimizer_update, trained_components
 from t2i.train.progress_log import ProgressLog
-from t2i.train.quantised_base import base_bytes, check_base_quantization, device_bytes, training_settings
+from t2i.models.memory import resident_bytes
+from t2i.train.quantised_base import base_bytes, check_base_quantization, training_settings
 from t2i.train.ranks import die_with_launcher, rank_seed, weights_digest
 from t2i.train.runner import BUSY_EXIT
+
+# the most prompts shuffled tags may make for the run's T5 sequences to be encoded ahead (Flux.1-dev: 8.4 MB each in
+# float32, 2.2 GB for 256, against T5's 19 GB); beyond, T5 stays for the prompts the steps draw, as in sd-scripts,
+# which cannot cache text-encoder outputs with --shuffle_caption
+MAX_TAG_ORDERS = 256
+
 
 class TrainingStopped(Exception):
     """Training cannot go on; the message says why and what to change."""
@@ -192,14 +201,18 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     device = accelerator.device.type if accelerator.device.type == "cpu" else str(accelerator.device)  # not cpu:0
     # before loading: nf4 needs CUDA and a diffusers folder (bitsandbytes quantises while it loads)
     check_base_quantization(config.base_quantization, accelerator.device, config.base_model, settings)
-    model = ModelCache(replace(training_settings(settings, config.base_quantization), device=device, dtype="float32",
-                               speed="quality")).get(config.base_model)
+    # loaded on the CPU and brought to the device in stages (step 0), so that an encoder the family drops (Flux's T5)
+    # is never on the device with the denoiser; bitsandbytes puts an nf4 base's quantised parts there as it loads
+    load_device = device if config.base_quantization == "nf4" else "cpu"
+    model = ModelCache(replace(training_settings(settings, config.base_quantization), device=load_device,
+                               dtype="float32", speed="quality")).get(config.base_model)
+    dataset = load_saved(run_dir / "dataset")
     try:
         check_run_family(config.family, model.family)
         family = training_for(model.family)
         pipe = model.pipeline
         native = model.native_size
-        family.check(pipe, config, native, [item.image.size for item in load_saved(run_dir / "dataset").items])
+        family.check(pipe, config, native, [item.image.size for item in dataset.items])
     except FamilyRefused as exc:
         raise TrainingStopped(f"{config.base_model!r}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
@@ -207,6 +220,23 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     for part in (family.denoiser, "vae", *family.text_encoders):
         getattr(pipe, part).requires_grad_(False)
     resolution = config.resolution or native
+    captions = trained_captions(dataset, config)
+    sample_prompts = list(config.sample_prompts) or [captions[0], without_trigger(captions[0], config)]
+
+    # 0. the text encoders alone on the device encode every prompt the run can ask for, and the ones that never
+    # train and that no later step needs leave (Flux's T5: 19 GB in float32); then the rest comes (the denoiser)
+    text_parts = [name for name, part in pipe.components.items()
+                  if name.startswith("text_encoder") and isinstance(part, torch.nn.Module)]
+    for name in text_parts:
+        getattr(pipe, name).to(accelerator.device)
+    # what this stage holds on the device (an nf4 base: all of it, placed while loading); on a CPU run, where the
+    # model loads into the same memory, the bytes of the parts the stage has brought
+    staged = text_parts if load_device == "cpu" else list(pipe.components)
+    encoders_bytes = _placed_bytes(pipe, staged, accelerator.device)
+    released = family.release_frozen_encoders(pipe, run_prompts(dataset, config, sample_prompts), config)
+    # the text stage's peak: the encoders with every sequence they encoded, just before the dropped ones left
+    text_stage_bytes = encoders_bytes + _cached_bytes(accelerator.device, family.cached_embeddings(pipe))
+    pipe.to(accelerator.device)
     with accelerator.main_process_first():  # the main process makes the class images; the others read them
         data = prepare_data(pipe, config, run_dir, resolution, log, family)
 
@@ -241,15 +271,14 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     if not start and _had_steps(run_dir / "progress.jsonl"):
         log.write("note", message="the previous attempt stopped before its first checkpoint; starting clean")
     sample_size = None if resolution == native else (resolution, resolution)
-    sample_prompts = list(config.sample_prompts) or [data.prompts[0], without_trigger(data.prompts[0], config)]
-    # the encoders that never train (Flux's T5) leave the device once every prompt the run can ask for is encoded
-    loaded_bytes = device_bytes(pipe, accelerator.device)
-    released = family.release_frozen_encoders(pipe, [*data.prompts, *data.class_prompts, "", *sample_prompts],
-                                              config)
+    training_bytes = _placed_bytes(pipe, list(pipe.components), accelerator.device) + _cached_bytes(
+        accelerator.device, family.cached_embeddings(pipe), embeddings.cache)
     log.write("start", step=start, steps=config.steps, resumed=start > 0, images=len(data.prompts),
               device=str(accelerator.device), threads=threads, processes=accelerator.num_processes,
               base_quantization=config.base_quantization, base_bytes=frozen_bytes, released_encoders=released,
-              device_bytes={"before_release": loaded_bytes, "after_release": device_bytes(pipe, accelerator.device)})
+              device_bytes={"before_release": encoders_bytes, "after_release": _placed_bytes(
+                  pipe, staged, accelerator.device)},
+              stage_bytes={"text_encoders": text_stage_bytes, "training": training_bytes})
     trainee = Trainee(family, denoiser, pipe, family.training_scheduler(pipe))
 
     # 3. the loop: one optimizer update per step, over `gradient_accumulation` micro-batches
@@ -307,6 +336,37 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
               card=str(exported.card), images=images, prompts=sample_prompts, rank_weights_sha256=rank_weights,
               final_loss=None if loss_value is None or not math.isfinite(loss_value) else loss_value)
     return exported.diffusers
+
+
+def run_prompts(dataset, config: TrainingConfig, sample_prompts: list[str]) -> list[str] | None:
+    """Every prompt a run can encode: the captions as trained (with each order shuffled tags can give them), the
+    empty prompt of caption dropout, the class and sample prompts; None when the shuffled orders are too many to
+    encode ahead (more than MAX_TAG_ORDERS in all)."""
+    captions = trained_captions(dataset, config)
+    if config.shuffle_tags:
+        orders = [every_tag_order(caption, config.keep_tokens, MAX_TAG_ORDERS) for caption in captions]
+        if any(order is None for order in orders) or sum(map(len, orders)) > MAX_TAG_ORDERS:
+            return None
+        captions = [prompt for order in orders for prompt in order]
+    return list(dict.fromkeys([*captions, "", *class_prompts_of(dataset, config), *sample_prompts]))
+
+
+def _placed_bytes(pipe, parts: list[str], device: torch.device) -> int:
+    """Bytes of the pipeline parts `parts` (those there are) resident on `device`."""
+    modules = [getattr(pipe, name, None) for name in parts]
+    return sum(size for name, size in resident_bytes([m for m in modules if isinstance(m, torch.nn.Module)]).items()
+               if torch.device(name).type == device.type)
+
+
+def _cached_bytes(device: torch.device, *caches: dict) -> int:
+    """Bytes on `device` of the tensors in prompt caches (prompt -> name -> tensor), each storage counted once."""
+    storages = {}
+    for cache in caches:
+        for tensors in cache.values():
+            for tensor in tensors.values():
+                if tensor.device.type == device.type:
+                    storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+    return sum(storages.values())
 
 
 def _had_steps(progress: Path) -> bool:

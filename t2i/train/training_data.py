@@ -75,22 +75,33 @@ def prepare_data(pipe, config: TrainingConfig, run_dir: Path, resolution: int, l
     encoded = {size: _encoded(family, pipe, [images[i] for i in members], size) for size, members in groups.items()}
     latents = {size: pair[0] for size, pair in encoded.items()}
     conditions = {size: pair[1] for size, pair in encoded.items()}
-    prompts = [with_trigger(item.caption, config) if config.method == "lora" and config.use_captions and item.caption
-               else config.instance_text for item in dataset.items]
-    class_latents, class_prompts, class_conditions = None, [], {}
+    prompts = trained_captions(dataset, config)
+    class_latents, class_prompts, class_conditions = None, class_prompts_of(dataset, config), {}
     if config.prior_preservation:
-        # the regularisation prompts when given; else DreamBooth: the class prompt; a style: each caption without
-        # the trigger, so that the base model's own answer to it stays the answer when the trigger is absent
-        sources = [without_trigger(item.caption, config) for item in dataset.items if item.caption] \
-            if config.method == "lora" else []
-        sources = list(config.class_prompts) or sources or [config.class_text]
-        class_prompts = [sources[i % len(sources)] for i in range(config.num_class_images)]
         made = _class_images(pipe, family, config, class_prompts, run_dir / "class_images", resolution, log)
         class_latents, class_conditions = _encoded(family, pipe, made, (resolution, resolution))
     masks = None
     if any(item.mask is not None for item in dataset.items):
         masks = {size: _fitted_masks([dataset.items[i] for i in members], size) for size, members in groups.items()}
     return TrainingData(latents, groups, prompts, class_latents, class_prompts, conditions, class_conditions, masks)
+
+
+def trained_captions(dataset, config: TrainingConfig) -> list[str]:
+    """Each image's prompt as the run trains on it: its caption with the trigger, or the instance prompt."""
+    return [with_trigger(item.caption, config) if config.method == "lora" and config.use_captions and item.caption
+            else config.instance_text for item in dataset.items]
+
+
+def class_prompts_of(dataset, config: TrainingConfig) -> list[str]:
+    """The prompts of the class images of prior preservation ([] without it)."""
+    if not config.prior_preservation:
+        return []
+    # the regularisation prompts when given; else DreamBooth: the class prompt; a style: each caption without
+    # the trigger, so that the base model's own answer to it stays the answer when the trigger is absent
+    sources = [without_trigger(item.caption, config) for item in dataset.items if item.caption] \
+        if config.method == "lora" else []
+    sources = list(config.class_prompts) or sources or [config.class_text]
+    return [sources[i % len(sources)] for i in range(config.num_class_images)]
 
 
 class TextEmbeddings:
