@@ -137,8 +137,10 @@ class Runner:
         member.described = {**prepared.described(), **described}
 
     def _run_images_apart(self, member: Member, batch: int) -> None:
-        """Each image of `member`'s batch in a call of its own, as the request of that one image and seed."""
-        for seed in member.prepared.seeds(batch):
+        """Each image of `member`'s batch in a call of its own, as the request of that one image and seed; progress
+        counts over the whole batch (image k's step s is step k * steps + s of n_images * steps), as one call's does."""
+        seeds = member.prepared.seeds(batch)
+        for index, seed in enumerate(seeds):
             if not member.live:
                 return
             # a view of the member with one image whose seed in this batch is `seed`; it shares the member's image
@@ -146,12 +148,13 @@ class Runner:
             prepared = dataclasses.replace(member.prepared, request=dataclasses.replace(
                 member.prepared.request, batch_size=1), base_seed=(seed - batch) % (MAX_SEED + 1))
             alone = dataclasses.replace(member, prepared=prepared)
-            self._run_call([alone], batch)
+            self._run_call([alone], batch, part=(index, len(seeds)))
             if alone.error is not None:
                 member.fail(alone.error)
 
-    def _run_call(self, members: list[Member], batch: int) -> None:
-        """One pipeline call for the live `members`; each gets its images, a failing one its error."""
+    def _run_call(self, members: list[Member], batch: int, part: tuple[int, int] = (0, 1)) -> None:
+        """One pipeline call for the live `members`; each gets its images, a failing one its error. `part`: this
+        call's place among the calls that make one batch (index, count), for progress."""
         members = [m for m in members if m.live]
         if not members:
             return
@@ -171,10 +174,11 @@ class Runner:
                     **rows, **lead.guidance(), num_inference_steps=lead.request.steps,
                     width=lead.width, height=lead.height,
                     generator=[torch.Generator("cpu").manual_seed(s) for own in seeds for s in own],
-                    callback_on_step_end=self._step_callback(members, batch),
+                    callback_on_step_end=self._step_callback(members, batch, part),
                     output_type=self.extras.first_output_type(members[0]),
                 ).images
-                images = self.extras.after_call(members[0], images, rows, seeds[0], self._step_callback(members, batch))
+                images = self.extras.after_call(members[0], images, rows, seeds[0],
+                                                self._step_callback(members, batch, part))
         except GenerationCancelled:  # no member wants its images any more
             return
         except Exception as exc:
@@ -198,8 +202,10 @@ class Runner:
             except Exception as exc:
                 member.fail(exc)
 
-    def _step_callback(self, members: list[Member], batch: int):
-        """Per step: stop when no member wants its images; otherwise each watching member gets its own previews."""
+    def _step_callback(self, members: list[Member], batch: int, part: tuple[int, int] = (0, 1)):
+        """Per step: stop when no member wants its images; otherwise each watching member gets its own previews, and
+        the step counted over the `part` (index, count) calls of its batch."""
+        index, count = part
         model = members[0].prepared.model
         every = max(1, self.settings.preview_every)
         method = preview_method(model, self.settings.preview_method)
@@ -221,8 +227,8 @@ class Runner:
                     continue
                 try:
                     shown = self.screen_previews(own, member.prepared.audit_id) if own else None
-                    member.on_progress(ProgressEvent(done, pipe.num_timesteps, batch + 1,
-                                                     member.prepared.request.batch_count, shown))
+                    member.on_progress(ProgressEvent(index * pipe.num_timesteps + done, count * pipe.num_timesteps,
+                                                     batch + 1, member.prepared.request.batch_count, shown))
                 except Exception as exc:  # e.g. its client went away: that member fails, the call goes on
                     member.fail(exc)
             if all(m.error is not None for m in members):  # a failure is final: no need to finish the step
