@@ -15,8 +15,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from t2i.models.tiny import save_tiny_model
-from t2i.train.config import config_from_preset
+from t2i.train.config import TrainingConfig, config_from_preset
+from t2i.train.dataset import load_saved
 from t2i.train.family_training import FamilyRefused, check_run_family, training_for
+from t2i.train.lora_trainer import run_prompts
+from t2i.train.quantised_base import base_bytes
 from train_family_helpers import (
     RESOLUTION, engine_images, fixed_draw_loss, load_pipeline, same_tensors, train_straight_and_resumed,
 )
@@ -124,6 +127,31 @@ def test_flux_files_load_and_kohya_names_are_sd_scripts(flux_run, settings, tmp_
     clip_images = engine_images(settings, clip_only, model, "tlq, a large red star")  # CLIP-L's part alone
     assert clip_images[f"{clip_only.stem}:0"] == clip_images["plain"]
     assert clip_images[f"{clip_only.stem}:1"] != clip_images["plain"]
+
+
+@pytest.mark.slow
+def test_flux_t5_is_never_on_the_device_with_the_transformer(flux_run):
+    """The run's start event: while the text encoders encode, the device holds CLIP, T5 and T5's sequences for every
+    prompt of the run; while training, everything but T5, the LoRA and those sequences, once (CLIP trains here, so
+    no embedding is cached besides). The peak is the larger of the two, not their sum as when the model loaded
+    whole."""
+    model, run, lora, _ = flux_run
+    events = _events(run)
+    start, done = (next(e for e in events if e["event"] == name) for name in ("start", "done"))
+    pipe = load_pipeline(model)
+    family = training_for("flux1")
+    sequence_bytes = sum(t.untyped_storage().nbytes() for t in family._t5(pipe, "x").values())  # and text ids
+    prompts = run_prompts(load_saved(run / "dataset"), TrainingConfig.load(run / "config.json"), done["prompts"])
+    cached = len(prompts) * sequence_bytes
+    clip, t5 = base_bytes(pipe.text_encoder), base_bytes(pipe.text_encoder_2)
+    weights = sum(base_bytes(getattr(pipe, name)) for name in ("transformer", "vae", "text_encoder", "text_encoder_2"))
+    lora_bytes = sum(tensor.nbytes for tensor in load_file(lora).values())
+    assert start["released_encoders"] == ["text_encoder_2"]
+    assert start["stage_bytes"] == {"text_encoders": clip + t5 + cached, "training": weights - t5 + lora_bytes + cached}
+    whole = weights + lora_bytes + cached  # the model loaded whole onto the device, as before the stages
+    print(f"tiny Flux.1-dev, CLIP trained, {len(prompts)} prompts: device bytes {start['stage_bytes']}, peak "
+          f"{max(start['stage_bytes'].values())} against {whole} with the model loaded whole")
+    assert max(start["stage_bytes"].values()) == whole - t5
 
 
 @pytest.mark.slow
