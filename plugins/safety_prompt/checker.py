@@ -15,7 +15,8 @@ substrings of the native reading without spaces and punctuation (allowed phrases
    ("a corpse in a pool of blood"); self_harm: a [blade] with a [wrist] ("a razor on her wrist"), or a [ledge]
    with a [leap] ("on the edge of a rooftop, about to jump") unless a [sport] word says why (bungee, diving);
    violence_gore: [innards] that [spill] ("intestines spilling onto the floor") unless a [medical] word says why;
-6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity";
+6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity", on a
+   prompt with at least as many English function words as those of the other Latin-script languages;
 7. if the operator turns it on (threshold "ngram" at most 1), when no list found anything: the checker's own
    n-gram classifier (ngram.py) at or above that threshold, under the category the prompt most resembles.
 """
@@ -30,7 +31,7 @@ from t2i.safety.categories import CATEGORIES
 from .classifier import offensive_probability
 from .ngram import shipped_classifier
 from .normalize import joined_chunks, joined_letters, masked_chunks, native, plain_words, readable, tokens
-from .wordlists import REMOVAL_REACH, Lexicon, Terms, compacted, load_lexicon, russian_stems
+from .wordlists import REMOVAL_REACH, Lexicon, Terms, compacted_words, load_lexicon, russian_stems
 
 # "ngram": the n-gram classifier flags at or above it; off by default (any value above 1): it passed the README's
 # pre-registered rule (Safety), but still refuses everyday prompts shaped like its templated training sentences
@@ -41,6 +42,12 @@ LIST_CATEGORIES = tuple(c for c in CATEGORIES if c != "sexual_minors") + ("sexua
 # words never joined to a neighbour: "a pen is red" must not read as a blocked word
 FUNCTION_WORDS = frozenset("a an and as at in is it no of on or the to".split())
 CYRILLIC_WORD = re.compile(r"[а-яё]+")
+# function words of English, and of the other Latin-script languages (those that are not English words too): the
+# offensive-language classifier is English, and reads "negro" in "gato negro" (a black cat) as a slur
+ENGLISH_WORDS = frozenset("a an the of in on with and is are at for to by from this that".split())
+OTHER_LATIN_WORDS = frozenset("""de del la las los el un una unos con sobre y en su sus para por al
+    da do dos das em um uma com pelo pela il lo gli della delle di nel nella sul sulla le les des du et avec sur
+    dans une au aux der das und mit auf ein eine einem einer im vom zum zur""".split())
 # an age: "12 years old", "12-year-old", "12yo", "12 años", "12 ans", "12 Jahre", "12 anni", "12 лет", "12歳"
 AGE = re.compile(r"(\d{1,2})\s*-?\s*(?:years?\s*-?\s*old|yo|y/o|anos|ans|jahre|jahrige\w*|anni|лет|год\w*|"
                  r"歳|岁|歲|살)")
@@ -75,16 +82,21 @@ class PromptModeration(PromptChecker):
         for category, reason in {**self._cyrillic_hits(own), **self._substring_hits(own)}.items():
             found.setdefault(category, reason)
         cyrillic = self._cyrillic_words(own)
-        view = (joined_letters(tokens(self._without_allowed(latin))), cyrillic, russian_stems(cyrillic),
+        # context words are read without look-alike letters, as their sections are folded (wordlists.py)
+        view = (joined_letters(tokens(self._without_allowed(latin), look_alikes=False)), cyrillic,
+                russian_stems(cyrillic),
                 self._compact(own))
         if "sexual_minors" not in found and self._mentions_minor(own, view) and (
                 "sexual" in found or self._mentions("suggestive", view)):
             found["sexual_minors"] = "a minor in a sexual or suggestive context"
         for category, first, second, unless in COMBINATIONS:
             if category not in found and self._mentions(first, view) and self._mentions(second, view) and not (
-                    unless and self._mentions(unless, (tokens(latin), *view[1:3], compacted(own)))):
+                    unless and self._mentions(unless, (tokens(latin, look_alikes=False), *view[1:3],
+                                                      compacted_words(own)))):
                 found[category] = f"a [{first}] word with a [{second}] word"
-        profanity = offensive_probability(plain_words(self._without_allowed(latin)))
+        words = tokens(latin, look_alikes=False)
+        english = sum(w in ENGLISH_WORDS for w in words) >= sum(w in OTHER_LATIN_WORDS for w in words)
+        profanity = offensive_probability(plain_words(self._without_allowed(latin))) if english else 0.0
         if profanity >= self.thresholds["profanity"]:
             found.setdefault("hate", f"offensive language (score {profanity:.2f})")
         scores = {"profanity": round(profanity, 4)}
@@ -103,21 +115,30 @@ class PromptModeration(PromptChecker):
 
     def _latin_hits(self, text: str) -> dict[str, str]:
         found: dict[str, str] = {}
-        readings = [tokens(text, symbols_are_letters) for symbols_are_letters in (True, False)]
-        readings += [joined for article in (False, True) for joined in
-                     (joined_letters(words, article) for words in readings[:2]) if joined not in readings]
-        for words in readings:
+        # each reading folded, and word for word the same without look-alike letters (for the context words)
+        pairs = [(tokens(text, symbols), tokens(text, symbols, look_alikes=False)) for symbols in (True, False)]
+        pairs += [joined for article in (False, True) for joined in
+                  ((joined_letters(folded, article), joined_letters(strict, article)) for folded, strict in pairs[:2])
+                  if joined not in pairs]
+        for words, strict in pairs:
             words = self._allowed_blanked(words, self.lexicon.latin["allow"])
             for category in LIST_CATEGORIES:
                 reason = found.get(category) or _word_reason(self.lexicon.latin[category], words)
                 if reason:
                     found[category] = reason
-            if "sexual" not in found and _undressing(self.lexicon.latin, words):
+            if "sexual" not in found and _undressing(self.lexicon.latin,
+                                                     [s if w else "" for w, s in zip(words, strict)]):
                 found["sexual"] = "undressing"
         kept = self._without_allowed(text)
+        # words with their digits, for entries such as "r34", also written with separators ("14/88")
+        written = re.findall(r"[a-z0-9]+", kept) + ["".join(re.findall(r"[a-z0-9]+", c)) for c in kept.split()]
         for category in LIST_CATEGORIES:
             terms = self.lexicon.latin[category]
             if category in found:
+                continue
+            literal = next((w for w in written if w in terms.literals), None)
+            if literal:
+                found[category] = f"term ({literal})"
                 continue
             chunk = next((c for c in joined_chunks(kept) if terms.matches(c)), None)
             if chunk:
@@ -162,17 +183,19 @@ class PromptModeration(PromptChecker):
             found["sexual"] = "undressing"
         return found
 
-    def _compact(self, own: str) -> str:
-        compact = compacted(own)
+    def _compact(self, own: str) -> tuple[str, frozenset[int], frozenset[int]]:
+        """The compacted text with its allowed phrases blanked (as long as they were), and where its words
+        start and end (see Substrings.find)."""
+        compact, starts, ends = compacted_words(own)
         for allowed in self.lexicon.substrings["allow"].terms:
-            compact = compact.replace(allowed, "|")
-        return compact
+            compact = compact.replace(allowed, "|" * len(allowed))
+        return compact, starts, ends
 
     def _substring_hits(self, own: str) -> dict[str, str]:
         compact = self._compact(own)
         found = {}
         for category in LIST_CATEGORIES:
-            hit = self.lexicon.substrings[category].find(compact)
+            hit = self.lexicon.substrings[category].find(*compact)
             if hit:
                 found[category] = f"term ({hit})"
         return found
@@ -181,13 +204,13 @@ class PromptModeration(PromptChecker):
     def _mentions_minor(self, own: str, view: tuple) -> bool:
         return any(int(age) < ADULT_AGE for age in AGE.findall(own)) or self._mentions("minor", view)
 
-    def _mentions(self, section: str, view: tuple[list[str], list[str], list[str], str]) -> bool:
+    def _mentions(self, section: str, view: tuple[list[str], list[str], list[str], tuple]) -> bool:
         """Whether a word or phrase of this section is in the text (its Latin words, Cyrillic words and their
         stems, compacted text), in any script."""
         latin_words, cyrillic_words, cyrillic_stems, compact = view
         return (_has(self.lexicon.latin[section], latin_words) or _has(self.lexicon.cyrillic[section], cyrillic_words)
                 or _has(self.lexicon.cyrillic_stems[section], cyrillic_stems)
-                or self.lexicon.substrings[section].find(compact) is not None)
+                or self.lexicon.substrings[section].find(*compact) is not None)
 
 
 def _has(terms: Terms, words: list[str]) -> bool:

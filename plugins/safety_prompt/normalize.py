@@ -26,10 +26,13 @@ from importlib.resources import files
 
 LEET = str.maketrans({"0": "o", "1": "i", "!": "i", "|": "i", "l": "i", "3": "e", "€": "e", "4": "a", "@": "a",
                       "5": "s", "$": "s", "7": "t", "+": "t", "8": "b", "9": "g"})
+# the same without reading "l" as "i": for everyday context words, where it makes other words ("sala" as "saia")
+LEET_STRICT = str.maketrans({k: v for k, v in LEET.items() if k != ord("l")})
 LEET_SYMBOLS = "!|€@$+"
 DIGIT_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
                             "@": "a", "$": "s", "!": "i"})
 WORD = re.compile(r"[a-z]+")
+OTHER_LETTER = re.compile(r"[^\W\d_a-z]")  # a letter outside a-z (the text is folded to plain Latin first)
 
 
 @functools.lru_cache(maxsize=1)
@@ -110,9 +113,10 @@ def readable(text: str) -> str:
     return unicodedata.normalize("NFC", re.sub(r"\S+", as_latin, undisguised(text)))
 
 
-def fold(word: str) -> str:
-    """The coarse matching form of a word: leetspeak decoded and look-alike letters merged (l, 1, |, ! -> i)."""
-    return word.translate(LEET)
+def fold(word: str, look_alikes: bool = True) -> str:
+    """The coarse matching form of a word: leetspeak decoded and look-alike letters merged (l, 1, |, ! -> i;
+    without `look_alikes`, "l" stays "l")."""
+    return word.translate(LEET if look_alikes else LEET_STRICT)
 
 
 def spellings(word: str) -> set[str]:
@@ -120,11 +124,12 @@ def spellings(word: str) -> set[str]:
     return {word, re.sub(r"(.)\1\1+", r"\1", word), re.sub(r"(.)\1\1+", r"\1\1", word)}
 
 
-def tokens(text: str, symbols_are_letters: bool = True) -> list[str]:
-    """Folded words of readable text; leet symbols count as letters, or (second reading) as separators."""
+def tokens(text: str, symbols_are_letters: bool = True, look_alikes: bool = True) -> list[str]:
+    """Folded words of readable text (see `fold`); leet symbols count as letters, or (second reading) as
+    separators."""
     if not symbols_are_letters:
         text = text.translate({ord(c): " " for c in LEET_SYMBOLS})
-    return WORD.findall(text.translate(LEET))
+    return WORD.findall(fold(text, look_alikes))
 
 
 def joined_letters(words: list[str], article: bool = False) -> list[str]:
@@ -145,8 +150,9 @@ def joined_letters(words: list[str], article: bool = False) -> list[str]:
 
 
 def joined_chunks(text: str) -> list[str]:
-    """Whitespace-separated chunks made of several pieces, folded and joined ('n.u-d_e' -> 'nude')."""
-    pieces = (WORD.findall(chunk.translate(LEET)) for chunk in text.split())
+    """Whitespace-separated chunks made of several pieces, folded and joined ('n.u-d_e' -> 'nude'); a chunk
+    with letters of another script is a word of that script, not Latin pieces ("гена" is not "re" + "a")."""
+    pieces = (WORD.findall(chunk.translate(LEET)) for chunk in text.split() if not OTHER_LETTER.search(chunk))
     return ["".join(p) for p in pieces if len(p) > 1]
 
 

@@ -44,9 +44,25 @@ _RUSSIAN = snowballstemmer.stemmer("russian")
 KATAKANA_AS_HIRAGANA = {code: code - 0x60 for code in range(0x30A1, 0x30F7)}
 
 
+# symbols that stand for a hidden letter in Japanese, Chinese and Korean text (伏せ字: ま○こ, セ〇クス), read as 〇
+MASK = "〇"
+MASKS = dict.fromkeys(map(ord, "○●◯◎×✕＊*□■"), MASK)
+
+
 def compacted(text: str) -> str:
-    """Text as the CJK lists match it: no spaces, punctuation or symbols, katakana as hiragana."""
-    return NOT_LETTERS.sub("", text).translate(KATAKANA_AS_HIRAGANA)
+    """Text as the CJK lists match it: no spaces, punctuation or symbols, katakana as hiragana, masks as 〇."""
+    return NOT_LETTERS.sub("", text.translate(MASKS)).translate(KATAKANA_AS_HIRAGANA)
+
+
+def compacted_words(text: str) -> tuple[str, frozenset[int], frozenset[int]]:
+    """The compacted text, with the positions in it where the text's words (apart by spaces) start and end."""
+    starts, ends, length = set(), set(), 0
+    for word in map(compacted, text.split()):
+        if word:
+            starts.add(length)
+            length += len(word)
+            ends.add(length)
+    return compacted(text), frozenset(starts), frozenset(ends)
 
 
 def russian_stems(words: list[str]) -> list[str]:
@@ -57,18 +73,24 @@ def russian_stems(words: list[str]) -> list[str]:
 @dataclass
 class Terms:
     """One section of the word lists: exact words (with plurals), prefixes, and phrases (whose words may end in
-    "*": any ending), all folded."""
+    "*": any ending), all folded (with `look_alikes` or not, as the text they are matched on); and words written
+    with digits ("r34"), matched only as written: folded they would be other words ("rea", "rib")."""
 
     words: set[str] = field(default_factory=set)
+    literals: set[str] = field(default_factory=set)
     prefixes: tuple[str, ...] = ()
     phrases: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # by first word ("*": a prefix)
     written: list[str] = field(default_factory=list)  # entries as written, for matching unfolded text
     plurals: tuple[str, ...] = PLURALS
+    look_alikes: bool = True
 
     def add(self, entry: str) -> None:
         """Add one entry as written in a list file (already in its reading's form)."""
         self.written.append(entry)
-        parts = [fold(p) for p in entry.split()]
+        if " " not in entry and re.search(r"\d", entry) and not entry.endswith("*"):
+            self.literals.add(entry)
+            return
+        parts = [fold(p, self.look_alikes) for p in entry.split()]
         if len(parts) > 1:
             self.phrases.setdefault("*" if parts[0].endswith("*") else parts[0], []).append(tuple(parts))
             entry = "".join(parts)  # written together it is one word
@@ -110,18 +132,31 @@ class Substrings:
 
     terms: list[str] = field(default_factory=list)
     pattern: re.Pattern | None = None
+    masked: re.Pattern | None = None  # the terms of 3+ letters with one inner letter hidden by a mask
 
     def add(self, entry: str) -> None:
         """Add one entry (spaces inside it are dropped, as they are from the text)."""
         self.terms.append(compacted(entry))
-        self.pattern = None  # compiled at the next find, once for all entries
+        self.pattern = self.masked = None  # compiled when first needed, once for all entries
 
-    def find(self, compact: str) -> str | None:
-        """The first term found in the compacted text, if any."""
+    def find(self, compact: str, starts: frozenset[int] = frozenset(), ends: frozenset[int] = frozenset()) -> str | None:
+        """The first term found in the compacted text, if any. With the positions where the text's words
+        (written apart by spaces) start and end: a term that runs across a space must start or end where a word
+        does ("자 해" spaced out is 자해, self-harm; "여자 해운대", a woman at Haeundae, is not)."""
         if self.pattern is None and self.terms:
             self.pattern = re.compile("|".join(map(re.escape, sorted(self.terms, key=len, reverse=True))))
-        found = self.pattern.search(compact) if self.pattern else None
-        return found.group(0) if found else None
+        patterns = [self.pattern] if self.pattern else []
+        if MASK in compact and self.terms:
+            if self.masked is None:
+                hidden = {t[:i] + MASK + t[i + 1:] for t in self.terms if len(t) >= 3 for i in range(1, len(t) - 1)}
+                self.masked = re.compile("|".join(map(re.escape, sorted(hidden, key=len, reverse=True))))
+            patterns.append(self.masked)
+        for pattern in patterns:
+            for found in pattern.finditer(compact):
+                start, end = found.span()
+                if start in starts or end in ends or not any(start < s < end for s in starts):
+                    return found.group(0)
+        return None
 
 
 @dataclass
@@ -155,7 +190,8 @@ def read_sections(path: Path) -> dict[str, list[str]]:
 
 def load_lexicon(folder: Path = LISTS_DIR) -> Lexicon:
     """The lists of every language, folded into the form their reading matches."""
-    lexicon = Lexicon({s: Terms() for s in SECTIONS}, {s: Terms(plurals=()) for s in SECTIONS},
+    # context words are everyday words: read without look-alike letters ("sala" is not "saia")
+    lexicon = Lexicon({s: Terms(look_alikes=s not in CONTEXTS) for s in SECTIONS}, {s: Terms(plurals=()) for s in SECTIONS},
                       {s: Substrings() for s in SECTIONS}, {s: Terms(plurals=()) for s in SECTIONS})
     for language in LANGUAGES:
         for section, entries in read_sections(folder / f"{language}.txt").items():
