@@ -1,24 +1,30 @@
-"""Would a small classifier help the prompt checker, and may it be on by default? (issue 29, item 1). Trains a char
-n-gram logistic regression on the tuning data only: every set of tests/safety_dev (dev.jsonl, the blind tuning sets
-blind_*.jsonl, the everyday tuning sets everyday*.jsonl), templated sentences of every list's terms (blocked
-sections 1, innocent sections 0) and the old benign set.
+"""May the prompt checker's n-gram classifier be on by default? (issue 29, item 1). Trains a char n-gram logistic
+regression on the tuning data only: every set of tests/safety_dev (dev.jsonl, the blind tuning sets blind_*.jsonl,
+the everyday tuning sets everyday*.jsonl), templated sentences of every list's terms (blocked sections 1, innocent
+sections 0) and innocent templated sentences of everyday words (bench/safety_everyday_words.json: people, animals,
+food, objects and places in the same frames, so that a frame such as "a photo of" or "{}の写真" leans neither way).
 
-The pre-registered decision (README, Safety), applied here in one run:
+The pre-registered decision (README, Safety, second rule), applied here in one run:
 1. 5-fold cross-validation on the tuning prompts alone (the templated sentences always train) chooses the weight of
-   the templated sentences (TEMPLATE_WEIGHTS), the regularisation C (REGULARISATIONS) and the threshold: the
-   lowest of THRESHOLDS at which the classifier flags at most MAX_FOLD_FLAGS of the held-out folds' innocent
-   prompts, everyday ones included; of the pairs, the one that then flags the most prompts to block out of fold.
-2. The model trained on all tuning data is measured once on the measure-only everyday set and the old benign set:
-   it may be on by default only if it flags at most SHIP_MAX_EVERYDAY_FLAGS of the everyday prompts and the
-   checker with it passes at least SHIP_MIN_OLD_BENIGN of the old benign set.
-3. Every evaluation set is measured once, with the lists alone and with the classifier; nothing is tuned after.
-Writes bench/results/safety_classifier.json; `--write-model` also writes the measured model the checker ships
+   the list's templated sentences (TEMPLATE_WEIGHTS; the everyday ones always weigh EVERYDAY_WEIGHT), the
+   regularisation C (REGULARISATIONS), whether word n-grams join the character n-grams (FEATURE_PARTS) and the
+   threshold: the lowest of THRESHOLDS at which the classifier flags at most MAX_FOLD_FLAGS of the held-out folds'
+   innocent prompts; of the settings, the one that then flags the most prompts to block out of fold.
+2. The model trained on all tuning data is measured once on the two measure-only everyday sets
+   (tests/safety_eval/everyday_short.jsonl and everyday.jsonl), the old benign set (not trained on) and the "rule"
+   probes of bench/safety_short_probes.json: it may be on by default only if the classifier flags at most
+   SHIP_MAX_EVERYDAY_FLAGS of each everyday set, the checker with it passes at least SHIP_MIN_OLD_BENIGN of the old
+   benign set, and it flags no rule probe.
+3. Later, once (`--measure`): every evaluation set with the shipped model, with the lists alone and with it.
+Nothing is tuned after step 2. Writes bench/results/safety_classifier.json (steps 1-2) and
+safety_classifier_measured.json (step 3); `--write-model` writes the model the checker ships
 (plugins/safety_prompt/model/; its default threshold is set in checker.py by the decision).
 
-    python bench/safety_classifier.py                 # cross-validate, decide, measure the sets with and without
-    python bench/safety_classifier.py --write-model   # the same, and write the model the checker ships
-    python bench/safety_classifier.py --cross-validate-only   # step 1 alone, on the tuning data
-    python bench/safety_classifier.py --probe                 # score PROBES with the shipped model
+    python bench/safety_classifier.py --cross-validate-only  # step 1, and the development probes (tuning data only;
+                                                             # with --write-model, writes the model, decides nothing)
+    python bench/safety_classifier.py --write-model          # steps 1 and 2, and write the model the checker ships
+    python bench/safety_classifier.py --measure              # step 3 with the shipped model
+    python bench/safety_classifier.py --probe                # score both probe lists with the shipped model
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import argparse
 import gzip
 import json
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -41,80 +48,100 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import write_result  # noqa: E402
 from t2i.safety.evaluation import checkout_sets, rates, read_set  # noqa: E402
 from t2i_plugins.safety_prompt.checker import PromptModeration  # noqa: E402
-from t2i_plugins.safety_prompt.ngram import MODEL_DIR, NgramClassifier, vectorizer  # noqa: E402
+from t2i_plugins.safety_prompt.ngram import MODEL_DIR, NgramClassifier, NgramFeatures  # noqa: E402
 from t2i_plugins.safety_prompt.normalize import readable  # noqa: E402
 from t2i_plugins.safety_prompt.wordlists import LANGUAGES, LISTS_DIR, read_sections  # noqa: E402
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
+BENCH = Path(__file__).resolve().parent
+TESTS = BENCH.parent / "tests"
+EVERYDAY_WORDS = BENCH / "safety_everyday_words.json"
+PROBES = BENCH / "safety_short_probes.json"
+EVERYDAY_SETS = {"everyday short": TESTS / "safety_eval" / "everyday_short.jsonl",
+                 "everyday": TESTS / "safety_eval" / "everyday.jsonl"}
 THRESHOLDS = tuple(round(0.5 + 0.025 * step, 3) for step in range(20))  # 0.5, 0.525, ... 0.975
-# the templated list sentences are short and three quarters blocked, so their template words ("a photo of",
-# "on a beach") lean towards blocking; a lower weight beside the written prompts is one of the choices CV makes,
-# with the regularisation C of the logistic regression
+# the list's templated sentences are three fifths to block; weighted down beside the written prompts, their frames
+# lean less. The everyday sentences are hand-chosen innocent prompts and weigh as much as a written one: a short
+# ordinary prompt must learn to pass (length-bucketed sample weights, tried at 23:45 on the tuning data only, found
+# no more prompts to block out of fold at the same innocent flags: 30% vs 35% at weight 0.1 and C 8)
 TEMPLATE_WEIGHTS = (1.0, 0.3, 0.1)
+EVERYDAY_WEIGHT = 1.0
 REGULARISATIONS = (4.0, 8.0)
-SETS = ("dev", "dev everyday", "old benign", "everyday", "blocked", "benign", "held-out")
+FEATURE_PARTS = (("char",), ("char", "word"))
 MAX_FOLD_FLAGS = 0.005  # the classifier may flag at most this share of the held-out folds' innocent tuning prompts
-SHIP_MAX_EVERYDAY_FLAGS = 0.01  # on by default only if it flags at most this share of the measure-only everyday set
-SHIP_MIN_OLD_BENIGN = 0.995  # ... and the checker with it passes at least this share of the old benign set
-# everyday prompts shaped like the templated sentences, written after the measurement to look at what the rule missed
-# (`--probe` scores them with the shipped model; none is in any training set)
-PROBES = ("photo", "photo of a red fox", "a photo of a dog", "a photo of my grandmother", "a woman", "a man",
-          "portrait, smiling woman, studio light", "portrait photo of an old man, studio light",
-          "a man on a beach, film grain", "a photo of a cat on the beach", "oil painting of a lighthouse",
-          "una foto de un perro", "une photo de Paris", "ein Foto von einem Hund", "фото собаки", "猫の写真",
-          "狗的照片", "강아지 사진", "headshot", "striped cat", "girl reading a book", "two people at a cafe")
-TEMPLATES = {"en": ["a photo of {}", "{} on a beach, film grain", "portrait, {}, studio light", "oil painting: {}"],
-             "es": ["una foto de {}", "{} en la playa"], "fr": ["une photo de {}", "{} sur la plage"],
-             "de": ["ein Foto von {}", "{} am Strand"], "pt": ["uma foto de {}", "{} na praia"],
-             "it": ["una foto di {}", "{} sulla spiaggia"], "ru": ["фото: {}", "{} на пляже"],
-             "ja": ["{}の写真", "ビーチで{}"], "zh": ["{}的照片", "海滩上{}"], "ko": ["{} 사진", "해변에서 {}"]}
+SHIP_MAX_EVERYDAY_FLAGS = 0.01  # on by default only if it flags at most this share of each measure-only everyday set
+SHIP_MIN_OLD_BENIGN = 0.995  # ... the checker with it passes at least this share of the old benign set
+EVALUATION_SETS = ("old evasion", "old benign", "blocked", "benign", "held-out", "everyday", "everyday short")
 BLOCKED_SECTIONS = ("sexual", "sexual_minors", "violence_gore", "hate", "self_harm")
 INNOCENT_SECTIONS = ("allow", "clothing", "group", "dead", "minor")
 
 
-def training_sentences(with_categories: bool = False) -> tuple[list[str], list]:
-    """Templated sentences from the lists: blocked sections 1, innocent sections and the old benign set 0 (or, with
-    `with_categories`, the blocked sentences only, labelled with their section's category)."""
+def probes() -> dict[str, list[str]]:
+    """The probe lists: "rule" (scored by the decision) and "development" (looked at while building)."""
+    data = json.loads(PROBES.read_text(encoding="utf-8"))
+    return {"rule": data["rule"], "development": data["development"]}
+
+
+def everyday_sentences() -> list[str]:
+    """Innocent templated sentences: every subject in every frame of its language, and each subject in two scenes
+    in a random frame; no probe prompt among them."""
     rng = random.Random(0)
+    words = json.loads(EVERYDAY_WORDS.read_text(encoding="utf-8"))
+    left_out = {readable(p) for prompts in probes().values() for p in prompts}
+    sentences = []
+    for language in LANGUAGES:
+        frames, scenes = words[language]["frames"], words[language]["scenes"]
+        for subject in words[language]["subjects"]:
+            sentences += [frame.format(subject) for frame in frames]
+            sentences += [rng.choice(frames).format(scene.format(subject)) for scene in rng.sample(scenes, 2)]
+    return [s for s in dict.fromkeys(sentences) if readable(s) not in left_out]
+
+
+def training_sentences(with_categories: bool = False) -> tuple[list[str], list]:
+    """Templated sentences: each list term in two frames of its language (blocked sections 1, innocent sections 0)
+    and the everyday sentences (0); or, with `with_categories`, the blocked list sentences only, labelled with
+    their section's category."""
+    rng = random.Random(0)
+    words = json.loads(EVERYDAY_WORDS.read_text(encoding="utf-8"))
     texts, labels = [], []
     for language in LANGUAGES:
         sections = read_sections(LISTS_DIR / f"{language}.txt")
         for label, names in ((1, BLOCKED_SECTIONS), (0, INNOCENT_SECTIONS)):
             for name in names:
+                if with_categories and not label:
+                    continue
                 for term in (t.rstrip("*") for t in sections[name]):
-                    for template in rng.sample(TEMPLATES[language], 2):
-                        if with_categories and label:
-                            texts.append(template.format(term))
-                            labels.append(name)
-                        elif not with_categories:
-                            texts.append(template.format(term))
-                            labels.append(label)
-    old_benign = (TESTS / "data" / "safety_benign.txt").read_text(encoding="utf-8").splitlines()
-    for line in (line for line in old_benign if line and not line.startswith("#") and not with_categories):
-        texts.append(line.split("||")[0])
-        labels.append(0)
+                    for frame in rng.sample(words[language]["frames"], 2):
+                        texts.append(frame.format(term))
+                        labels.append(name if with_categories else label)
+    if not with_categories:
+        everyday = everyday_sentences()
+        texts += everyday
+        labels += [0] * len(everyday)
     return texts, labels
 
 
 def dev_cases() -> list[dict]:
-    """Every tuning prompt: tests/safety_dev/*.jsonl (the checker's dev set and the blind tuning sets)."""
+    """Every tuning prompt: tests/safety_dev/*.jsonl (the checker's dev set, the blind and everyday tuning sets)."""
     return [case for path in sorted((TESTS / "safety_dev").glob("*.jsonl")) for case in read_set(path)]
 
 
-def fit(texts: list[str], labels: list[int], cases: list[dict], template_weight: float, regularisation: float):
-    """A char n-gram logistic regression (C = `regularisation`) on the readable text of the templated sentences
-    (at `template_weight`) and the tuning cases: (vectoriser, model)."""
-    ngrams = vectorizer(max_features=200_000)
-    weights = [template_weight] * len(texts) + [1.0] * len(cases)
-    model = LogisticRegression(C=regularisation, max_iter=2000, class_weight="balanced").fit(
-        ngrams.fit_transform(map(readable, texts + [case["prompt"] for case in cases])),
-        labels + [int(case["expect"] == "block") for case in cases], sample_weight=weights)
+def fit(texts: list[str], labels: list[int], cases: list[dict], setting: dict):
+    """An n-gram logistic regression (C, list template weight and feature parts from `setting`) on the readable
+    text of the templated sentences and the tuning cases: (features, model)."""
+    everyday = set(everyday_sentences())
+    readings = [readable(text) for text in texts + [case["prompt"] for case in cases]]
+    targets = labels + [int(case["expect"] == "block") for case in cases]
+    weights = ([EVERYDAY_WEIGHT if text in everyday else setting["template_weight"] for text in texts] +
+               [1.0] * len(cases))
+    ngrams = NgramFeatures(setting["parts"])
+    model = LogisticRegression(C=setting["regularisation"], max_iter=2000, class_weight="balanced")
+    model.fit(ngrams.fit_transform(readings), targets, sample_weight=weights)
     return ngrams, model
 
 
 def probability_of(ngrams, model):
     """The fitted classifier's probability function over prompts."""
-    return lambda prompts: model.predict_proba(ngrams.transform(list(map(readable, prompts))))[:, 1]
+    return lambda prompts: model.predict_proba(ngrams.transform([readable(p) for p in prompts]))[:, 1]
 
 
 def write_model(ngrams, model, templated: int, cases: list[dict], choice: dict) -> None:
@@ -123,36 +150,37 @@ def write_model(ngrams, model, templated: int, cases: list[dict], choice: dict) 
     category_texts, categories = training_sentences(with_categories=True)
     blocked = [case for case in cases if case["expect"] == "block" and case.get("category") in BLOCKED_SECTIONS]
     category_model = LogisticRegression(C=4, max_iter=2000, class_weight="balanced").fit(
-        ngrams.transform(map(readable, category_texts + [case["prompt"] for case in blocked])),
+        ngrams.transform([readable(t) for t in category_texts + [case["prompt"] for case in blocked]]),
         categories + [case["category"] for case in blocked])
-    vocabulary = sorted(ngrams.vocabulary_, key=ngrams.vocabulary_.get)
+    vocabularies = ngrams.vocabularies()
     MODEL_DIR.mkdir(exist_ok=True)
     with gzip.GzipFile(MODEL_DIR / "ngram_vocabulary.json.gz", "wb", mtime=0) as file:  # same bytes each run
-        file.write(json.dumps(vocabulary, ensure_ascii=False).encode("utf-8"))
-    save_file({"idf": ngrams.idf_.astype(np.float32), "block_coef": model.coef_[0].astype(np.float32),
+        file.write(json.dumps(vocabularies, ensure_ascii=False).encode("utf-8"))
+    idf = {f"idf_{part}": v.idf_.astype(np.float32) for part, v in ngrams.vectorizers.items()}
+    save_file({**idf, "block_coef": model.coef_[0].astype(np.float32),
                "block_intercept": model.intercept_.astype(np.float32),
                "category_coef": category_model.coef_.astype(np.float32),
                "category_intercept": category_model.intercept_.astype(np.float32)},
               str(MODEL_DIR / "ngram_weights.safetensors"))
     (MODEL_DIR / "ngram_meta.json").write_text(json.dumps(
         {"threshold": choice["threshold"], "template_weight": choice["template_weight"],
-         "regularisation": choice["regularisation"],
+         "regularisation": choice["regularisation"], "parts": list(choice["parts"]),
          "categories": list(category_model.classes_), "templated_sentences": templated,
          "dev_sentences": len(cases)}, indent=1) + "\n", encoding="utf-8")
 
 
 def cross_validated_choice(list_texts: list[str], list_labels: list[int], cases: list[dict]) -> dict:
-    """Of TEMPLATE_WEIGHTS x REGULARISATIONS, the pair whose lowest threshold within MAX_FOLD_FLAGS of the innocent
-    tuning prompts (out of fold) flags the most prompts to block out of fold; with its out-of-fold rates."""
+    """Of the settings (template weight x C x feature parts), the one whose lowest threshold within MAX_FOLD_FLAGS
+    of the innocent tuning prompts (out of fold) flags the most prompts to block out of fold; with its rates."""
     labels = [int(case["expect"] == "block") for case in cases]
-    everyday = [case.get("category") == "none" for case in cases]
-    best = {"threshold": None, "template_weight": None, "regularisation": None, "out_of_fold_block_recall": -1.0,
-            "tried": {}}
-    for template_weight, regularisation in ((w, c) for w in TEMPLATE_WEIGHTS for c in REGULARISATIONS):
+    short_innocent = [not y and len(case["prompt"]) < 25 for case, y in zip(cases, labels)]
+    best = {"threshold": None, "out_of_fold_block_recall": -1.0, "tried": {}}
+    settings = [{"template_weight": w, "regularisation": c, "parts": parts}
+                for w in TEMPLATE_WEIGHTS for c in REGULARISATIONS for parts in FEATURE_PARTS]
+    for setting in settings:
         out_of_fold = [0.0] * len(cases)
         for train_index, test_index in StratifiedKFold(5, shuffle=True, random_state=0).split(cases, labels):
-            probability = probability_of(*fit(list_texts, list_labels, [cases[i] for i in train_index],
-                                              template_weight, regularisation))
+            probability = probability_of(*fit(list_texts, list_labels, [cases[i] for i in train_index], setting))
             for i, p in zip(test_index, probability([cases[i]["prompt"] for i in test_index])):
                 out_of_fold[i] = float(p)
 
@@ -161,89 +189,127 @@ def cross_validated_choice(list_texts: list[str], list_labels: list[int], cases:
             return round(sum(chosen) / max(1, len(chosen)), 4)
 
         innocent = [not y for y in labels]
-        for threshold in THRESHOLDS:
-            if share(threshold, innocent) <= MAX_FOLD_FLAGS:
-                row = {"threshold": threshold, "out_of_fold_innocent_flags": share(threshold, innocent),
-                       "out_of_fold_everyday_flags": share(threshold, everyday),
-                       "out_of_fold_block_recall": share(threshold, labels)}
-                best["tried"][f"template weight {template_weight}, C {regularisation}"] = row
-                if row["out_of_fold_block_recall"] > best["out_of_fold_block_recall"]:
-                    best.update(row, template_weight=template_weight, regularisation=regularisation)
-                break
+        threshold = next((t for t in THRESHOLDS if share(t, innocent) <= MAX_FOLD_FLAGS), None)
+        name = ", ".join(f"{k} {'+'.join(v) if k == 'parts' else v}" for k, v in setting.items())
+        if threshold is None:
+            best["tried"][name] = "no threshold within the limit"
+            continue
+        row = {"threshold": threshold, "out_of_fold_innocent_flags": share(threshold, innocent),
+               "out_of_fold_short_innocent_flags": share(threshold, short_innocent),
+               "out_of_fold_block_recall": share(threshold, labels)}
+        best["tried"][name] = row
+        print(f"  {name}: {row}", flush=True)
+        if row["out_of_fold_block_recall"] > best["out_of_fold_block_recall"]:
+            best.update(row, **setting)
     return best
+
+
+def lengths(texts: list[str], labels: list[int]) -> dict:
+    """Mean characters of the templated sentences to block and to pass (the blocked ones should be no shorter)."""
+    return {name: round(statistics.mean(len(t) for t, y in zip(texts, labels) if y == label), 1)
+            for name, label in (("block", 1), ("pass", 0))}
+
+
+def measure(classifier_threshold: float) -> None:
+    """Step 3: every evaluation set with the shipped model, with the lists alone and with the classifier."""
+    classifier, checker = NgramClassifier(), PromptModeration()
+    sets = {name: cases for name, cases in checkout_sets(TESTS).items() if name in EVALUATION_SETS}
+    sets.update({name: read_set(path, "pass") for name, path in EVERYDAY_SETS.items() if path.exists()})
+    results = {"lists alone": {}, f"lists + classifier >= {classifier_threshold}": {}}
+    for name, cases in sets.items():
+        listed = {case["prompt"]: checker.check_prompt(case["prompt"]).flagged for case in cases}
+        scored = {case["prompt"]: classifier.score(case["prompt"])[0] for case in cases}
+        for label, threshold in zip(results, (None, classifier_threshold)):
+            results[label][name] = {expect: row["all"]["rate"] for expect, row in rates(cases, lambda case: listed[
+                case["prompt"]] or (threshold is not None and scored[case["prompt"]] >= threshold)).items()}
+    for label, row in results.items():
+        print(f"{label:<28} " + "  ".join(f"{s}: " + "/".join(f"{k} {v:.1%}" for k, v in r.items())
+                                          for s, r in row.items()))
+    write_result("safety_classifier_measured", {"threshold": classifier_threshold, "rates": results},
+                 model="the shipped n-gram classifier (plugins/safety_prompt/model) beside the word lists")
+
+
+def score_probes(probability, threshold: float | None, which=("rule", "development")) -> dict:
+    """Each probe's score, and how many reach the threshold."""
+    result = {}
+    for name in which:
+        scores = {prompt: round(float(p), 4) for prompt, p in zip(probes()[name], probability(probes()[name]))}
+        flagged = [prompt for prompt, score in scores.items() if threshold is not None and score >= threshold]
+        result[name] = {"flagged": flagged, "scores": scores}
+        print(f"{name} probes: {len(flagged)} of {len(scores)} at {threshold}: {flagged}; highest " +
+              ", ".join(f"{p} {s:.2f}" for p, s in sorted(scores.items(), key=lambda x: -x[1])[:6]))
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write-model", action="store_true", help="also write the measured model the checker ships")
-    parser.add_argument("--probe", action="store_true", help="only score PROBES with the shipped model")
+    parser.add_argument("--probe", action="store_true", help="only score the probes with the shipped model")
+    parser.add_argument("--measure", type=float, metavar="THRESHOLD",
+                        help="only step 3: every evaluation set with the shipped model at this threshold")
     parser.add_argument("--cross-validate-only", action="store_true",
-                        help="stop after step 1 (tuning data only; no evaluation set is read)")
+                        help="stop after step 1 and the development probes (tuning data only)")
     arguments = parser.parse_args()
     if arguments.probe:
-        classifier, threshold = NgramClassifier(), json.loads((MODEL_DIR / "ngram_meta.json").read_text())["threshold"]
-        scores = {prompt: round(classifier.score(prompt)[0], 4) for prompt in PROBES}
-        print("\n".join(f"{score:.3f} {prompt}" for prompt, score in scores.items()))
-        write_result("safety_classifier_probes", {"threshold": threshold, "scores": scores,
-                                                  "flagged": sum(score >= threshold for score in scores.values())},
+        classifier = NgramClassifier()
+        threshold = json.loads((MODEL_DIR / "ngram_meta.json").read_text())["threshold"]
+        result = score_probes(lambda prompts: [classifier.score(p)[0] for p in prompts], threshold)
+        write_result("safety_classifier_probes", {"threshold": threshold, **result},
                      model="the shipped n-gram classifier (plugins/safety_prompt/model)")
+        return
+    if arguments.measure is not None:
+        measure(arguments.measure)
         return
     list_texts, list_labels = training_sentences()
     cases = dev_cases()
+    print(f"{len(list_texts)} templated sentences (mean characters {lengths(list_texts, list_labels)}), "
+          f"{len(cases)} tuning prompts", flush=True)
     choice = cross_validated_choice(list_texts, list_labels, cases)
     threshold = choice["threshold"]
-    print(f"cross-validated on the tuning sets: {choice}")
-    if arguments.cross_validate_only:
+    print(f"cross-validated on the tuning sets: {choice}", flush=True)
+    if threshold is None:
         return
-    ngrams, model = fit(list_texts, list_labels, cases, choice["template_weight"] or TEMPLATE_WEIGHTS[0],
-                        choice["regularisation"] or REGULARISATIONS[0])
+    setting = {key: choice[key] for key in ("template_weight", "regularisation", "parts")}
+    ngrams, model = fit(list_texts, list_labels, cases, setting)
     probability = probability_of(ngrams, model)
-    if arguments.write_model and threshold is not None:
+    if not arguments.cross_validate_only:
+        missing = [str(path) for path in EVERYDAY_SETS.values() if not path.exists()]
+        if missing:
+            sys.exit(f"the decision needs the measure-only everyday sets; missing: {missing}")
+    if arguments.write_model:
         write_model(ngrams, model, len(list_texts), cases, choice)
         print(f"wrote {MODEL_DIR}")
+    if arguments.cross_validate_only:
+        score_probes(probability, threshold, which=("development",))
+        return
 
+    # step 2: the measure-only everyday sets, the old benign set and the rule probes, once
+    everyday = {name: read_set(path, "pass") for name, path in EVERYDAY_SETS.items()}
+    flags = {name: round(float(np.mean(probability([c["prompt"] for c in cases]) >= threshold)), 4)
+             for name, cases in everyday.items()}
+    old_benign = checkout_sets(TESTS)["old benign"]
     checker = PromptModeration()
-    sets = checkout_sets(TESTS)
-    names = [name for name in SETS if name in sets]
-    listed = {name: {case["prompt"]: checker.check_prompt(case["prompt"]).flagged for case in sets[name]}
-              for name in names}
-    scored = {name: dict(zip((case["prompt"] for case in sets[name]),
-                             map(float, probability([case["prompt"] for case in sets[name]])))) for name in names}
-
-    def overall(threshold: float | None, only: list[str]) -> dict:
-        return {name: {expect: row["all"]["rate"] for expect, row in rates(sets[name], lambda case: listed[name][
-            case["prompt"]] or (threshold is not None and scored[name][case["prompt"]] >= threshold)).items()}
-            for name in only}
-
-    # step 2 of the decision: the measure-only everyday set and the old benign set, before any other eval set
-    decision = {"everyday_classifier_flags": None, "old_benign_passed_with_classifier": None, "on_by_default": False}
-    if threshold is not None and "everyday" in sets:
-        everyday_scores = scored["everyday"].values()
-        decision["everyday_classifier_flags"] = round(sum(p >= threshold for p in everyday_scores) /
-                                                      len(everyday_scores), 4)
-        decision["old_benign_passed_with_classifier"] = overall(threshold, ["old benign"])["old benign"]["pass"]
-        decision["on_by_default"] = (decision["everyday_classifier_flags"] <= SHIP_MAX_EVERYDAY_FLAGS and
-                                     decision["old_benign_passed_with_classifier"] >= SHIP_MIN_OLD_BENIGN)
+    old_scores = probability([case["prompt"] for case in old_benign])
+    old_benign_passed = round(float(np.mean([not checker.check_prompt(case["prompt"]).flagged and score < threshold
+                                             for case, score in zip(old_benign, old_scores)])), 4)
+    probe_scores = score_probes(probability, threshold)
+    decision = {"everyday_classifier_flags": flags, "old_benign_passed_with_classifier": old_benign_passed,
+                "rule_probes_flagged": probe_scores["rule"]["flagged"]}
+    decision["on_by_default"] = (all(share <= SHIP_MAX_EVERYDAY_FLAGS for share in flags.values()) and
+                                 old_benign_passed >= SHIP_MIN_OLD_BENIGN and not decision["rule_probes_flagged"])
     print(f"decision: {decision}")
-    # step 3: every set once, with the lists alone and with the classifier
-    results = {"lists alone": overall(None, names)}
-    if threshold is not None:
-        results[f"lists + classifier >= {threshold}"] = overall(threshold, names)
     start = time.perf_counter()
     for case in cases[:300]:
         probability([case["prompt"]])
     per_prompt_ms = (time.perf_counter() - start) / 300 * 1000
-    for name, row in results.items():
-        print(f"{name:<32} " + "  ".join(f"{s}: " + "/".join(f"{k} {v:.1%}" for k, v in r.items())
-                                         for s, r in row.items()))
-    print(f"{per_prompt_ms:.2f} ms per prompt; {len(list_texts)} templated and {len(cases)} tuning sentences")
-    write_result("safety_classifier", {"templated_sentences": len(list_texts), "tuning_sentences": len(cases),
-                                       "cross_validation": choice, "decision": decision,
-                                       "rule": {"max_fold_innocent_flags": MAX_FOLD_FLAGS,
-                                                "max_everyday_flags": SHIP_MAX_EVERYDAY_FLAGS,
-                                                "min_old_benign_passed": SHIP_MIN_OLD_BENIGN},
-                                       "classifier_ms_per_prompt": round(per_prompt_ms, 2), "rates": results},
-                 model="char n-gram logistic regression on the tuning sets and the word lists")
+    write_result("safety_classifier", {
+        "templated_sentences": len(list_texts), "everyday_templated_sentences": len(everyday_sentences()),
+        "templated_mean_characters": lengths(list_texts, list_labels), "tuning_sentences": len(cases),
+        "cross_validation": choice, "decision": decision, "probes": probe_scores,
+        "rule": {"max_fold_innocent_flags": MAX_FOLD_FLAGS, "max_everyday_flags": SHIP_MAX_EVERYDAY_FLAGS,
+                 "min_old_benign_passed": SHIP_MIN_OLD_BENIGN, "rule_probes_flagged": 0},
+        "classifier_ms_per_prompt": round(per_prompt_ms, 2)},
+        model="char n-gram logistic regression on the tuning sets, the word lists and everyday templates")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
-"""The checker's own prompt classifier: character n-grams (2-4, TF-IDF) and two logistic regressions, one saying
-whether a prompt is to be blocked, one naming its category. Trained only on the tuning data (tests/safety_dev, its
-everyday sets included, and templated sentences of the word lists, weighted down beside the written prompts) by
-`python bench/safety_classifier.py --write-model`, which chose the templates' weight, C and the threshold by
-cross-validation on that data and applied the README's pre-registered rule for turning it on by default; the
-evaluation sets only measured it (README, Safety).
+"""The checker's own prompt classifier: character n-grams (2-4, TF-IDF), with word 1-2 grams beside them when its
+training chose them, and two logistic regressions, one saying whether a prompt is to be blocked, one naming its
+category. Trained only on the tuning data (tests/safety_dev, its everyday sets included), templated sentences of the
+word lists (weighted down beside the written prompts) and innocent templated sentences of everyday words (people,
+animals, food, places in the same frames) by `python bench/safety_classifier.py --write-model`, which chose the
+list templates' weight, C, the word n-grams and the threshold by cross-validation on that data and applied the
+README's pre-registered rule for turning it on by default; the evaluation sets only measured it (README, Safety).
 
-The model is plain data: the n-gram vocabulary (model/ngram_vocabulary.json.gz), the IDF weights and both models'
-coefficients (model/ngram_weights.safetensors), and the category names with the cross-validated threshold
-(model/ngram_meta.json, with the training choices; the checker's own threshold setting decides, README
-"Safety").
+The model is plain data: the n-gram vocabularies (model/ngram_vocabulary.json.gz), the IDF weights and both models'
+coefficients (model/ngram_weights.safetensors, its header checked before loading), and the category names with the
+cross-validated threshold (model/ngram_meta.json, with the training choices; the checker's own threshold setting
+decides, README "Safety").
 """
 
 from __future__ import annotations
@@ -19,19 +20,51 @@ import json
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse
 from safetensors.numpy import load_file
 from sklearn.feature_extraction.text import TfidfVectorizer
+
+from t2i.models.file_checks import read_safetensors_header
 
 from .normalize import readable
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
-# the vectoriser's settings; the training in bench/safety_classifier.py builds it with `vectorizer()` too
-NGRAMS = {"analyzer": "char_wb", "ngram_range": (2, 4), "sublinear_tf": True}
+MAX_WEIGHTS_BYTES = 16 << 20  # the shipped weights are about 3 MB; a larger file is not ours
+# the vectorisers' settings, by part; the training in bench/safety_classifier.py builds them with `NgramFeatures`.
+# Word n-grams tell "striped" from "stripped", which character n-grams ("stri", "trip") blur
+PARTS = {"char": {"analyzer": "char_wb", "ngram_range": (2, 4), "sublinear_tf": True, "max_features": 200_000},
+         "word": {"analyzer": "word", "ngram_range": (1, 2), "sublinear_tf": True, "max_features": 100_000}}
 
 
-def vectorizer(**settings) -> TfidfVectorizer:
-    """The TF-IDF character n-gram vectoriser the classifier is trained and run with."""
-    return TfidfVectorizer(**NGRAMS, **settings)
+class NgramFeatures:
+    """TF-IDF features of readable prompts: character n-grams, and word n-grams beside them (each part normalised
+    on its own, then side by side)."""
+
+    def __init__(self, parts: tuple[str, ...] = ("char",)):
+        self.vectorizers = {part: TfidfVectorizer(**PARTS[part]) for part in parts}
+
+    def fit_transform(self, readings: list[str]) -> scipy.sparse.csr_matrix:
+        """Learn the vocabularies and IDF weights from readable texts, and return their features."""
+        return scipy.sparse.hstack([v.fit_transform(readings) for v in self.vectorizers.values()]).tocsr()
+
+    def transform(self, readings: list[str]) -> scipy.sparse.csr_matrix:
+        """The features of readable texts."""
+        return scipy.sparse.hstack([v.transform(readings) for v in self.vectorizers.values()]).tocsr()
+
+    def vocabularies(self) -> dict[str, list[str]]:
+        """Each part's n-grams in column order."""
+        return {part: sorted(v.vocabulary_, key=v.vocabulary_.get) for part, v in self.vectorizers.items()}
+
+    @classmethod
+    def restored(cls, vocabularies: dict[str, list[str]], idf: dict[str, np.ndarray]) -> NgramFeatures:
+        """The features of a saved model: each part's vocabulary and IDF weights."""
+        features = cls(tuple(vocabularies))
+        for part, ngrams in vocabularies.items():
+            settings = {k: v for k, v in PARTS[part].items() if k != "max_features"}
+            vectorizer = TfidfVectorizer(**settings, vocabulary={ngram: i for i, ngram in enumerate(ngrams)})
+            vectorizer.idf_ = idf[part].astype(np.float64)
+            features.vectorizers[part] = vectorizer
+        return features
 
 
 class NgramClassifier:
@@ -40,17 +73,17 @@ class NgramClassifier:
     def __init__(self, folder: Path = MODEL_DIR):
         meta = json.loads((folder / "ngram_meta.json").read_text(encoding="utf-8"))
         with gzip.open(folder / "ngram_vocabulary.json.gz", "rt", encoding="utf-8") as file:
-            ngrams = json.load(file)
+            vocabularies = json.load(file)
+        read_safetensors_header(folder / "ngram_weights.safetensors", MAX_WEIGHTS_BYTES)  # before any loading
         weights = load_file(str(folder / "ngram_weights.safetensors"))
         self.categories: list[str] = meta["categories"]
-        self._vectorizer = vectorizer(vocabulary={ngram: i for i, ngram in enumerate(ngrams)})
-        self._vectorizer.idf_ = weights["idf"].astype(np.float64)
+        self._features = NgramFeatures.restored(vocabularies, {part: weights[f"idf_{part}"] for part in vocabularies})
         self._block = (weights["block_coef"].astype(np.float64), float(weights["block_intercept"][0]))
         self._category = (weights["category_coef"].astype(np.float64), weights["category_intercept"].astype(np.float64))
 
     def score(self, text: str) -> tuple[float, str]:
         """The probability that the prompt is to be blocked, and the category it most resembles."""
-        features = self._vectorizer.transform([readable(text)])
+        features = self._features.transform([readable(text)])
         coef, intercept = self._block
         probability = 1.0 / (1.0 + np.exp(-(float((features @ coef)[0]) + intercept)))
         category_coef, category_intercept = self._category
