@@ -57,6 +57,15 @@ def test_precheck_refuses_patterns_the_vae_loses_and_passes_those_it_carries():
     assert embedded_detail_check(big).note is None  # scaled to the training size first
 
 
+def test_precheck_warns_for_8px_checkers_but_not_8px_dots():
+    # the VAE still reads 8 px checkers back, but keeps under half their fine detail, and even a full UNet
+    # fine-tune did not learn to draw them (bench/results/texture_diagnosis_full_checkered.json)
+    checkers = embedded_detail_check(_renders("checkered", 8, period=8))
+    dots = embedded_detail_check(_renders("dotted", 8, period=8))
+    assert checkers.median < MIN_DETAIL_KEPT and "will not train" in checkers.note
+    assert dots.median > MIN_DETAIL_KEPT and dots.note is None
+
+
 def test_the_train_tab_note_reads_the_checked_files(tmp_path):
     files = []
     for i, image in enumerate(_renders("dotted", 3, period=4)):
