@@ -102,16 +102,15 @@ def _overrides(args) -> dict:
     return values
 
 
-def dataset_notes(dataset, config) -> list[str]:
-    """What the Train tab's "Check images" says about a checked dataset: its notes, and (for the embedded base
-    model) whether its fine detail survives the model's VAE at the training size (t2i/train/style_check.py)."""
-    notes = list(dataset.notes)
-    if config.base_model == "embedded":
-        from t2i.train.style_check import embedded_detail_check
+def dataset_notes(dataset, config, settings=None) -> list[str]:
+    """What the Train tab's "Check images" says about a checked dataset: its notes, and whether its fine detail
+    survives the base model's VAE at the training size (t2i/train/check_vae.py; `settings`: the environment's when
+    None)."""
+    from t2i.settings import Settings
+    from t2i.train.check_vae import detail_notes
 
-        if note := embedded_detail_check([item.image for item in dataset.items]).note:
-            notes.append(note)
-    return notes
+    return list(dataset.notes) + detail_notes([item.image for item in dataset.items], config.base_model,
+                                              settings or Settings(), config.resolution)
 
 
 def _train(args) -> int:
@@ -143,7 +142,7 @@ def _train(args) -> int:
         config = config_from_preset(args.preset, name=args.name, **_overrides(args))
         safety = SafetyGate(PluginManager.discover(settings), settings)
         dataset = prepare_dataset([args.images], safety=safety)
-        for note in dataset_notes(dataset, config):
+        for note in dataset_notes(dataset, config, settings):
             print(f"note: {note}", file=sys.stderr)
         run_id = runner.create_run(dataset, config)
         runner.submit(run_id)

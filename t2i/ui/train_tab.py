@@ -21,7 +21,7 @@ from t2i.train.config import (BASE_QUANTIZATIONS, DEFAULT_PRESET, LR_SCHEDULERS,
                               TIMESTEP_BIASES, form_overrides, preset_config)
 from t2i.train.actions import TrainingStudio
 from t2i.train.family_training import TRAINABLE_FAMILIES
-from t2i.train.style_check import texture_note  # fine detail that the default base model's VAE loses
+from t2i.train.check_vae import file_detail_notes  # fine detail that the base model's VAE loses
 
 from t2i.ui.model_family import model_family
 from t2i.ui.uploads import track_uploads
@@ -143,13 +143,13 @@ def create_train_tab(studio: Studio) -> None:
                              object_fit="contain", interactive=False, elem_id="train_samples")
     timer = gr.Timer(1.0, active=False)
 
-    def check(paths=None, request: gr.Request = None):
+    def check(paths=None, chosen="embedded", request: gr.Request = None):
         track_uploads(studio, request, paths)
         try:
             checked = trainer.check_upload(paths or [])
         except RequestError as exc:
             raise gr.Error(str(exc)) from exc
-        notes = checked.notes + [note for note in (texture_note(checked.files),) if note]
+        notes = checked.notes + file_detail_notes(checked.files, chosen or "embedded", studio.settings)
         shown = "\n".join(f"- {note}" for note in notes) or "All images are usable."
         return (checked.token, list(zip(checked.files, checked.captions)),
                 [[n, c] for n, c in zip(checked.names, checked.captions)], f"{len(checked.files)} images. {shown}")
@@ -248,7 +248,8 @@ def create_train_tab(studio: Studio) -> None:
 
     # events that can fail are queued (an unqueued gr.Error shows no message) with their progress shown only in the
     # notes or state line, so a failure is a message and never an "Error" badge over the form's widgets
-    check_btn.click(check, files, [token, gallery, captions, notes], api_name="train_check", show_progress_on=notes)
+    check_btn.click(check, [files, base_model], [token, gallery, captions, notes], api_name="train_check",
+                    show_progress_on=notes)
     # choosing a base model sets the family its LoRA is for, which refills the preset's boxes (below)
     base_model.change(lambda chosen="embedded": lora_family(chosen, studio), base_model, family,
                       api_visibility="private", queue=False)
