@@ -165,7 +165,9 @@ class PromptModeration(PromptChecker):
 
     # -- Cyrillic (ru), word by word; CJK (ja zh ko), substrings
     def _cyrillic_words(self, own: str) -> list[str]:
-        return self._allowed_blanked(joined_letters(CYRILLIC_WORD.findall(own)), self.lexicon.cyrillic["allow"])
+        # spaced-out letters are joined within each stretch of text apart by two or more spaces ("г о л а я   ж е н")
+        words = [w for part in re.split(r"\s{2,}", own) for w in joined_letters(CYRILLIC_WORD.findall(part))]
+        return self._allowed_blanked(words, self.lexicon.cyrillic["allow"])
 
     def _cyrillic_hits(self, own: str) -> dict[str, str]:
         words = self._cyrillic_words(own)

@@ -100,16 +100,29 @@ def native(text: str) -> str:
                              undisguised(text))
 
 
+# Greek lower-case letters that pass for Latin ones in most fonts but that Unicode's confusables data does not pair
+# with them (it pairs the capitals: Ν with N, but casefolded Ν is ν, which it pairs with v)
+GREEK_LOOKALIKES = {"ε": "e", "η": "n", "κ": "k", "τ": "t", "χ": "x", "ω": "w", "ς": "c", "β": "b", "μ": "u",
+                    "δ": "d"}
+# Cyrillic lower-case letters shaped like Latin small capitals or letters (к, м, т, н, в, г, п, ш), read as Latin
+# only inside a word that has Latin letters too ("nакеd"): a word all in Cyrillic is Russian
+CYRILLIC_AMONG_LATIN = {"к": "k", "м": "m", "т": "t", "н": "h", "в": "b", "г": "r", "п": "n", "ш": "w"}
+GREEK_CAPITALS = re.compile(r"[\u0391-\u03a9]")
+
+
 def readable(text: str) -> str:
     """The text as a reader of Latin script sees it: undisguised, with homoglyphs as Latin letters."""
-    mapping = confusables_to_ascii()
+    mapping = {**confusables_to_ascii(), **GREEK_LOOKALIKES}
+    # Greek capitals read as the Latin capitals they imitate before case folding makes other letters of them
+    text = GREEK_CAPITALS.sub(lambda m: mapping.get(m.group(0), m.group(0)), text)
 
     def as_latin(word: re.Match) -> str:
         # a Cyrillic word with a letter that imitates no Latin one ("прыгают") is Russian, not a disguise
         if CYRILLIC_WORD.fullmatch(word.group(0)) and not re.search(r"[a-z]", word.group(0)) and any(
                 "\u0400" <= c <= "\u04ff" and c not in mapping for c in word.group(0)):
             return word.group(0)
-        return "".join(mapping.get(c, c) for c in word.group(0))
+        extra = CYRILLIC_AMONG_LATIN if re.search(r"[a-z]", word.group(0)) else {}
+        return "".join(mapping.get(c, extra.get(c, c)) for c in word.group(0))
     return unicodedata.normalize("NFC", re.sub(r"\S+", as_latin, undisguised(text)))
 
 
