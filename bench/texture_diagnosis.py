@@ -1,8 +1,7 @@
-"""Where a texture style (8 px stripes, dots, checkers) is lost on the embedded model: sampler, noise levels, layers.
+"""Where a texture style (8 px stripes, dots, checkers; outlines) is lost on the embedded model: sampler, noise, layers.
 
-Trains in this process on the 12 renders bench/train_style.py makes (--style, default striped; captions
-"zqx, a large red star ..."),
-either the whole UNet (--mode full: the upper bound of any LoRA) or a peft LoRA on a chosen set of UNet layers
+Trains in this process on the 12 renders bench/train_style.py makes (--style, default striped; captions "zqx, a
+large red star ..."), either the whole UNet (--mode full: the upper bound of any LoRA) or a peft LoRA on a chosen set of UNet layers
 (--mode lora --targets attention|attention+conv|all), then measures with t2i/eval/texture.py:
 
 a. sampler: images of 10 prompts with the trigger (seeds 0..9) under Euler, Euler a, DDIM, DPM++ 2M at 20/40
@@ -11,8 +10,8 @@ b. denoising: each training image noised to timestep t (fixed noise), the model'
    the style read on it, for t in a sweep.
 Also: how often prompts without the trigger, and the training captions themselves, come out in the style.
 
-    python bench/texture_diagnosis.py --mode full|lora|none [--style striped|dotted|checkered] [--targets all]
-                                      [--steps 400] [--lr 1e-4] [--rank 16]
+    python bench/texture_diagnosis.py --mode full|lora|none [--style striped|dotted|checkered|outlined]
+                                      [--targets all] [--steps 400] [--lr 1e-4] [--rank 16]
                                       [--sampler-sweep] [--result NAME]
 """
 
@@ -131,7 +130,7 @@ def denoising(pipe, latents, embeds, style: str, timesteps: list[int]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("full", "lora", "none"), default="full")
-    parser.add_argument("--style", choices=("striped", "dotted", "checkered"), default="striped")
+    parser.add_argument("--style", choices=("striped", "dotted", "checkered", "outlined"), default="striped")
     parser.add_argument("--targets", choices=tuple(TARGET_SETS), default="all")
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--steps", type=int, default=400)
