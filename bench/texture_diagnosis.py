@@ -1,4 +1,4 @@
-"""Where a texture style (8 px stripes, dots, checkers; outlines) is lost on the embedded model: sampler, noise, layers.
+"""Where a texture style (8 px stripes, dots, checkers, or outlines) is lost on the embedded model.
 
 Trains in this process on the 12 renders bench/train_style.py makes (--style, default striped; captions "zqx, a
 large red star ..."), either the whole UNet (--mode full: the upper bound of any LoRA) or a peft LoRA on a chosen set of UNet layers
