@@ -1,8 +1,8 @@
 """Where a texture style (8 px stripes, dots, checkers, or outlines) is lost on the embedded model.
 
 Trains in this process on the 12 renders bench/train_style.py makes (--style, default striped; captions "zqx, a
-large red star ..."), either the whole UNet (--mode full: the upper bound of any LoRA) or a peft LoRA on a chosen set of UNet layers
-(--mode lora --targets attention|attention+conv|all), then measures with t2i/eval/texture.py:
+large red star ..."), either the whole UNet (--mode full: the upper bound of any LoRA) or a peft LoRA on a chosen
+set of UNet layers (--mode lora --targets attention|attention+conv|all), then measures with t2i/eval/texture.py:
 
 a. sampler: images of 10 prompts with the trigger (seeds 0..9) under Euler, Euler a, DDIM, DPM++ 2M at 20/40
    steps and CFG 5/7.5/10 (--sampler-sweep), else Euler 20 steps CFG 7.5 (the pipeline's own, as the bench);
