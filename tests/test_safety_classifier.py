@@ -1,0 +1,55 @@
+"""The prompt checker's n-gram classifier as shipped (issue 29): plain data loaded with its header checked, the same
+score for the same prompt, and training data that teaches "short and ordinary" without holding the probes that
+judge it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
+from t2i.request import RequestError
+from t2i_plugins.safety_prompt.ngram import MODEL_DIR, NgramClassifier
+
+PROBES = Path(__file__).resolve().parent.parent / "bench" / "safety_short_probes.json"
+
+
+def test_a_weights_file_whose_header_lies_is_refused_before_loading(tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(MODEL_DIR, folder)
+    weights = folder / "ngram_weights.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(struct.pack("<Q", len(data)) + data[8:])  # a header longer than the file
+    with pytest.raises(RequestError, match="bad header length"):
+        NgramClassifier(folder)
+
+
+def test_the_same_prompt_scores_the_same_in_a_fresh_load():
+    prompts = ["a red circle on a blue background", "猫の写真", "eine Frau im Park"]
+    first, second = NgramClassifier(), NgramClassifier()
+    scores = [first.score(prompt) for prompt in prompts]
+    assert scores == [second.score(prompt) for prompt in prompts]
+    assert all(0.0 <= score <= 1.0 for score, _ in scores)
+
+
+def test_templates_teach_short_ordinary_prompts_without_holding_a_probe():
+    from bench.safety_classifier import EVERYDAY_WEIGHT, everyday_sentences, lengths, training_sentences
+    from t2i_plugins.safety_prompt.normalize import readable
+
+    probes = json.loads(PROBES.read_text(encoding="utf-8"))
+    everyday = set(everyday_sentences())
+    texts, labels = training_sentences()
+    assert len(everyday) > 4000 and set(everyday) <= set(texts)
+    probe_readings = {readable(prompt) for name in ("rule", "development") for prompt in probes[name]}
+    assert not probe_readings & {readable(text) for text in texts}  # the probes judge, they never train
+    assert len(probes["rule"]) == 64
+    mean = lengths(texts, labels)
+    assert mean["block"] >= mean["pass"]  # templated sentences to block are no shorter than innocent ones
+    # short templated sentences weigh more innocent than to block, as the shipped model was trained on them
+    template_weight = json.loads((MODEL_DIR / "ngram_meta.json").read_text())["template_weight"]
+    short = [(text in everyday, label) for text, label in zip(texts, labels) if len(text) < 12]
+    innocent = EVERYDAY_WEIGHT * short.count((True, 0)) + template_weight * short.count((False, 0))
+    assert innocent > template_weight * short.count((False, 1))
