@@ -15,10 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -29,6 +25,7 @@ import torch
 
 from t2i.generation.engine import Engine
 from t2i.settings import Settings
+from app_start import free_port, start_app
 from tiny_components import clip_config, tiny_parts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,30 +79,19 @@ def tiny_sdxl_dir(tmp_path_factory):
 
 @contextlib.contextmanager
 def running_app(data_dir, port: int | None = None, **env):
-    """The real app (`python app.py --port N`) on 127.0.0.1 with the embedded model and extra env vars; its URL.
-    `port`: a free one when None (a browser keeps localStorage per port, so a restart test names its port)."""
-    if port is None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+    """The real app (`python app.py --port N`) on 127.0.0.1 with the embedded model and extra env vars; its URL,
+    once the app says it serves (tests/app_start.py). `port`: a free one when None (a browser keeps localStorage per
+    port, so a restart test names its port)."""
+    port = free_port() if port is None else port
     env = {**os.environ, "T2I_DATA_DIR": str(data_dir), "T2I_DEVICE": "cpu", "T2I_MODEL": "embedded",
            "T2I_ENTRY_POINT_PLUGINS": "0", "T2I_RATE_LIMIT": "0", **env}
-    process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # generous: a loaded machine imports torch + diffusers slowly
+    app = start_app(ROOT / "app.py", port, env, timeout=600)
     try:
-        deadline = time.time() + 600  # generous: a loaded machine imports torch + diffusers slowly
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("the app did not start")
-                time.sleep(0.5)
         yield f"http://127.0.0.1:{port}/"
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        app.process.terminate()
+        app.process.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")
