@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from t2i.studio import GenerateForm, Studio
 
 # Checker plugins for tests, written as real plugin modules so the CLI and the app can load them from a folder.
 TEST_CHECKERS = '''
-import time
+import threading
 from t2i.plugins import ImageChecker, PromptChecker, Verdict
 
 
@@ -42,10 +41,16 @@ class RaisingImageChecker(ImageChecker):
 
 
 class SlowImageChecker(ImageChecker):
+    """Answers only once released (or after a minute): slower than any gate timeout a test sets."""
     name = "slow_image_checker"
 
+    def __init__(self):
+        self.started, self.release, self.finished = threading.Event(), threading.Event(), threading.Event()
+
     def check_image(self, image):
-        time.sleep(3)
+        self.started.set()
+        self.release.wait(60)
+        self.finished.set()
         return Verdict(False)
 
 
@@ -119,11 +124,15 @@ def test_a_checker_that_raises_withholds_the_image_and_the_engine_keeps_serving(
 
 
 def test_a_checker_that_times_out_counts_as_a_flag(quiet_settings):
-    engine = make_engine(quiet_settings, CHECKERS["SlowImageChecker"](), safety_timeout_s=0.3)
-    start = time.perf_counter()
-    screened = engine.safety.screen_image(square_image(), "upload")
+    checker = CHECKERS["SlowImageChecker"]()
+    engine = make_engine(quiet_settings, checker, safety_timeout_s=0.3)
+    try:
+        screened = engine.safety.screen_image(square_image(), "upload")
+        # the gate answered while the checker, which had started, was still waiting to be released
+        assert checker.started.is_set() and not checker.finished.is_set()
+    finally:
+        checker.release.set()
     assert screened.flagged and screened.image is None
-    assert time.perf_counter() - start < 2  # measured ~0.3 s: the gate does not wait for the checker
     assert "timed out" in audit_lines(engine)[-1]["reason"]
 
 
