@@ -202,10 +202,11 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     # before loading: nf4 needs CUDA and a diffusers folder (bitsandbytes quantises while it loads)
     check_base_quantization(config.base_quantization, accelerator.device, config.base_model, settings)
     # loaded on the CPU and brought to the device in stages (step 0), so that an encoder the family drops (Flux's T5)
-    # is never on the device with the denoiser; bitsandbytes puts an nf4 base's quantised parts there as it loads
+    # is never on the device with the denoiser; bitsandbytes puts an nf4 base's quantised parts there as it loads.
+    # The generator's offloading (T2I_OFFLOAD) is not for training: the stages are the trainer's placement
     load_device = device if config.base_quantization == "nf4" else "cpu"
     model = ModelCache(replace(training_settings(settings, config.base_quantization), device=load_device,
-                               dtype="float32", speed="quality")).get(config.base_model)
+                               offload="none", dtype="float32", speed="quality")).get(config.base_model)
     dataset = load_saved(run_dir / "dataset")
     try:
         check_run_family(config.family, model.family)
