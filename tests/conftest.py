@@ -25,7 +25,7 @@ import torch
 
 from t2i.generation.engine import Engine
 from t2i.settings import Settings
-from app_start import free_port, start_app
+from app_start import AppUrl, free_port, start_app
 from tiny_components import clip_config, tiny_parts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,16 +79,18 @@ def tiny_sdxl_dir(tmp_path_factory):
 
 @contextlib.contextmanager
 def running_app(data_dir, port: int | None = None, **env):
-    """The real app (`python app.py --port N`) on 127.0.0.1 with the embedded model and extra env vars; its URL,
-    once the app says it serves (tests/app_start.py). `port`: a free one when None (a browser keeps localStorage per
-    port, so a restart test names its port)."""
+    """The real app (`python app.py --port N`) on 127.0.0.1 with the embedded model and extra env vars; its URL (an
+    AppUrl, whose `.app` reads the app's output), once the app says it serves (tests/app_start.py). `port`: a free
+    one when None (a browser keeps localStorage per port, so a restart test names its port)."""
     port = free_port() if port is None else port
     env = {**os.environ, "T2I_DATA_DIR": str(data_dir), "T2I_DEVICE": "cpu", "T2I_MODEL": "embedded",
            "T2I_ENTRY_POINT_PLUGINS": "0", "T2I_RATE_LIMIT": "0", **env}
     # generous: a loaded machine imports torch + diffusers slowly
     app = start_app(ROOT / "app.py", port, env, timeout=600)
+    url = AppUrl(f"http://127.0.0.1:{port}/")
+    url.app = app
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield url
     finally:
         app.process.terminate()
         app.process.wait(timeout=30)

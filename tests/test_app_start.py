@@ -26,6 +26,7 @@ def test_it_returns_once_serving_and_drains_what_the_server_writes_after():
     server = ServingProcess([sys.executable, "-c", MEGABYTE_AFTER_SERVING], dict(os.environ), log)
     server.wait_until_serving(timeout=120)
     assert server.serving
+    server.wait_for_lines(rb"^x{63}$", 16384, timeout=120)  # what it logs after serving can be waited on too
     # it finished writing: a reader that stopped at the serving line would leave it blocked on a full pipe
     assert server.process.wait(timeout=120) == 0
     assert server.output_closed(timeout=120)

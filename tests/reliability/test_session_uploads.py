@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow  # the real app (reliability suite)
 
 REPO = Path(__file__).resolve().parents[2]
 DELETION_TIMEOUT_S = 30
+SESSION_ENDED = rb"session ended: \d+ uploads deleted"  # the app's log line once a closed page's uploads are gone
 GENERATE = dict(prompt="a red circle in the middle on a white background", seed=5, steps=4, strength=0.6)
 
 
@@ -110,8 +111,10 @@ def test_a_closed_pages_uploads_are_deleted_and_its_outputs_kept(reliability_url
         outputs = {page.hash: outputs_of(reliability_data, page.hash) for page in (first, second)}
         assert all(len(files) == 2 for files in outputs.values()), outputs
 
+        ended = reliability_url.app.count_lines(SESSION_ENDED)
         first_gone = wait_until_gone(uploaded["a_only"], first.close())
-        time.sleep(0.5)  # the unload handler has run: nothing else of the first page's is about to go
+        # the unload handler has finished (t2i/ui/uploads.py logs it): nothing else of the first page's is about to go
+        reliability_url.app.wait_for_lines(SESSION_ENDED, ended + 1, timeout=DELETION_TIMEOUT_S)
         assert all(p.exists() for p in uploaded["shared"] + uploaded["b_only"]), "the open page lost its uploads"
 
         second_gone = wait_until_gone(uploaded["shared"] + uploaded["b_only"], second.close())
