@@ -56,7 +56,10 @@ ADULT_AGE = 18
 # (category, first section, second section, a section whose words call the pair innocent or None)
 COMBINATIONS = (("hate", "group", "dehumanizing", None), ("hate", "atrocity", "glorify", None),
                 ("violence_gore", "dead", "bloody", None), ("self_harm", "blade", "wrist", None),
-                ("self_harm", "ledge", "leap", "sport"), ("violence_gore", "innards", "spill", "medical"))
+                ("self_harm", "ledge", "leap", "sport"), ("violence_gore", "innards", "spill", "medical"),
+                ("sexual", "bare_torso", "female", None))
+# sections whose phrases are also [allow]ed (so that alone they are no sexual term): "torso nudo", "上半身裸"
+KEPT_WHEN_ALLOWED = frozenset({"bare_torso"})
 
 
 class PromptModeration(PromptChecker):
@@ -78,8 +81,12 @@ class PromptModeration(PromptChecker):
     def check_prompt(self, text: str) -> Verdict:
         """Flag a prompt whose normalised words hit a category's lists, or that the classifier scores as abusive."""
         latin, own = readable(text), native(text)
-        found = self._latin_hits(latin)
-        for category, reason in {**self._cyrillic_hits(own), **self._substring_hits(own)}.items():
+        # the text's context words with its allowed phrases kept (a bare torso is "allowed" until a woman is named)
+        written = CYRILLIC_WORD.findall(own)
+        full_view = (tokens(latin, look_alikes=False), written, russian_stems(written), compacted_words(own))
+        female = self._mentions("female", full_view)
+        found = self._latin_hits(latin, female)
+        for category, reason in {**self._cyrillic_hits(own, female), **self._substring_hits(own)}.items():
             found.setdefault(category, reason)
         cyrillic = self._cyrillic_words(own)
         # context words are read without look-alike letters, as their sections are folded (wordlists.py)
@@ -90,9 +97,8 @@ class PromptModeration(PromptChecker):
                 "sexual" in found or self._mentions("suggestive", view)):
             found["sexual_minors"] = "a minor in a sexual or suggestive context"
         for category, first, second, unless in COMBINATIONS:
-            if category not in found and self._mentions(first, view) and self._mentions(second, view) and not (
-                    unless and self._mentions(unless, (tokens(latin, look_alikes=False), *view[1:3],
-                                                      compacted_words(own)))):
+            if category not in found and self._mentions(first, full_view if first in KEPT_WHEN_ALLOWED else view) \
+                    and self._mentions(second, view) and not (unless and self._mentions(unless, full_view)):
                 found[category] = f"a [{first}] word with a [{second}] word"
         words = tokens(latin, look_alikes=False)
         english = sum(w in ENGLISH_WORDS for w in words) >= sum(w in OTHER_LATIN_WORDS for w in words)
@@ -113,7 +119,7 @@ class PromptModeration(PromptChecker):
     def _without_allowed(self, text: str) -> str:
         return self._allow_pattern.sub(" ", text) if self._allow_pattern else text
 
-    def _latin_hits(self, text: str) -> dict[str, str]:
+    def _latin_hits(self, text: str, female: bool) -> dict[str, str]:
         found: dict[str, str] = {}
         # each reading folded, and word for word the same without look-alike letters (for the context words)
         pairs = [(tokens(text, symbols), tokens(text, symbols, look_alikes=False)) for symbols in (True, False)]
@@ -127,7 +133,7 @@ class PromptModeration(PromptChecker):
                 if reason:
                     found[category] = reason
             if "sexual" not in found and _undressing(self.lexicon.latin,
-                                                     [s if w else "" for w, s in zip(words, strict)]):
+                                                     [s if w else "" for w, s in zip(words, strict)], female):
                 found["sexual"] = "undressing"
         kept = self._without_allowed(text)
         # words with their digits, for entries such as "r34", also written with separators ("14/88")
@@ -169,7 +175,7 @@ class PromptModeration(PromptChecker):
         words = [w for part in re.split(r"\s{2,}", own) for w in joined_letters(CYRILLIC_WORD.findall(part))]
         return self._allowed_blanked(words, self.lexicon.cyrillic["allow"])
 
-    def _cyrillic_hits(self, own: str) -> dict[str, str]:
+    def _cyrillic_hits(self, own: str, female: bool) -> dict[str, str]:
         words = self._cyrillic_words(own)
         if not any(words):
             return {}
@@ -180,8 +186,8 @@ class PromptModeration(PromptChecker):
                       or _word_reason(self.lexicon.cyrillic_stems[category], stems, spelled_out=False, joined=False))
             if reason:
                 found[category] = reason
-        if "sexual" not in found and (_undressing(self.lexicon.cyrillic, words)
-                                      or _undressing(self.lexicon.cyrillic_stems, stems)):
+        if "sexual" not in found and (_undressing(self.lexicon.cyrillic, words, female)
+                                      or _undressing(self.lexicon.cyrillic_stems, stems, female)):
             found["sexual"] = "undressing"
         return found
 
@@ -239,8 +245,10 @@ def _word_reason(terms: Terms, words: list[str], spelled_out: bool = True, joine
     return None
 
 
-def _undressing(sections: dict[str, Terms], words: list[str]) -> bool:
-    """A removal word followed within REMOVAL_REACH words by a clothing word ("without clothes")."""
-    return any(sections["remove"].matches(word) and any(map(sections["clothing"].matches,
-                                                            words[i + 1:i + 1 + REMOVAL_REACH]))
-               for i, word in enumerate(words))
+def _undressing(sections: dict[str, Terms], words: list[str], female: bool) -> bool:
+    """A removal word followed within REMOVAL_REACH words by a clothing word ("without clothes"), or by a [top]
+    (a shirt) when a [female] word is in the text: a surfer without a shirt is no nudity."""
+    garments = (sections["clothing"], sections["top"]) if female else (sections["clothing"],)
+    return any(sections["remove"].matches(word) and any(
+        g.matches(after) for after in words[i + 1:i + 1 + REMOVAL_REACH] for g in garments)
+        for i, word in enumerate(words))
