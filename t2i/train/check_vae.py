@@ -20,6 +20,9 @@ from t2i.request import RequestError
 from t2i.settings import Settings
 from t2i.train.style_check import detail_check, embedded_detail_check
 
+# a Flux.1 transformer's config names no sample size; diffusers' Flux pipelines default to 128 latents (1024 px)
+FLUX_LATENT_SIZE = 128
+
 
 def base_model_folder(base_model: str, settings: Settings) -> Path | None:
     """The diffusers folder of `base_model` with a VAE in it, found without a download; None when there is none."""
@@ -39,14 +42,14 @@ def base_model_folder(base_model: str, settings: Settings) -> Path | None:
 
 
 def native_size(folder: Path, vae_config: dict) -> int:
-    """The size a diffusers folder's model trains at by default: its denoiser's sample size (in latents) times the
-    VAE's downscaling, else its family's native size (Flux.1-style configs give none)."""
+    """The size a diffusers folder's model trains at by default (what the loaded pipeline's native size is): its
+    denoiser's sample size in latents times the VAE's downscaling."""
     family = family_of_class(json.loads((folder / "model_index.json").read_text()).get("_class_name", ""), str(folder))
     denoiser = folder / family.denoiser / "config.json"
     sample_size = json.loads(denoiser.read_text()).get("sample_size") if denoiser.is_file() else None
-    if isinstance(sample_size, int):
-        return sample_size * 2 ** (len(vae_config["block_out_channels"]) - 1)
-    return family.native_size
+    if not isinstance(sample_size, int):
+        sample_size = FLUX_LATENT_SIZE
+    return sample_size * 2 ** (len(vae_config["block_out_channels"]) - 1)
 
 
 @lru_cache(maxsize=2)
