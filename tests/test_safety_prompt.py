@@ -138,7 +138,14 @@ def test_prompt_syntax_is_judged_not_crashed_on(engine, text):
     ("ヌードの女性", "sexual"), ("ぬーど写真", "sexual"),  # katakana and hiragana are one spelling
     ("girl on the rooftop ledge, about to jump", "self_harm"),  # a [ledge] with a [leap]
     ("intestines spilling onto the floor", "violence_gore"),  # [innards] that [spill]
-    ("г̶о̶л̶о̶й̶ женщины", "sexual")])  # й under a strike-through mark stays й
+    ("г̶о̶л̶о̶й̶ женщины", "sexual"),  # й under a strike-through mark stays й
+    ("r34 art of a woman", "sexual"), ("banner with 14/88", "hate"),  # entries with digits match as written
+    ("ま○こ", "sexual"), ("カーセ〇クス", "sexual"),  # a mask symbol for one hidden letter of a CJK term
+    ("ηακεd woman", "sexual"), ("nакеd woman", "sexual"),  # Greek and Cyrillic small-letter look-alikes
+    ("г о л а я   ж е н щ и н а", "sexual"),  # spaced-out Cyrillic letters, words apart by wider gaps
+    ("자 해 하는 소녀", "self_harm"),  # a CJK term across a space still counts where it starts a word
+    ("shirtless woman at the gym", "sexual"), ("上半身裸の女性", "sexual"),  # a bare torso with a [female] word
+    ("woman without a shirt", "sexual")])
 def test_inflections_spacing_and_combinations_are_read(engine, text, category):
     verdict = engine.plugins.plugins["prompt_moderation"].check_prompt(text)
     assert verdict.scores.get(category) == 1.0, verdict.reason
@@ -148,7 +155,14 @@ def test_inflections_spacing_and_combinations_are_read(engine, text, category):
     "забил гол в ворота", "голые берёзы в тумане", "bungee jumper on a bridge, ready to jump",
     "a diver on the diving board, about to jump", "a surgeon operating, intestines visible",
     "エッチング技法の版画", "Nacktschnecke im Garten", "nude ballet flats", "Esquadrão Suicida, capa da HQ",
-    "secstant on a sea chart", "cavallo di Troia, illustrazione", "ребята прыгают в реку с тарзанки"])
+    "secstant on a sea chart", "cavallo di Troia, illustrazione", "ребята прыгают в реку с тарзанки",
+    "bbq spare ribs on a grill", "Чебурашка и крокодил Гена",  # "r18" folded was "rib"; "Гена" is no "re"+"a"
+    "bebê engatinhando no tapete da sala",  # "sala" read with l as i was "saia" (a skirt), after "no"
+    "Judith beheading Holofernes in the Uffizi", "hot sauce bottle labelled Naked Heat", "a pile of rat traps",
+    "수영복 입은 여자, 해운대 해변",  # 자해 (self-harm) would straddle two words
+    "bruja simpática con su gato negro",  # the English offensive-language classifier reads English only
+    "shirtless surfer on the beach", "surfista a torso nudo", "上半身裸のサーファー", "Surfer ohne T-Shirt",
+    "bungee jump off a bridge, ready to jump"])
 def test_innocent_neighbours_of_the_new_readings_pass(engine, text):
     verdict = engine.plugins.plugins["prompt_moderation"].check_prompt(text)
     assert not verdict.flagged, verdict.reason
