@@ -57,7 +57,7 @@ ADULT_AGE = 18
 COMBINATIONS = (("hate", "group", "dehumanizing", None), ("hate", "atrocity", "glorify", None),
                 ("violence_gore", "dead", "bloody", None), ("self_harm", "blade", "wrist", None),
                 ("self_harm", "ledge", "leap", "sport"), ("violence_gore", "innards", "spill", "medical"),
-                ("sexual", "bare_torso", "female", None))
+                ("sexual", "bare_torso", "female", None), ("hate", "extremist", "praise", None))
 # sections whose phrases are also [allow]ed (so that alone they are no sexual term): "torso nudo", "上半身裸"
 KEPT_WHEN_ALLOWED = frozenset({"bare_torso"})
 
