@@ -1,8 +1,9 @@
-"""Flux.1 training frees T5 once the run's prompts are encoded, and keeps one cache of T5's output: on a tiny
-Flux.1-dev pipeline the embeddings and a sample are the same bytes before and after T5 leaves, the weights on the
-device shrink by T5's bytes, a prompt encoded too late says so, a run whose prompts cannot all be known (too many
-orders of shuffled tags) keeps T5, every order shuffled tags can draw is among the prompts encoded ahead, and the
-trainer's embedding cache holds the family's T5 tensors, not copies.
+"""Flux.1 training frees T5 once the run's prompts are encoded, and keeps one cache of T5's output, in CPU memory:
+on a tiny Flux.1-dev pipeline the embeddings and a sample are the same bytes before and after T5 leaves, the weights
+on the device shrink by T5's bytes, a prompt encoded too late says so, a run whose prompts cannot all be known (too
+many orders of shuffled tags) keeps T5, every order shuffled tags can draw is among the prompts encoded ahead, the
+trainer's embedding cache holds the family's T5 tensors, not copies, and a step on another device than the cache's
+gets its batch's sequences there while the cache stays on the CPU.
 (The trainer's own run: tests/test_train_flux.py checks its stage bytes, tests/test_train_samples.py its samples.)"""
 
 from __future__ import annotations
@@ -68,6 +69,28 @@ def test_t5_leaves_the_pipeline_and_embeddings_and_samples_stay_the_same():
     pooled = sum(embeddings.cache[p]["pooled"].untyped_storage().nbytes() for p in embeddings.cache)
     ids = sum(cache[p]["text_ids"].untyped_storage().nbytes() for p in cache)
     assert _cached_bytes(cpu, cache, embeddings.cache) == sequences + ids + pooled  # the sequences once
+    # what the trainer counts on the device: the pooled embeddings, not the family's cache (kept in CPU memory)
+    assert _cached_bytes(cpu, cache, embeddings.cache, besides=cache) == pooled
+
+
+def test_a_step_on_another_device_brings_its_batch_sequences_there_and_the_cache_stays_on_the_cpu():
+    """The `meta` device stands for the accelerator (the only second device here): a module there refuses CPU
+    inputs, so the step's call fails unless the batch's sequences were brought to it."""
+    pipe = build_pipeline("flux1", "dev")
+    family = training_for("flux1")
+    config = config_from_preset(name="t5", trigger="tlq")
+    family.release_frozen_encoders(pipe, [*PROMPTS, ""], config)
+    pipe.to("meta")
+    embeddings = TextEmbeddings(pipe, family, {"text_encoder": pipe.text_encoder}, PROMPTS, trained=False)
+    batch = embeddings([PROMPTS[0], "", PROMPTS[1]])
+    assert batch["prompt_embeds"].device.type == "cpu" and batch["pooled"].device.type == "meta"
+    latents = torch.zeros(3, pipe.transformer.config.in_channels // 4, 8, 8, device="meta")
+    noisy = family.noisy_batch(pipe, family.training_scheduler(pipe), latents, torch.Generator().manual_seed(0),
+                               config)
+    prediction = family.predict(pipe.transformer, pipe, noisy, batch, {})
+    assert prediction.device.type == "meta" and prediction.shape == latents.shape
+    cache = family.cached_embeddings(pipe)
+    assert {tensor.device.type for tensors in cache.values() for tensor in tensors.values()} == {"cpu"}
 
 
 def test_the_prompts_encoded_ahead_cover_every_order_shuffled_tags_can_draw(tmp_path):

@@ -11,9 +11,15 @@ prompts, the empty prompt of caption dropout) before the transformer comes to th
 
 T5's output lives in one place, this object's cache (per pipeline, since dev and schnell differ in length): it is
 the one place every reader of it passes through (the loss's embeddings, the samples, the class images), and it
-outlives T5. The trainer's TextEmbeddings (t2i/train/training_data.py), which caches each prompt's embeddings while
-the text encoders are frozen, holds this cache's tensors, not copies: a one-prompt `encode_prompts` returns them
-as they are. The DDPM-only options (min-SNR weighting, timestep bias) are refused: flow matching draws sigmas.
+outlives T5. The cache is kept in CPU memory, never on the training device: each sequence is moved there as soon as
+T5 has encoded it, and only a batch's sequences go to the device, when a step (`predict`), a sample or a class
+image (`sample`) needs them. On the real Flux.1-dev a sequence is 512 x 4096 float32 = 8.4 MB, so 256 tag orders
+would hold 2.1 GB, and 1,000 captions 8.4 GB, of accelerator memory for data a step reads a batch at a time.
+(Copying a batch of 2 from pageable memory is 16.8 MB, about a millisecond at PCIe speeds, a small fraction of a
+step of the 11.9B transformer; pinned memory with non_blocking copies could hide even that, not measured: no GPU here.)
+The trainer's TextEmbeddings (t2i/train/training_data.py), which caches each prompt's embeddings while the text
+encoders are frozen, holds this cache's tensors, not copies: a one-prompt `encode_prompts` returns them as they
+are (on the CPU). The DDPM-only options (min-SNR weighting, timestep bias) are refused: flow matching draws sigmas.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from t2i.train.kohya_flux import to_kohya_flux
 from t2i.train.kohya_keys import to_kohya
 
 SAMPLE_STEPS = {True: 20, False: 4}  # dev (guidance embedded) and schnell (distilled to a few steps)
+CACHE_DEVICE = torch.device("cpu")  # where T5's cached sequences live, whatever device trains
 
 
 class FluxTraining:
@@ -42,7 +49,8 @@ class FluxTraining:
     pipeline_class = "FluxPipeline"
 
     def __init__(self):
-        # pipeline -> prompt -> T5 sequence and text ids (frozen); per pipeline, since dev and schnell differ in length
+        # pipeline -> prompt -> T5 sequence and text ids (frozen), on CACHE_DEVICE; per pipeline, since dev and
+        # schnell differ in length
         self._t5_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def check(self, pipe, config, native_size, image_sizes) -> None:
@@ -71,8 +79,9 @@ class FluxTraining:
         return {}
 
     def encode_prompts(self, pipe, encoders, prompts) -> dict[str, torch.Tensor]:
-        # T5's sequence once per prompt (T5 is frozen); CLIP's pooled embedding through `encoders` (the trained,
-        # prepared CLIP when it trains), as FluxPipeline._get_clip_prompt_embeds
+        # T5's sequence once per prompt (T5 is frozen), as the cache holds it (on the CPU: `predict` brings a
+        # batch's to the device); CLIP's pooled embedding through `encoders` (the trained, prepared CLIP when it
+        # trains), on the device, as FluxPipeline._get_clip_prompt_embeds
         sequences = [self._t5(pipe, prompt) for prompt in prompts]
         pooled = encoders["text_encoder"](_tokens(pipe.tokenizer, prompts).to(pipe.device),
                                           output_hidden_states=False).pooler_output
@@ -106,7 +115,8 @@ class FluxTraining:
                 sequence, _, text_ids = pipe.encode_prompt([prompt], prompt_2=None,
                                                            device=pipe.text_encoder_2.device,
                                                            max_sequence_length=self._sequence_length(pipe))
-            cache[prompt] = {"prompt_embeds": sequence, "text_ids": text_ids[None]}
+            # to the CPU at once: the device holds one prompt's sequence at a time, never the run's
+            cache[prompt] = {"prompt_embeds": sequence.to(CACHE_DEVICE), "text_ids": text_ids[None].to(CACHE_DEVICE)}
         return cache[prompt]
 
     def noisy_batch(self, pipe, scheduler, latents, generator, config) -> NoisyBatch:
@@ -123,20 +133,21 @@ class FluxTraining:
         prediction = denoiser(
             hidden_states=packed, timestep=batch.timesteps.to(latents.dtype),  # sigmas: it scales by 1000 itself
             guidance=guidance_input(transformer, len(latents), FlowMatchSettings().guidance),
-            pooled_projections=embeds["pooled"], encoder_hidden_states=embeds["prompt_embeds"],
-            txt_ids=embeds["text_ids"][0], img_ids=image_ids, return_dict=False)[0]
+            pooled_projections=embeds["pooled"], encoder_hidden_states=embeds["prompt_embeds"].to(latents.device),
+            txt_ids=embeds["text_ids"][0].to(latents.device), img_ids=image_ids, return_dict=False)[0]
         scale = pipe.vae_scale_factor
         return FluxPipeline._unpack_latents(prediction, latents.shape[2] * scale, latents.shape[3] * scale, scale)
 
     def sample(self, pipe, prompt, seed, size):
-        # FluxPipeline's image for `prompt`: T5's sequence from the cache (T5 may have left the pipeline), CLIP's
-        # pooled embedding from the pipeline's CLIP as it is now (with its LoRA when it trains), as the pipeline
-        # would encode them itself
+        # FluxPipeline's image for `prompt`: T5's sequence from the cache (T5 may have left the pipeline), brought
+        # to the transformer's device (the pipeline does not move given embeddings), CLIP's pooled embedding from the
+        # pipeline's CLIP as it is now (with its LoRA when it trains), as the pipeline would encode them itself
         steps = SAMPLE_STEPS[bool(pipe.transformer.config.guidance_embeds)]
         sized = {} if size is None else {"width": size[0], "height": size[1]}
         with torch.no_grad():
             pooled = self.encode_prompts(pipe, {"text_encoder": pipe.text_encoder}, [prompt])["pooled"]
-        return pipe(prompt_embeds=self._t5(pipe, prompt)["prompt_embeds"], pooled_prompt_embeds=pooled,
+        sequence = self._t5(pipe, prompt)["prompt_embeds"].to(pipe.transformer.device)
+        return pipe(prompt_embeds=sequence, pooled_prompt_embeds=pooled,
                     num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed),
                     **sized).images[0]
 

@@ -12,7 +12,8 @@ The training loop (t2i/train/lora_trainer.py) never branches on a family id. It 
     image_conditions(...) per-image conditioning besides the prompt (SDXL's size/crop time ids), once per run
     encode_prompts(...)   prompts -> a dict of embeddings (cached when the text encoders are frozen)
     release_frozen_encoders(...)  cache the run's prompts, then drop the encoders no later step needs (Flux's T5)
-    cached_embeddings(pipe)       what the object itself keeps of those encoders' outputs (Flux: T5's sequences)
+    cached_embeddings(pipe)       what the object itself keeps of those encoders' outputs, in CPU memory (Flux: T5's
+                                  sequences; a step, a sample or a class image brings only its batch's to the device)
     noisy_batch(...)      clean latents -> NoisyBatch (the denoiser's noisy input, its timesteps, the target)
     predict(...)          the denoiser's prediction for a NoisyBatch, in the target's layout
     sample(...)           one preview image with the family's own pipeline
@@ -24,8 +25,8 @@ register here, so TRAINABLE_FAMILIES is the one list the Train tab, the CLI and 
 Flux.1's object (family_flux.py) is built on t2i/train/flux_objective.py: its flow-matching noisy input and target,
 the shifted timestep sampling, the 2x2 latent packing and the guidance value for dev. It encodes its prompts itself:
 T5 with the pipeline's encode_prompt, once per prompt, into the one cache of T5's output (the object's, per
-pipeline: family_flux.py says why there); CLIP-L's pooled embedding through the encoder it is given (trained or
-frozen). `noisy_batch` hands the loop the unpacked (batch, 16, h, w) layout and `predict` packs and
+pipeline, in CPU memory: family_flux.py says why there); CLIP-L's pooled embedding through the encoder it is given
+(trained or frozen). `noisy_batch` hands the loop the unpacked (batch, 16, h, w) layout and `predict` packs and
 unpacks.
 A finished LoRA's safetensors metadata names its family under FAMILY_KEY.
 """
@@ -113,7 +114,8 @@ class FamilyTraining(Protocol):
         returns the dropped attributes' names. The trainer calls it with only the text encoders on the device."""
 
     def cached_embeddings(self, pipe) -> dict[str, dict[str, torch.Tensor]]:
-        """Prompt -> the frozen encoders' outputs this object keeps for `pipe` ({} where it keeps none)."""
+        """Prompt -> the frozen encoders' outputs this object keeps for `pipe`, in CPU memory ({} where it keeps
+        none); the trainer counts them off the device."""
 
     def noisy_batch(self, pipe, scheduler, latents: torch.Tensor, generator: torch.Generator, config) -> NoisyBatch:
         """Noise, timesteps and target for clean `latents`, all drawn from `generator` (so resume is exact)."""

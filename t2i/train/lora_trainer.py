@@ -65,8 +65,8 @@ from t2i.train.ranks import die_with_launcher, rank_seed, weights_digest
 from t2i.train.runner import BUSY_EXIT
 
 # the most prompts shuffled tags may make for the run's T5 sequences to be encoded ahead (Flux.1-dev: 8.4 MB each in
-# float32, 2.2 GB for 256, against T5's 19 GB); beyond, T5 stays for the prompts the steps draw, as in sd-scripts,
-# which cannot cache text-encoder outputs with --shuffle_caption
+# float32, 2.1 GB of CPU memory for 256, against T5's 19 GB on the device); beyond, T5 stays for the prompts the
+# steps draw, as in sd-scripts, which cannot cache text-encoder outputs with --shuffle_caption
 MAX_TAG_ORDERS = 256
 
 
@@ -235,8 +235,8 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     staged = text_parts if load_device == "cpu" else list(pipe.components)
     encoders_bytes = _placed_bytes(pipe, staged, accelerator.device)
     released = family.release_frozen_encoders(pipe, run_prompts(dataset, config, sample_prompts), config)
-    # the text stage's peak: the encoders with every sequence they encoded, just before the dropped ones left
-    text_stage_bytes = encoders_bytes + _cached_bytes(accelerator.device, family.cached_embeddings(pipe))
+    # the text stage's peak is the encoders' bytes: the family keeps what they encoded in CPU memory (Flux's T5
+    # sequences), so it does not grow with the number of prompts
     pipe.to(accelerator.device)
     with accelerator.main_process_first():  # the main process makes the class images; the others read them
         data = prepare_data(pipe, config, run_dir, resolution, log, family)
@@ -272,14 +272,18 @@ def _train(run_dir: Path, lora_dir: Path, config: TrainingConfig, log: ProgressL
     if not start and _had_steps(run_dir / "progress.jsonl"):
         log.write("note", message="the previous attempt stopped before its first checkpoint; starting clean")
     sample_size = None if resolution == native else (resolution, resolution)
+    # the device's weights, LoRA and cached embeddings (Flux: CLIP's pooled ones when it is frozen); not the family's
+    # cache in CPU memory, of which a step brings only its batch's sequences
+    kept = family.cached_embeddings(pipe)
     training_bytes = _placed_bytes(pipe, list(pipe.components), accelerator.device) + _cached_bytes(
-        accelerator.device, family.cached_embeddings(pipe), embeddings.cache)
+        accelerator.device, kept, embeddings.cache, besides=kept)
     log.write("start", step=start, steps=config.steps, resumed=start > 0, images=len(data.prompts),
               device=str(accelerator.device), threads=threads, processes=accelerator.num_processes,
               base_quantization=config.base_quantization, base_bytes=frozen_bytes, released_encoders=released,
               device_bytes={"before_release": encoders_bytes, "after_release": _placed_bytes(
                   pipe, staged, accelerator.device)},
-              stage_bytes={"text_encoders": text_stage_bytes, "training": training_bytes})
+              stage_bytes={"text_encoders": encoders_bytes, "training": training_bytes},
+              host_cache_bytes=_cached_bytes(torch.device("cpu"), kept))
     trainee = Trainee(family, denoiser, pipe, family.training_scheduler(pipe))
 
     # 3. the loop: one optimizer update per step, over `gradient_accumulation` micro-batches
@@ -359,15 +363,18 @@ def _placed_bytes(pipe, parts: list[str], device: torch.device) -> int:
                if torch.device(name).type == device.type)
 
 
-def _cached_bytes(device: torch.device, *caches: dict) -> int:
-    """Bytes on `device` of the tensors in prompt caches (prompt -> name -> tensor), each storage counted once."""
-    storages = {}
+def _cached_bytes(device: torch.device, *caches: dict, besides: dict | None = None) -> int:
+    """Bytes on `device` of the tensors in prompt caches (prompt -> name -> tensor), each storage counted once,
+    leaving out the storages of `besides` (a cache kept in CPU memory, which on a CPU run is the device's too)."""
+    def storages(cache):
+        return {tensor.untyped_storage().data_ptr(): tensor.untyped_storage().nbytes()
+                for tensors in cache.values() for tensor in tensors.values() if tensor.device.type == device.type}
+    counted = {}
     for cache in caches:
-        for tensors in cache.values():
-            for tensor in tensors.values():
-                if tensor.device.type == device.type:
-                    storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-    return sum(storages.values())
+        counted.update(storages(cache))
+    for pointer in storages(besides or {}):
+        counted.pop(pointer, None)
+    return sum(counted.values())
 
 
 def _had_steps(progress: Path) -> bool:
