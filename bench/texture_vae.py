@@ -3,9 +3,10 @@
 For each texture (t2i/eval/texture.py) and period, renders N shapes, sends them through the VAE's round trip and
 reports how often `read_texture` reads the texture on the renders and on the round trips, and the share of fine
 detail the round trip keeps (t2i/train/style_check.py's measure, whose threshold comes from this table).
-Writes bench/results/texture_vae.json.
+Writes bench/results/texture_vae.json. With --dataset-draws N: instead, the spread of what Check images judges, the
+median detail kept of N datasets of 12 renders per texture at 8 px (bench/results/texture_vae_datasets.json).
 
-    python bench/texture_vae.py [--images 24] [--periods 4 6 8]
+    python bench/texture_vae.py [--images 24] [--periods 4 6 8] [--dataset-draws 10]
 """
 
 from __future__ import annotations
@@ -45,12 +46,29 @@ def renders(texture: str, period: int, count: int, seed: int) -> list[Image.Imag
     return images
 
 
+def dataset_medians(vae, draws: int, period: int = 8, count: int = 12) -> None:
+    """Per texture, the median detail kept of `draws` datasets of `count` renders (seeds 100, 101, ...)."""
+    rows = []
+    for texture in TEXTURES:
+        medians = [statistics.median(detail_kept(a, b) for a, b in zip(images, vae_round_trip(vae, images)))
+                   for images in (renders(texture, period, count, seed) for seed in range(100, 100 + draws))]
+        rows.append({"texture": texture, "period": period if texture in ("striped", "dotted", "checkered") else None,
+                     "dataset_median_min": round(min(medians), 3), "dataset_median_max": round(max(medians), 3),
+                     "dataset_medians": [round(m, 3) for m in medians]})
+        print(json.dumps(rows[-1]), flush=True)
+    write_result("texture_vae_datasets", {"datasets": draws, "images_per_dataset": count, "rows": rows}, "embedded")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--periods", type=int, nargs="+", default=[4, 6, 8])
+    parser.add_argument("--dataset-draws", type=int, default=0, metavar="N")
     args = parser.parse_args()
     vae = load_vae(Path(EMBEDDED_MODEL_DIR))
+    if args.dataset_draws:
+        dataset_medians(vae, args.dataset_draws)
+        return
     rows = []
     for period in args.periods:
         for texture in TEXTURES:
