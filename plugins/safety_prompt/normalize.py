@@ -32,6 +32,7 @@ LEET_SYMBOLS = "!|€@$+"
 DIGIT_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
                             "@": "a", "$": "s", "!": "i"})
 WORD = re.compile(r"[a-z]+")
+STRETCHED = re.compile(r"(.)\1\1+")  # a letter written three or more times
 OTHER_LETTER = re.compile(r"[^\W\d_a-z]")  # a letter outside a-z (the text is folded to plain Latin first)
 
 
@@ -132,9 +133,12 @@ def fold(word: str, look_alikes: bool = True) -> str:
     return word.translate(LEET if look_alikes else LEET_STRICT)
 
 
-def spellings(word: str) -> set[str]:
+@functools.lru_cache(maxsize=8192)  # each word of a prompt is looked up in every section
+def spellings(word: str) -> frozenset[str]:
     """A folded word as written and with its runs of 3+ repeated letters read as one and as two letters."""
-    return {word, re.sub(r"(.)\1\1+", r"\1", word), re.sub(r"(.)\1\1+", r"\1\1", word)}
+    if not STRETCHED.search(word):
+        return frozenset((word,))
+    return frozenset((word, STRETCHED.sub(r"\1", word), STRETCHED.sub(r"\1\1", word)))
 
 
 def tokens(text: str, symbols_are_letters: bool = True, look_alikes: bool = True) -> list[str]:
