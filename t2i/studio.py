@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from t2i.web.sessions import SessionUploads, upload_folder
 from t2i.settings import Settings
 from t2i.style_files import read_style_upload
 from t2i.styles import SessionStyles, UnknownStyleError, apply_styles
+
+log = logging.getLogger(__name__)
 
 
 # Derived, so a declared field is on the form at once. Values arrive as widgets send them (20.0 for 20); images, and
@@ -51,6 +54,13 @@ def _whole(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value % 1:
         raise RequestError(f"{name} must be a whole number; got {value!r}")
     return int(value)
+
+
+def _reached(event: ProgressEvent | None) -> str:
+    """Where a run got to, from its last progress event."""
+    if event is None:
+        return "before its first step"
+    return f"at step {event.step}/{event.total_steps} of batch {event.batch}/{event.total_batches}"
 
 
 def _generator(settings: Settings, engine: Engine):
@@ -171,7 +181,9 @@ class Studio:
         not saved. A result whose every image the safety gate withheld is a refusal (RequestError).
 
         `cancel` stops this run alone; stop(session) stops every run of the session, waiting or running. A
-        cancelled run ends without a result.
+        cancelled run ends without a result. A run that got its place logs how it ended (finished, cancelled or
+        failed), the step it reached and how many runs are still running and waiting, once its place is given
+        back and before its caller sees the result or the error.
         """
         self.rate_limiter.acquire(client or session)
         request = self.request_from_form(form, session)
@@ -181,13 +193,27 @@ class Studio:
         try:
             if not self.admission.acquire(cancel):
                 return
+            reached, result, outcome = None, None, "cancelled"  # cancelled: it ends with no result and no error
             try:
                 for event in stream_generation(self.generator, request, cancel):
-                    if isinstance(event, GenerationResult) and all(item.image is None for item in event.images):
-                        raise RequestError(next(item.notice for item in event.images if item.notice))
-                    yield event
+                    if isinstance(event, GenerationResult):
+                        result = event  # the last event: handed on once the run's place is given back
+                    else:
+                        reached = event
+                        yield event
+                if result is not None and all(item.image is None for item in result.images):
+                    raise RequestError(next(item.notice for item in result.images if item.notice))
+                outcome = "finished" if result is not None else outcome
+            except Exception as exc:
+                outcome = f"failed ({type(exc).__name__})"
+                raise
             finally:
                 self.admission.release()
+                # before the caller sees the result or the error; a cancelled run's only trace (operators, tests)
+                log.info("generation %s %s; %d running, %d waiting", outcome, _reached(reached),
+                         *self.admission.counts())
+            if result is not None:
+                yield result
         finally:
             with self._running_lock:  # an ended session leaves nothing behind
                 self._running[session].discard(cancel)
