@@ -7,7 +7,6 @@ folder, the audit log says why, and the next request from another client comes b
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from gradio_client import Client, handle_file
@@ -56,17 +55,14 @@ def test_a_failing_image_checker_withholds_the_image_and_the_app_keeps_serving(
     before = output_files(reliability_data)
     audit_lines = len((reliability_data / "safety_audit.jsonl").read_text(encoding="utf-8").splitlines())
     checker_mode(mode)
-    started = time.perf_counter()
     with pytest.raises(AppError, match="image withheld by the safety checker"):
         generate(client, **CHECKED)
-    took = time.perf_counter() - started
-    checker_mode("pass")
+    checker_mode("pass")  # (a hung checker hangs until this: the answer above did not wait for it)
 
     assert output_files(reliability_data) == before  # no unchecked (or any) image was written
     entries = audit_entries(reliability_data, audit_lines)
+    # hang: the gate's own timeout withheld the image (a gate that waited for the checker would have got its pass)
     assert [(e["what"], e["flagged"], e["reason"]) for e in entries] == [("image", True, reason)]
-    if mode == "hang":  # the gate waited for the timeout, and not for the hung checker
-        assert SAFETY_TIMEOUT_S <= took < SAFETY_TIMEOUT_S + 30, took
 
     other = Client(reliability_url, verbose=False)  # another user, right after
     output = generate(other, **NORMAL)
