@@ -209,6 +209,9 @@ class TrainingConfig:
 # of images with 12 (prior weight 3: 15%, but only 60% with the token); with 36, 10% and 100% with the token.
 # With attention only, no knob got texture styles past 50% (low-noise timestep bias, rank 64, 800 steps, UNet up to
 # 5e-3, prior weight 1). Patterns finer than the VAE carries are flagged before training by t2i/train/style_check.py.
+# Other 8 px textures under "quick style": dots 50%, checkers 10%, outlines 35% (0% without the trigger); a full UNet
+# fine-tune on the same images and steps draws them in only 60%, 0%, 75% (texture_diagnosis_full_*.json), so checkers
+# are flagged too; the UNet at 2e-3 made dots worse (35%, train_style_dotted_lr2e-3.json).
 _BASE = TrainingConfig(rank=16, alpha=16.0, learning_rate=2e-3, train_text_encoder=True, text_encoder_lr=2e-3,
                        steps=400)
 PRESETS: dict[str, TrainingConfig] = {
