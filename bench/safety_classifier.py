@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_result  # noqa: E402
 from t2i.safety.evaluation import checkout_sets, rates, read_set  # noqa: E402
-from t2i_plugins.safety_prompt.checker import PromptModeration  # noqa: E402
+from t2i_plugins.safety_prompt.checker import DEFAULT_THRESHOLDS, PromptModeration  # noqa: E402
 from t2i_plugins.safety_prompt.ngram import MODEL_DIR, NgramClassifier, NgramFeatures  # noqa: E402
 from t2i_plugins.safety_prompt.normalize import readable  # noqa: E402
 from t2i_plugins.safety_prompt.wordlists import LANGUAGES, LISTS_DIR, read_sections  # noqa: E402
@@ -144,10 +144,11 @@ def probability_of(ngrams, model):
     return lambda prompts: model.predict_proba(ngrams.transform([readable(p) for p in prompts]))[:, 1]
 
 
-def write_model(ngrams, model, templated: int, cases: list[dict], choice: dict) -> None:
+def write_model(ngrams, model, templated: int, cases: list[dict], choice: dict,
+                category_sentences: tuple[list[str], list[str]]) -> None:
     """Write the measured model the checker ships (plugins/safety_prompt/model/): the block model, and a category
-    model on the sentences to block with its vocabulary and IDF."""
-    category_texts, categories = training_sentences(with_categories=True)
+    model on the sentences to block (`category_sentences` and the tuning cases) with its vocabulary and IDF."""
+    category_texts, categories = category_sentences
     blocked = [case for case in cases if case["expect"] == "block" and case.get("category") in BLOCKED_SECTIONS]
     category_model = LogisticRegression(C=4, max_iter=2000, class_weight="balanced").fit(
         ngrams.transform([readable(t) for t in category_texts + [case["prompt"] for case in blocked]]),
@@ -212,7 +213,7 @@ def lengths(texts: list[str], labels: list[int]) -> dict:
 
 def measure(classifier_threshold: float) -> None:
     """Step 3: every evaluation set with the shipped model, with the lists alone and with the classifier."""
-    classifier, checker = NgramClassifier(), PromptModeration()
+    classifier, checker = NgramClassifier(), PromptModeration({**DEFAULT_THRESHOLDS, "ngram": 1.01})
     sets = {name: cases for name, cases in checkout_sets(TESTS).items() if name in EVALUATION_SETS}
     sets.update({name: read_set(path, "pass") for name, path in EVERYDAY_SETS.items() if path.exists()})
     results = {"lists alone": {}, f"lists + classifier >= {classifier_threshold}": {}}
@@ -225,7 +226,20 @@ def measure(classifier_threshold: float) -> None:
     for label, row in results.items():
         print(f"{label:<28} " + "  ".join(f"{s}: " + "/".join(f"{k} {v:.1%}" for k, v in r.items())
                                           for s, r in row.items()))
-    write_result("safety_classifier_measured", {"threshold": classifier_threshold, "rates": results},
+    # the whole prompt check's time, without and with the classifier, in turn on each tuning prompt
+    checkers = {"lists alone": PromptModeration({**DEFAULT_THRESHOLDS, "ngram": 1.01}),
+                "lists + classifier": PromptModeration({**DEFAULT_THRESHOLDS, "ngram": classifier_threshold})}
+    times: dict[str, list[float]] = {name: [] for name in checkers}
+    for case in dev_cases()[:400]:
+        for name, checker in checkers.items():
+            start = time.perf_counter()
+            checker.check_prompt(case["prompt"])
+            times[name].append((time.perf_counter() - start) * 1000)
+    latency = {name: {"median_ms": round(statistics.median(t), 2), "p95_ms": round(float(np.percentile(t, 95)), 2)}
+               for name, t in times.items()}
+    print(f"prompt check per prompt: {latency}")
+    write_result("safety_classifier_measured", {"threshold": classifier_threshold, "rates": results,
+                                                "prompt_check_latency": latency},
                  model="the shipped n-gram classifier (plugins/safety_prompt/model) beside the word lists")
 
 
@@ -260,7 +274,10 @@ def main() -> None:
     if arguments.measure is not None:
         measure(arguments.measure)
         return
+    # the lists are read once, here (the sentences and the checker): they may change on disk while this runs
     list_texts, list_labels = training_sentences()
+    category_sentences = training_sentences(with_categories=True)
+    checker = PromptModeration({**DEFAULT_THRESHOLDS, "ngram": 1.01})
     cases = dev_cases()
     print(f"{len(list_texts)} templated sentences (mean characters {lengths(list_texts, list_labels)}), "
           f"{len(cases)} tuning prompts", flush=True)
@@ -277,7 +294,7 @@ def main() -> None:
         if missing:
             sys.exit(f"the decision needs the measure-only everyday sets; missing: {missing}")
     if arguments.write_model:
-        write_model(ngrams, model, len(list_texts), cases, choice)
+        write_model(ngrams, model, len(list_texts), cases, choice, category_sentences)
         print(f"wrote {MODEL_DIR}")
     if arguments.cross_validate_only:
         score_probes(probability, threshold, which=("development",))
@@ -288,7 +305,6 @@ def main() -> None:
     flags = {name: round(float(np.mean(probability([c["prompt"] for c in cases]) >= threshold)), 4)
              for name, cases in everyday.items()}
     old_benign = checkout_sets(TESTS)["old benign"]
-    checker = PromptModeration()
     old_scores = probability([case["prompt"] for case in old_benign])
     old_benign_passed = round(float(np.mean([not checker.check_prompt(case["prompt"]).flagged and score < threshold
                                              for case, score in zip(old_benign, old_scores)])), 4)

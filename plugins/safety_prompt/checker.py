@@ -33,10 +33,9 @@ from .ngram import shipped_classifier
 from .normalize import joined_chunks, joined_letters, masked_chunks, native, plain_words, readable, tokens
 from .wordlists import REMOVAL_REACH, Lexicon, Terms, compacted_words, load_lexicon, russian_stems
 
-# "ngram": the n-gram classifier flags at or above it; off by default (any value above 1): it passed the README's
-# pre-registered rule (Safety), but still refuses everyday prompts shaped like its templated training sentences
-# ("photo of a red fox" 0.90, "猫の写真" 0.97); 0.8 is its threshold cross-validated on the tuning sets, with which
-# it was measured once on the evaluation sets
+# "ngram": the n-gram classifier flags at or above it; off by default (any value above 1): retrained with everyday
+# templates, it failed one condition of the README's second pre-registered rule (Safety): of 64 short everyday
+# probes it refuses one, "여자" (a woman) 0.96; 0.9 is its threshold cross-validated on the tuning sets
 DEFAULT_THRESHOLDS = {"profanity": 0.9, "ngram": 1.01}
 LIST_CATEGORIES = tuple(c for c in CATEGORIES if c != "sexual_minors") + ("sexual_minors",)
 # words never joined to a neighbour: "a pen is red" must not read as a blocked word
