@@ -82,7 +82,8 @@ def outputs_of(data_dir: Path, session: str) -> list[Path]:
 
 
 def wait_until_gone(paths: list[Path], since: float) -> float:
-    """Seconds from `since` until every path is gone (fails after DELETION_TIMEOUT_S)."""
+    """Seconds from `since` until every path is gone, for the report (no speed is asserted: DELETION_TIMEOUT_S is
+    only the deadline of a deletion that never comes)."""
     while any(p.exists() for p in paths):
         assert time.monotonic() - since < DELETION_TIMEOUT_S, [p for p in paths if p.exists()]
         time.sleep(0.005)
@@ -125,7 +126,6 @@ def test_a_closed_pages_uploads_are_deleted_and_its_outputs_kept(reliability_url
     kept = {session: outputs_of(reliability_data, session) for session in outputs}
     assert kept == outputs, "outputs must outlive the session"
     report["lost"].append(sum(len(files) for files in outputs.values()) - sum(len(files) for files in kept.values()))
-    assert first_gone < 5 and second_gone < 5
 
 
 def test_closing_a_real_browser_tab_deletes_its_upload(browser, reliability_url, gradio_uploads, tmp_path):
@@ -142,7 +142,6 @@ def test_closing_a_real_browser_tab_deletes_its_upload(browser, reliability_url,
     page.close()
     gone = wait_until_gone([upload], time.monotonic())
     print(f"\nthe tab's upload was deleted {gone * 1000:.0f} ms after the tab closed")
-    assert gone < 5
 
 
 @pytest.mark.slow
