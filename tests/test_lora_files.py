@@ -1,11 +1,11 @@
-"""Bad LoRA files are refused quickly with a clear message, and the model serves the next request unchanged."""
+"""Bad LoRA files are refused before any sampling step with a clear message, and the model serves the next request
+unchanged."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import struct
-import time
 
 import numpy as np
 import pytest
@@ -84,16 +84,15 @@ def plain(lora_engine) -> np.ndarray:
     ("unknown_keys", "does not fit this model.*no_such_block.to_q: no such layer"),
     ("not_lora", "not a LoRA this model can take: 'model.diffusion_model"),
 ])
-def test_bad_files_are_refused_quickly_and_the_model_is_unchanged(lora_engine, plain, name, message):
+def test_bad_files_are_refused_before_sampling_and_the_model_is_unchanged(lora_engine, plain, name, message):
     engine = Engine(lora_engine.settings, plugins=lora_engine.plugins)  # a freshly loaded model each time
     pipe = engine.models.get("").pipeline
     good = engine.plugins.plugins["lora"].library.resolve("good").adapter_name
-    started = time.perf_counter()
+    steps = []  # progress events: a sampling step that ran before the refusal
     with pytest.raises(RequestError, match=message) as refused:
-        engine.generate(dataclasses.replace(PLAIN, plugin_units={"lora": [{"name": name}]}))
-    elapsed = time.perf_counter() - started
-    print(f"{name}: refused in {elapsed:.2f} s: {refused.value}")
-    assert elapsed < 2
+        engine.generate(dataclasses.replace(PLAIN, plugin_units={"lora": [{"name": name}]}), on_progress=steps.append)
+    print(f"{name}: refused after {len(steps)} steps: {refused.value}")
+    assert not steps  # refused before any model work, not after sampling with it
     # after a good LoRA loaded fresh for the same request: it must not stay switched on after the refusal
     with pytest.raises(RequestError, match=message):
         engine.generate(dataclasses.replace(PLAIN, plugin_units={"lora": [{"name": "good"}, {"name": name}]}))
