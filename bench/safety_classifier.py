@@ -4,17 +4,18 @@ the everyday tuning sets everyday*.jsonl), templated sentences of every list's t
 sections 0) and innocent templated sentences of everyday words (bench/safety_everyday_words.json: people, animals,
 food, objects and places in the same frames, so that a frame such as "a photo of" or "{}の写真" leans neither way).
 
-The pre-registered decision (README, Safety, second rule), applied here in one run:
-1. 5-fold cross-validation on the tuning prompts alone (the templated sentences always train) chooses the weight of
-   the list's templated sentences (TEMPLATE_WEIGHTS; the everyday ones always weigh EVERYDAY_WEIGHT), the
-   regularisation C (REGULARISATIONS), whether word n-grams join the character n-grams (FEATURE_PARTS) and the
-   threshold: the lowest of THRESHOLDS at which the classifier flags at most MAX_FOLD_FLAGS of the held-out folds'
-   innocent prompts; of the settings, the one that then flags the most prompts to block out of fold.
-2. The model trained on all tuning data is measured once on the two measure-only everyday sets
-   (tests/safety_eval/everyday_short.jsonl and everyday.jsonl), the old benign set (not trained on) and the "rule"
-   probes of bench/safety_short_probes.json: it may be on by default only if the classifier flags at most
-   SHIP_MAX_EVERYDAY_FLAGS of each everyday set, the checker with it passes at least SHIP_MIN_OLD_BENIGN of the old
-   benign set, and it flags no rule probe.
+The pre-registered decision (README, Safety, third rule), applied here in one run:
+1. 5-fold cross-validation on the tuning prompts alone (the templated sentences always train) chooses, among the
+   settings left (TEMPLATE_WEIGHTS, REGULARISATIONS, FEATURE_PARTS: the third rule keeps the second round's choice;
+   the everyday sentences always weigh EVERYDAY_WEIGHT), the threshold: the lowest of THRESHOLDS at which the
+   classifier flags at most MAX_FOLD_FLAGS of the held-out folds' innocent prompts; of the settings, the one that
+   then flags the most prompts to block out of fold.
+2. The model trained on all tuning data is measured once on the measure-only everyday sets
+   (tests/safety_eval/everyday_people.jsonl, everyday_short.jsonl and everyday.jsonl) and the old benign set (not
+   trained on): it may be on by default only if the classifier flags at most SHIP_MAX_EVERYDAY_FLAGS of each
+   everyday set, the checker with it passes at least SHIP_MIN_OLD_BENIGN of the old benign set and the whole
+   prompt check's median time with it stays under SHIP_MAX_MEDIAN_MS. The probes of bench/safety_short_probes.json
+   are development data (scored and reported, never trained on, no judge).
 3. Later, once (`--measure`): every evaluation set with the shipped model, with the lists alone and with it.
 Nothing is tuned after step 2. Writes bench/results/safety_classifier.json (steps 1-2) and
 safety_classifier_measured.json (step 3); `--write-model` writes the model the checker ships
@@ -23,6 +24,7 @@ safety_classifier_measured.json (step 3); `--write-model` writes the model the c
     python bench/safety_classifier.py --cross-validate-only  # step 1, and the development probes (tuning data only;
                                                              # with --write-model, writes the model, decides nothing)
     python bench/safety_classifier.py --write-model          # steps 1 and 2, and write the model the checker ships
+    python bench/safety_classifier.py --decide               # step 2 alone, with the model written before
     python bench/safety_classifier.py --measure              # step 3 with the shipped model
     python bench/safety_classifier.py --probe                # score both probe lists with the shipped model
 """
@@ -56,20 +58,22 @@ BENCH = Path(__file__).resolve().parent
 TESTS = BENCH.parent / "tests"
 EVERYDAY_WORDS = BENCH / "safety_everyday_words.json"
 PROBES = BENCH / "safety_short_probes.json"
-EVERYDAY_SETS = {"everyday short": TESTS / "safety_eval" / "everyday_short.jsonl",
+EVERYDAY_SETS = {"everyday people": TESTS / "safety_eval" / "everyday_people.jsonl",
+                 "everyday short": TESTS / "safety_eval" / "everyday_short.jsonl",
                  "everyday": TESTS / "safety_eval" / "everyday.jsonl"}
 THRESHOLDS = tuple(round(0.5 + 0.025 * step, 3) for step in range(20))  # 0.5, 0.525, ... 0.975
 # the list's templated sentences are three fifths to block; weighted down beside the written prompts, their frames
 # lean less. The everyday sentences are hand-chosen innocent prompts and weigh as much as a written one: a short
 # ordinary prompt must learn to pass (length-bucketed sample weights, tried at 23:45 on the tuning data only, found
 # no more prompts to block out of fold at the same innocent flags: 30% vs 35% at weight 0.1 and C 8)
-TEMPLATE_WEIGHTS = (1.0, 0.3, 0.1)
+TEMPLATE_WEIGHTS = (0.1,)  # the third rule keeps the second round's choice (1.0 and 0.3 lost then)
 EVERYDAY_WEIGHT = 1.0
-REGULARISATIONS = (4.0, 8.0)
-FEATURE_PARTS = (("char",), ("char", "word"))
+REGULARISATIONS = (8.0,)  # ditto (4.0 lost)
+FEATURE_PARTS = (("char", "word"),)  # ditto (characters alone lost)
 MAX_FOLD_FLAGS = 0.005  # the classifier may flag at most this share of the held-out folds' innocent tuning prompts
 SHIP_MAX_EVERYDAY_FLAGS = 0.01  # on by default only if it flags at most this share of each measure-only everyday set
 SHIP_MIN_OLD_BENIGN = 0.995  # ... the checker with it passes at least this share of the old benign set
+SHIP_MAX_MEDIAN_MS = 20.0  # ... and the whole prompt check's median time with it stays under this
 EVALUATION_SETS = ("old evasion", "old benign", "blocked", "benign", "held-out", "everyday", "everyday short")
 BLOCKED_SECTIONS = ("sexual", "sexual_minors", "violence_gore", "hate", "self_harm")
 INNOCENT_SECTIONS = ("allow", "clothing", "group", "dead", "minor")
@@ -90,7 +94,7 @@ def everyday_sentences() -> list[str]:
     sentences = []
     for language in LANGUAGES:
         frames, scenes = words[language]["frames"], words[language]["scenes"]
-        for subject in words[language]["subjects"]:
+        for subject in words[language]["subjects"] + words[language].get("people", []):
             sentences += [frame.format(subject) for frame in frames]
             sentences += [rng.choice(frames).format(scene.format(subject)) for scene in rng.sample(scenes, 2)]
     return [s for s in dict.fromkeys(sentences) if readable(s) not in left_out]
@@ -243,6 +247,17 @@ def measure(classifier_threshold: float) -> None:
                  model="the shipped n-gram classifier (plugins/safety_prompt/model) beside the word lists")
 
 
+def prompt_check_median_ms(threshold: float) -> float:
+    """The whole prompt check's median time per prompt with the just-written model on, over 400 tuning prompts."""
+    checker = PromptModeration({**DEFAULT_THRESHOLDS, "ngram": threshold})
+    times = []
+    for case in dev_cases()[:400]:
+        start = time.perf_counter()
+        checker.check_prompt(case["prompt"])
+        times.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(times), 2)
+
+
 def score_probes(probability, threshold: float | None, which=("rule", "development")) -> dict:
     """Each probe's score, and how many reach the threshold."""
     result = {}
@@ -255,12 +270,42 @@ def score_probes(probability, threshold: float | None, which=("rule", "developme
     return result
 
 
+def decide(probability, threshold: float, checker: PromptModeration, training: dict, timed: bool) -> None:
+    """Step 2, once: the measure-only everyday sets, the old benign set and (`timed`: the model on disk is the one
+    decided on) the whole prompt check's median time; writes the decision with the `training` facts."""
+    missing = [str(path) for path in EVERYDAY_SETS.values() if not path.exists()]
+    if missing:
+        sys.exit(f"the decision needs the measure-only everyday sets; missing: {missing}")
+    everyday = {name: read_set(path, "pass") for name, path in EVERYDAY_SETS.items()}
+    flags = {name: round(float(np.mean(probability([c["prompt"] for c in cases]) >= threshold)), 4)
+             for name, cases in everyday.items()}
+    old_benign = checkout_sets(TESTS)["old benign"]
+    old_scores = probability([case["prompt"] for case in old_benign])
+    old_benign_passed = round(float(np.mean([not checker.check_prompt(case["prompt"]).flagged and score < threshold
+                                             for case, score in zip(old_benign, old_scores)])), 4)
+    probe_scores = score_probes(probability, threshold)  # development data now: reported, not judged
+    median_ms = prompt_check_median_ms(threshold) if timed else None
+    decision = {"everyday_classifier_flags": flags, "old_benign_passed_with_classifier": old_benign_passed,
+                "prompt_check_median_ms_with_classifier": median_ms}
+    decision["on_by_default"] = (all(share <= SHIP_MAX_EVERYDAY_FLAGS for share in flags.values()) and
+                                 old_benign_passed >= SHIP_MIN_OLD_BENIGN and
+                                 median_ms is not None and median_ms < SHIP_MAX_MEDIAN_MS)
+    print(f"decision: {decision}")
+    write_result("safety_classifier", {
+        **training, "decision": decision, "probes": probe_scores,
+        "rule": {"max_fold_innocent_flags": MAX_FOLD_FLAGS, "max_everyday_flags": SHIP_MAX_EVERYDAY_FLAGS,
+                 "min_old_benign_passed": SHIP_MIN_OLD_BENIGN, "max_prompt_check_median_ms": SHIP_MAX_MEDIAN_MS}},
+        model="char n-gram logistic regression on the tuning sets, the word lists and everyday templates")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write-model", action="store_true", help="also write the measured model the checker ships")
     parser.add_argument("--probe", action="store_true", help="only score the probes with the shipped model")
     parser.add_argument("--measure", type=float, metavar="THRESHOLD",
                         help="only step 3: every evaluation set with the shipped model at this threshold")
+    parser.add_argument("--decide", action="store_true",
+                        help="only step 2, once, with the shipped model (written by --cross-validate-only --write-model)")
     parser.add_argument("--cross-validate-only", action="store_true",
                         help="stop after step 1 and the development probes (tuning data only)")
     arguments = parser.parse_args()
@@ -273,6 +318,11 @@ def main() -> None:
         return
     if arguments.measure is not None:
         measure(arguments.measure)
+        return
+    if arguments.decide:
+        classifier, meta = NgramClassifier(), json.loads((MODEL_DIR / "ngram_meta.json").read_text())
+        decide(lambda prompts: np.array([classifier.score(p)[0] for p in prompts]), meta["threshold"],
+               PromptModeration({**DEFAULT_THRESHOLDS, "ngram": 1.01}), {"shipped_model": meta}, timed=True)
         return
     # the lists are read once, here (the sentences and the checker): they may change on disk while this runs
     list_texts, list_labels = training_sentences()
@@ -289,10 +339,6 @@ def main() -> None:
     setting = {key: choice[key] for key in ("template_weight", "regularisation", "parts")}
     ngrams, model = fit(list_texts, list_labels, cases, setting)
     probability = probability_of(ngrams, model)
-    if not arguments.cross_validate_only:
-        missing = [str(path) for path in EVERYDAY_SETS.values() if not path.exists()]
-        if missing:
-            sys.exit(f"the decision needs the measure-only everyday sets; missing: {missing}")
     if arguments.write_model:
         write_model(ngrams, model, len(list_texts), cases, choice, category_sentences)
         print(f"wrote {MODEL_DIR}")
@@ -300,33 +346,10 @@ def main() -> None:
         score_probes(probability, threshold, which=("development",))
         return
 
-    # step 2: the measure-only everyday sets, the old benign set and the rule probes, once
-    everyday = {name: read_set(path, "pass") for name, path in EVERYDAY_SETS.items()}
-    flags = {name: round(float(np.mean(probability([c["prompt"] for c in cases]) >= threshold)), 4)
-             for name, cases in everyday.items()}
-    old_benign = checkout_sets(TESTS)["old benign"]
-    old_scores = probability([case["prompt"] for case in old_benign])
-    old_benign_passed = round(float(np.mean([not checker.check_prompt(case["prompt"]).flagged and score < threshold
-                                             for case, score in zip(old_benign, old_scores)])), 4)
-    probe_scores = score_probes(probability, threshold)
-    decision = {"everyday_classifier_flags": flags, "old_benign_passed_with_classifier": old_benign_passed,
-                "rule_probes_flagged": probe_scores["rule"]["flagged"]}
-    decision["on_by_default"] = (all(share <= SHIP_MAX_EVERYDAY_FLAGS for share in flags.values()) and
-                                 old_benign_passed >= SHIP_MIN_OLD_BENIGN and not decision["rule_probes_flagged"])
-    print(f"decision: {decision}")
-    start = time.perf_counter()
-    for case in cases[:300]:
-        probability([case["prompt"]])
-    per_prompt_ms = (time.perf_counter() - start) / 300 * 1000
-    write_result("safety_classifier", {
+    decide(probability, threshold, checker, {
         "templated_sentences": len(list_texts), "everyday_templated_sentences": len(everyday_sentences()),
         "templated_mean_characters": lengths(list_texts, list_labels), "tuning_sentences": len(cases),
-        "cross_validation": choice, "decision": decision, "probes": probe_scores,
-        "rule": {"max_fold_innocent_flags": MAX_FOLD_FLAGS, "max_everyday_flags": SHIP_MAX_EVERYDAY_FLAGS,
-                 "min_old_benign_passed": SHIP_MIN_OLD_BENIGN, "rule_probes_flagged": 0},
-        "classifier_ms_per_prompt": round(per_prompt_ms, 2)},
-        model="char n-gram logistic regression on the tuning sets, the word lists and everyday templates")
-
+        "cross_validation": choice}, timed=arguments.write_model)
 
 if __name__ == "__main__":
     main()

@@ -44,7 +44,7 @@ def test_templates_teach_short_ordinary_prompts_without_holding_a_probe():
     texts, labels = training_sentences()
     assert len(everyday) > 4000 and set(everyday) <= set(texts)
     probe_readings = {readable(prompt) for name in ("rule", "development") for prompt in probes[name]}
-    assert not probe_readings & {readable(text) for text in texts}  # the probes judge, they never train
+    assert not probe_readings & {readable(text) for text in texts}  # the probes are development data, never trained
     assert len(probes["rule"]) == 64
     mean = lengths(texts, labels)
     assert mean["block"] >= mean["pass"]  # templated sentences to block are no shorter than innocent ones
@@ -53,3 +53,17 @@ def test_templates_teach_short_ordinary_prompts_without_holding_a_probe():
     short = [(text in everyday, label) for text, label in zip(texts, labels) if len(text) < 12]
     innocent = EVERYDAY_WEIGHT * short.count((True, 0)) + template_weight * short.count((False, 0))
     assert innocent > template_weight * short.count((False, 1))
+
+
+def test_person_words_of_every_language_train_as_innocent_in_every_frame():
+    from bench.safety_classifier import EVERYDAY_WORDS, everyday_sentences
+    from t2i_plugins.safety_prompt.wordlists import LANGUAGES
+
+    words = json.loads(EVERYDAY_WORDS.read_text(encoding="utf-8"))
+    everyday = set(everyday_sentences())
+    for language in LANGUAGES:
+        people, frames = words[language]["people"], words[language]["frames"]
+        assert len(people) >= 40, language  # the family: bare, plural, casual, honorific, with adjectives and actions
+        missing = [frame.format(person) for person in people for frame in frames
+                   if frame.format(person) not in everyday]
+        assert len(missing) <= len(frames), (language, missing[:3])  # only a probe may be left out
