@@ -191,3 +191,28 @@ def test_the_ngram_classifier_is_off_by_default_and_flags_only_what_the_lists_mi
     assert verdict.flagged and "n-gram classifier" in verdict.reason
     assert sum(verdict.scores.get(c) == 1.0 for c in CATEGORIES) == 1  # named by one category
     assert opted_in.check_prompt("a red circle").scores == opted_in.check_prompt("a red circle").scores
+
+
+@pytest.mark.parametrize("text", [
+    "die Katze", "die Oma", "Die Katze schläft", "den Hund", "van Gogh's sunflowers",  # no function word either side
+    "a goodbye note on the fridge", "a pharmacy still life with an empty pill bottle",
+    "Abschiedsbrief auf dem Tisch", "a goodbye letter on the desk", "a museum exhibit of nazi propaganda posters",
+    "a history lesson about Nazi propaganda", "propaganda nazi en un museo", "propagande nazie au musée",
+    "Nazipropaganda im Museum", "propaganda nazista in un museo", "propaganda nazista num museu",
+    "нацистская пропаганда в музее", "ナチスのプロパガンダのポスター", "纳粹宣传海报", "나치선전 포스터"])
+def test_short_german_prompts_and_entries_that_need_their_context_pass_alone(engine, text):
+    # "die" read as an English threat refused "die Katze"; a goodbye note, an empty pill bottle or Nazi propaganda
+    # is harmful only beside its context (a means of self-harm, a word of praise), as the pairs below show
+    verdict = engine.plugins.plugins["prompt_moderation"].check_prompt(text)
+    assert not verdict.flagged, verdict.reason
+
+
+@pytest.mark.parametrize("text, category", [
+    ("die bitch", "hate"),  # the classifier reads the prompt without the article, so English abuse is still read
+    ("an empty pill bottle beside a goodbye note", "self_harm"),
+    ("a goodbye letter beside an empty pill bottle", "self_harm"),
+    ("Tablettenberg neben dem Abschiedsbrief", "self_harm"), ("a poster glorifying the nazis", "hate"),
+    ("nazi propaganda glorifying hitler", "hate"), ("propaganda nazi que glorifica a hitler", "hate")])
+def test_the_same_entries_with_their_context_are_refused(engine, text, category):
+    verdict = engine.plugins.plugins["prompt_moderation"].check_prompt(text)
+    assert verdict.scores.get(category) == 1.0, verdict.reason

@@ -16,7 +16,8 @@ substrings of the native reading without spaces and punctuation (allowed phrases
    with a [leap] ("on the edge of a rooftop, about to jump") unless a [sport] word says why (bungee, diving);
    violence_gore: [innards] that [spill] ("intestines spilling onto the floor") unless a [medical] word says why;
 6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity", on a
-   prompt with at least as many English function words as those of the other Latin-script languages;
+   prompt with at least as many English function words as those of the other Latin-script languages (with none
+   of either, read without the German and Dutch articles that are English words too: "die Katze");
 7. if the operator turns it on (threshold "ngram" at most 1), when no list found anything: the checker's own
    n-gram classifier (ngram.py) at or above that threshold, under the category the prompt most resembles.
 """
@@ -46,7 +47,10 @@ CYRILLIC_WORD = re.compile(r"[а-яё]+")
 ENGLISH_WORDS = frozenset("a an the of in on with and is are at for to by from this that".split())
 OTHER_LATIN_WORDS = frozenset("""de del la las los el un una unos con sobre y en su sus para por al
     da do dos das em um uma com pelo pela il lo gli della delle di nel nella sul sulla le les des du et avec sur
-    dans une au aux der das und mit auf ein eine einem einer im vom zum zur""".split())
+    dans une au aux der das und mit auf ein eine einem einer im vom zum zur dem ist nicht het een och og ett""".split())
+# articles of German and Dutch that are English words too ("die Katze", "den", "van"): with no function word of
+# either side in the prompt, the classifier reads the prompt without them ("die" made "die Oma" a threat)
+SHARED_LATIN_WORDS = frozenset("die den van".split())
 # an age: "12 years old", "12-year-old", "12yo", "12 años", "12 ans", "12 Jahre", "12 anni", "12 лет", "12歳"
 AGE = re.compile(r"(\d{1,2})\s*-?\s*(?:years?\s*-?\s*old|yo|y/o|anos|ans|jahre|jahrige\w*|anni|лет|год\w*|"
                  r"歳|岁|歲|살)")
@@ -100,8 +104,8 @@ class PromptModeration(PromptChecker):
                     and self._mentions(second, view) and not (unless and self._mentions(unless, full_view)):
                 found[category] = f"a [{first}] word with a [{second}] word"
         words = tokens(latin, look_alikes=False)
-        english = sum(w in ENGLISH_WORDS for w in words) >= sum(w in OTHER_LATIN_WORDS for w in words)
-        profanity = offensive_probability(plain_words(self._without_allowed(latin))) if english else 0.0
+        english = _english_text(words, plain_words(self._without_allowed(latin)))
+        profanity = offensive_probability(english) if english else 0.0
         if profanity >= self.thresholds["profanity"]:
             found.setdefault("hate", f"offensive language (score {profanity:.2f})")
         scores = {"profanity": round(profanity, 4)}
@@ -218,6 +222,16 @@ class PromptModeration(PromptChecker):
         return (_has(self.lexicon.latin[section], latin_words) or _has(self.lexicon.cyrillic[section], cyrillic_words)
                 or _has(self.lexicon.cyrillic_stems[section], cyrillic_stems)
                 or self.lexicon.substrings[section].find(*compact) is not None)
+
+
+def _english_text(words: list[str], plain: str) -> str:
+    """The text for the English classifier: none ("") when the prompt has more function words of the other
+    Latin-script languages than of English; with none of either, the text without the articles that are English
+    words too ("die Oma" is read as "oma", "die bitch" as "bitch")."""
+    english, other = sum(w in ENGLISH_WORDS for w in words), sum(w in OTHER_LATIN_WORDS for w in words)
+    if english < other:
+        return ""
+    return plain if english else " ".join(w for w in plain.split() if w not in SHARED_LATIN_WORDS)
 
 
 def _has(terms: Terms, words: list[str]) -> bool:
