@@ -45,17 +45,26 @@ def test_queue_cancel_generate_meanwhile_and_use_the_lora_at_once(train_env, set
     with pytest.raises(RequestError, match="already queued or running"):
         runner.submit(first)
 
-    # the server's engine keeps answering while the trainer process works
+    # the server's engine keeps answering while the trainer process works: generations run back to back, each
+    # between two reads of the run's status, until one began and ended with the run "running" and the trainer's
+    # step moved on in between (or the run ended first, which fails below)
     engine = Engine(settings)
     request = GenerationRequest(prompt="tlq, a large red star", seed=5, steps=20)
     base = np.asarray(engine.generate(request).images[0].image, dtype=np.float32)
-    latencies = []
-    while runner.status(first).state in ("running", "waiting") and len(latencies) < 5:
+    during, latencies = [], []  # (trainer step before, after) of each generation inside "running"; seconds each
+    before = runner.status(first)
+    while before.state in ("running", "waiting") and not any(b < a for b, a in during):
         began = time.perf_counter()
-        engine.generate(request)
+        image = np.asarray(engine.generate(request).images[0].image, dtype=np.float32)
         latencies.append(time.perf_counter() - began)
-    print(f"generate latency during training: {', '.join(f'{s:.2f}' for s in latencies)} s")
-    assert latencies and max(latencies) < 30
+        after = runner.status(first)
+        assert np.array_equal(image, base)  # the same answer as before the training began
+        if before.state == after.state == "running":
+            during.append((before.step, after.step))
+        before = after
+    print(f"generations during training: trainer step before -> after {during}, ended with the run {before.state}; "
+          f"{', '.join(f'{s:.2f}' for s in latencies)} s each")
+    assert any(b < a for b, a in during), (during, before.state)
 
     status = runner.wait(first, timeout_s=600)
     assert status.state == "done", status.message
