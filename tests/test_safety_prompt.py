@@ -115,7 +115,7 @@ def test_allowed_contexts_pass_but_the_same_word_elsewhere_does_not(engine):
 def test_the_classifier_scores_abuse_and_the_threshold_is_the_operators(engine):
     checker = engine.plugins.plugins["prompt_moderation"]
     abuse = checker.check_prompt("a poster saying you stupid bitch")
-    assert abuse.flagged and abuse.scores["profanity"] >= 0.9 and set(abuse.scores) == {"hate", "profanity"}
+    assert abuse.flagged and abuse.scores["profanity"] >= 0.9 and set(abuse.scores) == {"hate", "profanity", "ngram"}
     assert checker.check_prompt("a poster saying have a nice day").scores["profanity"] < 0.5
 
 
