@@ -9,7 +9,9 @@ from PIL import Image
 
 from t2i.embedded.world import COLOURS, POSITIONS, SIZES, Scene, ShapeObject, position_centre, render
 from t2i.eval.texture import TEXTURES, paint_textured, read_texture
-from t2i.train.style_check import MIN_DETAIL_KEPT, detail_kept, embedded_detail_check, texture_note
+from t2i.settings import Settings
+from t2i.train.check_vae import file_detail_notes
+from t2i.train.style_check import MIN_DETAIL_KEPT, detail_kept, embedded_detail_check
 
 OBJECT_COLOURS = [c for c in COLOURS if c != "white"]
 
@@ -71,8 +73,10 @@ def test_the_train_tab_note_reads_the_checked_files(tmp_path):
     for i, image in enumerate(_renders("dotted", 3, period=4)):
         image.resize((256, 256), Image.Resampling.NEAREST).save(tmp_path / f"{i}.png")
         files.append(str(tmp_path / f"{i}.png"))
-    assert "the embedded model's VAE keeps only" in texture_note(files)
-    assert texture_note([]) is None
+    settings = Settings(device="cpu", data_dir=tmp_path / "data")
+    [note] = file_detail_notes(files, "embedded", settings)
+    assert "the embedded model's VAE keeps only" in note
+    assert file_detail_notes([], "embedded", settings) == []
 
 
 def test_the_train_command_prints_the_same_note(tmp_path):

@@ -99,12 +99,3 @@ def embedded_detail_check(images: list[Image.Image]) -> DetailCheck:
     """`detail_check` against the embedded model (the default base model) at its native size."""
     vae = _embedded_vae()
     return detail_check(images, vae, vae.config.sample_size, "the embedded model")
-
-
-def texture_note(image_files: list[str]) -> str | None:
-    """The Train tab's note on a checked upload (its saved image files): the embedded model's detail warning."""
-    images = []
-    for path in image_files:
-        with Image.open(path) as image:
-            images.append(image.convert("RGB"))
-    return embedded_detail_check(images).note if images else None
