@@ -75,13 +75,20 @@ def test_the_base_model_box_offers_the_models_that_train_and_sets_their_family(s
         shutil.rmtree(studio.settings.model_dir / "dropped_in")
 
 
-def test_lora_unit_lists_on_page_load_hold_the_loras_for_the_selected_model(studio):
+def _generate_panels(studio):
+    """The plugins' Generate-tab panels on a page whose Model box holds the tiny SDXL model: (page, Model box,
+    plugins)."""
     plugins = studio.plugins()
     with gr.Blocks() as demo:
         prompt, model, width, height = gr.Textbox(), gr.Textbox(value="xl"), gr.Number(), gr.Number()
         create_own_panels(studio, plugins, PanelContext(
             {"prompt": prompt, "model": model, "width": width, "height": height},
             create_plugin_panels(plugins, studio, model), "m"))
+    return demo, model, plugins
+
+
+def test_lora_unit_lists_on_page_load_hold_the_loras_for_the_selected_model(studio):
+    demo, model, plugins = _generate_panels(studio)
     on_load = _event(demo, "load", output="lora_1_name")
     units = on_load("xl")
     assert {tuple(_choices(update)) for update in units} == {("for_xl", "untagged")}  # every unit, this family's
@@ -90,12 +97,7 @@ def test_lora_unit_lists_on_page_load_hold_the_loras_for_the_selected_model(stud
 
 
 def test_deleting_an_upload_leaves_the_library_list_holding_the_loras_for_the_selected_model(studio):
-    plugins = studio.plugins()
-    with gr.Blocks() as demo:
-        prompt, model, width, height = gr.Textbox(), gr.Textbox(value="xl"), gr.Number(), gr.Number()
-        create_own_panels(studio, plugins, PanelContext(
-            {"prompt": prompt, "model": model, "width": width, "height": height},
-            create_plugin_panels(plugins, studio, model), "m"))
+    demo, model, plugins = _generate_panels(studio)
     loras = studio.settings.lora_dir
     shutil.copyfile(loras / "for_xl.safetensors", loras / "mine.safetensors")  # as "Add to library" leaves it
     library = next(p for p in plugins if p.name == "lora").library
