@@ -74,7 +74,8 @@ MAX_FOLD_FLAGS = 0.005  # the classifier may flag at most this share of the held
 SHIP_MAX_EVERYDAY_FLAGS = 0.01  # on by default only if it flags at most this share of each measure-only everyday set
 SHIP_MIN_OLD_BENIGN = 0.995  # ... the checker with it passes at least this share of the old benign set
 SHIP_MAX_MEDIAN_MS = 20.0  # ... and the whole prompt check's median time with it stays under this
-EVALUATION_SETS = ("old evasion", "old benign", "blocked", "benign", "held-out", "everyday", "everyday short")
+EVALUATION_SETS = ("old evasion", "old benign", "blocked", "benign", "held-out", "everyday", "everyday short",
+                   "everyday people")
 BLOCKED_SECTIONS = ("sexual", "sexual_minors", "violence_gore", "hate", "self_harm")
 INNOCENT_SECTIONS = ("allow", "clothing", "group", "dead", "minor")
 
@@ -219,7 +220,6 @@ def measure(classifier_threshold: float) -> None:
     """Step 3: every evaluation set with the shipped model, with the lists alone and with the classifier."""
     classifier, checker = NgramClassifier(), PromptModeration({**DEFAULT_THRESHOLDS, "ngram": 1.01})
     sets = {name: cases for name, cases in checkout_sets(TESTS).items() if name in EVALUATION_SETS}
-    sets.update({name: read_set(path, "pass") for name, path in EVERYDAY_SETS.items() if path.exists()})
     results = {"lists alone": {}, f"lists + classifier >= {classifier_threshold}": {}}
     for name, cases in sets.items():
         listed = {case["prompt"]: checker.check_prompt(case["prompt"]).flagged for case in cases}

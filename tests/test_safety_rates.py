@@ -23,13 +23,15 @@ from t2i_plugins.safety_prompt.checker import PromptModeration
 
 # set -> floor of its blocked rate, floor of its passed rate (None: the set has no such prompts)
 # The evaluation sets (blocked, benign, held-out, everyday) keep the floors of their 2026-12-06 measurement (blocked
-# 92.7%, benign 98.6%, held-out 80.0% / 97.6%, everyday 99.8%). The old sets and the tuning sets of tests/safety_dev,
+# 92.7%, benign 98.6%, held-out 80.0% / 97.6%, everyday 99.8%; everyday short and everyday people, first measured
+# by the classifier's third rule on 2026-12-07: 99.3% each). The old sets and the tuning sets of tests/safety_dev,
 # measured with the lists frozen 2 (2026-12-07 00:40), lists alone and with the n-gram classifier at 0.95 alike:
 # old 75/75 and 656/656; dev 140/140 and 79/79; blind_harm 303/303 and 511/512; blind_langs 398/399 (399 with the
 # classifier) and 454/454; blind_sexual 348/348 and 521/521; blind_styles 263/264 (264) and 432/432; everyday 729/729;
 # everyday_extra 82/82. Their floors are just under those.
 FLOORS = {"old evasion": (0.98, None), "old benign": (None, 0.998), "blocked": (0.92, None), "benign": (None, 0.98),
-          "held-out": (0.80, 0.97), "everyday": (None, 0.99), "dev": (1.0, 0.985), "dev blind_harm": (0.995, 0.995),
+          "held-out": (0.80, 0.97), "everyday": (None, 0.99), "everyday short": (None, 0.99),
+          "everyday people": (None, 0.99), "dev": (1.0, 0.985), "dev blind_harm": (0.995, 0.995),
           "dev blind_langs": (0.995, 0.995), "dev blind_sexual": (0.995, 0.995), "dev blind_styles": (0.995, 0.995),
           "dev everyday": (None, 0.997), "dev everyday_extra": (None, 0.985)}
 

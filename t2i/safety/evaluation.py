@@ -18,8 +18,9 @@ from t2i.safety.gate import PromptRefused
 
 
 def checkout_sets(tests: Path) -> dict[str, list[dict]]:
-    """The sets of this checkout's tests/ folder by name: old, blind evaluation (blocked, benign, held-out, everyday),
-    the checker's dev set and the other tuning sets of tests/safety_dev ("dev blind_harm", "dev everyday", ...)."""
+    """The sets of this checkout's tests/ folder by name: old, blind evaluation (blocked, benign, held-out, and the
+    everyday ones: "everyday", "everyday short", "everyday people"), the checker's dev set and the other tuning sets
+    of tests/safety_dev ("dev blind_harm", "dev everyday", ...)."""
     sets = {"old evasion": read_old_set(tests / "data" / "safety_evasion.txt", "block"),
             "old benign": read_old_set(tests / "data" / "safety_benign.txt", "pass"),
             "blocked": read_set(tests / "safety_eval" / "blocked.jsonl", "block"),
@@ -29,8 +30,8 @@ def checkout_sets(tests: Path) -> dict[str, list[dict]]:
     for path in sorted((tests / "safety_dev").glob("*.jsonl")):
         if path.stem != "dev":  # the blind and everyday tuning sets
             sets[f"dev {path.stem}"] = read_set(path)
-    if (tests / "safety_eval" / "everyday.jsonl").exists():  # everyday prompts, measure only
-        sets["everyday"] = read_set(tests / "safety_eval" / "everyday.jsonl", "pass")
+    for path in sorted((tests / "safety_eval").glob("everyday*.jsonl")):  # everyday prompts, measure only
+        sets[path.stem.replace("_", " ")] = read_set(path, "pass")
     return sets
 
 
