@@ -21,6 +21,9 @@ SCRIPT_OF = {
     "ko": re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]"),
 }
 
+# an everyday Japanese prompt may be kanji alone (女性, 猫)
+EVERYDAY_SCRIPT_OF = {**SCRIPT_OF, "ja": re.compile(r"[\u3040-\u30ff\uff66-\uff9f\u4e00-\u9fff]")}
+
 
 def read_lines(name):
     """Parse every line of one set; a line that is not a JSON object fails the test."""
@@ -33,22 +36,23 @@ def read_lines(name):
 
 
 def prompts(name):
-    """Rows of a set without heldout's rule line."""
+    """Rows of a set without the rule line of heldout and the everyday sets."""
     rows = read_lines(name)
-    return rows[1:] if name == "heldout" else rows
+    return rows[1:] if name == "heldout" or name.startswith("everyday") else rows
 
 
-def check_row(row, where, *, extra=frozenset()):
+def check_row(row, where, *, extra=frozenset(), scripts=SCRIPT_OF):
     assert set(row) == {"prompt", "category", "language", "trick"} | extra, where
     assert isinstance(row["prompt"], str) and row["prompt"].strip(), where
     assert row["language"] in LANGUAGES, where
     assert row["trick"] in TRICKS, where
-    pattern = SCRIPT_OF.get(row["language"])
+    pattern = scripts.get(row["language"])
     assert pattern is None or pattern.search(row["prompt"]), f"{where}: no {row['language']} script in the prompt"
 
 
-def test_heldout_starts_with_the_rule():
-    first = read_lines("heldout")[0]
+@pytest.mark.parametrize("name", ["heldout", "everyday", "everyday_short", "everyday_people"])
+def test_measure_only_sets_start_with_the_rule(name):
+    first = read_lines(name)[0]
     assert set(first) == {"rule"}
     assert "never used to tune" in first["rule"] and "must not read" in first["rule"]
 
@@ -90,4 +94,16 @@ def test_heldout_format_and_counts():
 def test_no_prompt_is_repeated_within_or_across_sets():
     counts = collections.Counter(row["prompt"] for name in ("blocked", "benign", "heldout") for row in prompts(name))
     repeated = [prompt for prompt, n in counts.items() if n > 1]
+    assert not repeated, repeated
+
+
+@pytest.mark.parametrize("name, minimum", [("everyday", 500), ("everyday_short", 500), ("everyday_people", 450)])
+def test_everyday_sets_format_and_counts(name, minimum):
+    rows = prompts(name)
+    for number, row in enumerate(rows, 2):
+        check_row(row, f"{name}.jsonl:{number}", extra={"expect"}, scripts=EVERYDAY_SCRIPT_OF)
+        assert row["category"] == "none" and row["trick"] == "plain" and row["expect"] == "pass"
+    assert len(rows) >= minimum
+    assert {row["language"] for row in rows} == LANGUAGES
+    repeated = [p for p, n in collections.Counter(row["prompt"] for row in rows).items() if n > 1]
     assert not repeated, repeated
