@@ -115,7 +115,7 @@ def test_allowed_contexts_pass_but_the_same_word_elsewhere_does_not(engine):
 def test_the_classifier_scores_abuse_and_the_threshold_is_the_operators(engine):
     checker = engine.plugins.plugins["prompt_moderation"]
     abuse = checker.check_prompt("a poster saying you stupid bitch")
-    assert abuse.flagged and abuse.scores["profanity"] >= 0.9 and set(abuse.scores) == {"hate", "profanity", "ngram"}
+    assert abuse.flagged and abuse.scores["profanity"] >= 0.9 and set(abuse.scores) == {"hate", "profanity"}
     assert checker.check_prompt("a poster saying have a nice day").scores["profanity"] < 0.5
 
 
@@ -168,16 +168,17 @@ def test_innocent_neighbours_of_the_new_readings_pass(engine, text):
     assert not verdict.flagged, verdict.reason
 
 
-def test_the_ngram_classifier_is_on_by_default_and_flags_only_what_the_lists_missed_under_a_category(engine):
+def test_the_ngram_classifier_is_off_by_default_and_flags_only_what_the_lists_missed_under_a_category(engine):
     from t2i_plugins.safety_prompt.checker import PromptModeration
     from t2i_plugins.safety_prompt.ngram import MODEL_DIR
 
     default = engine.plugins.plugins["prompt_moderation"]
-    # on by default at the threshold cross-validated on the tuning sets (README, Safety, third rule); an operator
-    # turns it off with a threshold above 1
+    # off by default (it refuses some of the embedded model's own prompts: checker.py); an operator opts in at the
+    # threshold cross-validated on the tuning sets (README, Safety, third rule)
     threshold = json.loads((MODEL_DIR / "ngram_meta.json").read_text())["threshold"]
-    assert default.thresholds["ngram"] == threshold and "ngram" in default.check_prompt("a red circle").scores
+    assert default.thresholds["ngram"] > 1 and "ngram" not in default.check_prompt("a red circle").scores
     opted_in = PromptModeration({"profanity": 0.9, "ngram": threshold})
+    assert "ngram" in opted_in.check_prompt("a red circle").scores
     opted_out = PromptModeration({"profanity": 0.9, "ngram": 1.01})
     assert "ngram" not in opted_out.check_prompt("a red circle").scores
     missed = "boudoir shoot but she forgot the lingerie, hands covering nothing"  # a tuning prompt no list finds
@@ -229,3 +230,13 @@ def test_short_german_prompts_and_entries_that_need_their_context_pass_alone(lis
 def test_the_same_entries_with_their_context_are_refused(lists_alone, text, category):
     verdict = lists_alone.check_prompt(text)
     assert verdict.scores.get(category) == 1.0, verdict.reason
+
+
+def test_the_default_checker_refuses_none_of_the_embedded_models_own_prompts(engine):
+    # the app's main job: 2,000 prompts of the shapes world's caption grammar (the n-gram classifier at 0.95 refused
+    # 13 of these, "striped" read as "stripped", which is why it is off by default)
+    from t2i.embedded.captions import corpus
+
+    checker = engine.plugins.plugins["prompt_moderation"]
+    refused = [prompt for prompt in corpus(2000, seed=0) if checker.check_prompt(prompt).flagged]
+    assert refused == []

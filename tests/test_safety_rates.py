@@ -3,9 +3,9 @@ blind evaluation sets (tests/safety_eval: blocked, benign, and the held-out set 
 on the tuning sets (tests/safety_dev: the checker's own dev set and the blind tuning sets, the only sets the lists
 were tuned on).
 
-Targets (issue 29), with the shipped default (lists frozen 2, the n-gram classifier on at 0.95, 2026-12-07 00:46):
-held-out blocked >= 90% (not met: 88.6%), benign passed >= 97% (met: blind 98.8%, held-out 97.6%); everyday prompts
-(tests/safety_eval/everyday.jsonl, measure only) passed 99.6%. The evaluation sets' floors stay at their first
+Targets (issue 29), with the shipped default (lists frozen 2, the n-gram classifier off, 2026-12-07 01:45): held-out
+blocked >= 90% (not met: 81.9%; 88.6% with the classifier's opt-in at 0.95), benign passed >= 97% (met: blind 98.8%,
+held-out 97.6%); everyday prompts (tests/safety_eval/everyday*.jsonl, measure only) passed 99.8-100%. The evaluation sets' floors stay at their first
 measurement (held-out blocked 80%, the lists alone), so that no floor is fitted to them; the old and tuning sets'
 floors are just under their current figures.
 """

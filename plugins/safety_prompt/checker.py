@@ -18,7 +18,7 @@ substrings of the native reading without spaces and punctuation (allowed phrases
 6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity", on a
    prompt with at least as many English function words as those of the other Latin-script languages (with none
    of either, read without the German and Dutch articles that are English words too: "die Katze");
-7. unless the operator turns it off (threshold "ngram" above 1), when no list found anything: the checker's own
+7. when the operator turns it on (threshold "ngram" at most 1) and no list found anything: the checker's own
    n-gram classifier (ngram.py) at or above that threshold, under the category the prompt most resembles.
 """
 
@@ -34,9 +34,11 @@ from .ngram import shipped_classifier
 from .normalize import joined_chunks, joined_letters, masked_chunks, native, plain_words, readable, tokens
 from .wordlists import REMOVAL_REACH, Lexicon, Terms, compacted_words, load_lexicon, russian_stems
 
-# "ngram": the n-gram classifier flags at or above it (any value above 1 turns it off): on by default at 0.95, its
-# threshold cross-validated on the tuning sets, by the README's third pre-registered rule (Safety)
-DEFAULT_THRESHOLDS = {"profanity": 0.9, "ngram": 0.95}
+# "ngram": the n-gram classifier flags at or above it (any value above 1 turns it off). Off by default: it met the
+# README's third pre-registered rule (Safety) at 0.95, its threshold cross-validated on the tuning sets, but at 0.95 it
+# refuses 13 of 2,000 of the embedded model's own prompts (corpus(2000, seed=0): "a big striped black triangle left"
+# 0.97, "striped" read as "stripped"), the app's main job. An operator opts in with 0.95 (model/ngram_meta.json).
+DEFAULT_THRESHOLDS = {"profanity": 0.9, "ngram": 1.01}
 LIST_CATEGORIES = tuple(c for c in CATEGORIES if c != "sexual_minors") + ("sexual_minors",)
 # words never joined to a neighbour: "a pen is red" must not read as a blocked word
 FUNCTION_WORDS = frozenset("a an and as at in is it no of on or the to".split())
