@@ -29,15 +29,10 @@ from t2i.train.hub import HUB_WEIGHTS, check_repo_id, push_run, stage
 from t2i.train.runner import TrainingRunner
 from t2i.train.actions import TrainingStudio
 
+from app_start import free_port
 from test_train_lora import _teal_images
 
 TOKEN = "hf_NotARealTokenButSecret1234567890"
-
-
-def _unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _front_matter(card: str) -> dict:
@@ -137,7 +132,7 @@ def test_no_token_is_a_clear_error(finished, monkeypatch, tmp_path, settings):
 @pytest.mark.slow  # a trainer in a subprocess (the `finished` run)
 def test_an_unreachable_hub_is_a_quick_clear_error_without_the_token(finished, online, monkeypatch, settings):
     runner, run_id = finished
-    endpoint = f"http://127.0.0.1:{_unused_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setattr(hub_constants, "ENDPOINT", endpoint)  # what HF_ENDPOINT sets when huggingface_hub loads
     studio = TrainingStudio(runner.settings, SafetyGate(PluginManager(), settings), runner)
     began = time.perf_counter()
@@ -215,7 +210,7 @@ def test_offline_mode_and_unfinished_runs_are_refused(finished, tmp_path):
 def test_cli_push_checks_first_and_reports_an_unreachable_hub(finished, tmp_path):
     runner, run_id = finished
     settings = runner.settings
-    endpoint = f"http://127.0.0.1:{_unused_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"
     env = {**os.environ, "T2I_DATA_DIR": str(settings.data_dir),
            "T2I_LORA_DIR": str(settings.lora_dir), "T2I_ENTRY_POINT_PLUGINS": "0", "HF_HUB_OFFLINE": "0",
            "HF_ENDPOINT": endpoint, "HF_TOKEN_PATH": str(tmp_path / "no-token"), "T2I_HUB_TIMEOUT": "5"}

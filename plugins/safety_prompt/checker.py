@@ -86,17 +86,17 @@ class PromptModeration(PromptChecker):
         """Flag a prompt whose normalised words hit a category's lists, or that the classifier scores as abusive."""
         latin, own = readable(text), native(text)
         # the text's context words with its allowed phrases kept (a bare torso is "allowed" until a woman is named)
-        written = CYRILLIC_WORD.findall(own)
-        full_view = (tokens(latin, look_alikes=False), written, russian_stems(written), compacted_words(own))
+        written, words = CYRILLIC_WORD.findall(own), tokens(latin, look_alikes=False)
+        full_view = (words, written, russian_stems(written), compacted_words(own))
         female = self._mentions("female", full_view)
+        compact = self._compact(own)  # with its allowed phrases blanked
         found = self._latin_hits(latin, female)
-        for category, reason in {**self._cyrillic_hits(own, female), **self._substring_hits(own)}.items():
+        for category, reason in {**self._cyrillic_hits(own, female), **self._substring_hits(compact)}.items():
             found.setdefault(category, reason)
         cyrillic = self._cyrillic_words(own)
         # context words are read without look-alike letters, as their sections are folded (wordlists.py)
         view = (joined_letters(tokens(self._without_allowed(latin), look_alikes=False)), cyrillic,
-                russian_stems(cyrillic),
-                self._compact(own))
+                russian_stems(cyrillic), compact)
         if "sexual_minors" not in found and self._mentions_minor(own, view) and (
                 "sexual" in found or self._mentions("suggestive", view)):
             found["sexual_minors"] = "a minor in a sexual or suggestive context"
@@ -104,7 +104,6 @@ class PromptModeration(PromptChecker):
             if category not in found and self._mentions(first, full_view if first in KEPT_WHEN_ALLOWED else view) \
                     and self._mentions(second, view) and not (unless and self._mentions(unless, full_view)):
                 found[category] = f"a [{first}] word with a [{second}] word"
-        words = tokens(latin, look_alikes=False)
         english = _english_text(words, plain_words(self._without_allowed(latin)))
         profanity = offensive_probability(english) if english else 0.0
         if profanity >= self.thresholds["profanity"]:
@@ -203,8 +202,7 @@ class PromptModeration(PromptChecker):
             compact = compact.replace(allowed, "|" * len(allowed))
         return compact, starts, ends
 
-    def _substring_hits(self, own: str) -> dict[str, str]:
-        compact = self._compact(own)
+    def _substring_hits(self, compact: tuple[str, frozenset[int], frozenset[int]]) -> dict[str, str]:
         found = {}
         for category in LIST_CATEGORIES:
             hit = self.lexicon.substrings[category].find(*compact)
