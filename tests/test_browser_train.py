@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from t2i.models.tiny import save_tiny_model
-from test_train_hub import _unused_port
+from app_start import free_port
 from test_train_lora import _teal_images
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -60,7 +60,7 @@ def test_a_browser_finds_its_stopped_run_after_reload_and_restart_and_nobody_els
     images = _teal_images(tmp_path / "images", count=3)
     save_tiny_model("sdxl", tmp_path / "models" / "tiny_xl")
     save_tiny_model("sd3", tmp_path / "models" / "tiny_sd3")  # SD3 LoRAs cannot train: never offered
-    port = _unused_port()
+    port = free_port()
     env = dict(T2I_TRAIN_LOCK=str(tmp_path / "train.lock"), T2I_TRAIN_THREADS="1",
                T2I_MODEL_DIR=str(tmp_path / "models"))
     with playwright.sync_playwright() as p:

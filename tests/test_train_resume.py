@@ -22,7 +22,8 @@ from t2i.train.dataset import prepare_dataset
 from t2i.train.runner import TrainingRunner, read_status
 from t2i.train.actions import TrainingStudio
 
-from test_train_hub import TOKEN, _unused_port
+from app_start import free_port
+from test_train_hub import TOKEN
 from test_train_lora import _events, _teal_images
 
 SMALL = dict(batch_size=2, rank=4, alpha=4.0, checkpoint_every=2, sample_every=0, prior_preservation=False)
@@ -157,7 +158,7 @@ def test_train_tab_api_cancel_resume_and_push(launch_app, tmp_path):
     from gradio_client import Client, handle_file
 
     folder = _teal_images(tmp_path / "images", count=3)
-    port = _unused_port()
+    port = free_port()
     env = dict(T2I_TRAIN_LOCK=str(tmp_path / "train.lock"), T2I_TRAIN_THREADS="1", HF_HUB_OFFLINE="0",
                HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_TOKEN="", HF_TOKEN_PATH=str(tmp_path / "no-token"))
     with launch_app(tmp_path / "app-data", **env) as url:
