@@ -40,7 +40,8 @@ class MemoryPlan:
 
 def _tensor_storages(tensor: torch.Tensor):
     """(device, storage pointer, bytes) of the real storages behind a tensor; quantised tensor subclasses
-    (torchao) hold theirs in inner tensors, named by `__tensor_flatten__`."""
+    (torchao) hold theirs in inner tensors, named by `__tensor_flatten__`; bitsandbytes' 4-bit parameters hold their
+    packed weights and, beside them in `quant_state`, a scale per block and the code table."""
     if type(tensor) not in (torch.Tensor, torch.nn.Parameter) and hasattr(tensor, "__tensor_flatten__"):
         for name in tensor.__tensor_flatten__()[0]:
             yield from _tensor_storages(getattr(tensor, name))
@@ -49,6 +50,11 @@ def _tensor_storages(tensor: torch.Tensor):
         return
     storage = tensor.untyped_storage()
     yield str(tensor.device), storage.data_ptr(), storage.nbytes()
+    state = getattr(tensor, "quant_state", None)  # bitsandbytes Params4bit: nf4 absmax is 1/8 of the packed bytes
+    if state is not None:
+        nested = [state.state2.absmax, state.state2.code, state.offset] if state.nested else []
+        for part in (state.absmax, state.code, *nested):
+            yield from _tensor_storages(part)
 
 
 def _module_tensors(module: torch.nn.Module):
