@@ -13,7 +13,8 @@ substrings of the native reading without spaces and punctuation (allowed phrases
 5. hate: a [group] of people with a [dehumanizing] word ("immigrants are vermin"), or an [atrocity] with a
    [glorify] word ("a poster celebrating the death camps"); violence_gore: a [dead] body with a [bloody] word
    ("a corpse in a pool of blood"); self_harm: a [blade] with a [wrist] ("a razor on her wrist"), or a [ledge]
-   with a [leap] ("on the edge of a rooftop, about to jump") unless a [sport] word says why (bungee, diving);
+   with a [leap] ("on the edge of a rooftop, about to jump"), or a [fall] alone ("jumping off a bridge"), unless a
+   [sport] word says why (bungee, diving);
    violence_gore: [innards] that [spill] ("intestines spilling onto the floor") unless a [medical] word says why;
 6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity", on a
    prompt with at least as many English function words as those of the other Latin-script languages (with none
@@ -57,10 +58,11 @@ AGE = re.compile(r"(\d{1,2})\s*-?\s*(?:years?\s*-?\s*old|yo|y/o|anos|ans|jahre|j
                  r"歳|岁|歲|살)")
 ADULT_AGE = 18
 # a category found when a word of each of two context sections is in the text
-# (category, first section, second section, a section whose words call the pair innocent or None)
+# (category, first section, second section or None (the first alone), a section whose words call it innocent or None)
 COMBINATIONS = (("hate", "group", "dehumanizing", None), ("hate", "atrocity", "glorify", None),
                 ("violence_gore", "dead", "bloody", None), ("self_harm", "blade", "wrist", None),
-                ("self_harm", "ledge", "leap", "sport"), ("violence_gore", "innards", "spill", "medical"),
+                ("self_harm", "ledge", "leap", "sport"), ("self_harm", "fall", None, "sport"),
+                ("violence_gore", "innards", "spill", "medical"),
                 ("sexual", "bare_torso", "female", None), ("hate", "extremist", "praise", None))
 # sections whose phrases are also [allow]ed (so that alone they are no sexual term): "torso nudo", "上半身裸"
 KEPT_WHEN_ALLOWED = frozenset({"bare_torso"})
@@ -102,8 +104,9 @@ class PromptModeration(PromptChecker):
             found["sexual_minors"] = "a minor in a sexual or suggestive context"
         for category, first, second, unless in COMBINATIONS:
             if category not in found and self._mentions(first, full_view if first in KEPT_WHEN_ALLOWED else view) \
-                    and self._mentions(second, view) and not (unless and self._mentions(unless, full_view)):
-                found[category] = f"a [{first}] word with a [{second}] word"
+                    and (second is None or self._mentions(second, view)) \
+                    and not (unless and self._mentions(unless, full_view)):
+                found[category] = f"a [{first}] word" + (f" with a [{second}] word" if second else "")
         english = _english_text(words, plain_words(self._without_allowed(latin)))
         profanity = offensive_probability(english) if english else 0.0
         if profanity >= self.thresholds["profanity"]:
