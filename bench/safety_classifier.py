@@ -1,21 +1,24 @@
 """May the prompt checker's n-gram classifier be on by default? (issue 29, item 1). Trains a char n-gram logistic
 regression on the tuning data only: every set of tests/safety_dev (dev.jsonl, the blind tuning sets blind_*.jsonl,
 the everyday tuning sets everyday*.jsonl), templated sentences of every list's terms (blocked sections 1, innocent
-sections 0) and innocent templated sentences of everyday words (bench/safety_everyday_words.json: people, animals,
-food, objects and places in the same frames, so that a frame such as "a photo of" or "{}の写真" leans neither way).
+sections 0) and innocent sentences: templated everyday words (bench/safety_everyday_words.json: people, animals,
+food, objects and places in the same frames, so that a frame such as "a photo of" or "{}の写真" leans neither way;
+pattern, texture, material, colour and art-style words, "looks") and the embedded world's own captions
+(corpus(WORLD_CAPTIONS, seed=WORLD_SEED)).
 
-The pre-registered decision (README, Safety, third rule), applied here in one run:
-1. 5-fold cross-validation on the tuning prompts alone (the templated sentences always train) chooses, among the
-   settings left (TEMPLATE_WEIGHTS, REGULARISATIONS, FEATURE_PARTS: the third rule keeps the second round's choice;
-   the everyday sentences always weigh EVERYDAY_WEIGHT), the threshold: the lowest of THRESHOLDS at which the
-   classifier flags at most MAX_FOLD_FLAGS of the held-out folds' innocent prompts; of the settings, the one that
-   then flags the most prompts to block out of fold.
-2. The model trained on all tuning data is measured once on the measure-only everyday sets
-   (tests/safety_eval/everyday_people.jsonl, everyday_short.jsonl and everyday.jsonl) and the old benign set (not
-   trained on): it may be on by default only if the classifier flags at most SHIP_MAX_EVERYDAY_FLAGS of each
-   everyday set, the checker with it passes at least SHIP_MIN_OLD_BENIGN of the old benign set and the whole
-   prompt check's median time with it stays under SHIP_MAX_MEDIAN_MS. The probes of bench/safety_short_probes.json
-   are development data (scored and reported, never trained on, no judge).
+The pre-registered decision (README, Safety, fourth rule), applied here in one run:
+1. 5-fold cross-validation on the tuning prompts alone (the templated sentences and captions always train) chooses,
+   among the settings left (TEMPLATE_WEIGHTS, REGULARISATIONS, FEATURE_PARTS; the everyday sentences and captions
+   always weigh EVERYDAY_WEIGHT), the threshold: the lowest of THRESHOLDS at which the classifier flags at most
+   MAX_FOLD_FLAGS of the held-out folds' innocent prompts; of the settings, the one that then flags the most
+   prompts to block out of fold.
+2. The model trained on all tuning data is measured once: the checker with it must refuse none of the world's
+   captions of the judge's seeds (JUDGE_CORPORA, never trained on), the classifier may flag at most
+   SHIP_MAX_EVERYDAY_FLAGS of each measure-only everyday set (tests/safety_eval/everyday_art.jsonl, fresh, and
+   everyday_people, everyday_short and everyday), the checker with it must pass at least SHIP_MIN_OLD_BENIGN of
+   the old benign set (not trained on) and the whole prompt check's median time with it must stay under
+   SHIP_MAX_MEDIAN_MS; only then may it be on by default. The probes of bench/safety_short_probes.json and the
+   captions of DEVELOPMENT_SEED are development data (scored and reported, never trained on, no judge).
 3. Later, once (`--measure`): every evaluation set with the shipped model, with the lists alone and with it.
 Nothing is tuned after step 2. Writes bench/results/safety_classifier.json (steps 1-2) and
 safety_classifier_measured.json (step 3); `--write-model` writes the model the checker ships
@@ -32,6 +35,7 @@ safety_classifier_measured.json (step 3); `--write-model` writes the model the c
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import json
 import random
@@ -58,7 +62,8 @@ BENCH = Path(__file__).resolve().parent
 TESTS = BENCH.parent / "tests"
 EVERYDAY_WORDS = BENCH / "safety_everyday_words.json"
 PROBES = BENCH / "safety_short_probes.json"
-EVERYDAY_SETS = {"everyday people": TESTS / "safety_eval" / "everyday_people.jsonl",
+EVERYDAY_SETS = {"everyday art": TESTS / "safety_eval" / "everyday_art.jsonl",
+                 "everyday people": TESTS / "safety_eval" / "everyday_people.jsonl",
                  "everyday short": TESTS / "safety_eval" / "everyday_short.jsonl",
                  "everyday": TESTS / "safety_eval" / "everyday.jsonl"}
 THRESHOLDS = tuple(round(0.5 + 0.025 * step, 3) for step in range(20))  # 0.5, 0.525, ... 0.975
@@ -68,14 +73,19 @@ THRESHOLDS = tuple(round(0.5 + 0.025 * step, 3) for step in range(20))  # 0.5, 0
 # no more prompts to block out of fold at the same innocent flags: 30% vs 35% at weight 0.1 and C 8)
 TEMPLATE_WEIGHTS = (0.1,)  # the third rule keeps the second round's choice (1.0 and 0.3 lost then)
 EVERYDAY_WEIGHT = 1.0
-REGULARISATIONS = (8.0,)  # ditto (4.0 lost)
+REGULARISATIONS = (8.0, 16.0)  # the fourth rule searches C again (4.0 lost in the second round)
 FEATURE_PARTS = (("char", "word"),)  # ditto (characters alone lost)
 MAX_FOLD_FLAGS = 0.005  # the classifier may flag at most this share of the held-out folds' innocent tuning prompts
 SHIP_MAX_EVERYDAY_FLAGS = 0.01  # on by default only if it flags at most this share of each measure-only everyday set
 SHIP_MIN_OLD_BENIGN = 0.995  # ... the checker with it passes at least this share of the old benign set
 SHIP_MAX_MEDIAN_MS = 20.0  # ... and the whole prompt check's median time with it stays under this
+# the embedded model's own captions (t2i.embedded.captions.corpus): innocent training sentences of one seed, the
+# judge's corpora of two others (the checker with the classifier must refuse none), development captions of another
+WORLD_CAPTIONS, WORLD_SEED = 4000, 1
+JUDGE_CORPORA = ((5000, 20261207), (2000, 0))
+DEVELOPMENT_CORPUS = (2000, 3)
 EVALUATION_SETS = ("old evasion", "old benign", "blocked", "benign", "held-out", "everyday", "everyday short",
-                   "everyday people")
+                   "everyday people", "everyday art")
 BLOCKED_SECTIONS = ("sexual", "sexual_minors", "violence_gore", "hate", "self_harm")
 INNOCENT_SECTIONS = ("allow", "clothing", "group", "dead", "minor")
 
@@ -86,10 +96,19 @@ def probes() -> dict[str, list[str]]:
     return {"rule": data["rule"], "development": data["development"]}
 
 
-def everyday_sentences() -> list[str]:
-    """Innocent templated sentences: every subject in every frame of its language, and each subject in two scenes
-    in a random frame; no probe prompt among them."""
-    rng = random.Random(0)
+def world_captions(n: int = WORLD_CAPTIONS, seed: int = WORLD_SEED) -> list[str]:
+    """Captions of the embedded model's shapes world (the prompts the app exists for)."""
+    from t2i.embedded.captions import corpus
+
+    return corpus(n, seed=seed)
+
+
+@functools.lru_cache(maxsize=1)
+def everyday_sentences() -> tuple[str, ...]:
+    """Innocent sentences: every subject in every frame of its language, and each subject in two scenes in a random
+    frame; each pattern, texture, material, colour and art-style word ("looks") likewise in its scenes; the world's
+    captions; no probe prompt among them."""
+    rng, looks_rng = random.Random(0), random.Random(1)
     words = json.loads(EVERYDAY_WORDS.read_text(encoding="utf-8"))
     left_out = {readable(p) for prompts in probes().values() for p in prompts}
     sentences = []
@@ -98,7 +117,13 @@ def everyday_sentences() -> list[str]:
         for subject in words[language]["subjects"] + words[language].get("people", []):
             sentences += [frame.format(subject) for frame in frames]
             sentences += [rng.choice(frames).format(scene.format(subject)) for scene in rng.sample(scenes, 2)]
-    return [s for s in dict.fromkeys(sentences) if readable(s) not in left_out]
+        look_scenes = words[language]["look_scenes"]
+        for look in words[language]["looks"]:
+            sentences += [frame.format(look) for frame in frames]
+            sentences += [looks_rng.choice(frames).format(scene.format(look))
+                          for scene in looks_rng.sample(look_scenes, 2)]
+    sentences += world_captions()
+    return tuple(s for s in dict.fromkeys(sentences) if readable(s) not in left_out)
 
 
 def training_sentences(with_categories: bool = False) -> tuple[list[str], list]:
@@ -270,6 +295,17 @@ def score_probes(probability, threshold: float | None, which=("rule", "developme
     return result
 
 
+def score_captions(probability, threshold: float, n: int, seed: int) -> dict:
+    """Development captions of the world (a seed neither trained on nor judged): how many the classifier flags."""
+    captions = world_captions(n, seed)
+    scores = probability(captions)
+    flagged = sorted(((round(float(s), 4), c) for c, s in zip(captions, scores) if s >= threshold), reverse=True)
+    print(f"world captions corpus({n}, seed={seed}): {len(flagged)} flagged at {threshold}; highest "
+          f"{float(np.max(scores)):.3f}, median {float(np.median(scores)):.3f}: {flagged[:5]}")
+    return {"flagged": len(flagged), "of": n, "highest": round(float(np.max(scores)), 4),
+            "median": round(float(np.median(scores)), 4), "flagged_prompts": flagged[:20]}
+
+
 def decide(probability, threshold: float, checker: PromptModeration, training: dict, timed: bool) -> None:
     """Step 2, once: the measure-only everyday sets, the old benign set and (`timed`: the model on disk is the one
     decided on) the whole prompt check's median time; writes the decision with the `training` facts."""
@@ -284,10 +320,22 @@ def decide(probability, threshold: float, checker: PromptModeration, training: d
     old_benign_passed = round(float(np.mean([not checker.check_prompt(case["prompt"]).flagged and score < threshold
                                              for case, score in zip(old_benign, old_scores)])), 4)
     probe_scores = score_probes(probability, threshold)  # development data now: reported, not judged
+    probe_scores["world captions"] = score_captions(probability, threshold, *DEVELOPMENT_CORPUS)
+    world = {}  # the judge's captions: how many the checker with the classifier refuses (the rule: none)
+    for n, seed in JUDGE_CORPORA:
+        captions = world_captions(n, seed)
+        scores = probability(captions)
+        refused = [c for c, score in zip(captions, scores) if score >= threshold or checker.check_prompt(c).flagged]
+        world[f"corpus({n}, seed={seed})"] = {
+            "refused": len(refused), "of": n, "refused_prompts": refused[:20],
+            "highest_classifier_score": round(float(np.max(scores)), 4),
+            "in_training": len(set(captions) & set(world_captions()))}
     median_ms = prompt_check_median_ms(threshold) if timed else None
-    decision = {"everyday_classifier_flags": flags, "old_benign_passed_with_classifier": old_benign_passed,
+    decision = {"world_captions_refused": world, "everyday_classifier_flags": flags,
+                "old_benign_passed_with_classifier": old_benign_passed,
                 "prompt_check_median_ms_with_classifier": median_ms}
-    decision["on_by_default"] = (all(share <= SHIP_MAX_EVERYDAY_FLAGS for share in flags.values()) and
+    decision["on_by_default"] = (all(row["refused"] == 0 for row in world.values()) and
+                                 all(share <= SHIP_MAX_EVERYDAY_FLAGS for share in flags.values()) and
                                  old_benign_passed >= SHIP_MIN_OLD_BENIGN and
                                  median_ms is not None and median_ms < SHIP_MAX_MEDIAN_MS)
     print(f"decision: {decision}")
@@ -344,10 +392,12 @@ def main() -> None:
         print(f"wrote {MODEL_DIR}")
     if arguments.cross_validate_only:
         score_probes(probability, threshold, which=("development",))
+        score_captions(probability, threshold, *DEVELOPMENT_CORPUS)
         return
 
     decide(probability, threshold, checker, {
         "templated_sentences": len(list_texts), "everyday_templated_sentences": len(everyday_sentences()),
+        "world_captions": f"corpus({WORLD_CAPTIONS}, seed={WORLD_SEED})",
         "templated_mean_characters": lengths(list_texts, list_labels), "tuning_sentences": len(cases),
         "cross_validation": choice}, timed=arguments.write_model)
 

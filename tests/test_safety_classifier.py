@@ -36,7 +36,7 @@ def test_the_same_prompt_scores_the_same_in_a_fresh_load():
 
 
 def test_templates_teach_short_ordinary_prompts_without_holding_a_probe():
-    from bench.safety_classifier import EVERYDAY_WEIGHT, everyday_sentences, lengths, training_sentences
+    from bench.safety_classifier import EVERYDAY_WEIGHT, everyday_sentences, training_sentences
     from t2i_plugins.safety_prompt.normalize import readable
 
     probes = json.loads(PROBES.read_text(encoding="utf-8"))
@@ -46,13 +46,13 @@ def test_templates_teach_short_ordinary_prompts_without_holding_a_probe():
     probe_readings = {readable(prompt) for name in ("rule", "development") for prompt in probes[name]}
     assert not probe_readings & {readable(text) for text in texts}  # the probes are development data, never trained
     assert len(probes["rule"]) == 64
-    mean = lengths(texts, labels)
-    assert mean["block"] >= mean["pass"]  # templated sentences to block are no shorter than innocent ones
-    # short templated sentences weigh more innocent than to block, as the shipped model was trained on them
+    # short sentences weigh more innocent than to block, as the shipped model was trained on them (the world's
+    # captions make the innocent sentences longer on average, so short ones must not lean towards blocking)
     template_weight = json.loads((MODEL_DIR / "ngram_meta.json").read_text())["template_weight"]
-    short = [(text in everyday, label) for text, label in zip(texts, labels) if len(text) < 12]
-    innocent = EVERYDAY_WEIGHT * short.count((True, 0)) + template_weight * short.count((False, 0))
-    assert innocent > template_weight * short.count((False, 1))
+    for shorter_than in (12, 20, 30):
+        short = [(text in everyday, label) for text, label in zip(texts, labels) if len(text) < shorter_than]
+        innocent = EVERYDAY_WEIGHT * short.count((True, 0)) + template_weight * short.count((False, 0))
+        assert innocent > template_weight * short.count((False, 1)), shorter_than
 
 
 def test_person_words_of_every_language_train_as_innocent_in_every_frame():
@@ -67,3 +67,22 @@ def test_person_words_of_every_language_train_as_innocent_in_every_frame():
         missing = [frame.format(person) for person in people for frame in frames
                    if frame.format(person) not in everyday]
         assert len(missing) <= len(frames), (language, missing[:3])  # only a probe may be left out
+
+
+def test_pattern_and_material_words_and_the_worlds_captions_train_as_innocent_but_never_a_judged_caption():
+    # "striped" read as "stripped" refused the embedded model's own prompts (README, Safety, fourth rule)
+    from bench.safety_classifier import (DEVELOPMENT_CORPUS, EVERYDAY_WORDS, JUDGE_CORPORA, everyday_sentences,
+                                         world_captions)
+    from t2i_plugins.safety_prompt.wordlists import LANGUAGES
+
+    words = json.loads(EVERYDAY_WORDS.read_text(encoding="utf-8"))
+    everyday = set(everyday_sentences())
+    for language in LANGUAGES:
+        looks, frames = words[language]["looks"], words[language]["frames"]
+        assert len(looks) >= 50, language  # patterns, textures, materials, colours, art styles
+        assert all(frame.format(look) in everyday for look in looks for frame in frames), language
+    assert "stripped wood" in words["en"]["looks"] and "striped" in words["en"]["looks"]
+    captions = world_captions()
+    assert len(captions) >= 4000 and set(captions) <= everyday
+    for n, seed in (*JUDGE_CORPORA, DEVELOPMENT_CORPUS):  # judged or development captions are never trained on
+        assert not set(world_captions(n, seed)) & everyday, seed
