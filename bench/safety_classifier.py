@@ -66,7 +66,9 @@ EVERYDAY_SETS = {"everyday art": TESTS / "safety_eval" / "everyday_art.jsonl",
                  "everyday people": TESTS / "safety_eval" / "everyday_people.jsonl",
                  "everyday short": TESTS / "safety_eval" / "everyday_short.jsonl",
                  "everyday": TESTS / "safety_eval" / "everyday.jsonl"}
-THRESHOLDS = tuple(round(0.5 + 0.025 * step, 3) for step in range(20))  # 0.5, 0.525, ... 0.975
+# 0.5, 0.525, ... 0.975, then 0.98, 0.985, 0.99 (the fourth rule's amendment of 03:16: with the captions the
+# development fit's threshold reached the old grid's top, 0.975, at 0.46% out-of-fold innocent flags)
+THRESHOLDS = tuple(round(0.5 + 0.025 * step, 3) for step in range(20)) + (0.98, 0.985, 0.99)
 # the list's templated sentences are three fifths to block; weighted down beside the written prompts, their frames
 # lean less. The everyday sentences are hand-chosen innocent prompts and weigh as much as a written one: a short
 # ordinary prompt must learn to pass (length-bucketed sample weights, tried at 23:45 on the tuning data only, found
@@ -382,7 +384,9 @@ def main() -> None:
     choice = cross_validated_choice(list_texts, list_labels, cases)
     threshold = choice["threshold"]
     print(f"cross-validated on the tuning sets: {choice}", flush=True)
-    if threshold is None:
+    if threshold is None:  # no threshold within the limit: nothing to ship, the classifier stays the opt-in
+        write_result("safety_classifier", {"cross_validation": choice, "decision": {"on_by_default": False}},
+                     model="char n-gram logistic regression on the tuning sets, the word lists and everyday templates")
         return
     setting = {key: choice[key] for key in ("template_weight", "regularisation", "parts")}
     ngrams, model = fit(list_texts, list_labels, cases, setting)
