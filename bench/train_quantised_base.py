@@ -11,9 +11,11 @@ Flux.1-dev's transformer, 11.9B, and its T5-XXL encoder, which the trainer quant
 the meta device (no memory), each distinct Linear shape is quantised once for real with the trainer's int8 path
 (torchao int8 weight-only) and its bytes measured, then summed over the layers; the layers left alone
 (convolutions, norms, embeddings) keep their bytes. nf4 is computed from bitsandbytes' layout (4 bits a weight plus
-a float32 absmax per 64-weight block; no double quantisation, diffusers' BitsAndBytesConfig default), as
-bitsandbytes cannot quantise without CUDA. Step times on the real
-architectures are not measured by this bench (they need a GPU; none was lent when it was written).
+a float32 absmax per 64-weight block; no double quantisation, diffusers' BitsAndBytesConfig default) and, where
+bitsandbytes is installed, also measured the same way as int8: each distinct shape quantised once by bitsandbytes'
+own CPU backend (0.50.2 has one; diffusers 0.42.1 refuses to load a model with it on a CPU, so the trainer cannot).
+Step times on the real architectures are not measured by this bench (they need a GPU; none was lent when it was
+written).
 
     python -m bench.train_quantised_base [--steps 12] [--reps 2] [--threads 1]
     python -m bench.train_quantised_base --real
@@ -22,6 +24,7 @@ architectures are not measured by this bench (they need a GPU; none was lent whe
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import random
@@ -86,11 +89,8 @@ def tiny(steps: int, reps: int, threads: int) -> dict:
     from t2i.models.tiny import save_tiny_model
 
     bases = ["none", "int8"]
-    if torch.cuda.is_available():
-        import importlib.util
-
-        if importlib.util.find_spec("bitsandbytes"):
-            bases.append("nf4")
+    if torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes"):
+        bases.append("nf4")
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
@@ -124,9 +124,22 @@ def _int8_linear_bytes(shape: tuple[int, int], bias: bool) -> int:
     return sum(resident_bytes(layer).values())
 
 
+def _nf4_linear_bytes(shape: tuple[int, int], bias: bool) -> int:
+    """Measured: the bytes of one float32 Linear of `shape` quantised by bitsandbytes (on the CPU) as diffusers'
+    BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4") quantises it."""
+    import bitsandbytes as bnb
+
+    from t2i.models.memory import resident_bytes
+
+    layer = bnb.nn.Linear4bit(shape[1], shape[0], bias=bias, quant_type="nf4", compress_statistics=False)
+    layer.weight = bnb.nn.Params4bit(torch.randn(shape), requires_grad=False, quant_type="nf4",
+                                     compress_statistics=False)
+    return sum(resident_bytes(layer.to("cpu")).values())  # bitsandbytes quantises as the weight moves
+
+
 def real_bytes(model: torch.nn.Module) -> dict:
     """Bytes of a (meta-device) float32 model's weights: as they are, with its Linear layers int8 (measured per shape)
-    and nf4 (bitsandbytes' layout, computed)."""
+    and nf4 (bitsandbytes' layout, computed; measured per shape too where bitsandbytes is installed)."""
     full = sum(p.numel() * 4 for p in model.parameters())
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     linear_bytes = sum(m.weight.numel() * 4 + (m.bias.numel() * 4 if m.bias is not None else 0) for m in linears)
@@ -137,13 +150,18 @@ def real_bytes(model: torch.nn.Module) -> dict:
         if key not in measured:
             measured[key] = _int8_linear_bytes(*key)
         int8 += measured[key]
+    rest = full - linear_bytes
     nf4 = sum(m.weight.numel() // 2 + 4 * -(-m.weight.numel() // NF4_BLOCK) + (m.bias.numel() * 4 if m.bias is not None
                                                                                else 0) for m in linears)
-    rest = full - linear_bytes
     parameters = sum(p.numel() for p in model.parameters())
-    return {"parameters": parameters, "linear_share": round(sum(m.weight.numel() for m in linears) / parameters, 4),
-            "float32_bytes": full, "bfloat16_bytes": full // 2, "int8_bytes": rest + int8, "nf4_bytes": rest + nf4,
-            "distinct_linear_shapes": len(measured)}
+    result = {"parameters": parameters, "linear_share": round(sum(m.weight.numel() for m in linears) / parameters, 4),
+              "float32_bytes": full, "bfloat16_bytes": full // 2, "int8_bytes": rest + int8, "nf4_bytes": rest + nf4,
+              "distinct_linear_shapes": len(measured)}
+    if importlib.util.find_spec("bitsandbytes"):
+        nf4_sizes = {key: _nf4_linear_bytes(*key) for key in measured}
+        result["nf4_bytes_measured"] = rest + sum(nf4_sizes[(tuple(m.weight.shape), m.bias is not None)]
+                                                  for m in linears)
+    return result
 
 
 def real() -> dict:
@@ -167,7 +185,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="T2I_TRAIN_THREADS for the tiny runs")
     args = parser.parse_args(argv)
     if args.real:
-        result = {"real": real()}
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            measured_by = f"bitsandbytes {version('bitsandbytes')} (CPU)"
+        except PackageNotFoundError:
+            measured_by = None  # nf4 computed only
+        result = {"nf4_measured_by": measured_by, "real": real()}
         path = write_result("train_quantised_base_real", result, "SDXL UNet (bench/configs), Flux.1-dev transformer "
                                                                  "and T5-XXL encoder, meta device (no weights)")
     else:
