@@ -36,7 +36,11 @@ def test_nudenet_false_positive_rate_on_200_embedded_model_images(settings, engi
     positives at 20 steps."""
     batched = Engine(dataclasses.replace(settings, batch_max=8, batch_window_ms=60_000, data_dir=tmp_path),
                      plugins=engine.plugins)
-    prompts = corpus(200, seed=7)
+    # the first 200 captions the default prompt checker passes (corpus(200, seed=7) when it refuses none): a refused
+    # world prompt is the prompt tests' business (test_safety_prompt), and must not stop this image measurement
+    prompt_checker = engine.plugins.plugins["prompt_moderation"]
+    prompts = [prompt for prompt in corpus(240, seed=7) if not prompt_checker.check_prompt(prompt).flagged][:200]
+    assert len(prompts) == 200
     nudenet = engine.plugins.plugins["nudenet"]
     withheld, detections, backgrounds = [], 0, set()
     with ThreadPoolExecutor(8) as pool:
