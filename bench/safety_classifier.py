@@ -251,12 +251,13 @@ def measure(classifier_threshold: float) -> None:
     for name, cases in sets.items():
         listed = {case["prompt"]: checker.check_prompt(case["prompt"]).flagged for case in cases}
         scored = {case["prompt"]: classifier.score(case["prompt"])[0] for case in cases}
-        for label, threshold in zip(results, (None, classifier_threshold)):
-            results[label][name] = {expect: row["all"]["rate"] for expect, row in rates(cases, lambda case: listed[
-                case["prompt"]] or (threshold is not None and scored[case["prompt"]] >= threshold)).items()}
+        for label, threshold in zip(results, (None, classifier_threshold)):  # counts per category, language, trick
+            results[label][name] = rates(cases, lambda case: listed[case["prompt"]] or (
+                threshold is not None and scored[case["prompt"]] >= threshold))
     for label, row in results.items():
-        print(f"{label:<28} " + "  ".join(f"{s}: " + "/".join(f"{k} {v:.1%}" for k, v in r.items())
-                                          for s, r in row.items()))
+        print(f"{label:<28} " + "  ".join(f"{s}: " + "/".join(
+            f"{k} {v['all']['right']}/{v['all']['total']} {v['all']['rate']:.1%}" for k, v in r.items())
+            for s, r in row.items()))
     # the whole prompt check's time, without and with the classifier, in turn on each tuning prompt
     checkers = {"lists alone": PromptModeration({**DEFAULT_THRESHOLDS, "ngram": 1.01}),
                 "lists + classifier": PromptModeration({**DEFAULT_THRESHOLDS, "ngram": classifier_threshold})}
