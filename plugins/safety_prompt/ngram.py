@@ -1,10 +1,11 @@
 """The checker's own prompt classifier: character n-grams (2-4, TF-IDF), with word 1-2 grams beside them when its
 training chose them, and two logistic regressions, one saying whether a prompt is to be blocked, one naming its
 category. Trained only on the tuning data (tests/safety_dev, its everyday sets included), templated sentences of the
-word lists (weighted down beside the written prompts) and innocent templated sentences of everyday words (people,
-animals, food, places in the same frames) by `python bench/safety_classifier.py --write-model`, which chose the
-list templates' weight, C, the word n-grams and the threshold by cross-validation on that data and applied the
-README's pre-registered rule for turning it on by default; the evaluation sets only measured it (README, Safety).
+word lists (weighted down beside the written prompts), innocent templated sentences of everyday words (people,
+animals, food, places, and pattern, texture, material, colour and art-style words, in the same frames) and the
+embedded model's own captions, by `python bench/safety_classifier.py --write-model`, which chose C and the threshold
+by cross-validation on that data and applied the README's pre-registered rule for turning it on by default; the
+evaluation sets only measured it (README, Safety).
 
 The model is plain data: the n-gram vocabularies (model/ngram_vocabulary.json.gz), the IDF weights and both models'
 coefficients (model/ngram_weights.safetensors, its header checked before loading), and the category names with the
