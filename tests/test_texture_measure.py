@@ -11,7 +11,8 @@ from t2i.embedded.world import COLOURS, POSITIONS, SIZES, Scene, ShapeObject, po
 from t2i.eval.texture import TEXTURES, paint_textured, read_texture
 from t2i.settings import Settings
 from t2i.train.check_vae import file_detail_notes
-from t2i.train.style_check import MIN_DETAIL_KEPT, detail_kept, embedded_detail_check
+from t2i.train.style_check import (MIN_DETAIL_KEPT, TRAINED_SHARES, detail_kept, embedded_detail_check,
+                                   embedded_notes)
 
 OBJECT_COLOURS = [c for c in COLOURS if c != "white"]
 
@@ -91,3 +92,19 @@ def test_the_train_command_prints_the_same_note(tmp_path):
     assert any("the embedded model's VAE keeps only" in note for note in on_embedded)
     elsewhere = dataset_notes(dataset, config_from_preset(name="stripes", base_model="/some/sdxl"))
     assert any("checked with the embedded model's VAE" in note for note in elsewhere)  # its VAE is not here
+
+
+def test_check_images_says_what_8px_dots_and_outlines_reached_but_not_for_stripes(tmp_path):
+    # the shares come from training runs (bench/results/train_style_{dotted,outlined}_*.json); stripes trained to 80%
+    for texture, word in (("dotted", "dots"), ("outlined", "outlines")):
+        [note] = embedded_notes(_renders(texture, 6, period=8))
+        shares = TRAINED_SHARES[texture]
+        assert f"show {word}" in note and f"{shares[1]:.0%}" in note and f"{shares[2]:.0%}" in note
+    assert embedded_notes(_renders("striped", 6, period=8)) == []
+    assert embedded_notes(_renders("solid", 6)) == []
+    files = []
+    for i, image in enumerate(_renders("dotted", 3, period=8)):
+        image.resize((256, 256), Image.Resampling.NEAREST).save(tmp_path / f"{i}.png")
+        files.append(str(tmp_path / f"{i}.png"))
+    [note] = file_detail_notes(files, "embedded", Settings(device="cpu", data_dir=tmp_path / "data"))
+    assert "show dots" in note  # what the Train tab's "Check images" shows

@@ -18,7 +18,7 @@ from t2i.models.access import check_server_model, model_folder_entries
 from t2i.models.families import family_of_class
 from t2i.request import RequestError
 from t2i.settings import Settings
-from t2i.train.style_check import detail_check, embedded_detail_check
+from t2i.train.style_check import detail_check, embedded_detail_check, embedded_notes
 
 # a Flux.1 transformer's config names no sample size; diffusers' Flux pipelines default to 128 latents (1024 px)
 FLUX_LATENT_SIZE = 128
@@ -68,7 +68,7 @@ def detail_notes(images: list[Image.Image], base_model: str, settings: Settings,
         return []
     base_model = (base_model or "").strip() or settings.default_model
     if base_model == "embedded":
-        return [note for note in (embedded_detail_check(images).note,) if note]
+        return embedded_notes(images)
     folder = base_model_folder(base_model, settings)
     if folder is not None:
         try:
