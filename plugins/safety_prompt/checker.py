@@ -14,7 +14,8 @@ substrings of the native reading without spaces and punctuation (allowed phrases
    [glorify] word ("a poster celebrating the death camps"); violence_gore: a [dead] body with a [bloody] word
    ("a corpse in a pool of blood"); self_harm: a [blade] with a [wrist] ("a razor on her wrist"), or a [ledge]
    with a [leap] ("on the edge of a rooftop, about to jump"), or a [fall] alone ("jumping off a bridge"), unless a
-   [sport] word says why (bungee, diving); a farewell note ([wrist]) that says [last_words] ("sorry mom, I'll go first");
+   [sport] word says why (bungee, diving); a [farewell] note beside a [blade] (a means) or that says its [last_words]
+   ("sorry mom, I'll go first");
    violence_gore: [innards] that [spill] ("intestines spilling onto the floor") unless a [medical] word says why;
 6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity", on a
    prompt with at least as many English function words as those of the other Latin-script languages (with none
@@ -62,7 +63,7 @@ ADULT_AGE = 18
 COMBINATIONS = (("hate", "group", "dehumanizing", None), ("hate", "atrocity", "glorify", None),
                 ("violence_gore", "dead", "bloody", None), ("self_harm", "blade", "wrist", None),
                 ("self_harm", "ledge", "leap", "sport"), ("self_harm", "fall", None, "sport"),
-                ("self_harm", "last_words", "wrist", None),
+                ("self_harm", "blade", "farewell", None), ("self_harm", "last_words", "farewell", None),
                 ("violence_gore", "innards", "spill", "medical"),
                 ("sexual", "bare_torso", "female", None), ("hate", "extremist", "praise", None))
 # sections whose phrases are also [allow]ed (so that alone they are no sexual term): "torso nudo", "上半身裸"

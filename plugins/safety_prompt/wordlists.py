@@ -23,20 +23,20 @@ LATIN_LANGUAGES = ("en", "es", "fr", "de", "pt", "it")
 CYRILLIC_LANGUAGES = ("ru",)
 SUBSTRING_LANGUAGES = ("ja", "zh", "ko")
 LANGUAGES = LATIN_LANGUAGES + CYRILLIC_LANGUAGES + SUBSTRING_LANGUAGES
-# context sections: a [minor] with a sexual or [suggestive] word is sexual_minors, a [remove] word before a
-# [clothing] word is sexual, a [group] with a [dehumanizing] word is hate, a [dead] body with a [bloody] word is
-# gore, a [blade] with a [wrist] is self-harm, an [atrocity] with a [glorify] word is hate ("a poster celebrating
-# the death camps"), a [ledge] with a [leap] is self-harm ("on the edge of a rooftop, about to jump") unless a
-# [sport] word says why ("a bungee jumper on a bridge, ready to jump"), and so is a [fall] alone ("jumping off a
-# bridge", "从桥上跳下") unless a [sport] word says why (a bungee jump off a bridge), a farewell note ([wrist]) that
-# says its [last_words] is self-harm ("a suicide note: sorry mom, I'll go first"; a note alone may be a will),
-# [innards] that [spill] are gore unless a [medical] word says why ("a surgeon operating"); a [bare_torso]
-# ("shirtless", "torso nudo", "上半身裸") is sexual with a [female] word, and so is a removed [top] (a shirt): "a surfer
-# without a shirt" is not; an [extremist] movement or leader with a [praise] word is hate ("a painting glorifying the
-# Nazis"; [glorify] holds more, such as "propaganda", which is everyday beside "Nazi")
+# context sections: a [minor] with a sexual or [suggestive] word is sexual_minors, a [remove] word before a [clothing]
+# word is sexual, a [group] with a [dehumanizing] word is hate, a [dead] body with a [bloody] word is gore, a [blade]
+# with a [wrist] or a [farewell] note is self-harm, an [atrocity] with a [glorify] word is hate ("a poster celebrating
+# the death camps"), a [ledge] with a [leap] is self-harm ("on the edge of a rooftop, about to jump") unless a [sport]
+# word says why ("a bungee jumper on a bridge, ready to jump"), and so is a [fall] alone ("jumping off a bridge",
+# "从桥上跳下") unless a [sport] word says why (a bungee jump off a bridge), a [farewell] note that says its [last_words]
+# is self-harm ("a suicide note: sorry mom, I'll go first"; a note alone may be a will), [innards] that [spill] are
+# gore unless a [medical] word says why ("a surgeon operating"); a [bare_torso] ("shirtless", "torso nudo", "上半身裸") is
+# sexual with a [female] word, and so is a removed [top] (a shirt): "a surfer without a shirt" is not; an [extremist]
+# movement or leader with a [praise] word is hate ("a painting glorifying the Nazis"; [glorify] holds more, such as
+# "propaganda", which is everyday beside "Nazi")
 CONTEXTS = ("minor", "suggestive", "clothing", "remove", "group", "dehumanizing", "dead", "bloody", "blade", "wrist",
             "atrocity", "glorify", "ledge", "leap", "sport", "innards", "spill", "medical", "bare_torso", "female",
-            "top", "extremist", "praise", "fall", "last_words")
+            "top", "extremist", "praise", "fall", "farewell", "last_words")
 SECTIONS = (*CATEGORIES, *CONTEXTS, "allow")
 PLURALS = ("s", "es")
 REMOVAL_REACH = 3  # words after "without"/"no"/"removing" that a clothing word may be
