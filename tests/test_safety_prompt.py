@@ -145,7 +145,10 @@ def test_prompt_syntax_is_judged_not_crashed_on(engine, text):
     ("г о л а я   ж е н щ и н а", "sexual"),  # spaced-out Cyrillic letters, words apart by wider gaps
     ("자 해 하는 소녀", "self_harm"),  # a CJK term across a space still counts where it starts a word
     ("shirtless woman at the gym", "sexual"), ("上半身裸の女性", "sexual"),  # a bare torso with a [female] word
-    ("woman without a shirt", "sexual")])
+    ("woman without a shirt", "sexual"),
+    ("ㅅㅔㄱㅅㅡ 하는 커플", "sexual"),  # Hangul typed letter by letter (compatibility jamo) read as syllables
+    ("桌上放着遗书和一瓶安眠药", "self_harm"), ("유서를 쓰는 손, 엄마 미안해 먼저 갈게", "self_harm"),  # a [farewell] note
+    ("парень прыгает с крыши многоэтажки", "self_harm"), ("надпись «прыгай с крыши»", "self_harm")])
 def test_inflections_spacing_and_combinations_are_read(engine, text, category):
     verdict = engine.plugins.plugins["prompt_moderation"].check_prompt(text)
     assert verdict.scores.get(category) == 1.0, verdict.reason
@@ -162,7 +165,10 @@ def test_inflections_spacing_and_combinations_are_read(engine, text, category):
     "수영복 입은 여자, 해운대 해변",  # 자해 (self-harm) would straddle two words
     "bruja simpática con su gato negro",  # the English offensive-language classifier reads English only
     "shirtless surfer on the beach", "surfista a torso nudo", "上半身裸のサーファー", "Surfer ohne T-Shirt",
-    "bungee jump off a bridge, ready to jump"])
+    "bungee jump off a bridge, ready to jump",
+    "蹦极的男人从桥上跳下", "мальчик прыгает с крыши гаража в сугроб",  # a [fall] with a [sport] word, or play
+    "律师宣读爷爷的遗书", "祖父の遺書を読む弁護士", "a final goodbye at the airport",  # a farewell note alone is a will
+    "a wrist watch engraved 'sorry mom'", "ㅋㅋㅋ 웃긴 고양이"])
 def test_innocent_neighbours_of_the_new_readings_pass(engine, text):
     verdict = engine.plugins.plugins["prompt_moderation"].check_prompt(text)
     assert not verdict.flagged, verdict.reason

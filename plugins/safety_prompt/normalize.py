@@ -80,10 +80,27 @@ def letter_forms() -> dict[int, str]:
     return table
 
 
+# Hangul compatibility letters (the jamo a keyboard types alone: ㅅㅔㄱㅅㅡ), in the order of the syllable table
+JAMO_INITIALS = "ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"
+JAMO_VOWELS = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"
+JAMO_FINALS = " ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋㅌㅍㅎ"
+JAMO_SYLLABLE = re.compile(f"([{JAMO_INITIALS}])([{JAMO_VOWELS}])([{JAMO_FINALS[1:]}](?![{JAMO_VOWELS}]))?")
+
+
+def hangul_from_jamo(text: str) -> str:
+    """Hangul spelled letter by letter in compatibility jamo, as syllables ("ㅅㅔㄱㅅㅡ" -> "섹스"); a consonant with
+    no vowel after it stays a letter (the abbreviations ㅋㅋ, ㅅㅅ)."""
+    def syllable(m: re.Match) -> str:
+        initial, vowel = JAMO_INITIALS.index(m.group(1)), JAMO_VOWELS.index(m.group(2))
+        final = JAMO_FINALS.index(m.group(3)) if m.group(3) else 0
+        return chr(0xAC00 + (initial * 21 + vowel) * 28 + final)
+    return JAMO_SYLLABLE.sub(syllable, text)
+
+
 def undisguised(text: str) -> str:
     """NFKC, no invisible characters or marks, case-folded, plain letters; homoglyphs still in their script."""
-    # letter forms first: NFKC would turn ⒩ into "(n)"
-    text = unicodedata.normalize("NFKC", text.translate(letter_forms())).translate(INVISIBLE)
+    # letter forms first: NFKC would turn ⒩ into "(n)"; Hangul jamo before NFKC makes lone initials of them
+    text = unicodedata.normalize("NFKC", hangul_from_jamo(text.translate(letter_forms()))).translate(INVISIBLE)
     text = "".join(c for c in text if unicodedata.category(c) != "Cf").casefold()
     kept, base = [], ""
     for c in unicodedata.normalize("NFD", text):
