@@ -138,7 +138,8 @@ class PromptModeration(PromptChecker):
         for words, strict in pairs:
             words = self._allowed_blanked(words, self.lexicon.latin["allow"])
             for category in LIST_CATEGORIES:
-                reason = found.get(category) or _word_reason(self.lexicon.latin[category], words)
+                reason = found.get(category) or _word_reason(self.lexicon.latin[category], words,
+                                                             allow=self.lexicon.latin["allow"])
                 if reason:
                     found[category] = reason
             if "sexual" not in found and _undressing(self.lexicon.latin,
@@ -243,9 +244,10 @@ def _has(terms: Terms, words: list[str]) -> bool:
     return any(map(terms.matches, words)) or any(terms.phrase_at(words, i) for i in range(len(words)))
 
 
-def _word_reason(terms: Terms, words: list[str], spelled_out: bool = True, joined: bool = True) -> str | None:
+def _word_reason(terms: Terms, words: list[str], spelled_out: bool = True, joined: bool = True,
+                 allow: Terms | None = None) -> str | None:
     """Why these words hit a section: a word, a phrase, a word split by a space (when `joined`), or spaced-out
-    letters (when `spelled_out`)."""
+    letters (when `spelled_out`) that do not spell an allowed word ("C.O.C.K.T.A.I.L.S" is no "cock")."""
     for i, word in enumerate(words):
         if terms.matches(word):
             return f"term ({word})"
@@ -257,6 +259,8 @@ def _word_reason(terms: Terms, words: list[str], spelled_out: bool = True, joine
             return f"term split by a space ({word} {after})"
     if spelled_out:
         for run in re.findall(r"(?:\b[a-z] ){2,}[a-z]\b", " ".join(w or "_" for w in words)):
+            if allow and allow.matches(run.replace(" ", "")):
+                continue
             hit = terms.within(run.replace(" ", ""))
             if hit:
                 return f"term spelled out ({hit})"
