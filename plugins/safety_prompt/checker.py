@@ -231,11 +231,11 @@ class PromptModeration(PromptChecker):
 
 
 def _english_text(words: list[str], plain: str) -> str:
-    """The text for the English classifier: none ("") when the prompt has more function words of the other
-    Latin-script languages than of English; with none of either, the text without the articles that are English
+    """The text for the English classifier: none ("") when the prompt has as many function words of the other
+    Latin-script languages as of English, or more; with none of either, the text without the articles that are English
     words too ("die Oma" is read as "oma", "die bitch" as "bitch")."""
     english, other = sum(w in ENGLISH_WORDS for w in words), sum(w in OTHER_LATIN_WORDS for w in words)
-    if english < other:
+    if english < other or (other and english == other):  # a tie: "an" is German too ("an einem Modell")
         return ""
     return plain if english else " ".join(w for w in plain.split() if w not in SHARED_LATIN_WORDS)
 
