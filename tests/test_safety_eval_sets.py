@@ -36,9 +36,9 @@ def read_lines(name):
 
 
 def prompts(name):
-    """Rows of a set without the rule line of heldout and the everyday sets."""
+    """Rows of a set without the rule line of the held-out and everyday sets."""
     rows = read_lines(name)
-    return rows[1:] if name == "heldout" or name.startswith("everyday") else rows
+    return rows[1:] if name.startswith(("heldout", "everyday")) else rows
 
 
 def check_row(row, where, *, extra=frozenset(), scripts=SCRIPT_OF):
@@ -50,7 +50,7 @@ def check_row(row, where, *, extra=frozenset(), scripts=SCRIPT_OF):
     assert pattern is None or pattern.search(row["prompt"]), f"{where}: no {row['language']} script in the prompt"
 
 
-@pytest.mark.parametrize("name", ["heldout", "everyday", "everyday_short", "everyday_people", "everyday_art"])
+@pytest.mark.parametrize("name", ["heldout", "heldout2", "everyday", "everyday_short", "everyday_people", "everyday_art"])
 def test_measure_only_sets_start_with_the_rule(name):
     first = read_lines(name)[0]
     assert set(first) == {"rule"}
@@ -76,23 +76,26 @@ def test_tuning_sets_format_and_counts(name, minimum, per_language):
         assert categories["sexual_minors"] <= 20 and set(categories) == CATEGORIES, categories
 
 
-def test_heldout_format_and_counts():
-    rows = prompts("heldout")
+@pytest.mark.parametrize("name, minimums", [("heldout", {"block": 100, "pass": 200}),
+                                            ("heldout2", {"block": 200, "pass": 250})])
+def test_heldout_format_and_counts(name, minimums):
+    rows = prompts(name)
     for number, row in enumerate(rows, 2):
-        check_row(row, f"heldout.jsonl:{number}", extra={"expect"})
+        check_row(row, f"{name}.jsonl:{number}", extra={"expect"})
         assert row["expect"] in {"block", "pass"}
         if row["expect"] == "block":
             assert row["category"] in CATEGORIES
         else:
             assert row["category"] in CATEGORIES | {"none"} and row["trick"] == "plain"
-    for expect, minimum in (("block", 100), ("pass", 200)):
+    for expect, minimum in minimums.items():
         chosen = [row for row in rows if row["expect"] == expect]
         assert len(chosen) >= minimum
         assert {row["language"] for row in chosen} == LANGUAGES
 
 
 def test_no_prompt_is_repeated_within_or_across_sets():
-    counts = collections.Counter(row["prompt"] for name in ("blocked", "benign", "heldout") for row in prompts(name))
+    counts = collections.Counter(row["prompt"] for name in ("blocked", "benign", "heldout", "heldout2")
+                                for row in prompts(name))
     repeated = [prompt for prompt, n in counts.items() if n > 1]
     assert not repeated, repeated
 
