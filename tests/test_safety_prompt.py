@@ -115,7 +115,8 @@ def test_allowed_contexts_pass_but_the_same_word_elsewhere_does_not(engine):
 def test_the_classifier_scores_abuse_and_the_threshold_is_the_operators(engine):
     checker = engine.plugins.plugins["prompt_moderation"]
     abuse = checker.check_prompt("a poster saying you stupid bitch")
-    assert abuse.flagged and abuse.scores["profanity"] >= 0.9 and set(abuse.scores) == {"hate", "profanity"}
+    # the n-gram classifier, on by default, scores every prompt too
+    assert abuse.flagged and abuse.scores["profanity"] >= 0.9 and set(abuse.scores) == {"hate", "profanity", "ngram"}
     assert checker.check_prompt("a poster saying have a nice day").scores["profanity"] < 0.5
 
 
@@ -174,15 +175,15 @@ def test_innocent_neighbours_of_the_new_readings_pass(engine, text):
     assert not verdict.flagged, verdict.reason
 
 
-def test_the_ngram_classifier_is_off_by_default_and_flags_only_what_the_lists_missed_under_a_category(engine):
+def test_the_ngram_classifier_is_on_by_default_and_flags_only_what_the_lists_missed_under_a_category(engine):
     from t2i_plugins.safety_prompt.checker import PromptModeration
     from t2i_plugins.safety_prompt.ngram import MODEL_DIR
 
     default = engine.plugins.plugins["prompt_moderation"]
-    # off by default (it refuses some of the embedded model's own prompts: checker.py); an operator opts in at the
-    # threshold cross-validated on the tuning sets (README, Safety, third rule)
+    # on by default at the threshold cross-validated on the tuning sets (README, Safety, fourth rule); an operator
+    # turns it off with any value above 1
     threshold = json.loads((MODEL_DIR / "ngram_meta.json").read_text())["threshold"]
-    assert default.thresholds["ngram"] > 1 and "ngram" not in default.check_prompt("a red circle").scores
+    assert default.thresholds["ngram"] == threshold and "ngram" in default.check_prompt("a red circle").scores
     opted_in = PromptModeration({"profanity": 0.9, "ngram": threshold})
     assert "ngram" in opted_in.check_prompt("a red circle").scores
     opted_out = PromptModeration({"profanity": 0.9, "ngram": 1.01})
@@ -238,9 +239,11 @@ def test_the_same_entries_with_their_context_are_refused(lists_alone, text, cate
     assert verdict.scores.get(category) == 1.0, verdict.reason
 
 
+@pytest.mark.slow  # 2,000 prompt checks with the n-gram classifier on: about 15 s quiet, 45 s on a loaded machine
 def test_the_default_checker_refuses_none_of_the_embedded_models_own_prompts(engine):
-    # the app's main job: 2,000 prompts of the shapes world's caption grammar (the n-gram classifier at 0.95 refused
-    # 13 of these, "striped" read as "stripped", which is why it is off by default)
+    # the app's main job: 2,000 prompts of the shapes world's caption grammar (the third round's n-gram classifier at
+    # 0.95 refused 13 of these, "striped" read as "stripped"; the fourth round's, on by default, trains on the world's
+    # captions of another seed)
     from t2i.embedded.captions import corpus
 
     checker = engine.plugins.plugins["prompt_moderation"]

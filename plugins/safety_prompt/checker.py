@@ -36,11 +36,11 @@ from .ngram import shipped_classifier
 from .normalize import joined_chunks, joined_letters, masked_chunks, native, plain_words, readable, tokens
 from .wordlists import REMOVAL_REACH, Lexicon, Terms, compacted_words, load_lexicon, russian_stems
 
-# "ngram": the n-gram classifier flags at or above it (any value above 1 turns it off). Off by default: it met the
-# README's third pre-registered rule (Safety) at 0.95, its threshold cross-validated on the tuning sets, but at 0.95 it
-# refuses 13 of 2,000 of the embedded model's own prompts (corpus(2000, seed=0): "a big striped black triangle left"
-# 0.97, "striped" read as "stripped"), the app's main job. An operator opts in with 0.95 (model/ngram_meta.json).
-DEFAULT_THRESHOLDS = {"profanity": 0.9, "ngram": 1.01}
+# "ngram": the n-gram classifier flags at or above it (any value above 1 turns it off). On by default at 0.975, its
+# threshold cross-validated on the tuning sets (model/ngram_meta.json), since it met the README's fourth
+# pre-registered rule (Safety): trained also on the embedded world's captions and on pattern and material words, it
+# refuses none of corpus(5000, seed=20261207) and corpus(2000, seed=0) (the third round's refused 13 of the latter).
+DEFAULT_THRESHOLDS = {"profanity": 0.9, "ngram": 0.975}
 LIST_CATEGORIES = tuple(c for c in CATEGORIES if c != "sexual_minors") + ("sexual_minors",)
 # words never joined to a neighbour: "a pen is red" must not read as a blocked word, nor "massacre des" (Rubens'
 # "Massacre des Innocents") as "massacred"; "de" stays joinable ("nu de")
