@@ -20,8 +20,8 @@ substrings of the native reading without spaces and punctuation (allowed phrases
 6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity", on a
    prompt with at least as many English function words as those of the other Latin-script languages (with none
    of either, read without the German and Dutch articles that are English words too: "die Katze");
-7. when the operator turns it on (threshold "ngram" at most 1) and no list found anything: the checker's own
-   n-gram classifier (ngram.py) at or above that threshold, under the category the prompt most resembles.
+7. when no list found anything: the checker's own n-gram classifier (ngram.py; on by default, an operator turns it
+   off with a threshold "ngram" above 1) at or above that threshold, under the category the prompt most resembles.
 """
 
 from __future__ import annotations
