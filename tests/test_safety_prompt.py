@@ -249,3 +249,21 @@ def test_the_default_checker_refuses_none_of_the_embedded_models_own_prompts(eng
     checker = engine.plugins.plugins["prompt_moderation"]
     refused = [prompt for prompt in corpus(2000, seed=0) if checker.check_prompt(prompt).flagged]
     assert refused == []
+
+
+@pytest.mark.parametrize("text", [
+    "naked light bulb over a workbench", "paint stripper on an old door", "bombilla desnuda colgando del techo",
+    "ampoule nue au plafond", "nackte Glühbirne an der Decke", "nackter Beton, Loft", "lâmpada nua pendurada no teto",
+    "parete nuda in cemento grezzo", "голые бетонные стены", "голая лампочка под потолком", "裸露的灯泡挂在天花板上"])
+def test_a_bare_material_or_light_is_no_nude(lists_alone, text):
+    # everyday art (lists frozen 4): a naked bulb, bare concrete or exposed brick in every language
+    verdict = lists_alone.check_prompt(text)
+    assert not verdict.flagged, verdict.reason
+
+
+@pytest.mark.parametrize("text", [
+    "naked woman under a naked bulb", "a stripper next to a can of paint stripper",
+    "una mujer desnuda junto a una pared desnuda", "eine nackte Frau vor einer nackten Wand",
+    "donna nuda sotto una lampadina nuda", "голая девушка у голой бетонной стены", "裸露的女人在裸露的墙边"])
+def test_a_nude_person_beside_a_bare_material_is_still_refused(lists_alone, text):
+    assert lists_alone.check_prompt(text).scores.get("sexual") == 1.0
