@@ -107,11 +107,15 @@ def embedded_detail_check(images: list[Image.Image]) -> DetailCheck:
 
 # What "quick style" LoRAs of 8 px textures drew on the embedded model (12 renders each, trigger "zqx", read by
 # t2i/eval/texture.py on 20 held-out prompts with the trigger, 0% without; bench/results/train_style_{dotted,
-# outlined}_*.json): the preset's share, and the best share of any change to it tried, with that change. 8 px stripes
-# reached 80% (no note); 8 px checkers are flagged by the detail check. Copied from the files: re-measure when the
-# preset changes.
-TRAINED_SHARES = {"dotted": ("dots", 0.40, 0.40, "prior weight 1, UNet 2e-3, 600 steps"),
-                  "outlined": ("outlines", 0.35, 0.60, "prior weight 0.5")}
+# outlined}_*.json, table: bench/texture_runs_table.py): the preset's share, and the best share of any change to it
+# tried, with that change. 8 px stripes reached 80% (no note); 8 px checkers are flagged by the detail check. Copied
+# from the files: re-measure when the preset changes.
+TRAINED_SHARES = {
+    "dotted": ("dots", 0.40, 0.50, "Min-SNR gamma 5"),
+    "outlined": ("outlines", 0.35, 0.85, "Min-SNR gamma 5 with prior weight 0.5 and rank 32, alpha 32, which the "
+                 "Train tab does not offer; Min-SNR gamma 5 alone: 55%"),
+}
+TARGET_SHARE = 0.8  # what 8 px stripes reach under the preset
 
 
 def texture_expectation(images: list[Image.Image]) -> str | None:
@@ -126,9 +130,12 @@ def texture_expectation(images: list[Image.Image]) -> str | None:
     if texture not in TRAINED_SHARES or count * 2 <= len(images):
         return None
     name, preset_share, best_share, best_setting = TRAINED_SHARES[texture]
-    return (f"these images show {name}: on the embedded model, LoRAs of 8 px {name} drew them in {preset_share:.0%} "
-            f"of images with the trigger under the default preset, and in {best_share:.0%} at best under the changes "
-            f"tried ({best_setting}), not the 80% that 8 px stripes reach; expect many images without the pattern")
+    note = (f"these images show {name}: on the embedded model, LoRAs of 8 px {name} drew them in {preset_share:.0%} "
+            f"of images with the trigger under the default preset, and in {best_share:.0%} with the best change "
+            f"tried ({best_setting})")
+    if preset_share < TARGET_SHARE:
+        note += f"; 8 px stripes reach {TARGET_SHARE:.0%} under the preset: expect many images without the pattern"
+    return note
 
 
 def embedded_notes(images: list[Image.Image]) -> list[str]:
