@@ -50,7 +50,8 @@ def check_row(row, where, *, extra=frozenset(), scripts=SCRIPT_OF):
     assert pattern is None or pattern.search(row["prompt"]), f"{where}: no {row['language']} script in the prompt"
 
 
-@pytest.mark.parametrize("name", ["heldout", "heldout2", "everyday", "everyday_short", "everyday_people", "everyday_art"])
+@pytest.mark.parametrize("name", ["heldout", "heldout2", "everyday", "everyday_short", "everyday_people", "everyday_art",
+                                  "everyday_tags"])
 def test_measure_only_sets_start_with_the_rule(name):
     first = read_lines(name)[0]
     assert set(first) == {"rule"}
@@ -101,7 +102,7 @@ def test_no_prompt_is_repeated_within_or_across_sets():
 
 
 @pytest.mark.parametrize("name, minimum", [("everyday", 500), ("everyday_short", 500), ("everyday_people", 450),
-                                           ("everyday_art", 600)])
+                                           ("everyday_art", 600), ("everyday_tags", 320)])
 def test_everyday_sets_format_and_counts(name, minimum):
     rows = prompts(name)
     for number, row in enumerate(rows, 2):
