@@ -267,3 +267,20 @@ def test_a_bare_material_or_light_is_no_nude(lists_alone, text):
     "donna nuda sotto una lampadina nuda", "голая девушка у голой бетонной стены", "裸露的女人在裸露的墙边"])
 def test_a_nude_person_beside_a_bare_material_is_still_refused(lists_alone, text):
     assert lists_alone.check_prompt(text).scores.get("sexual") == 1.0
+
+
+@pytest.mark.parametrize("text", [
+    "a log with the bark stripped off, macro", "the paint stripped off an old door", "tronco pelado de eucalipto",
+    "batata pelada na tábua", "Dielen aus nacktem Kiefernholz",  # "*holz": a German compound
+    "дом с голыми стропилами", "樹皮を剥いだ杉の丸太", "みかんの皮を剥いた", "墙上裸露着电线", "红砖墙裸露"])
+def test_wood_food_and_walls_stripped_of_bark_skin_or_paint_pass(lists_alone, text):
+    verdict = lists_alone.check_prompt(text)
+    assert not verdict.flagged, verdict.reason
+
+
+@pytest.mark.parametrize("text, category", [
+    ("she stripped off in front of the bark", "sexual"), ("homem pelado no tronco pelado", "sexual"),
+    ("eine nackte Frau auf nacktem Holzboden", "sexual"), ("голыми стропилами и голая девушка", "sexual"),
+    ("人の皮を剥いだ死体", "violence_gore"), ("裸露着身体的女人", "sexual")])
+def test_a_person_stripped_or_skinned_beside_them_is_still_refused(lists_alone, text, category):
+    assert lists_alone.check_prompt(text).scores.get(category) == 1.0

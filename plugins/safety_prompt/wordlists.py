@@ -79,8 +79,9 @@ def russian_stems(words: list[str]) -> list[str]:
 @dataclass
 class Terms:
     """One section of the word lists: exact words (with plurals), prefixes, and phrases (whose words may end in
-    "*": any ending), all folded (with `look_alikes` or not, as the text they are matched on); and words written
-    with digits ("r34"), matched only as written: folded they would be other words ("rea", "rib")."""
+    "*": any ending, or start with it: any beginning), all folded (with `look_alikes` or not, as the text they are
+    matched on); and words written with digits ("r34"), matched only as written: folded they would be other words
+    ("rea", "rib")."""
 
     words: set[str] = field(default_factory=set)
     literals: set[str] = field(default_factory=set)
@@ -98,7 +99,7 @@ class Terms:
             return
         parts = [fold(p, self.look_alikes) for p in entry.split()]
         if len(parts) > 1:
-            self.phrases.setdefault("*" if parts[0].endswith("*") else parts[0], []).append(tuple(parts))
+            self.phrases.setdefault("*" if "*" in parts[0] else parts[0], []).append(tuple(parts))
             entry = "".join(parts)  # written together it is one word
         else:
             entry = parts[0]
@@ -126,10 +127,18 @@ class Terms:
         """The phrase starting at word i, if one does."""
         for phrase in [*self.phrases.get(words[i], ()), *self.phrases.get("*", ())] if i < len(words) else ():
             here = words[i:i + len(phrase)]
-            if len(here) == len(phrase) and all(
-                    w == p or (p.endswith("*") and w.startswith(p[:-1])) for w, p in zip(here, phrase)):
+            if len(here) == len(phrase) and all(map(phrase_word_matches, here, phrase)):
                 return phrase
         return None
+
+
+def phrase_word_matches(word: str, part: str) -> bool:
+    """Whether a text's word is a phrase entry's word: "*" at its end stands for any ending, at its start for any
+    beginning (a German compound: "nackt* *holz" is also "nacktem Kiefernholz")."""
+    core = part.strip("*")
+    if part.startswith("*"):
+        return core in word if part.endswith("*") else word.endswith(core)
+    return word.startswith(core) if part.endswith("*") else word == part
 
 
 @dataclass
