@@ -2,7 +2,8 @@
 
 One row per result file of a texture style (bench/train_style.py --result ...): the settings changed from the
 "quick style" preset, the share of images with the pattern with the trigger / without, the prompts, the training
-seconds (1 training thread on the shared 2-core machine) and the file. Markdown on stdout.
+seconds (1 training thread on the shared 2-core machine) and the file. Markdown on stdout. The settings are the
+changes from the preset as it was when the file was written (older striped runs changed an older preset).
 
     python bench/texture_runs_table.py [--styles dotted outlined]
 """

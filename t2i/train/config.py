@@ -211,7 +211,12 @@ class TrainingConfig:
 # 5e-3, prior weight 1). Patterns finer than the VAE carries are flagged before training by t2i/train/style_check.py.
 # Other 8 px textures under "quick style": dots 50%, checkers 10%, outlines 35% (0% without the trigger); a full UNet
 # fine-tune on the same images and steps draws them in only 60%, 0%, 75% (texture_diagnosis_full_*.json), so checkers
-# are flagged too; the UNet at 2e-3 made dots worse (35%, train_style_dotted_lr2e-3.json).
+# are flagged too. On 20 prompts dots reach 40%, and 30-50% under the changes tried (UNet 2e-3, 600 steps, prior
+# weight 1 or 0.5, min-SNR-gamma 5: 50%, 1: 30%), 10% with a low-noise timestep bias x3 (train_style_dotted_*.json),
+# so the preset is unchanged and Check images says what to expect (style_check.TRAINED_SHARES). Outlines (35%) reached
+# 85% / 0% with min-SNR-gamma 5 + prior weight 0.5 + rank 32 / alpha 32 (one run; min-SNR 5 alone 55%, prior 0.5 +
+# rank 32 65%; train_style_outlined_*.json); stripes under that combination 75% / 0% (20 prompts), teal not
+# measured (bench/texture_runs_table.py lists every run).
 _BASE = TrainingConfig(rank=16, alpha=16.0, learning_rate=2e-3, train_text_encoder=True, text_encoder_lr=2e-3,
                        steps=400)
 PRESETS: dict[str, TrainingConfig] = {
