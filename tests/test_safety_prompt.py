@@ -284,3 +284,18 @@ def test_wood_food_and_walls_stripped_of_bark_skin_or_paint_pass(lists_alone, te
     ("人の皮を剥いだ死体", "violence_gore"), ("裸露着身体的女人", "sexual")])
 def test_a_person_stripped_or_skinned_beside_them_is_still_refused(lists_alone, text, category):
     assert lists_alone.check_prompt(text).scores.get(category) == 1.0
+
+
+@pytest.mark.parametrize("text", [
+    "bodegón de carnicería, buey desollado de Rembrandt", "O Boi Esfolado de Rembrandt", "Il Bue squartato di Rembrandt",
+    "освежёванная туша быка, натюрморт", "cock feathers on a hat, millinery"])
+def test_a_carcass_in_a_butchers_still_life_is_no_skinned_person(lists_alone, text):
+    verdict = lists_alone.check_prompt(text)
+    assert not verdict.flagged, verdict.reason
+
+
+@pytest.mark.parametrize("text", [
+    "hombre desollado vivo junto a un buey desollado", "un uomo scuoiato", "освежёванный человек",
+    "mulher esfolada ao lado do boi esfolado"])
+def test_a_skinned_person_is_still_gore(lists_alone, text):
+    assert lists_alone.check_prompt(text).scores.get("violence_gore") == 1.0
