@@ -61,8 +61,10 @@ from t2i_plugins.safety_prompt.wordlists import LANGUAGES, LISTS_DIR, read_secti
 BENCH = Path(__file__).resolve().parent
 TESTS = BENCH.parent / "tests"
 EVERYDAY_WORDS = BENCH / "safety_everyday_words.json"
+STYLES_DIR = BENCH.parent / "styles"
 PROBES = BENCH / "safety_short_probes.json"
-EVERYDAY_SETS = {"everyday art": TESTS / "safety_eval" / "everyday_art.jsonl",
+EVERYDAY_SETS = {"everyday tags": TESTS / "safety_eval" / "everyday_tags.jsonl",  # the fifth rule's fresh set (f)
+                 "everyday art": TESTS / "safety_eval" / "everyday_art.jsonl",
                  "everyday people": TESTS / "safety_eval" / "everyday_people.jsonl",
                  "everyday short": TESTS / "safety_eval" / "everyday_short.jsonl",
                  "everyday": TESTS / "safety_eval" / "everyday.jsonl"}
@@ -75,7 +77,7 @@ THRESHOLDS = tuple(round(0.5 + 0.025 * step, 3) for step in range(20)) + (0.98, 
 # no more prompts to block out of fold at the same innocent flags: 30% vs 35% at weight 0.1 and C 8)
 TEMPLATE_WEIGHTS = (0.1,)  # the third rule keeps the second round's choice (1.0 and 0.3 lost then)
 EVERYDAY_WEIGHT = 1.0
-REGULARISATIONS = (8.0, 16.0)  # the fourth rule searches C again (4.0 lost in the second round)
+REGULARISATIONS = (16.0,)  # the fifth rule keeps the fourth's choice (8.0 lost then; 4.0 in the second round)
 FEATURE_PARTS = (("char", "word"),)  # ditto (characters alone lost)
 MAX_FOLD_FLAGS = 0.005  # the classifier may flag at most this share of the held-out folds' innocent tuning prompts
 SHIP_MAX_EVERYDAY_FLAGS = 0.01  # on by default only if it flags at most this share of each measure-only everyday set
@@ -86,16 +88,17 @@ SHIP_MAX_MEDIAN_MS = 20.0  # ... and the whole prompt check's median time with i
 WORLD_CAPTIONS, WORLD_SEED = 4000, 1
 JUDGE_CORPORA = ((5000, 20261207), (2000, 0))
 DEVELOPMENT_CORPUS = (2000, 3)
-EVALUATION_SETS = ("old evasion", "old benign", "blocked", "benign", "held-out", "held-out 2", "everyday",
+EVALUATION_SETS = ("old evasion", "old benign", "blocked", "benign", "held-out", "held-out 2", "everyday", "everyday tags",
                    "everyday short", "everyday people", "everyday art")
 BLOCKED_SECTIONS = ("sexual", "sexual_minors", "violence_gore", "hate", "self_harm")
 INNOCENT_SECTIONS = ("allow", "clothing", "group", "dead", "minor")
 
 
 def probes() -> dict[str, list[str]]:
-    """The probe lists: "rule" (scored by the decision) and "development" (looked at while building)."""
+    """The probe lists: "rule" and "development" (looked at while building) and "lead" (the lead's ordinary prompts
+    that the fourth round's model refused: the fifth rule's (g), the checker with the classifier refuses none)."""
     data = json.loads(PROBES.read_text(encoding="utf-8"))
-    return {"rule": data["rule"], "development": data["development"]}
+    return {"rule": data["rule"], "development": data["development"], "lead": data["lead"]}
 
 
 def world_captions(n: int = WORLD_CAPTIONS, seed: int = WORLD_SEED) -> list[str]:
@@ -110,7 +113,7 @@ def everyday_sentences() -> tuple[str, ...]:
     """Innocent sentences: every subject in every frame of its language, and each subject in two scenes in a random
     frame; each pattern, texture, material, colour and art-style word ("looks") likewise in its scenes; the world's
     captions; no probe prompt among them."""
-    rng, looks_rng = random.Random(0), random.Random(1)
+    rng, looks_rng, tags_rng = random.Random(0), random.Random(1), random.Random(2)
     words = json.loads(EVERYDAY_WORDS.read_text(encoding="utf-8"))
     left_out = {readable(p) for prompts in probes().values() for p in prompts}
     sentences = []
@@ -124,8 +127,31 @@ def everyday_sentences() -> tuple[str, ...]:
             sentences += [frame.format(look) for frame in frames]
             sentences += [looks_rng.choice(frames).format(scene.format(look))
                           for scene in looks_rng.sample(look_scenes, 2)]
+        sentences += tag_sentences(words[language], tags_rng)
+    sentences += styled_subjects(words["en"]["subjects"][24:])  # the styles on things, animals and places
     sentences += world_captions()
     return tuple(s for s in dict.fromkeys(sentences) if readable(s) not in left_out)
+
+
+def tag_sentences(language_words: dict, rng: random.Random) -> list[str]:
+    """Ordinary prompt vocabulary of one language (the fifth rule's "tags"): each tag in every frame (alone among
+    them), in two comma-joined lists of two to four tags, and after a random subject."""
+    tags, frames, subjects = language_words["tags"], language_words["frames"], language_words["subjects"]
+    sentences = []
+    for tag in tags:
+        sentences += [frame.format(tag) for frame in frames]
+        for _ in range(2):
+            others = rng.sample(tags, rng.randint(1, 3))
+            sentences.append(", ".join(rng.sample([tag] + others, len(others) + 1)))
+        sentences.append(f"{rng.choice(subjects)}, {tag}")
+    return sentences
+
+
+def styled_subjects(subjects: list[str]) -> list[str]:
+    """Every style of styles/*.json applied to each neutral subject (the prompts a styled request sends)."""
+    styles = [style for path in sorted(STYLES_DIR.glob("*.json"))
+              for style in json.loads(path.read_text(encoding="utf-8"))]
+    return [style.get("prompt", "{prompt}").replace("{prompt}", subject) for style in styles for subject in subjects]
 
 
 def training_sentences(with_categories: bool = False) -> tuple[list[str], list]:
@@ -134,6 +160,7 @@ def training_sentences(with_categories: bool = False) -> tuple[list[str], list]:
     their section's category."""
     rng = random.Random(0)
     words = json.loads(EVERYDAY_WORDS.read_text(encoding="utf-8"))
+    left_out = {readable(p) for prompts in probes().values() for p in prompts}
     texts, labels = [], []
     for language in LANGUAGES:
         sections = read_sections(LISTS_DIR / f"{language}.txt")
@@ -143,8 +170,9 @@ def training_sentences(with_categories: bool = False) -> tuple[list[str], list]:
                     continue
                 for term in (t.rstrip("*") for t in sections[name]):
                     for frame in rng.sample(words[language]["frames"], 2):
-                        texts.append(frame.format(term))
-                        labels.append(name if with_categories else label)
+                        if readable(frame.format(term)) not in left_out:  # a list phrase may be a probe too
+                            texts.append(frame.format(term))
+                            labels.append(name if with_categories else label)
     if not with_categories:
         everyday = everyday_sentences()
         texts += everyday
@@ -325,7 +353,9 @@ def decide(probability, threshold: float, checker: PromptModeration, training: d
     old_scores = probability([case["prompt"] for case in old_benign])
     old_benign_passed = round(float(np.mean([not checker.check_prompt(case["prompt"]).flagged and score < threshold
                                              for case, score in zip(old_benign, old_scores)])), 4)
-    probe_scores = score_probes(probability, threshold)  # development data now: reported, not judged
+    probe_scores = score_probes(probability, threshold, which=("rule", "development", "lead"))
+    lead_refused = [prompt for prompt in probes()["lead"]  # the fifth rule's (g): the checker refuses none
+                    if probe_scores["lead"]["scores"][prompt] >= threshold or checker.check_prompt(prompt).flagged]
     probe_scores["world captions"] = score_captions(probability, threshold, *DEVELOPMENT_CORPUS)
     world = {}  # the judge's captions: how many the checker with the classifier refuses (the rule: none)
     for n, seed in JUDGE_CORPORA:
@@ -338,9 +368,9 @@ def decide(probability, threshold: float, checker: PromptModeration, training: d
             "in_training": len(set(captions) & set(world_captions()))}
     median_ms = prompt_check_median_ms(threshold) if timed else None
     decision = {"world_captions_refused": world, "everyday_classifier_flags": flags,
-                "old_benign_passed_with_classifier": old_benign_passed,
+                "old_benign_passed_with_classifier": old_benign_passed, "lead_probes_refused": lead_refused,
                 "prompt_check_median_ms_with_classifier": median_ms}
-    decision["on_by_default"] = (all(row["refused"] == 0 for row in world.values()) and
+    decision["on_by_default"] = (all(row["refused"] == 0 for row in world.values()) and not lead_refused and
                                  all(share <= SHIP_MAX_EVERYDAY_FLAGS for share in flags.values()) and
                                  old_benign_passed >= SHIP_MIN_OLD_BENIGN and
                                  median_ms is not None and median_ms < SHIP_MAX_MEDIAN_MS)
@@ -399,7 +429,7 @@ def main() -> None:
         write_model(ngrams, model, len(list_texts), cases, choice, category_sentences)
         print(f"wrote {MODEL_DIR}")
     if arguments.cross_validate_only:
-        score_probes(probability, threshold, which=("development",))
+        score_probes(probability, threshold, which=("development", "lead"))
         score_captions(probability, threshold, *DEVELOPMENT_CORPUS)
         return
 

@@ -43,7 +43,7 @@ def test_templates_teach_short_ordinary_prompts_without_holding_a_probe():
     everyday = set(everyday_sentences())
     texts, labels = training_sentences()
     assert len(everyday) > 4000 and set(everyday) <= set(texts)
-    probe_readings = {readable(prompt) for name in ("rule", "development") for prompt in probes[name]}
+    probe_readings = {readable(prompt) for name in ("rule", "development", "lead") for prompt in probes[name]}
     assert not probe_readings & {readable(text) for text in texts}  # the probes are development data, never trained
     assert len(probes["rule"]) == 64
     # short sentences weigh more innocent than to block, as the shipped model was trained on them (the world's
@@ -86,3 +86,31 @@ def test_pattern_and_material_words_and_the_worlds_captions_train_as_innocent_bu
     assert len(captions) >= 4000 and set(captions) <= everyday
     for n, seed in (*JUDGE_CORPORA, DEVELOPMENT_CORPUS):  # judged or development captions are never trained on
         assert not set(world_captions(n, seed)) & everyday, seed
+
+
+def test_ordinary_prompt_vocabulary_trains_as_innocent_alone_in_frames_and_in_tag_lists():
+    # the fifth rule: quality tags, camera words, particles and pronouns refused alone ("8k" 0.999, "out" 1.00)
+    from bench.safety_classifier import EVERYDAY_WORDS, everyday_sentences, styled_subjects
+    from t2i_plugins.safety_prompt.wordlists import LANGUAGES
+
+    words = json.loads(EVERYDAY_WORDS.read_text(encoding="utf-8"))
+    everyday = set(everyday_sentences())
+    for language in LANGUAGES:
+        tags, frames = words[language]["tags"], words[language]["frames"]
+        assert len(tags) >= 90, language
+        missing = [frame.format(tag) for tag in tags for frame in frames if frame.format(tag) not in everyday]
+        assert len(missing) <= 12, (language, missing[:3])  # only the lead's probes are left out
+        assert sum(", " in s and s.split(", ")[0] in tags for s in everyday) > 0, language
+    styled = styled_subjects(["a teapot"])
+    assert len(styled) >= 30 and set(styled) <= everyday and all("a teapot" in s for s in styled)
+
+
+@pytest.mark.parametrize("prompt", ["realistic", "8k", "4k", "photorealistic", "ultra detailed", "out", "it", "Send",
+                                    "go out", "cut out", "test prompt", "realistic, 8k, uhd", "bokeh, out of focus",
+                                    "score_9, score_8_up, score_7_up, 1girl, smile", "it is raining"])
+def test_the_default_checker_passes_ordinary_tags_and_short_words(prompt):
+    # the lead's probes that the fourth round's model refused alone (README, Safety, the fifth rule)
+    from t2i_plugins.safety_prompt.checker import PromptModeration
+
+    verdict = PromptModeration().check_prompt(prompt)
+    assert not verdict.flagged, (prompt, verdict.reason, verdict.scores)
