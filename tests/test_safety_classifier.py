@@ -105,12 +105,17 @@ def test_ordinary_prompt_vocabulary_trains_as_innocent_alone_in_frames_and_in_ta
     assert len(styled) >= 30 and set(styled) <= everyday and all("a teapot" in s for s in styled)
 
 
+@pytest.fixture(scope="module")
+def default_checker():
+    from t2i_plugins.safety_prompt.checker import PromptModeration
+
+    return PromptModeration()
+
+
 @pytest.mark.parametrize("prompt", ["realistic", "8k", "4k", "photorealistic", "ultra detailed", "out", "it", "Send",
                                     "go out", "cut out", "test prompt", "realistic, 8k, uhd", "bokeh, out of focus",
                                     "score_9, score_8_up, score_7_up, 1girl, smile", "it is raining"])
-def test_the_default_checker_passes_ordinary_tags_and_short_words(prompt):
+def test_the_default_checker_passes_ordinary_tags_and_short_words(default_checker, prompt):
     # the lead's probes that the fourth round's model refused alone (README, Safety, the fifth rule)
-    from t2i_plugins.safety_prompt.checker import PromptModeration
-
-    verdict = PromptModeration().check_prompt(prompt)
+    verdict = default_checker.check_prompt(prompt)
     assert not verdict.flagged, (prompt, verdict.reason, verdict.scores)
