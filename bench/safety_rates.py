@@ -1,9 +1,9 @@
 """The prompt checker's rates on every evaluation set (old, blind, held-out, dev), per category and per
 language, as the default policy applies them. Prints the tables and writes bench/results/safety_rates.json,
-from which the README's safety figures are taken. Only rates leave here: no prompt is printed. With `--ngram`
-the checker runs with its n-gram classifier (the operator's opt-in) at the threshold it ships with
-(plugins/safety_prompt/model/ngram_meta.json), or at T with `--ngram T`, and writes
-bench/results/safety_rates_ngram.json instead.
+from which the README's safety figures are taken. Only rates leave here: no prompt is printed. By default the
+checker runs as shipped (the word lists and the n-gram classifier at its default threshold); `--ngram T` runs the
+classifier at T instead (above 1: off, the lists alone; no value: the threshold in
+plugins/safety_prompt/model/ngram_meta.json) and writes bench/results/safety_rates_ngram.json instead.
 
     python bench/safety_rates.py
     python bench/safety_rates.py --ngram
@@ -31,7 +31,8 @@ from t2i_plugins.safety_prompt.ngram import MODEL_DIR  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ngram", type=float, nargs="?", const=json.loads((MODEL_DIR / "ngram_meta.json").read_text())[
-        "threshold"], help="run the n-gram classifier at this threshold (no value: its shipped one; default: off)")
+        "threshold"], help="run the n-gram classifier at this threshold (no value: its model's own; above 1: off; "
+                            "default: as shipped)")
     ngram = parser.parse_args().ngram
     thresholds = DEFAULT_THRESHOLDS if ngram is None else {**DEFAULT_THRESHOLDS, "ngram": ngram}
     settings = Settings(device="cpu", entry_point_plugins=False, safety_allow_unchecked_images=True,
