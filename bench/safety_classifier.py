@@ -88,8 +88,8 @@ SHIP_MAX_MEDIAN_MS = 20.0  # ... and the whole prompt check's median time with i
 WORLD_CAPTIONS, WORLD_SEED = 4000, 1
 JUDGE_CORPORA = ((5000, 20261207), (2000, 0))
 DEVELOPMENT_CORPUS = (2000, 3)
-EVALUATION_SETS = ("old evasion", "old benign", "blocked", "benign", "held-out", "held-out 2", "everyday", "everyday tags",
-                   "everyday short", "everyday people", "everyday art")
+EVALUATION_SETS = ("old evasion", "old benign", "blocked", "benign", "held-out", "held-out 2", "everyday",
+                   "everyday tags", "everyday short", "everyday people", "everyday art")
 BLOCKED_SECTIONS = ("sexual", "sexual_minors", "violence_gore", "hate", "self_harm")
 INNOCENT_SECTIONS = ("allow", "clothing", "group", "dead", "minor")
 
@@ -149,9 +149,11 @@ def tag_sentences(language_words: dict, rng: random.Random) -> list[str]:
 
 def styled_subjects(subjects: list[str]) -> list[str]:
     """Every style of styles/*.json applied to each neutral subject (the prompts a styled request sends)."""
-    styles = [style for path in sorted(STYLES_DIR.glob("*.json"))
-              for style in json.loads(path.read_text(encoding="utf-8"))]
-    return [style.get("prompt", "{prompt}").replace("{prompt}", subject) for style in styles for subject in subjects]
+    from t2i.style_files import load_styles
+    from t2i.styles import apply_styles
+
+    library = load_styles([STYLES_DIR])
+    return [apply_styles(subject, "", [name], library).prompt for name in library.names() for subject in subjects]
 
 
 def training_sentences(with_categories: bool = False) -> tuple[list[str], list]:
@@ -275,9 +277,6 @@ def measure(classifier_threshold: float) -> None:
     """Step 3: every evaluation set with the shipped model, with the lists alone and with the classifier."""
     classifier, checker = NgramClassifier(), PromptModeration({**DEFAULT_THRESHOLDS, "ngram": 1.01})
     sets = {name: cases for name, cases in checkout_sets(TESTS).items() if name in EVALUATION_SETS}
-    heldout2 = TESTS / "safety_eval" / "heldout2.jsonl"  # the second held-out set (2026-12-07 03:49), measure only
-    if heldout2.exists() and "held-out 2" not in sets:
-        sets["held-out 2"] = read_set(heldout2)
     results = {"lists alone": {}, f"lists + classifier >= {classifier_threshold}": {}}
     for name, cases in sets.items():
         listed = {case["prompt"]: checker.check_prompt(case["prompt"]).flagged for case in cases}

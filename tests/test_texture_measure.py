@@ -2,7 +2,9 @@
 ground-truth renders: every texture is read back on the renders, and the VAE pre-check tells patterns the
 embedded VAE loses from those it carries."""
 
+import json
 import random
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -108,3 +110,13 @@ def test_check_images_says_what_8px_dots_and_outlines_reached_but_not_for_stripe
         files.append(str(tmp_path / f"{i}.png"))
     [note] = file_detail_notes(files, "embedded", Settings(device="cpu", data_dir=tmp_path / "data"))
     assert "show dots" in note  # what the Train tab's "Check images" shows
+
+
+def test_the_shares_check_images_quotes_are_those_of_the_training_runs():
+    # TRAINED_SHARES is copied from bench/results: the preset's 20-prompt run, and the best 20-prompt run of any change
+    results = Path(__file__).resolve().parent.parent / "bench" / "results"
+    for texture, (_, preset_share, best_share, _) in TRAINED_SHARES.items():
+        runs = [json.loads(path.read_text()) for path in results.glob(f"train_style_{texture}_*.json")]
+        runs = [run["style"] for run in runs if run["prompts"] == 20]
+        assert preset_share == next(run["with_trigger"] for run in runs if not run["settings"])
+        assert best_share == max(run["with_trigger"] for run in runs)
