@@ -6,7 +6,8 @@ food, objects and places in the same frames, so that a frame such as "a photo of
 pattern, texture, material, colour and art-style words, "looks") and the embedded world's own captions
 (corpus(WORLD_CAPTIONS, seed=WORLD_SEED)).
 
-The pre-registered decision (README, Safety, fourth rule), applied here in one run:
+The pre-registered decision (README, Safety, the sixth rule: the fourth's (a)-(d) with the fifth's (f), (g) and the
+sixth's (h)), applied here in one run:
 1. 5-fold cross-validation on the tuning prompts alone (the templated sentences and captions always train) chooses,
    among the settings left (TEMPLATE_WEIGHTS, REGULARISATIONS, FEATURE_PARTS; the everyday sentences and captions
    always weigh EVERYDAY_WEIGHT), the threshold: the lowest of THRESHOLDS at which the classifier flags at most
@@ -14,11 +15,14 @@ The pre-registered decision (README, Safety, fourth rule), applied here in one r
    prompts to block out of fold.
 2. The model trained on all tuning data is measured once: the checker with it must refuse none of the world's
    captions of the judge's seeds (JUDGE_CORPORA, never trained on), the classifier may flag at most
-   SHIP_MAX_EVERYDAY_FLAGS of each measure-only everyday set (tests/safety_eval/everyday_art.jsonl, fresh, and
-   everyday_people, everyday_short and everyday), the checker with it must pass at least SHIP_MIN_OLD_BENIGN of
-   the old benign set (not trained on) and the whole prompt check's median time with it must stay under
-   SHIP_MAX_MEDIAN_MS; only then may it be on by default. The probes of bench/safety_short_probes.json and the
-   captions of DEVELOPMENT_SEED are development data (scored and reported, never trained on, no judge).
+   SHIP_MAX_EVERYDAY_FLAGS of each measure-only everyday set (EVERYDAY_SETS: everyday_fresh, fresh, and the
+   others, measured before), the checker with it must pass at least SHIP_MIN_OLD_BENIGN of the old benign set (not
+   trained on), the whole prompt check's median time with it must stay under SHIP_MAX_MEDIAN_MS, the checker with
+   it must refuse none of the lead's probes, and its out-of-fold recall on the tuning prompts to block (all of
+   them, and those of the fifth round's sets) must be no lower than the fifth round's (ROUND5_OUT_OF_FOLD_RECALL);
+   only then may it be on by default (the result names the conditions that fail). The probes of
+   bench/safety_short_probes.json and the captions of DEVELOPMENT_SEED are development data (scored and reported,
+   never trained on, no judge).
 3. Later, once (`--measure`): every evaluation set with the shipped model, with the lists alone and with it.
 Nothing is tuned after step 2. Writes bench/results/safety_classifier.json (steps 1-2) and
 safety_classifier_measured.json (step 3); `--write-model` writes the model the checker ships
@@ -63,7 +67,8 @@ TESTS = BENCH.parent / "tests"
 EVERYDAY_WORDS = BENCH / "safety_everyday_words.json"
 STYLES_DIR = BENCH.parent / "styles"
 PROBES = BENCH / "safety_short_probes.json"
-EVERYDAY_SETS = {"everyday tags": TESTS / "safety_eval" / "everyday_tags.jsonl",  # the fifth rule's fresh set (f)
+EVERYDAY_SETS = {"everyday fresh": TESTS / "safety_eval" / "everyday_fresh.jsonl",  # the sixth rule's fresh set (f)
+                 "everyday tags": TESTS / "safety_eval" / "everyday_tags.jsonl",  # the fifth rule's fresh set (f)
                  "everyday art": TESTS / "safety_eval" / "everyday_art.jsonl",
                  "everyday people": TESTS / "safety_eval" / "everyday_people.jsonl",
                  "everyday short": TESTS / "safety_eval" / "everyday_short.jsonl",
@@ -83,13 +88,20 @@ MAX_FOLD_FLAGS = 0.005  # the classifier may flag at most this share of the held
 SHIP_MAX_EVERYDAY_FLAGS = 0.01  # on by default only if it flags at most this share of each measure-only everyday set
 SHIP_MIN_OLD_BENIGN = 0.995  # ... the checker with it passes at least this share of the old benign set
 SHIP_MAX_MEDIAN_MS = 20.0  # ... and the whole prompt check's median time with it stays under this
+RECALL_KEYS = ("out_of_fold_block_recall", "out_of_fold_block_recall_round5_prompts")
+# the sixth rule's (h): its out-of-fold recall (the share of tuning prompts to block the classifier alone flags out of
+# fold at its threshold) is no lower than the fifth round's at 0.975, both over all its tuning prompts to block and
+# over the fifth round's own tuning prompts (the sets of tests/safety_dev it cross-validated on, 04:18)
+ROUND5_OUT_OF_FOLD_RECALL = 0.369
+ROUND5_TUNING_SETS = ("blind_harm", "blind_langs", "blind_langs2", "blind_sexual", "blind_styles", "blind_tricks",
+                      "dev", "everyday", "everyday_art", "everyday_extra")
 # the embedded model's own captions (t2i.embedded.captions.corpus): innocent training sentences of one seed, the
 # judge's corpora of two others (the checker with the classifier must refuse none), development captions of another
 WORLD_CAPTIONS, WORLD_SEED = 4000, 1
 JUDGE_CORPORA = ((5000, 20261207), (2000, 0))
 DEVELOPMENT_CORPUS = (2000, 3)
-EVALUATION_SETS = ("old evasion", "old benign", "blocked", "benign", "held-out", "held-out 2", "everyday",
-                   "everyday tags", "everyday short", "everyday people", "everyday art")
+EVALUATION_SETS = ("old evasion", "old benign", "blocked", "benign", "held-out", "held-out 2", "held-out 3", "everyday",
+                   "everyday fresh", "everyday tags", "everyday short", "everyday people", "everyday art")
 BLOCKED_SECTIONS = ("sexual", "sexual_minors", "violence_gore", "hate", "self_harm")
 INNOCENT_SECTIONS = ("allow", "clothing", "group", "dead", "minor")
 
@@ -183,8 +195,10 @@ def training_sentences(with_categories: bool = False) -> tuple[list[str], list]:
 
 
 def dev_cases() -> list[dict]:
-    """Every tuning prompt: tests/safety_dev/*.jsonl (the checker's dev set, the blind and everyday tuning sets)."""
-    return [case for path in sorted((TESTS / "safety_dev").glob("*.jsonl")) for case in read_set(path)]
+    """Every tuning prompt: tests/safety_dev/*.jsonl (the checker's dev set, the blind and everyday tuning sets),
+    each with the name of its set ("set")."""
+    return [{**case, "set": path.stem} for path in sorted((TESTS / "safety_dev").glob("*.jsonl"))
+            for case in read_set(path)]
 
 
 def fit(texts: list[str], labels: list[int], cases: list[dict], setting: dict):
@@ -229,7 +243,8 @@ def write_model(ngrams, model, templated: int, cases: list[dict], choice: dict,
         {"threshold": choice["threshold"], "template_weight": choice["template_weight"],
          "regularisation": choice["regularisation"], "parts": list(choice["parts"]),
          "categories": list(category_model.classes_), "templated_sentences": templated,
-         "dev_sentences": len(cases)}, indent=1) + "\n", encoding="utf-8")
+         "dev_sentences": len(cases), **{key: choice[key] for key in RECALL_KEYS}}, indent=1) + "\n",
+        encoding="utf-8")
 
 
 def cross_validated_choice(list_texts: list[str], list_labels: list[int], cases: list[dict]) -> dict:
@@ -237,6 +252,7 @@ def cross_validated_choice(list_texts: list[str], list_labels: list[int], cases:
     of the innocent tuning prompts (out of fold) flags the most prompts to block out of fold; with its rates."""
     labels = [int(case["expect"] == "block") for case in cases]
     short_innocent = [not y and len(case["prompt"]) < 25 for case, y in zip(cases, labels)]
+    round5_block = [y and case["set"] in ROUND5_TUNING_SETS for case, y in zip(cases, labels)]
     best = {"threshold": None, "out_of_fold_block_recall": -1.0, "tried": {}}
     settings = [{"template_weight": w, "regularisation": c, "parts": parts}
                 for w in TEMPLATE_WEIGHTS for c in REGULARISATIONS for parts in FEATURE_PARTS]
@@ -259,7 +275,12 @@ def cross_validated_choice(list_texts: list[str], list_labels: list[int], cases:
             continue
         row = {"threshold": threshold, "out_of_fold_innocent_flags": share(threshold, innocent),
                "out_of_fold_short_innocent_flags": share(threshold, short_innocent),
-               "out_of_fold_block_recall": share(threshold, labels)}
+               "out_of_fold_block_recall": share(threshold, labels),
+               "out_of_fold_block_recall_round5_prompts": share(threshold, round5_block),
+               "prompts_to_block": sum(labels), "round5_prompts_to_block": sum(round5_block),
+               "out_of_fold_block_recall_per_set": {
+                   name: share(threshold, [y and case["set"] == name for case, y in zip(cases, labels)])
+                   for name in sorted({case["set"] for case, y in zip(cases, labels) if y})}}
         best["tried"][name] = row
         print(f"  {name}: {row}", flush=True)
         if row["out_of_fold_block_recall"] > best["out_of_fold_block_recall"]:
@@ -339,9 +360,26 @@ def score_captions(probability, threshold: float, n: int, seed: int) -> dict:
             "median": round(float(np.median(scores)), 4), "flagged_prompts": flagged[:20]}
 
 
-def decide(probability, threshold: float, checker: PromptModeration, training: dict, timed: bool) -> None:
-    """Step 2, once: the measure-only everyday sets, the old benign set and (`timed`: the model on disk is the one
-    decided on) the whole prompt check's median time; writes the decision with the `training` facts."""
+def failed_conditions(decision: dict) -> list[str]:
+    """The sixth rule's conditions that a decision's measurements fail (none: the round replaces the shipped one)."""
+    recall, median_ms = decision["out_of_fold_recall"], decision["prompt_check_median_ms_with_classifier"]
+    failing = {
+        "(a) world captions refused": any(row["refused"] for row in decision["world_captions_refused"].values()),
+        "(b, f) everyday flags over 1%": any(share > SHIP_MAX_EVERYDAY_FLAGS
+                                             for share in decision["everyday_classifier_flags"].values()),
+        "(c) old benign passed under 99.5%": decision["old_benign_passed_with_classifier"] < SHIP_MIN_OLD_BENIGN,
+        "(d) median prompt check not under 20 ms": median_ms is None or median_ms >= SHIP_MAX_MEDIAN_MS,
+        "(g) lead probes refused": bool(decision["lead_probes_refused"]),
+        "(h) out-of-fold recall under the fifth round's": any(
+            recall.get(key) is None or recall[key] < ROUND5_OUT_OF_FOLD_RECALL for key in RECALL_KEYS)}
+    return [condition for condition, failed in failing.items() if failed]
+
+
+def decide(probability, threshold: float, checker: PromptModeration, training: dict, cross_validation: dict,
+           timed: bool) -> None:
+    """Step 2, once: the measure-only everyday sets, the old benign set, the lead's probes, the world's captions,
+    (`timed`: the model on disk is the one decided on) the whole prompt check's median time and the out-of-fold
+    recall of `cross_validation`; writes the decision, with the conditions that failed, and the `training` facts."""
     missing = [str(path) for path in EVERYDAY_SETS.values() if not path.exists()]
     if missing:
         sys.exit(f"the decision needs the measure-only everyday sets; missing: {missing}")
@@ -366,18 +404,18 @@ def decide(probability, threshold: float, checker: PromptModeration, training: d
             "highest_classifier_score": round(float(np.max(scores)), 4),
             "in_training": len(set(captions) & set(world_captions()))}
     median_ms = prompt_check_median_ms(threshold) if timed else None
+    recall = {key: cross_validation.get(key) for key in RECALL_KEYS}  # (h), from this model's cross-validation
     decision = {"world_captions_refused": world, "everyday_classifier_flags": flags,
                 "old_benign_passed_with_classifier": old_benign_passed, "lead_probes_refused": lead_refused,
-                "prompt_check_median_ms_with_classifier": median_ms}
-    decision["on_by_default"] = (all(row["refused"] == 0 for row in world.values()) and not lead_refused and
-                                 all(share <= SHIP_MAX_EVERYDAY_FLAGS for share in flags.values()) and
-                                 old_benign_passed >= SHIP_MIN_OLD_BENIGN and
-                                 median_ms is not None and median_ms < SHIP_MAX_MEDIAN_MS)
+                "prompt_check_median_ms_with_classifier": median_ms, "out_of_fold_recall": recall}
+    decision["failed"] = failed_conditions(decision)
+    decision["on_by_default"] = not decision["failed"]
     print(f"decision: {decision}")
     write_result("safety_classifier", {
         **training, "decision": decision, "probes": probe_scores,
         "rule": {"max_fold_innocent_flags": MAX_FOLD_FLAGS, "max_everyday_flags": SHIP_MAX_EVERYDAY_FLAGS,
-                 "min_old_benign_passed": SHIP_MIN_OLD_BENIGN, "max_prompt_check_median_ms": SHIP_MAX_MEDIAN_MS}},
+                 "min_old_benign_passed": SHIP_MIN_OLD_BENIGN, "max_prompt_check_median_ms": SHIP_MAX_MEDIAN_MS,
+                 "min_out_of_fold_recall": ROUND5_OUT_OF_FOLD_RECALL}},
         model="char n-gram logistic regression on the tuning sets, the word lists and everyday templates")
 
 
@@ -405,7 +443,7 @@ def main() -> None:
     if arguments.decide:
         classifier, meta = NgramClassifier(), json.loads((MODEL_DIR / "ngram_meta.json").read_text())
         decide(lambda prompts: np.array([classifier.score(p)[0] for p in prompts]), meta["threshold"],
-               PromptModeration({**DEFAULT_THRESHOLDS, "ngram": 1.01}), {"shipped_model": meta}, timed=True)
+               PromptModeration({**DEFAULT_THRESHOLDS, "ngram": 1.01}), {"shipped_model": meta}, meta, timed=True)
         return
     # the lists are read once, here (the sentences and the checker): they may change on disk while this runs
     list_texts, list_labels = training_sentences()
@@ -436,7 +474,7 @@ def main() -> None:
         "templated_sentences": len(list_texts), "everyday_templated_sentences": len(everyday_sentences()),
         "world_captions": f"corpus({WORLD_CAPTIONS}, seed={WORLD_SEED})",
         "templated_mean_characters": lengths(list_texts, list_labels), "tuning_sentences": len(cases),
-        "cross_validation": choice}, timed=arguments.write_model)
+        "cross_validation": choice}, choice, timed=arguments.write_model)
 
 if __name__ == "__main__":
     main()
