@@ -35,6 +35,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 TABLES_BEGIN = "<!-- tables: safety-rates (bench/safety_rates.py --tables --write) -->"
 TABLES_END = "<!-- /tables -->"
 # the blind blocked and benign sets are one pair; each held-out set holds both kinds
+BLIND = {"blocked": "blind blocked", "benign": "blind benign"}  # the blind evaluation sets' names in the tables
 EVERYDAY_COLUMNS = ("everyday", "everyday art", "everyday tags", "everyday fresh")  # per language, beside them
 PAIRS = {"blind": ("blocked", "benign"), "held-out": ("held-out", "held-out"),
          "held-out 2": ("held-out 2", "held-out 2"), "held-out 3": ("held-out 3", "held-out 3")}
@@ -59,7 +60,7 @@ def tables(result: dict) -> str:
     lines = [f"As shipped (the word lists, {shipped}; {stamp}):", "",
              "| set | blocked | benign passed |", "|---|---|---|"]
     for name, rows in sets.items():
-        lines.append(f"| {name} | {cell(rows.get('block', {}).get('all'))} | {cell(rows.get('pass', {}).get('all'))} |")
+        lines.append(f"| {BLIND.get(name, name)} | {cell(rows.get('block', {}).get('all'))} | {cell(rows.get('pass', {}).get('all'))} |")
     pairs = {label: (sets[block], sets[benign]) for label, (block, benign) in PAIRS.items()
              if block in sets and benign in sets}
     everyday = {name: sets[name] for name in EVERYDAY_COLUMNS if name in sets}

@@ -45,6 +45,20 @@ FLOORS = {"old evasion": (0.99, None), "old benign": (None, 0.995), "blocked": (
           "dev everyday": (None, 0.998), "dev everyday_extra": (None, 0.99), "dev everyday_art": (None, 0.995)}
 
 
+def test_the_readme_holds_the_rates_tables_of_the_results_file():
+    # README's Safety tables are rendered from bench/results/safety_rates.json, never typed
+    import json
+
+    from bench.common import RESULTS_DIR
+    from bench.safety_rates import README, TABLES_BEGIN, TABLES_END, tables
+
+    readme = README.read_text(encoding="utf-8")
+    written = readme[readme.index(TABLES_BEGIN) + len(TABLES_BEGIN):readme.index(TABLES_END)]
+    result = json.loads((RESULTS_DIR / "safety_rates.json").read_text(encoding="utf-8"))
+    assert written.strip() == tables(result)
+    assert "| held-out 2 |" in written and "| language | blind blocked |" in written
+
+
 @pytest.fixture(scope="module")
 def sets():
     return checkout_sets(Path(__file__).resolve().parent)
