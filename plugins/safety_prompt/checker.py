@@ -15,7 +15,8 @@ substrings of the native reading without spaces and punctuation (allowed phrases
    ("a corpse in a pool of blood"); self_harm: a [blade] with a [wrist] ("a razor on her wrist"), or a [ledge]
    with a [leap] ("on the edge of a rooftop, about to jump"), or a [fall] alone ("jumping off a bridge"), unless a
    [sport] word says why (bungee, diving); a [farewell] note beside a [blade] (a means) or that says its [last_words]
-   ("sorry mom, I'll go first");
+   ("sorry mom, I'll go first"); hate: an [extremist] word with a hate [code] written as it is ("skinheads with 88
+   tattoos"), or a [group] or [echo] word in triple brackets ("(((globalists)))");
    violence_gore: [innards] that [spill] ("intestines spilling onto the floor") unless a [medical] word says why;
 6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity", on a
    prompt with at least as many English function words as those of the other Latin-script languages (with none
@@ -68,7 +69,11 @@ COMBINATIONS = (("hate", "group", "dehumanizing", None), ("hate", "atrocity", "g
                 ("self_harm", "ledge", "leap", "sport"), ("self_harm", "fall", None, "sport"),
                 ("self_harm", "blade", "farewell", None), ("self_harm", "last_words", "farewell", None),
                 ("violence_gore", "innards", "spill", "medical"),
-                ("sexual", "bare_torso", "female", None), ("hate", "extremist", "praise", None))
+                ("sexual", "bare_torso", "female", None), ("hate", "extremist", "praise", None),
+                ("hate", "extremist", "code", None))
+# words in triple round brackets, the antisemitic "echo" ("(((globalists)))"), read against [group] and [echo] words;
+# prompt weights use the same brackets ("(((masterpiece)))"), so no other word counts
+ECHO = re.compile(r"\({3,}([^()]{1,60})\){3,}")
 # sections whose phrases are also [allow]ed (so that alone they are no sexual term): "torso nudo", "上半身裸"
 KEPT_WHEN_ALLOWED = frozenset({"bare_torso"})
 
@@ -96,7 +101,8 @@ class PromptModeration(PromptChecker):
         latin, own = readable(text), native(text)
         # the text's context words with its allowed phrases kept (a bare torso is "allowed" until a woman is named)
         written, words = CYRILLIC_WORD.findall(own), tokens(latin, look_alikes=False)
-        full_view = (words, written, russian_stems(written), compacted_words(own))
+        numbers = re.findall(r"[a-z0-9]+", latin)  # words as written, digits kept, for [code] entries such as "88"
+        full_view = (words, written, russian_stems(written), compacted_words(own), numbers)
         female = self._mentions("female", full_view)
         compact = self._compact(own)  # with its allowed phrases blanked
         found = self._latin_hits(latin, female)
@@ -105,7 +111,7 @@ class PromptModeration(PromptChecker):
         cyrillic = self._cyrillic_words(own)
         # context words are read without look-alike letters, as their sections are folded (wordlists.py)
         view = (joined_letters(tokens(self._without_allowed(latin), look_alikes=False)), cyrillic,
-                russian_stems(cyrillic), compact)
+                russian_stems(cyrillic), compact, numbers)
         if "sexual_minors" not in found and self._mentions_minor(own, view) and (
                 "sexual" in found or self._mentions("suggestive", view)):
             found["sexual_minors"] = "a minor in a sexual or suggestive context"
@@ -114,6 +120,9 @@ class PromptModeration(PromptChecker):
                     and (second is None or self._mentions(second, view)) \
                     and not (unless and self._mentions(unless, full_view)):
                 found[category] = f"a [{first}] word" + (f" with a [{second}] word" if second else "")
+        if "hate" not in found and any(self._mentions("group", self._view(inner)) or self._mentions(
+                "echo", self._view(inner)) for inner in ECHO.findall(text) + ECHO.findall(latin)):
+            found["hate"] = "a [group] or [echo] word in echo brackets"
         english = _english_text(words, plain_words(self._without_allowed(latin)))
         profanity = offensive_probability(english) if english else 0.0
         if profanity >= self.thresholds["profanity"]:
@@ -225,11 +234,20 @@ class PromptModeration(PromptChecker):
     def _mentions_minor(self, own: str, view: tuple) -> bool:
         return any(int(age) < ADULT_AGE for age in AGE.findall(own)) or self._mentions("minor", view)
 
-    def _mentions(self, section: str, view: tuple[list[str], list[str], list[str], tuple]) -> bool:
+    @staticmethod
+    def _view(text: str) -> tuple:
+        """The context view of a piece of text (see `_mentions`)."""
+        latin, own = readable(text), native(text)
+        cyrillic = CYRILLIC_WORD.findall(own)
+        return (tokens(latin, look_alikes=False), cyrillic, russian_stems(cyrillic), compacted_words(own),
+                re.findall(r"[a-z0-9]+", latin))
+
+    def _mentions(self, section: str, view: tuple[list[str], list[str], list[str], tuple, list[str]]) -> bool:
         """Whether a word or phrase of this section is in the text (its Latin words, Cyrillic words and their
-        stems, compacted text), in any script."""
-        latin_words, cyrillic_words, cyrillic_stems, compact = view
+        stems, compacted text, and its Latin words as written for entries with digits), in any script."""
+        latin_words, cyrillic_words, cyrillic_stems, compact, numbers = view
         return (_has(self.lexicon.latin[section], latin_words) or _has(self.lexicon.cyrillic[section], cyrillic_words)
+                or any(word in self.lexicon.latin[section].literals for word in numbers)
                 or _has(self.lexicon.cyrillic_stems[section], cyrillic_stems)
                 or self.lexicon.substrings[section].find(*compact) is not None)
 

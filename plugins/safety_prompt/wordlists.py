@@ -33,10 +33,12 @@ LANGUAGES = LATIN_LANGUAGES + CYRILLIC_LANGUAGES + SUBSTRING_LANGUAGES
 # gore unless a [medical] word says why ("a surgeon operating"); a [bare_torso] ("shirtless", "torso nudo", "上半身裸") is
 # sexual with a [female] word, and so is a removed [top] (a shirt): "a surfer without a shirt" is not; an [extremist]
 # movement or leader with a [praise] word is hate ("a painting glorifying the Nazis"; [glorify] holds more, such as
-# "propaganda", which is everyday beside "Nazi")
+# "propaganda", which is everyday beside "Nazi"), and so is one with a hate [code] ("skinheads with 88 tattoos": 88
+# alone is a piano's keys); an [echo] word in triple brackets is hate ("(((globalists)))"; "(((masterpiece)))" is a
+# prompt weight)
 CONTEXTS = ("minor", "suggestive", "clothing", "remove", "group", "dehumanizing", "dead", "bloody", "blade", "wrist",
             "atrocity", "glorify", "ledge", "leap", "sport", "innards", "spill", "medical", "bare_torso", "female",
-            "top", "extremist", "praise", "fall", "farewell", "last_words")
+            "top", "extremist", "praise", "fall", "farewell", "last_words", "code", "echo")
 SECTIONS = (*CATEGORIES, *CONTEXTS, "allow")
 PLURALS = ("s", "es")
 REMOVAL_REACH = 3  # words after "without"/"no"/"removing" that a clothing word may be
