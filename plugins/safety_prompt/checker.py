@@ -34,7 +34,8 @@ from t2i.safety.categories import CATEGORIES
 
 from .classifier import offensive_probability
 from .ngram import shipped_classifier
-from .normalize import joined_chunks, joined_letters, masked_chunks, native, plain_words, readable, tokens
+from .normalize import (joined_chunks, joined_letters, masked_chunks, native, plain_words, readable,
+                        stretch_words, tokens)
 from .wordlists import REMOVAL_REACH, Lexicon, Terms, compacted_words, load_lexicon, russian_stems
 
 # "ngram": the n-gram classifier flags at or above it (any value above 1 turns it off). On by default at 0.975, its
@@ -110,7 +111,7 @@ class PromptModeration(PromptChecker):
             found.setdefault(category, reason)
         cyrillic = self._cyrillic_words(own)
         # context words are read without look-alike letters, as their sections are folded (wordlists.py)
-        view = (joined_letters(tokens(self._without_allowed(latin), look_alikes=False)), cyrillic,
+        view = (stretch_words(self._without_allowed(latin), look_alikes=False), cyrillic,
                 russian_stems(cyrillic), compact, numbers)
         if "sexual_minors" not in found and self._mentions_minor(own, view) and (
                 "sexual" in found or self._mentions("suggestive", view)):
@@ -148,6 +149,8 @@ class PromptModeration(PromptChecker):
         pairs += [joined for article in (False, True) for joined in
                   ((joined_letters(folded, article), joined_letters(strict, article)) for folded, strict in pairs[:2])
                   if joined not in pairs]
+        if re.search(r"\s{2,}", text):  # spaced-out words apart by wider gaps: "m a t a r   m o r o s"
+            pairs.append((stretch_words(text), stretch_words(text, look_alikes=False)))
         for words, strict in pairs:
             words = self._allowed_blanked(words, self.lexicon.latin["allow"])
             for category in LIST_CATEGORIES:

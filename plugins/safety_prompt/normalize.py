@@ -183,6 +183,12 @@ def joined_letters(words: list[str], article: bool = False) -> list[str]:
     return joined[:-1]
 
 
+def stretch_words(text: str, look_alikes: bool = True) -> list[str]:
+    """The folded words of readable text with spaced-out letters joined within each stretch apart by two or more
+    spaces ("t u e z   l e s   a r a b e s" -> "tuez", "les", "arabes"), not across them."""
+    return [w for part in re.split(r"\s{2,}", text) for w in joined_letters(tokens(part, look_alikes=look_alikes))]
+
+
 def joined_chunks(text: str) -> list[str]:
     """Whitespace-separated chunks made of several pieces, folded and joined ('n.u-d_e' -> 'nude'); a chunk
     with letters of another script is a word of that script, not Latin pieces ("гена" is not "re" + "a")."""
