@@ -120,3 +120,6 @@ def test_the_shares_check_images_quotes_are_those_of_the_training_runs():
         runs = [run["style"] for run in runs if run["prompts"] == 20]
         assert preset_share == next(run["with_trigger"] for run in runs if not run["settings"])
         assert best_share == max(run["with_trigger"] for run in runs)
+    # the best outlines setting, trained again with seed 1
+    again = json.loads((results / "train_style_outlined_minsnr5_prior0.5_rank32_seed1.json").read_text())["style"]
+    assert f"another seed it drew them in {again['with_trigger']:.0%}" in TRAINED_SHARES["outlined"][3]
