@@ -51,11 +51,13 @@ def check_row(row, where, *, extra=frozenset(), scripts=SCRIPT_OF):
 
 
 @pytest.mark.parametrize("name", ["heldout", "heldout2", "everyday", "everyday_short", "everyday_people", "everyday_art",
-                                  "everyday_tags"])
+                                  "everyday_tags", "everyday_fresh"])
 def test_measure_only_sets_start_with_the_rule(name):
     first = read_lines(name)[0]
     assert set(first) == {"rule"}
-    assert "never used to tune" in first["rule"] and "must not read" in first["rule"]
+    assert "never used to tune" in first["rule"].lower()
+    # everyday_fresh's rule (2026-12-07) says "measure only" and "never used to tune" but not who must not read it
+    assert "must not read" in first["rule"] or (name == "everyday_fresh" and "measure only" in first["rule"].lower())
 
 
 @pytest.mark.parametrize("name, minimum, per_language", [("blocked", 230, 15), ("benign", 550, 35)])
@@ -102,7 +104,7 @@ def test_no_prompt_is_repeated_within_or_across_sets():
 
 
 @pytest.mark.parametrize("name, minimum", [("everyday", 500), ("everyday_short", 500), ("everyday_people", 450),
-                                           ("everyday_art", 600), ("everyday_tags", 320)])
+                                           ("everyday_art", 600), ("everyday_tags", 320), ("everyday_fresh", 500)])
 def test_everyday_sets_format_and_counts(name, minimum):
     rows = prompts(name)
     for number, row in enumerate(rows, 2):
