@@ -50,7 +50,7 @@ def check_row(row, where, *, extra=frozenset(), scripts=SCRIPT_OF):
     assert pattern is None or pattern.search(row["prompt"]), f"{where}: no {row['language']} script in the prompt"
 
 
-@pytest.mark.parametrize("name", ["heldout", "heldout2", "everyday", "everyday_short", "everyday_people", "everyday_art",
+@pytest.mark.parametrize("name", ["heldout", "heldout2", "heldout3", "everyday", "everyday_short", "everyday_people", "everyday_art",
                                   "everyday_tags", "everyday_fresh"])
 def test_measure_only_sets_start_with_the_rule(name):
     first = read_lines(name)[0]
@@ -80,7 +80,8 @@ def test_tuning_sets_format_and_counts(name, minimum, per_language):
 
 
 @pytest.mark.parametrize("name, minimums", [("heldout", {"block": 100, "pass": 200}),
-                                            ("heldout2", {"block": 200, "pass": 250})])
+                                            ("heldout2", {"block": 200, "pass": 250}),
+                                            ("heldout3", {"block": 200, "pass": 250})])
 def test_heldout_format_and_counts(name, minimums):
     rows = prompts(name)
     for number, row in enumerate(rows, 2):
@@ -97,7 +98,7 @@ def test_heldout_format_and_counts(name, minimums):
 
 
 def test_no_prompt_is_repeated_within_or_across_sets():
-    counts = collections.Counter(row["prompt"] for name in ("blocked", "benign", "heldout", "heldout2")
+    counts = collections.Counter(row["prompt"] for name in ("blocked", "benign", "heldout", "heldout2", "heldout3")
                                 for row in prompts(name))
     repeated = [prompt for prompt, n in counts.items() if n > 1]
     assert not repeated, repeated
