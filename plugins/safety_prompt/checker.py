@@ -39,7 +39,7 @@ from .normalize import (joined_chunks, joined_letters, masked_chunks, native, pl
 from .wordlists import REMOVAL_REACH, Lexicon, Terms, compacted_words, load_lexicon, russian_stems
 
 # "ngram": the n-gram classifier flags at or above it (any value above 1 turns it off). On by default at 0.975, its
-# threshold cross-validated on the tuning sets (model/ngram_meta.json), since it met the README's fifth
+# threshold cross-validated on the tuning sets (model/ngram_meta.json), since its sixth round met the README's sixth
 # pre-registered rule (Safety): trained also on the embedded world's captions, pattern and material words and
 # ordinary prompt vocabulary (quality tags, camera words, particles), it refuses none of corpus(5000,
 # seed=20261207) and corpus(2000, seed=0), nor the lead's ordinary probes ("8k", "out", "realistic" ...).
