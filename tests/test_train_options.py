@@ -198,23 +198,27 @@ def test_cli_flags_reach_the_config():
          "--text-encoder-lr", "0.5",
          "--lr-scheduler", "cosine", "--lr-warmup-steps", "20", "--min-snr-gamma", "5", "--noise-offset", "0.05",
          "--shuffle-tags", "--keep-tokens", "2", "--ema-decay", "0.99", "--timestep-bias", "low_noise",
-         "--family", "sdxl"])
+         "--family", "sdxl", "--rank", "32", "--alpha", "8", "--prior-loss-weight", "0.5"])
     config = config_from_preset(args.preset, name=args.name, **_overrides(args))
     assert (config.optimizer, config.lr_scheduler, config.lr_warmup_steps, config.min_snr_gamma, config.noise_offset,
             config.shuffle_tags, config.keep_tokens, config.ema_decay, config.timestep_bias, config.family) == \
         ("prodigy", "cosine", 20, 5.0, 0.05, True, 2, 0.99, "low_noise", "sdxl")
+    assert (config.rank, config.alpha, config.prior_loss_weight) == (32, 8.0, 0.5)
     plain = build_parser().parse_args(["train", "--images", "x", "--name", "plain"])
     preset = config_from_preset(plain.preset, name="plain", **_overrides(plain))
     assert preset.optimizer == "adamw" and not preset.shuffle_tags  # no flag: the preset's values
+    assert (preset.rank, preset.alpha, preset.prior_loss_weight) == (16, 16.0, 3.0)
 
 
 def test_advanced_boxes_left_at_another_presets_values_are_the_chosen_presets():
-    names = ("learning_rate", "text_encoder_lr", "optimizer", "lr_warmup_steps", "shuffle_tags", "timestep_bias")
+    names = ("learning_rate", "text_encoder_lr", "optimizer", "lr_warmup_steps", "shuffle_tags", "timestep_bias",
+             "rank", "alpha", "prior_loss_weight")
     quick = {name: getattr(PRESETS["quick style"], name) for name in names}
     # an API call naming "subject" with the boxes at their defaults (quick style's): subject's own values
     assert form_overrides(quick, "quick style", "subject") == {}
-    changed = dict(quick, learning_rate=1.0, optimizer="prodigy")
-    assert form_overrides(changed, "quick style", "subject") == {"learning_rate": 1.0, "optimizer": "prodigy"}
+    changed = dict(quick, learning_rate=1.0, optimizer="prodigy", alpha=32.0)
+    assert form_overrides(changed, "quick style", "subject") == {"learning_rate": 1.0, "optimizer": "prodigy",
+                                                                 "alpha": 32.0}
     assert form_overrides(quick, "quick style", "quick style") == quick  # filled for this preset: all shown
     with pytest.raises(RequestError, match="lr_warmup_steps needs a value"):
         form_overrides(dict(quick, lr_warmup_steps=None), "quick style", "quick style")
@@ -252,9 +256,13 @@ def test_the_advanced_boxes_follow_the_preset_in_the_page_and_over_the_api(app_u
     page.locator("#train_advanced").get_by_text("Advanced").click()
     rate = page.locator("#train_learning_rate input")
     expect(rate).to_have_value("0.001")  # the default preset, quick style
+    prior_weight = page.locator("#train_prior_loss_weight input")
+    expect(prior_weight).to_have_value("3")
+    expect(page.locator("#train_rank input")).to_have_value("16")
     page.locator("#train_preset input").click()
     page.get_by_role("option", name="subject").click()
     expect(rate).to_have_value("0.002")
+    expect(prior_weight).to_have_value("1")
     expect(page.locator("#train_optimizer input")).to_have_value("adamw")
 
     for index, colour in enumerate([(200, 0, 0), (0, 200, 0), (0, 0, 200)]):
@@ -265,6 +273,9 @@ def test_the_advanced_boxes_follow_the_preset_in_the_page_and_over_the_api(app_u
     with pytest.raises(Exception, match=r"Prodigy finds its own step size: set learning_rate .* got 0.002"):
         client.predict(table, "subject", "(preset)", "api_options", "zqx", optimizer="prodigy",
                        api_name="/train_start")
+    # the LoRA's alpha (kohya's network_alpha) is a box too, and reaches the run's settings: refused up front
+    with pytest.raises(Exception, match=r"alpha must be a number from 0.001 to 1024; got 0"):
+        client.predict(table, "quick style", "(preset)", "api_alpha", "zqx", alpha=0, api_name="/train_start")
 
 
 def test_presets_adapt_to_the_family_they_train():

@@ -22,7 +22,11 @@ def add_train_parser(sub) -> None:
     train.add_argument("--method", choices=METHODS, default=None, help="default: the preset's")
     train.add_argument("--preset", default=DEFAULT_PRESET, help="one of: " + ", ".join(PRESETS))
     train.add_argument("--steps", type=int, default=None)
-    train.add_argument("--rank", type=int, default=None)
+    train.add_argument("--rank", type=int, default=None, help="LoRA rank (kohya's network_dim)")
+    train.add_argument("--alpha", type=float, default=None,
+                       help="LoRA alpha (kohya's network_alpha; the LoRA is scaled by alpha / rank)")
+    train.add_argument("--prior-loss-weight", type=float, default=None,
+                       help="weight of the class images' loss in prior preservation")
     train.add_argument("--targets", choices=TARGETS, default=None,
                        help="UNet layers the LoRA adapts (default: the preset's); 'attention+conv' also the convolutions")
     train.add_argument("--learning-rate", type=float, default=None)
@@ -87,7 +91,8 @@ def _add_option_flags(train) -> None:
 
 
 def _overrides(args) -> dict:
-    names = {"trigger": "trigger", "method": "method", "steps": "steps", "rank": "rank", "targets": "targets",
+    names = {"trigger": "trigger", "method": "method", "steps": "steps", "rank": "rank", "alpha": "alpha",
+             "prior_loss_weight": "prior_loss_weight", "targets": "targets",
              "learning_rate": "learning_rate", "batch_size": "batch_size", "seed": "seed", "class_word": "class_word",
              "text_encoder": "train_text_encoder", "checkpoint_every": "checkpoint_every",
              "sample_every": "sample_every", "base_model": "base_model", "text_encoder_lr": "text_encoder_lr",

@@ -215,8 +215,8 @@ class TrainingConfig:
 # weight 1 or 0.5, min-SNR-gamma 5: 50%, 1: 30%), 10% with a low-noise timestep bias x3 (train_style_dotted_*.json),
 # so the preset is unchanged and Check images says what to expect (style_check.TRAINED_SHARES). Outlines (35%) reached
 # 85% / 0% with min-SNR-gamma 5 + prior weight 0.5 + rank 32 / alpha 32 in one run, 55% trained again with seed 1
-# (min-SNR 5 alone 55%, prior 0.5 + rank 32 65%; train_style_outlined_*.json); under that combination stripes read 75% / 0% (20 prompts) and teal
-# leaks: 30% without the trigger, own colour kept 50% (train_style_teal_minsnr5_prior0.5_rank32.json), so it is no
+# (min-SNR 5 alone 55%, prior 0.5 + rank 32 65%; train_style_outlined_*.json); under that combination stripes read
+# 75% / 0% (20 prompts) and teal leaks: 30% without the trigger, own colour kept 50% (train_style_teal_minsnr5_prior0.5_rank32.json), so it is no
 # preset (bench/texture_runs_table.py lists every run).
 _BASE = TrainingConfig(rank=16, alpha=16.0, learning_rate=2e-3, train_text_encoder=True, text_encoder_lr=2e-3,
                        steps=400)

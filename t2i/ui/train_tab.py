@@ -46,6 +46,10 @@ ADVANCED = {
     "base_quantization": (gr.Dropdown, {"label": "Quantised base (QLoRA)", "choices": list(BASE_QUANTIZATIONS),
                                         "info": "the frozen model's weights: int8 (CPU and GPU) or nf4 (CUDA, "
                                                 "bitsandbytes); the LoRA stays full precision"}),
+    "rank": (gr.Number, {"label": "LoRA rank (network dim)", "precision": 0, "minimum": 1}),
+    "alpha": (gr.Number, {"label": "LoRA alpha (network alpha; the LoRA is scaled by alpha / rank)", "minimum": 0}),
+    "prior_loss_weight": (gr.Number, {"label": "Prior-preservation loss weight (the class images' share)",
+                                      "minimum": 0}),
 }
 
 
@@ -173,13 +177,15 @@ def create_train_tab(studio: Studio) -> None:
               min_snr_gamma=defaults.min_snr_gamma, noise_offset=defaults.noise_offset, ema_decay=defaults.ema_decay,
               shuffle_tags=defaults.shuffle_tags, keep_tokens=defaults.keep_tokens,
               timestep_bias=defaults.timestep_bias, timestep_bias_multiplier=defaults.timestep_bias_multiplier,
-              base_quantization=defaults.base_quantization):
+              base_quantization=defaults.base_quantization, rank=defaults.rank, alpha=defaults.alpha,
+              prior_loss_weight=defaults.prior_loss_weight):
         # named one by one (in ADVANCED's order) so that API callers see the field names
         options = dict(learning_rate=learning_rate, text_encoder_lr=text_encoder_lr, optimizer=optimizer,
                        lr_scheduler=lr_scheduler, lr_warmup_steps=lr_warmup_steps, min_snr_gamma=min_snr_gamma,
                        noise_offset=noise_offset, ema_decay=ema_decay, shuffle_tags=shuffle_tags,
                        keep_tokens=keep_tokens, timestep_bias=timestep_bias,
-                       timestep_bias_multiplier=timestep_bias_multiplier, base_quantization=base_quantization)
+                       timestep_bias_multiplier=timestep_bias_multiplier, base_quantization=base_quantization,
+                       rank=rank, alpha=alpha, prior_loss_weight=prior_loss_weight)
         rows = table.values.tolist() if isinstance(table, pd.DataFrame) else (table or [])
         extra = {"checkpoint_every": int(checkpoint_every)} if checkpoint_every else {}
         if base_model:
