@@ -36,7 +36,8 @@ def test_the_same_prompt_scores_the_same_in_a_fresh_load():
 
 
 def test_templates_teach_short_ordinary_prompts_without_holding_a_probe():
-    from bench.safety_classifier import EVERYDAY_WEIGHT, everyday_sentences, training_sentences
+    from bench.safety_classifier import EVERYDAY_WEIGHT
+    from bench.safety_training_data import everyday_sentences, training_sentences
     from t2i_plugins.safety_prompt.normalize import readable
 
     probes = json.loads(PROBES.read_text(encoding="utf-8"))
@@ -56,7 +57,7 @@ def test_templates_teach_short_ordinary_prompts_without_holding_a_probe():
 
 
 def test_person_words_of_every_language_train_as_innocent_in_every_frame():
-    from bench.safety_classifier import EVERYDAY_WORDS, everyday_sentences
+    from bench.safety_training_data import EVERYDAY_WORDS, everyday_sentences
     from t2i_plugins.safety_prompt.wordlists import LANGUAGES
 
     words = json.loads(EVERYDAY_WORDS.read_text(encoding="utf-8"))
@@ -71,8 +72,8 @@ def test_person_words_of_every_language_train_as_innocent_in_every_frame():
 
 def test_pattern_and_material_words_and_the_worlds_captions_train_as_innocent_but_never_a_judged_caption():
     # "striped" read as "stripped" refused the embedded model's own prompts (README, Safety, fourth rule)
-    from bench.safety_classifier import (DEVELOPMENT_CORPUS, EVERYDAY_WORDS, JUDGE_CORPORA, everyday_sentences,
-                                         world_captions)
+    from bench.safety_classifier import DEVELOPMENT_CORPUS, JUDGE_CORPORA
+    from bench.safety_training_data import EVERYDAY_WORDS, everyday_sentences, world_captions
     from t2i_plugins.safety_prompt.wordlists import LANGUAGES
 
     words = json.loads(EVERYDAY_WORDS.read_text(encoding="utf-8"))
@@ -90,7 +91,7 @@ def test_pattern_and_material_words_and_the_worlds_captions_train_as_innocent_bu
 
 def test_ordinary_prompt_vocabulary_trains_as_innocent_alone_in_frames_and_in_tag_lists():
     # the fifth rule: quality tags, camera words, particles and pronouns refused alone ("8k" 0.999, "out" 1.00)
-    from bench.safety_classifier import EVERYDAY_WORDS, everyday_sentences, styled_subjects
+    from bench.safety_training_data import EVERYDAY_WORDS, everyday_sentences, styled_subjects
     from t2i_plugins.safety_prompt.wordlists import LANGUAGES
 
     words = json.loads(EVERYDAY_WORDS.read_text(encoding="utf-8"))
@@ -121,7 +122,8 @@ def test_the_default_checker_passes_ordinary_tags_and_short_words(default_checke
 
 
 def test_every_tuning_set_trains_and_the_fifth_rounds_sets_are_named_for_the_recall_condition():
-    from bench.safety_classifier import ROUND5_TUNING_SETS, TESTS, dev_cases
+    from bench.safety_classifier import ROUND5_TUNING_SETS
+    from bench.safety_training_data import TESTS, dev_cases
 
     on_disk = {path.stem for path in (TESTS / "safety_dev").glob("*.jsonl")}
     cases = dev_cases()
