@@ -34,21 +34,18 @@ from t2i_plugins.safety_prompt.ngram import MODEL_DIR  # noqa: E402
 README = Path(__file__).resolve().parent.parent / "README.md"
 TABLES_BEGIN = "<!-- tables: safety-rates (bench/safety_rates.py --tables --write) -->"
 TABLES_END = "<!-- /tables -->"
-# the blind blocked and benign sets are one pair; each held-out set holds both kinds
 BLIND = {"blocked": "blind blocked", "benign": "blind benign"}  # the blind evaluation sets' names in the tables
 EVERYDAY_COLUMNS = ("everyday", "everyday art", "everyday tags", "everyday fresh")  # per language, beside them
+# the blind blocked and benign sets are one pair; each held-out set holds both kinds
 PAIRS = {"blind": ("blocked", "benign"), "held-out": ("held-out", "held-out"),
          "held-out 2": ("held-out 2", "held-out 2"), "held-out 3": ("held-out 3", "held-out 3")}
 
 
-def cell(row: dict | None) -> str:
-    """right/total (rate), or a dash for no such prompts."""
-    return "–" if row is None else f"{row['right']}/{row['total']} ({row['rate']:.1%})"
-
-
-def count(row: dict | None) -> str:
-    """right/total, or a dash."""
-    return "–" if row is None else f"{row['right']}/{row['total']}"
+def count(row: dict | None, with_rate: bool = False) -> str:
+    """right/total (with its rate), or a dash for no such prompts."""
+    if row is None:
+        return "–"
+    return f"{row['right']}/{row['total']}" + (f" ({row['rate']:.1%})" if with_rate else "")
 
 
 def tables(result: dict) -> str:
@@ -60,7 +57,8 @@ def tables(result: dict) -> str:
     lines = [f"As shipped (the word lists, {shipped}; {stamp}):", "",
              "| set | blocked | benign passed |", "|---|---|---|"]
     for name, rows in sets.items():
-        lines.append(f"| {BLIND.get(name, name)} | {cell(rows.get('block', {}).get('all'))} | {cell(rows.get('pass', {}).get('all'))} |")
+        blocked, passed = (count(rows.get(kind, {}).get("all"), with_rate=True) for kind in ("block", "pass"))
+        lines.append(f"| {BLIND.get(name, name)} | {blocked} | {passed} |")
     pairs = {label: (sets[block], sets[benign]) for label, (block, benign) in PAIRS.items()
              if block in sets and benign in sets}
     everyday = {name: sets[name] for name in EVERYDAY_COLUMNS if name in sets}

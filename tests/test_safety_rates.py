@@ -6,8 +6,9 @@ were tuned on).
 Targets (issue 29), as shipped since the classifier's sixth round (lists frozen 5 + classifier at 0.975, 2026-12-07
 07:33): held-out blocked >= 90% (met on held-out, 90.5%, and held-out 2, 93.0%; not on the fresh held-out 3, 88.0%),
 benign passed >= 97% (blind 98.6%, held-out 98.1%, held-out 3 97.2%; not held-out 2, 96.4%); everyday prompts
-(tests/safety_eval/everyday*.jsonl, measure only) passed 98.9-99.6%. The evaluation sets' floors stay at their first measurement (held-out blocked 80%, the
-lists alone), so that no floor is fitted to them; the old and tuning sets' floors are just under their current figures.
+(tests/safety_eval/everyday*.jsonl, measure only) passed 98.9-99.6%. The evaluation sets' floors stay at their
+first measurement (held-out blocked 80%, the lists alone), so that no floor is fitted to them; the old and tuning
+sets' floors are just under their current figures.
 """
 
 from __future__ import annotations
