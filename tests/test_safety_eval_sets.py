@@ -117,8 +117,9 @@ def _folded(text):
 
 @pytest.mark.parametrize("name", sorted(HELD_OUT_IN_TUNING))
 def test_held_out_prompts_are_not_in_the_tuning_sets(name):
-    tuning = {_folded(json.loads(line)["prompt"]) for path in (SETS.parent / "safety_dev").glob("*.jsonl")
-              for line in path.read_text(encoding="utf-8").splitlines() if '"prompt"' in line}
+    rows = (json.loads(line) for path in (SETS.parent / "safety_dev").glob("*.jsonl")
+            for line in path.read_text(encoding="utf-8").splitlines())
+    tuning = {_folded(row["prompt"]) for row in rows if "prompt" in row}  # not the rule lines
     shared = sum(_folded(row["prompt"]) in tuning for row in prompts(name))
     assert shared == HELD_OUT_IN_TUNING[name], f"{shared} prompts of {name}.jsonl are in a tuning set"  # not printed
 
