@@ -75,6 +75,7 @@ COMBINATIONS = (("hate", "group", "dehumanizing", None), ("hate", "atrocity", "g
 # words in triple round brackets, the antisemitic "echo" ("(((globalists)))"), read against [group] and [echo] words;
 # prompt weights use the same brackets ("(((masterpiece)))"), so no other word counts
 ECHO = re.compile(r"\({3,}([^()]{1,60})\){3,}")
+WORDS_AS_WRITTEN = re.compile(r"[a-z0-9]+")
 # sections whose phrases are also [allow]ed (so that alone they are no sexual term): "torso nudo", "上半身裸"
 KEPT_WHEN_ALLOWED = frozenset({"bare_torso"})
 
@@ -101,9 +102,8 @@ class PromptModeration(PromptChecker):
         """Flag a prompt whose normalised words hit a category's lists, or that the classifier scores as abusive."""
         latin, own = readable(text), native(text)
         # the text's context words with its allowed phrases kept (a bare torso is "allowed" until a woman is named)
-        written, words = CYRILLIC_WORD.findall(own), tokens(latin, look_alikes=False)
-        numbers = re.findall(r"[a-z0-9]+", latin)  # words as written, digits kept, for [code] entries such as "88"
-        full_view = (words, written, russian_stems(written), compacted_words(own), numbers)
+        full_view = self._view(latin, own)
+        words, numbers = full_view[0], full_view[4]
         female = self._mentions("female", full_view)
         compact = self._compact(own)  # with its allowed phrases blanked
         found = self._latin_hits(latin, female)
@@ -121,8 +121,10 @@ class PromptModeration(PromptChecker):
                     and (second is None or self._mentions(second, view)) \
                     and not (unless and self._mentions(unless, full_view)):
                 found[category] = f"a [{first}] word" + (f" with a [{second}] word" if second else "")
-        if "hate" not in found and any(self._mentions("group", self._view(inner)) or self._mentions(
-                "echo", self._view(inner)) for inner in ECHO.findall(text) + ECHO.findall(latin)):
+        if "hate" not in found and any(
+                self._mentions("group", inner) or self._mentions("echo", inner)
+                for inner in (self._view(readable(bracketed), native(bracketed))
+                              for bracketed in ECHO.findall(text) + ECHO.findall(latin))):
             found["hate"] = "a [group] or [echo] word in echo brackets"
         english = _english_text(words, plain_words(self._without_allowed(latin)))
         profanity = offensive_probability(english) if english else 0.0
@@ -163,7 +165,7 @@ class PromptModeration(PromptChecker):
                 found["sexual"] = "undressing"
         kept = self._without_allowed(text)
         # words with their digits, for entries such as "r34", also written with separators ("14/88")
-        written = re.findall(r"[a-z0-9]+", kept) + ["".join(re.findall(r"[a-z0-9]+", c)) for c in kept.split()]
+        written = WORDS_AS_WRITTEN.findall(kept) + ["".join(WORDS_AS_WRITTEN.findall(c)) for c in kept.split()]
         for category in LIST_CATEGORIES:
             terms = self.lexicon.latin[category]
             if category in found:
@@ -238,12 +240,13 @@ class PromptModeration(PromptChecker):
         return any(int(age) < ADULT_AGE for age in AGE.findall(own)) or self._mentions("minor", view)
 
     @staticmethod
-    def _view(text: str) -> tuple:
-        """The context view of a piece of text (see `_mentions`)."""
-        latin, own = readable(text), native(text)
+    def _view(latin: str, own: str) -> tuple:
+        """The context view (see `_mentions`) of a text's readable (`latin`) and native (`own`) forms, allowed phrases
+        kept: its words, Cyrillic words and their stems, compacted text, and words as written (digits kept, for [code]
+        entries such as "88")."""
         cyrillic = CYRILLIC_WORD.findall(own)
         return (tokens(latin, look_alikes=False), cyrillic, russian_stems(cyrillic), compacted_words(own),
-                re.findall(r"[a-z0-9]+", latin))
+                WORDS_AS_WRITTEN.findall(latin))
 
     def _mentions(self, section: str, view: tuple[list[str], list[str], list[str], tuple, list[str]]) -> bool:
         """Whether a word or phrase of this section is in the text (its Latin words, Cyrillic words and their
