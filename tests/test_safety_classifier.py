@@ -71,7 +71,7 @@ def test_person_words_of_every_language_train_as_innocent_in_every_frame():
 
 
 def test_pattern_and_material_words_and_the_worlds_captions_train_as_innocent_but_never_a_judged_caption():
-    # "striped" read as "stripped" refused the embedded model's own prompts (README, Safety, fourth rule)
+    # "striped" read as "stripped" refused the embedded model's own prompts (docs/safety_history.md, round 4)
     from bench.safety_classifier import DEVELOPMENT_CORPUS, JUDGE_CORPORA
     from bench.safety_training_data import EVERYDAY_WORDS, everyday_sentences, world_captions
     from t2i_plugins.safety_prompt.wordlists import LANGUAGES
@@ -115,8 +115,8 @@ def default_checker():
 
 @pytest.mark.parametrize("prompt", json.loads(PROBES.read_text(encoding="utf-8"))["lead"])
 def test_the_default_checker_passes_ordinary_tags_and_short_words(default_checker, prompt):
-    # the lead's 20 probes that the fourth round's model refused alone ("8k", "out", "realistic" ...; README, Safety,
-    # the fifth rule's (g) and the sixth's)
+    # the lead's 20 probes that the fourth round's model refused alone ("8k", "out", "realistic" ...; the fifth rule's
+    # (g) in docs/safety_history.md, the sixth's in README, Safety)
     verdict = default_checker.check_prompt(prompt)
     assert not verdict.flagged, (prompt, verdict.reason, verdict.scores)
 

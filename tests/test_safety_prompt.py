@@ -180,7 +180,7 @@ def test_the_ngram_classifier_is_on_by_default_and_flags_only_what_the_lists_mis
     from t2i_plugins.safety_prompt.ngram import MODEL_DIR
 
     default = engine.plugins.plugins["prompt_moderation"]
-    # on by default at the threshold cross-validated on the tuning sets (README, Safety, fourth rule); an operator
+    # on by default at the threshold cross-validated on the tuning sets (README, Safety, the sixth rule); an operator
     # turns it off with any value above 1
     threshold = json.loads((MODEL_DIR / "ngram_meta.json").read_text())["threshold"]
     assert default.thresholds["ngram"] == threshold and "ngram" in default.check_prompt("a red circle").scores
