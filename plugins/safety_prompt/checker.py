@@ -179,8 +179,8 @@ class PromptModeration(PromptChecker):
                 found[category] = f"term written with separators ({chunk})"
                 continue
             for pattern in masked_chunks(kept):
-                hit = next((t for t in (*terms.words, *terms.prefixes) if len(t) > 2 and re.fullmatch(pattern, t)),
-                           None)
+                hit = next((t for t in (*terms.words_longest_first(), *terms.prefixes)
+                            if len(t) > 2 and re.fullmatch(pattern, t)), None)
                 if hit:
                     found[category] = f"term with masked letters ({hit})"
                     break

@@ -28,6 +28,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from t2i.models.file_checks import read_safetensors_header
 
 from .normalize import readable
+from .tfidf import TfidfOfOneText
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 MAX_WEIGHTS_BYTES = 16 << 20  # the shipped weights are about 7 MB; a larger file is not ours
@@ -78,17 +79,24 @@ class NgramClassifier:
         read_safetensors_header(folder / "ngram_weights.safetensors", MAX_WEIGHTS_BYTES)  # before any loading
         weights = load_file(str(folder / "ngram_weights.safetensors"))
         self.categories: list[str] = meta["categories"]
-        self._features = NgramFeatures.restored(vocabularies, {part: weights[f"idf_{part}"] for part in vocabularies})
+        features = NgramFeatures.restored(vocabularies, {part: weights[f"idf_{part}"] for part in vocabularies})
+        # each part's reader and where its columns start among the features side by side
+        offsets = np.cumsum([0] + [len(ngrams) for ngrams in vocabularies.values()])
+        self._parts = [(int(offset), TfidfOfOneText(vectorizer))
+                       for offset, vectorizer in zip(offsets, features.vectorizers.values())]
         self._block = (weights["block_coef"].astype(np.float64), float(weights["block_intercept"][0]))
         self._category = (weights["category_coef"].astype(np.float64), weights["category_intercept"].astype(np.float64))
 
     def score(self, text: str) -> tuple[float, str]:
         """The probability that the prompt is to be blocked, and the category it most resembles."""
-        features = self._features.transform([readable(text)])
+        reading = readable(text)
+        parts = [(offset + columns, values) for offset, reader in self._parts
+                 for columns, values in [reader.features(reading)]]
+        columns, values = np.concatenate([c for c, _ in parts]), np.concatenate([v for _, v in parts])
         coef, intercept = self._block
-        probability = 1.0 / (1.0 + np.exp(-(float((features @ coef)[0]) + intercept)))
+        probability = 1.0 / (1.0 + np.exp(-(float(values @ coef[columns]) + intercept)))
         category_coef, category_intercept = self._category
-        category = self.categories[int(np.argmax(features @ category_coef.T + category_intercept))]
+        category = self.categories[int(np.argmax(category_coef[:, columns] @ values + category_intercept))]
         return float(probability), category
 
 

@@ -88,10 +88,15 @@ class Terms:
     words: set[str] = field(default_factory=set)
     literals: set[str] = field(default_factory=set)
     prefixes: tuple[str, ...] = ()
-    phrases: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # by first word ("*": a prefix)
+    phrases: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # by first word
+    # phrases whose first word ends in "*", by that word's beginning; and those whose first word starts with "*"
+    # (kept with their order of entry, so that the first phrase of the list that fits is still the one found)
+    prefix_phrases: dict[str, list[tuple[int, tuple[str, ...]]]] = field(default_factory=dict)
+    loose_phrases: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
     written: list[str] = field(default_factory=list)  # entries as written, for matching unfolded text
     plurals: tuple[str, ...] = PLURALS
     look_alikes: bool = True
+    _longest_first: list[str] = field(default_factory=list, repr=False)  # see words_longest_first
 
     def add(self, entry: str) -> None:
         """Add one entry as written in a list file (already in its reading's form)."""
@@ -101,7 +106,13 @@ class Terms:
             return
         parts = [fold(p, self.look_alikes) for p in entry.split()]
         if len(parts) > 1:
-            self.phrases.setdefault("*" if "*" in parts[0] else parts[0], []).append(tuple(parts))
+            phrase, order = tuple(parts), len(self.written)
+            if parts[0].startswith("*"):
+                self.loose_phrases.append((order, phrase))
+            elif parts[0].endswith("*"):
+                self.prefix_phrases.setdefault(parts[0][:-1], []).append((order, phrase))
+            else:
+                self.phrases.setdefault(parts[0], []).append(phrase)
             entry = "".join(parts)  # written together it is one word
         else:
             entry = parts[0]
@@ -115,19 +126,32 @@ class Terms:
         return any(s in self.words or s.startswith(self.prefixes) for s in spellings(word)) if word else False
 
     def within(self, letters: str) -> str | None:
-        """A term hidden inside a run of letters (spaced-out single letters joined), if any."""
-        for s in spellings(letters):
-            for term in self.words:
-                if len(term) >= 3 and term in s:
-                    return term
-            for prefix in self.prefixes:
-                if prefix in s:
-                    return prefix
-        return None
+        """A term hidden inside a run of letters (spaced-out single letters joined) in any of its spellings, if any:
+        the longest word (then the first in alphabetical order), else the first prefix, so that the same text always
+        gives the same reason."""
+        readings = spellings(letters)
+        for term in self.words_longest_first():
+            if len(term) >= 3 and any(term in s for s in readings):
+                return term
+        return next((prefix for prefix in self.prefixes if any(prefix in s for s in readings)), None)
+
+    def words_longest_first(self) -> list[str]:
+        """The words, longest first (then in alphabetical order): the order in which they are searched for in a run
+        of letters, so that the same text always gives the same reason (a set's order changes between processes)."""
+        if len(self._longest_first) != len(self.words):
+            self._longest_first = sorted(self.words, key=lambda term: (-len(term), term))
+        return self._longest_first
 
     def phrase_at(self, words: list[str], i: int) -> tuple[str, ...] | None:
         """The phrase starting at word i, if one does."""
-        for phrase in [*self.phrases.get(words[i], ()), *self.phrases.get("*", ())] if i < len(words) else ():
+        if i >= len(words):
+            return None
+        word = words[i]
+        # the phrases whose first word can be this one: by the word itself, by each of its beginnings, and those
+        # that start with any letters; the wildcard ones in the order the lists give them
+        wildcard = [entry for k in range(1, len(word) + 1) for entry in self.prefix_phrases.get(word[:k], ())]
+        wildcard = sorted(wildcard + self.loose_phrases) if self.loose_phrases or len(wildcard) > 1 else wildcard
+        for phrase in [*self.phrases.get(word, ()), *(phrase for _, phrase in wildcard)]:
             here = words[i:i + len(phrase)]
             if len(here) == len(phrase) and all(map(phrase_word_matches, here, phrase)):
                 return phrase
