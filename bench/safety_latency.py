@@ -3,16 +3,18 @@ dev set of tests/safety_dev) and per image, and a whole generation
 with and without live previews (every preview is screened too). Prints a table, then JSON on the last line,
 and writes bench/results/safety_latency.json.
 
-    python bench/safety_latency.py [--runs 30] [--prompts-only]
+    python bench/safety_latency.py [--runs 30] [--prompts-only] [--against CHECKOUT]
 
 The prompt check's target is under 20 ms per prompt on 2 cores; the result records the load average, since
-other work on a shared machine slows every row.
+other work on a shared machine slows every row. `--against` times another checkout's prompt checker (e.g. a
+`git worktree` of an earlier commit) beside this one, prompt by prompt in turn, and adds their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import statistics
 import sys
@@ -53,10 +55,23 @@ def interleaved(variants: dict, values) -> dict:
                    "n": len(t)} for name, t in times.items()}
 
 
+def checker_of(checkout: Path):
+    """The prompt checker of another checkout (its plugins/safety_prompt, imported under another name), with its
+    default thresholds."""
+    folder = checkout / "plugins" / "safety_prompt"
+    spec = importlib.util.spec_from_file_location("against_safety_prompt", folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = package
+    spec.loader.exec_module(package)
+    return package.PromptModeration()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--prompts-only", action="store_true", help="time the prompt checks alone (no images)")
+    parser.add_argument("--against", type=Path, help="another checkout whose prompt checker is timed beside this one")
     args = parser.parse_args()
     torch.set_num_threads(1)
     settings = Settings(device="cpu", dtype="float32", entry_point_plugins=False,
@@ -69,8 +84,15 @@ def main() -> None:
     large = [image.resize((512, 512)) for image in images]
     rows = {}
     for checker in plugins.of_kind("prompt_check"):
-        rows.update(interleaved({f"{checker.name} per prompt": checker.check_prompt}, prompts))
-        rows.update(interleaved({f"{checker.name} per ten-language prompt": checker.check_prompt}, multilingual))
+        other = checker_of(args.against) if args.against and checker.name == "prompt_moderation" else None
+        for kind, values in (("prompt", prompts), ("ten-language prompt", multilingual)):
+            variants = {f"{checker.name} per {kind}": checker.check_prompt}
+            if other:
+                variants[f"{checker.name} of {args.against.name} per {kind}"] = other.check_prompt
+            rows.update(interleaved(variants, values))
+            if other:
+                this, that = (rows[name]["median_ms"] for name in variants)
+                rows[f"{checker.name} per {kind}: this / {args.against.name}, medians"] = {"ratio": round(this / that, 3)}
     if args.prompts_only:
         finish(rows, settings, steps=None)
         return
@@ -93,7 +115,10 @@ def finish(rows: dict, settings: Settings, steps: int | None) -> None:
     """Print the table and write the result (the machine's load average is in it)."""
     print(f"{'check':<48} {'median ms':>10} {'p95 ms':>10} {'n':>5}")
     for name, row in rows.items():
-        print(f"{name:<48} {row['median_ms']:>10.2f} {row['p95_ms']:>10.2f} {row['n']:>5}")
+        if "ratio" in row:
+            print(f"{name:<48} {row['ratio']:>10.3f}")
+        else:
+            print(f"{name:<48} {row['median_ms']:>10.2f} {row['p95_ms']:>10.2f} {row['n']:>5}")
     result = {"device": "cpu", "torch_threads": 1, "preview_every": settings.preview_every, "steps": steps,
               "results": rows}
     write_result("safety_latency" if steps else "safety_latency_prompts", result,
