@@ -1,4 +1,4 @@
-"""Print the README's "Texture styles" table of preset changes tried, from bench/results/train_style_{STYLE}_*.json.
+"""Print the table of preset changes tried on textures (docs/training_experiments.md) from train_style_{STYLE}_*.json.
 
 One row per result file of a texture style (bench/train_style.py --result ...): the settings changed from the
 "quick style" preset, the share of images with the pattern with the trigger / without, the prompts, the training

@@ -35,7 +35,8 @@ def test_an_nf4_layer_is_counted_with_its_block_scales():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is the CPU's")
 def test_diffusers_refuses_a_bitsandbytes_base_on_the_cpu(tmp_path):
     """Why `check_base_quantization` and T2I_QUANTIZE=nf4 refuse a CPU: diffusers' bitsandbytes loader demands a GPU
-    before it reads a weight. If this starts failing, diffusers lifted that check: see README's quantised-base item."""
+    before it reads a weight. If this starts failing, diffusers lifted that check: see the quantised-base section
+    of docs/training_experiments.md."""
     from diffusers import BitsAndBytesConfig, FluxTransformer2DModel
 
     from t2i.models.tiny import save_tiny_model
