@@ -46,9 +46,10 @@ from .wordlists import REMOVAL_REACH, Lexicon, Terms, compacted_words, load_lexi
 DEFAULT_THRESHOLDS = {"profanity": 0.9, "ngram": 0.975}
 LIST_CATEGORIES = tuple(c for c in CATEGORIES if c != "sexual_minors") + ("sexual_minors",)
 # words never joined to a neighbour: "a pen is red" must not read as a blocked word, nor "massacre des" (Rubens'
-# "Massacre des Innocents") as "massacred"; "de" stays joinable ("nu de")
+# "Massacre des Innocents") as "massacred", nor "bus en" (French and Spanish "in") as "Busen"; "de" stays joinable
+# ("nu de")
 FUNCTION_WORDS = frozenset("a an and as at in is it no of on or the to "
-                           "des les los las del der das und et une dem den".split())
+                           "des les los las del der das und et une dem den en".split())
 CYRILLIC_WORD = re.compile(r"[а-яё]+")
 # function words of English, and of the other Latin-script languages (those that are not English words too): the
 # offensive-language classifier is English, and reads "negro" in "gato negro" (a black cat) as a slur
