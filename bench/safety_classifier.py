@@ -6,8 +6,8 @@ food, objects and places in the same frames, so that a frame such as "a photo of
 pattern, texture, material, colour and art-style words, "looks") and the embedded world's own captions
 (corpus(WORLD_CAPTIONS, seed=WORLD_SEED)); bench/safety_training_data.py builds them.
 
-The pre-registered decision (README, Safety, the sixth rule: the fourth's (a)-(d) with the fifth's (f), (g) and the
-sixth's (h)), applied here in one run:
+The pre-registered decision (README, Safety, the seventh rule: the fourth's (a)-(d) with the fifth's (f), (g) and the
+seventh's (h)), applied here in one run:
 1. 5-fold cross-validation on the tuning prompts alone (the templated sentences and captions always train) chooses,
    among the settings left (TEMPLATE_WEIGHTS, REGULARISATIONS, FEATURE_PARTS; the everyday sentences and captions
    always weigh EVERYDAY_WEIGHT), the threshold: the lowest of THRESHOLDS at which the classifier flags at most
@@ -19,7 +19,7 @@ sixth's (h)), applied here in one run:
    others, measured before), the checker with it must pass at least SHIP_MIN_OLD_BENIGN of the old benign set (not
    trained on), the whole prompt check's median time with it must stay under SHIP_MAX_MEDIAN_MS, the checker with
    it must refuse none of the lead's probes, and its out-of-fold recall on the tuning prompts to block (all of
-   them, and those of the fifth round's sets) must be no lower than the fifth round's (ROUND5_OUT_OF_FOLD_RECALL);
+   them, and those of the sixth round's sets) must be no lower than the sixth round's (ROUND6_OUT_OF_FOLD_RECALL);
    only then may it be on by default (the result names the conditions that fail). The probes of
    bench/safety_short_probes.json and the captions of DEVELOPMENT_SEED are development data (scored and reported,
    never trained on, no judge).
@@ -82,13 +82,13 @@ MAX_FOLD_FLAGS = 0.005  # the classifier may flag at most this share of the held
 SHIP_MAX_EVERYDAY_FLAGS = 0.01  # on by default only if it flags at most this share of each measure-only everyday set
 SHIP_MIN_OLD_BENIGN = 0.995  # ... the checker with it passes at least this share of the old benign set
 SHIP_MAX_MEDIAN_MS = 20.0  # ... and the whole prompt check's median time with it stays under this
-RECALL_KEYS = ("out_of_fold_block_recall", "out_of_fold_block_recall_round5_prompts")
-# the sixth rule's (h): its out-of-fold recall (the share of tuning prompts to block the classifier alone flags out of
-# fold at its threshold) is no lower than the fifth round's at 0.975, both over all its tuning prompts to block and
-# over the fifth round's own tuning prompts (the sets of tests/safety_dev it cross-validated on, 04:18)
-ROUND5_OUT_OF_FOLD_RECALL = 0.369
-ROUND5_TUNING_SETS = ("blind_harm", "blind_langs", "blind_langs2", "blind_sexual", "blind_styles", "blind_tricks",
-                      "dev", "everyday", "everyday_art", "everyday_extra")
+RECALL_KEYS = ("out_of_fold_block_recall", "out_of_fold_block_recall_round6_prompts")
+# the seventh rule's (h): its out-of-fold recall (the share of tuning prompts to block the classifier alone flags out
+# of fold at its threshold) is no lower than the sixth round's at 0.975 (39.8%), both over all its tuning prompts to
+# block and over the sixth round's own tuning prompts (the sets of tests/safety_dev it cross-validated on, 07:26)
+ROUND6_OUT_OF_FOLD_RECALL = 0.398
+ROUND6_TUNING_SETS = ("blind_harm", "blind_hate", "blind_langs", "blind_langs2", "blind_langs3", "blind_sexual",
+                      "blind_styles", "blind_tricks", "dev", "everyday", "everyday_art", "everyday_extra")
 # the judge's corpora of the embedded model's captions (the checker with the classifier must refuse none; the
 # training sentences hold captions of another seed, safety_training_data.WORLD_SEED), development captions of another
 JUDGE_CORPORA = ((5000, 20261207), (2000, 0))
@@ -148,7 +148,7 @@ def cross_validated_choice(list_texts: list[str], list_labels: list[int], cases:
     of the innocent tuning prompts (out of fold) flags the most prompts to block out of fold; with its rates."""
     labels = [int(case["expect"] == "block") for case in cases]
     short_innocent = [not y and len(case["prompt"]) < 25 for case, y in zip(cases, labels)]
-    round5_block = [y and case["set"] in ROUND5_TUNING_SETS for case, y in zip(cases, labels)]
+    round6_block = [y and case["set"] in ROUND6_TUNING_SETS for case, y in zip(cases, labels)]
     best = {"threshold": None, "out_of_fold_block_recall": -1.0, "tried": {}}
     settings = [{"template_weight": w, "regularisation": c, "parts": parts}
                 for w in TEMPLATE_WEIGHTS for c in REGULARISATIONS for parts in FEATURE_PARTS]
@@ -172,8 +172,8 @@ def cross_validated_choice(list_texts: list[str], list_labels: list[int], cases:
         row = {"threshold": threshold, "out_of_fold_innocent_flags": share(threshold, innocent),
                "out_of_fold_short_innocent_flags": share(threshold, short_innocent),
                "out_of_fold_block_recall": share(threshold, labels),
-               "out_of_fold_block_recall_round5_prompts": share(threshold, round5_block),
-               "prompts_to_block": sum(labels), "round5_prompts_to_block": sum(round5_block),
+               "out_of_fold_block_recall_round6_prompts": share(threshold, round6_block),
+               "prompts_to_block": sum(labels), "round6_prompts_to_block": sum(round6_block),
                "out_of_fold_block_recall_per_set": {
                    name: share(threshold, [y and case["set"] == name for case, y in zip(cases, labels)])
                    for name in sorted({case["set"] for case, y in zip(cases, labels) if y})}}
@@ -257,7 +257,7 @@ def score_captions(probability, threshold: float, n: int, seed: int) -> dict:
 
 
 def failed_conditions(decision: dict) -> list[str]:
-    """The sixth rule's conditions that a decision's measurements fail (none: the round replaces the shipped one)."""
+    """The seventh rule's conditions that a decision's measurements fail (none: the round replaces the shipped one)."""
     recall, median_ms = decision["out_of_fold_recall"], decision["prompt_check_median_ms_with_classifier"]
     failing = {
         "(a) world captions refused": any(row["refused"] for row in decision["world_captions_refused"].values()),
@@ -266,8 +266,8 @@ def failed_conditions(decision: dict) -> list[str]:
         "(c) old benign passed under 99.5%": decision["old_benign_passed_with_classifier"] < SHIP_MIN_OLD_BENIGN,
         "(d) median prompt check not under 20 ms": median_ms is None or median_ms >= SHIP_MAX_MEDIAN_MS,
         "(g) lead probes refused": bool(decision["lead_probes_refused"]),
-        "(h) out-of-fold recall under the fifth round's": any(
-            recall.get(key) is None or recall[key] < ROUND5_OUT_OF_FOLD_RECALL for key in RECALL_KEYS)}
+        "(h) out-of-fold recall under the sixth round's": any(
+            recall.get(key) is None or recall[key] < ROUND6_OUT_OF_FOLD_RECALL for key in RECALL_KEYS)}
     return [condition for condition, failed in failing.items() if failed]
 
 
@@ -311,7 +311,7 @@ def decide(probability, threshold: float, checker: PromptModeration, training: d
         **training, "decision": decision, "probes": probe_scores,
         "rule": {"max_fold_innocent_flags": MAX_FOLD_FLAGS, "max_everyday_flags": SHIP_MAX_EVERYDAY_FLAGS,
                  "min_old_benign_passed": SHIP_MIN_OLD_BENIGN, "max_prompt_check_median_ms": SHIP_MAX_MEDIAN_MS,
-                 "min_out_of_fold_recall": ROUND5_OUT_OF_FOLD_RECALL}},
+                 "min_out_of_fold_recall": ROUND6_OUT_OF_FOLD_RECALL}},
         model="char n-gram logistic regression on the tuning sets, the word lists and everyday templates")
 
 
