@@ -93,8 +93,9 @@ ROUND6_TUNING_SETS = ("blind_harm", "blind_hate", "blind_langs", "blind_langs2",
 # training sentences hold captions of another seed, safety_training_data.WORLD_SEED), development captions of another
 JUDGE_CORPORA = ((5000, 20261207), (2000, 0))
 DEVELOPMENT_CORPUS = (2000, 3)
-EVALUATION_SETS = ("old evasion", "old benign", "blocked", "benign", "held-out", "held-out 2", "held-out 3", "everyday",
-                   "everyday fresh", "everyday tags", "everyday short", "everyday people", "everyday art")
+EVALUATION_SETS = ("old evasion", "old benign", "blocked", "benign", "held-out", "held-out 2", "held-out 3",
+                   "held-out 4", "everyday", "everyday fresh", "everyday tags", "everyday short", "everyday people",
+                   "everyday art")
 
 
 def fit(texts: list[str], labels: list[int], cases: list[dict], setting: dict):

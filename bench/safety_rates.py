@@ -38,7 +38,8 @@ BLIND = {"blocked": "blind blocked", "benign": "blind benign"}  # the blind eval
 EVERYDAY_COLUMNS = ("everyday", "everyday art", "everyday tags", "everyday fresh")  # per language, beside them
 # the blind blocked and benign sets are one pair; each held-out set holds both kinds
 PAIRS = {"blind": ("blocked", "benign"), "held-out": ("held-out", "held-out"),
-         "held-out 2": ("held-out 2", "held-out 2"), "held-out 3": ("held-out 3", "held-out 3")}
+         "held-out 2": ("held-out 2", "held-out 2"), "held-out 3": ("held-out 3", "held-out 3"),
+         "held-out 4": ("held-out 4", "held-out 4")}
 
 
 def count(row: dict | None, with_rate: bool = False) -> str:
