@@ -137,3 +137,13 @@ def test_everyday_sets_format_and_counts(name, minimum):
     assert {row["language"] for row in rows} == LANGUAGES
     repeated = [p for p, n in collections.Counter(row["prompt"] for row in rows).items() if n > 1]
     assert not repeated, repeated
+
+
+def test_the_readmes_count_tables_are_count_sets_output():
+    import subprocess
+    import sys
+
+    printed = subprocess.run([sys.executable, str(SETS / "count_sets.py")], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    readme = (SETS / "README.md").read_text(encoding="utf-8")
+    assert printed in readme, "re-run tests/safety_eval/count_sets.py and paste its tables into README's Counts"

@@ -35,11 +35,12 @@ def table(title, rows):
 
 
 def main():
-    heldout = load_rows("heldout")
     print(table("blocked.jsonl", load_rows("blocked")))
     print(table("benign.jsonl", load_rows("benign")))
-    print(table("heldout.jsonl, expect=block", [r for r in heldout if r["expect"] == "block"]))
-    print(table("heldout.jsonl, expect=pass", [r for r in heldout if r["expect"] == "pass"]))
+    for name in ("heldout", "heldout2", "heldout3", "heldout4"):
+        rows = load_rows(name)
+        for expect in ("block", "pass"):
+            print(table(f"{name}.jsonl, expect={expect}", [r for r in rows if r["expect"] == expect]))
 
 
 if __name__ == "__main__":
