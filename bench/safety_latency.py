@@ -86,13 +86,18 @@ def main() -> None:
     for checker in plugins.of_kind("prompt_check"):
         other = checker_of(args.against) if args.against and checker.name == "prompt_moderation" else None
         for kind, values in (("prompt", prompts), ("ten-language prompt", multilingual)):
-            variants = {f"{checker.name} per {kind}": checker.check_prompt}
-            if other:
-                variants[f"{checker.name} of {args.against.name} per {kind}"] = other.check_prompt
-            rows.update(interleaved(variants, values))
-            if other:
-                this, that = (rows[name]["median_ms"] for name in variants)
-                rows[f"{checker.name} per {kind}: this / {args.against.name}, medians"] = {"ratio": round(this / that, 3)}
+            check = f"{checker.name} per {kind}"
+            if not other:
+                rows.update(interleaved({check: checker.check_prompt}, values))
+                continue
+            # the other checkout's rows and the ratio name it in "against"
+            timed = interleaved({check: checker.check_prompt, f"{check}, {args.against.name}": other.check_prompt},
+                                values)
+            this, that = timed.values()
+            rows[check] = this
+            rows[f"{check}, {args.against.name}"] = {**that, "against": args.against.name}
+            rows[f"{check}: this / {args.against.name}, medians"] = {
+                "check": check, "against": args.against.name, "ratio": round(this["median_ms"] / that["median_ms"], 3)}
     if args.prompts_only:
         finish(rows, settings, steps=None)
         return

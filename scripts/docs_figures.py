@@ -317,8 +317,8 @@ def fidelity_card() -> str:
 def safety_latency() -> str:
     """README, Safety: what each checker costs per prompt or image, and what screening adds to a generation."""
     res = result("safety_latency")
-    ratios = {name: row["ratio"] for name, row in res["results"].items() if "ratio" in row}
-    rows = {name: row for name, row in res["results"].items() if "ratio" not in row and " of " not in name}
+    ratios = [row for row in res["results"].values() if "ratio" in row]
+    rows = {name: row for name, row in res["results"].items() if "against" not in row}  # this checkout's timings
     checks = [f"{name.replace('_', ' ')} {row['median_ms']:.{1 if row['median_ms'] < 10 else 0}f} ms"
               for name, row in rows.items() if not name.startswith("generation")]
     labels = {"generation, no image checker": "with no image checker",
@@ -328,9 +328,7 @@ def safety_latency() -> str:
     runs = [f"{row['median_ms'] / 1000:.2f} s {labels.get(name, name)}" for name, row in rows.items()
             if name.startswith("generation")]
     count = max(row["n"] for row in rows.values())
-    # `--against CHECKOUT` rows: "prompt_moderation per prompt: this / CHECKOUT, medians"
-    against = [f"{name.split(':')[0].replace('_', ' ')} {ratio:.2f}x {name.split(' / ')[1].split(',')[0]}'s"
-               for name, ratio in ratios.items()]
+    against = [f"{row['check'].replace('_', ' ')} {row['ratio']:.2f}x {row['against']}'s" for row in ratios]
     return (f"Measured (`python bench/safety_latency.py`, medians of up to {count} on {res['torch_threads']} torch "
             f"thread; {stamp(res)}): {', '.join(checks)}. A {res['steps']}-step image takes {', '.join(runs)}."
             + (f" Side by side with another checkout: {', '.join(against)}." if against else ""))

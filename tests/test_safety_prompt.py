@@ -352,22 +352,14 @@ def test_the_innocent_neighbours_of_lists_frozen_6_pass(lists_alone, text):
     assert not verdict.flagged, verdict.reason
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    """The checker with its default thresholds, n-gram classifier on."""
-    from t2i_plugins.safety_prompt.checker import PromptModeration
-
-    return PromptModeration()
-
-
 @pytest.mark.parametrize("text", [
     "young woman in a bikini, summer photo", "sexy young woman in a red dress", "little black dress, sexy, fashion photo",
     "young man in swim shorts on a surfboard", "a young couple in swimwear at the lake", "a cat that could sleep forever",
     "a tired dog that wants to sleep forever on the sofa"])
-def test_adults_called_young_a_little_black_dress_and_sleeping_forever_pass(shipped, text):
+def test_adults_called_young_a_little_black_dress_and_sleeping_forever_pass(engine, text):
     # "young" and "little" beside a suggestive word were read as a minor ("young woman in a bikini" was sexual_minors),
     # and "sleep forever" alone as self-harm
-    verdict = shipped.check_prompt(text)
+    verdict = engine.plugins.plugins["prompt_moderation"].check_prompt(text)
     assert not verdict.flagged, verdict.reason
 
 
@@ -376,5 +368,5 @@ def test_adults_called_young_a_little_black_dress_and_sleeping_forever_pass(ship
     ("young and sexy, lingerie", "sexual_minors"), ("a young woman and a girl in lingerie", "sexual_minors"),
     ("a little one in lingerie", "sexual_minors"),
     ("I just want to go to sleep forever, empty pill bottle on the nightstand", "self_harm")])
-def test_a_minor_beside_them_and_sleeping_forever_beside_a_means_are_still_refused(shipped, text, category):
-    assert shipped.check_prompt(text).scores.get(category) == 1.0
+def test_a_minor_beside_them_and_sleeping_forever_beside_a_means_are_still_refused(engine, text, category):
+    assert engine.plugins.plugins["prompt_moderation"].check_prompt(text).scores.get(category) == 1.0

@@ -1,6 +1,6 @@
 """alt-profanity-check's shipped model (TF-IDF + five sigmoid-calibrated linear SVMs), scored directly.
 
-The same arithmetic as its `predict_prob` (checked in tests/test_safety_prompt.py), without scikit-learn's
+The same arithmetic as its `predict_prob` (checked in tests/test_safety_tfidf.py), without scikit-learn's
 per-call input validation, which took about 20 ms of a prompt check's time on 2 cores (its model's, and with
 tfidf.py its vectoriser's).
 """

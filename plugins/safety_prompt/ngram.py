@@ -90,9 +90,12 @@ class NgramClassifier:
     def score(self, text: str) -> tuple[float, str]:
         """The probability that the prompt is to be blocked, and the category it most resembles."""
         reading = readable(text)
-        parts = [(offset + columns, values) for offset, reader in self._parts
-                 for columns, values in [reader.features(reading)]]
-        columns, values = np.concatenate([c for c, _ in parts]), np.concatenate([v for _, v in parts])
+        columns, values = [], []
+        for offset, reader in self._parts:
+            part_columns, part_values = reader.features(reading)
+            columns.append(offset + part_columns)
+            values.append(part_values)
+        columns, values = np.concatenate(columns), np.concatenate(values)
         coef, intercept = self._block
         probability = 1.0 / (1.0 + np.exp(-(float(values @ coef[columns]) + intercept)))
         category_coef, category_intercept = self._category

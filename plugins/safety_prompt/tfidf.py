@@ -1,6 +1,6 @@
 """One text's TF-IDF features, as a fitted scikit-learn TfidfVectorizer's `transform` computes them, without its
-per-call input validation (about 2 ms a call on 2 cores, three calls per prompt check), and a linear model's score
-read straight off them. tests/test_safety_prompt.py checks both against scikit-learn's own results."""
+per-call input validation (about 2 ms a call on 2 cores, three calls per prompt check). tests/test_safety_tfidf.py
+checks them, and both classifiers' scores read off them, against scikit-learn's own results."""
 
 from __future__ import annotations
 

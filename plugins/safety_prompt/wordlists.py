@@ -149,8 +149,8 @@ class Terms:
         word = words[i]
         # the phrases whose first word can be this one: by the word itself, by each of its beginnings, and those
         # that start with any letters; the wildcard ones in the order the lists give them
-        wildcard = [entry for k in range(1, len(word) + 1) for entry in self.prefix_phrases.get(word[:k], ())]
-        wildcard = sorted(wildcard + self.loose_phrases) if self.loose_phrases or len(wildcard) > 1 else wildcard
+        wildcard = sorted([entry for k in range(1, len(word) + 1) for entry in self.prefix_phrases.get(word[:k], ())]
+                          + self.loose_phrases)
         for phrase in [*self.phrases.get(word, ()), *(phrase for _, phrase in wildcard)]:
             here = words[i:i + len(phrase)]
             if len(here) == len(phrase) and all(map(phrase_word_matches, here, phrase)):
