@@ -64,6 +64,8 @@ SHARED_LATIN_WORDS = frozenset("die den van".split())
 AGE = re.compile(r"(\d{1,2})\s*-?\s*(?:years?\s*-?\s*old|yo|y/o|anos|ans|jahre|jahrige\w*|anni|лет|год\w*|"
                  r"歳|岁|歲|살)")
 ADULT_AGE = 18
+# Russian one-letter prepositions, which a run of spaced-out letters may end in (see _cyrillic_hits)
+RUSSIAN_PREPOSITIONS = frozenset("вкс")
 # a category found when a word of each of two context sections is in the text
 # (category, first section, second section or None (the first alone), a section whose words call it innocent or None)
 COMBINATIONS = (("hate", "group", "dehumanizing", None), ("hate", "atrocity", "glorify", None),
@@ -199,22 +201,29 @@ class PromptModeration(PromptChecker):
         return words
 
     # -- Cyrillic (ru), word by word; CJK (ja zh ko), substrings
-    def _cyrillic_words(self, own: str) -> list[str]:
+    def _cyrillic_words(self, own: str, tail: frozenset[str] = frozenset()) -> list[str]:
         # spaced-out letters are joined within each stretch of text apart by two or more spaces ("г о л а я   ж е н")
-        words = [w for part in re.split(r"\s{2,}", own) for w in joined_letters(CYRILLIC_WORD.findall(part))]
+        words = [w for part in re.split(r"\s{2,}", own)
+                 for w in joined_letters(CYRILLIC_WORD.findall(part), tail=tail)]
         return self._allowed_blanked(words, self.lexicon.cyrillic["allow"])
 
     def _cyrillic_hits(self, own: str, female: bool) -> dict[str, str]:
         words = self._cyrillic_words(own)
         if not any(words):
             return {}
-        stems = russian_stems(words)
+        # a second reading when spaced-out letters end in a preposition of the next word ("м и н е т в подъезде")
+        apart = self._cyrillic_words(own, RUSSIAN_PREPOSITIONS)
+        readings = [(reading, russian_stems(reading)) for reading in ([words, apart] if apart != words else [words])]
         found = {}
         for category in LIST_CATEGORIES:
-            reason = (_word_reason(self.lexicon.cyrillic[category], words, spelled_out=False)
-                      or _word_reason(self.lexicon.cyrillic_stems[category], stems, spelled_out=False, joined=False))
-            if reason:
-                found[category] = reason
+            for reading, stems in readings:
+                reason = (_word_reason(self.lexicon.cyrillic[category], reading, spelled_out=False)
+                          or _word_reason(self.lexicon.cyrillic_stems[category], stems, spelled_out=False,
+                                          joined=False))
+                if reason:
+                    found[category] = reason
+                    break
+        stems = readings[0][1]
         if "sexual" not in found and (_undressing(self.lexicon.cyrillic, words, female)
                                       or _undressing(self.lexicon.cyrillic_stems, stems, female)):
             found["sexual"] = "undressing"

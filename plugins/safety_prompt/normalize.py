@@ -166,9 +166,10 @@ def tokens(text: str, symbols_are_letters: bool = True, look_alikes: bool = True
     return WORD.findall(fold(text, look_alikes))
 
 
-def joined_letters(words: list[str], article: bool = False) -> list[str]:
+def joined_letters(words: list[str], article: bool = False, tail: frozenset[str] = frozenset()) -> list[str]:
     """The words with each run of three or more one-letter words joined into one ("p o g r o m" -> "pogrom");
-    with `article`, a run's first letter stays apart when it is the article "a" ("a h.i.t.l.e.r")."""
+    with `article`, a run's first letter stays apart when it is the article "a" ("a h.i.t.l.e.r"); a run's last
+    letter stays apart when it is in `tail` (a one-letter preposition: "м и н е т в подъезде")."""
     joined: list[str] = []
     run: list[str] = []
     for word in [*words, ""]:
@@ -177,7 +178,9 @@ def joined_letters(words: list[str], article: bool = False) -> list[str]:
             continue
         head = run[:1] if article and run[:1] == ["a"] and len(run) >= 4 else []
         run = run[len(head):]
-        joined += head + (["".join(run)] if len(run) >= 3 else run)
+        end = run[-1:] if run[-1:] and run[-1] in tail and len(run) >= 4 else []
+        run = run[:len(run) - len(end)]
+        joined += head + (["".join(run)] if len(run) >= 3 else run) + end
         run = []
         joined.append(word)
     return joined[:-1]

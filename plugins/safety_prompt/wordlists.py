@@ -183,7 +183,8 @@ class Substrings:
     def find(self, compact: str, starts: frozenset[int] = frozenset(), ends: frozenset[int] = frozenset()) -> str | None:
         """The first term found in the compacted text, if any. With the positions where the text's words
         (written apart by spaces) start and end: a term that runs across a space must start or end where a word
-        does ("자 해" spaced out is 자해, self-harm; "여자 해운대", a woman at Haeundae, is not)."""
+        does ("자 해" spaced out is 자해, self-harm; "여자 해운대", a woman at Haeundae, is not), or hold two
+        one-character words whole (spaced out inside other words: "でパ コ パ コして" holds ぱこぱこ)."""
         if self.pattern is None and self.terms:
             self.pattern = re.compile("|".join(map(re.escape, sorted(self.terms, key=len, reverse=True))))
         patterns = [self.pattern] if self.pattern else []
@@ -195,7 +196,8 @@ class Substrings:
         for pattern in patterns:
             for found in pattern.finditer(compact):
                 start, end = found.span()
-                if start in starts or end in ends or not any(start < s < end for s in starts):
+                if start in starts or end in ends or not any(start < s < end for s in starts) \
+                        or sum(start < s and s + 1 in ends and s + 1 < end for s in starts) >= 2:
                     return found.group(0)
         return None
 
