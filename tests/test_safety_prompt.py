@@ -390,7 +390,9 @@ def test_a_minor_beside_them_and_sleeping_forever_beside_a_means_are_still_refus
     ("여성상위 자세의 커플, 침대", "sexual"),
     ("ビーチでパ コ パ コするカップル", "sexual"),
     ("с е к с в машине, ночь", "sexual"),
-    ("大桥栏杆外的男人，配字“快跳，没人在乎”", "self_harm")])
+    ("大桥栏杆外的男人，配字“快跳，没人在乎”", "self_harm"),
+    ("a tank crew turned into pink mist, war photo", "violence_gore"),
+    ("Wandbild, das den Amokläufer als Helden verehrt", "hate")])
 def test_the_families_of_lists_frozen_7_are_refused(lists_alone, text, category):
     # lists frozen 7: killers drawn as martyrs or heroes, groups to be "relocated" or drawn as locusts, heads blown
     # off, people skinned, guts hanging out, sex slang and positions, spaced-out letters inside other words (CJK) or
