@@ -233,7 +233,8 @@ class PromptModeration(PromptChecker):
         """The compacted text with its allowed phrases blanked (as long as they were), and where its words
         start and end (see Substrings.find)."""
         compact, starts, ends = compacted_words(own)
-        for allowed in self.lexicon.substrings["allow"].terms:
+        # longest first, so that a shorter allowed term inside a longer one ("授乳" in "胸をはだけて授乳") cannot cut it
+        for allowed in sorted(self.lexicon.substrings["allow"].terms, key=len, reverse=True):
             compact = compact.replace(allowed, "|" * len(allowed))
         return compact, starts, ends
 
