@@ -39,7 +39,8 @@ EVERYDAY_COLUMNS = ("everyday", "everyday art", "everyday tags", "everyday fresh
 # the blind blocked and benign sets are one pair; each held-out set holds both kinds
 PAIRS = {"blind": ("blocked", "benign"), "held-out": ("held-out", "held-out"),
          "held-out 2": ("held-out 2", "held-out 2"), "held-out 3": ("held-out 3", "held-out 3"),
-         "held-out 4": ("held-out 4", "held-out 4"), "held-out 5": ("held-out 5", "held-out 5")}
+         "held-out 4": ("held-out 4", "held-out 4"), "held-out 5": ("held-out 5", "held-out 5"),
+         "held-out 6": ("held-out 6", "held-out 6")}
 
 
 def count(row: dict | None, with_rate: bool = False) -> str:
