@@ -19,9 +19,9 @@ from t2i.safety.gate import PromptRefused
 
 def checkout_sets(tests: Path) -> dict[str, list[dict]]:
     """The sets of this checkout's tests/ folder by name: old, blind evaluation (blocked, benign, held-out, held-out 2,
-    held-out 3, held-out 4, held-out 5, held-out 6, and the everyday ones, one per tests/safety_eval/everyday*.jsonl: "everyday",
-    "everyday short", "everyday people", "everyday art", "everyday tags", "everyday fresh"), the checker's dev set and
-    the other tuning sets of tests/safety_dev ("dev blind_harm", "dev blind_hate", "dev everyday", ...)."""
+    held-out 3, held-out 4, held-out 5, held-out 6, and the everyday ones, one per tests/safety_eval/everyday*.jsonl:
+    "everyday", "everyday short", "everyday people", "everyday art", "everyday tags", "everyday fresh"), the checker's
+    dev set and the other tuning sets of tests/safety_dev ("dev blind_harm", "dev blind_hate", "dev everyday", ...)."""
     sets = {"old evasion": read_old_set(tests / "data" / "safety_evasion.txt", "block"),
             "old benign": read_old_set(tests / "data" / "safety_benign.txt", "pass"),
             "blocked": read_set(tests / "safety_eval" / "blocked.jsonl", "block"),
