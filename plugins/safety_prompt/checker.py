@@ -93,11 +93,11 @@ class PromptModeration(PromptChecker):
     def __init__(self, thresholds: dict[str, float] = DEFAULT_THRESHOLDS):
         self.thresholds = dict(thresholds)
         self.lexicon: Lexicon = load_lexicon()
-        # allowed phrases, their words apart or joined by a hyphen, dot or underscore; "word*" ends in any letters,
+        # allowed phrases, their words apart or joined by a hyphen, dot, underscore or apostrophe; "word*" ends in any letters,
         # "*word" starts with any (a German compound)
         allow = sorted(self.lexicon.latin["allow"].written, key=len, reverse=True)
         self._allow_pattern = re.compile(r"\b(?:" + "|".join(
-            r"[\s._-]+".join((r"\w*" if w.startswith("*") else "") + re.escape(w.strip("*"))
+            r"[\s._'’-]+".join((r"\w*" if w.startswith("*") else "") + re.escape(w.strip("*"))
                              + (r"\w*" if w.endswith("*") else "") for w in p.split())
             for p in allow) + r")\b") if allow else None
 
