@@ -93,8 +93,8 @@ class PromptModeration(PromptChecker):
     def __init__(self, thresholds: dict[str, float] = DEFAULT_THRESHOLDS):
         self.thresholds = dict(thresholds)
         self.lexicon: Lexicon = load_lexicon()
-        # allowed phrases, their words apart or joined by a hyphen, dot, underscore or apostrophe; "word*" ends in any letters,
-        # "*word" starts with any (a German compound)
+        # allowed phrases, their words apart or joined by a hyphen, dot, underscore or apostrophe ("dick's sporting
+        # goods"); "word*" ends in any letters, "*word" starts with any (a German compound)
         allow = sorted(self.lexicon.latin["allow"].written, key=len, reverse=True)
         self._allow_pattern = re.compile(r"\b(?:" + "|".join(
             r"[\s._'’-]+".join((r"\w*" if w.startswith("*") else "") + re.escape(w.strip("*"))
