@@ -100,6 +100,9 @@ class PromptModeration(PromptChecker):
             r"[\s._'’-]+".join((r"\w*" if w.startswith("*") else "") + re.escape(w.strip("*"))
                              + (r"\w*" if w.endswith("*") else "") for w in p.split())
             for p in allow) + r")\b") if allow else None
+        # allowed CJK terms longest first, so that a shorter one inside a longer one ("授乳" in "胸をはだけて授乳")
+        # cannot cut it when they are blanked
+        self._allowed_compact = sorted(self.lexicon.substrings["allow"].terms, key=len, reverse=True)
 
     def check_prompt(self, text: str) -> Verdict:
         """Flag a prompt whose normalised words hit a category's lists, or that the classifier scores as abusive."""
@@ -233,8 +236,7 @@ class PromptModeration(PromptChecker):
         """The compacted text with its allowed phrases blanked (as long as they were), and where its words
         start and end (see Substrings.find)."""
         compact, starts, ends = compacted_words(own)
-        # longest first, so that a shorter allowed term inside a longer one ("授乳" in "胸をはだけて授乳") cannot cut it
-        for allowed in sorted(self.lexicon.substrings["allow"].terms, key=len, reverse=True):
+        for allowed in self._allowed_compact:
             compact = compact.replace(allowed, "|" * len(allowed))
         return compact, starts, ends
 
