@@ -19,9 +19,10 @@ from t2i.safety.gate import PromptRefused
 
 def checkout_sets(tests: Path) -> dict[str, list[dict]]:
     """The sets of this checkout's tests/ folder by name: old, blind evaluation (blocked, benign, held-out, held-out 2,
-    held-out 3, held-out 4, held-out 5, held-out 6, and the everyday ones, one per tests/safety_eval/everyday*.jsonl:
-    "everyday", "everyday short", "everyday people", "everyday art", "everyday tags", "everyday fresh"), the checker's
-    dev set and the other tuning sets of tests/safety_dev ("dev blind_harm", "dev blind_hate", "dev everyday", ...)."""
+    held-out 3, held-out 4, held-out 5, held-out 6, held-out 7, and the everyday ones, one per
+    tests/safety_eval/everyday*.jsonl: "everyday", "everyday short", "everyday people", "everyday art", "everyday tags",
+    "everyday fresh"), the checker's dev set and the other tuning sets of tests/safety_dev ("dev blind_harm",
+    "dev blind_hate", "dev everyday", ...)."""
     sets = {"old evasion": read_old_set(tests / "data" / "safety_evasion.txt", "block"),
             "old benign": read_old_set(tests / "data" / "safety_benign.txt", "pass"),
             "blocked": read_set(tests / "safety_eval" / "blocked.jsonl", "block"),
@@ -32,6 +33,7 @@ def checkout_sets(tests: Path) -> dict[str, list[dict]]:
             "held-out 4": read_set(tests / "safety_eval" / "heldout4.jsonl"),
             "held-out 5": read_set(tests / "safety_eval" / "heldout5.jsonl"),
             "held-out 6": read_set(tests / "safety_eval" / "heldout6.jsonl"),
+            "held-out 7": read_set(tests / "safety_eval" / "heldout7.jsonl"),
             "dev": read_set(tests / "safety_dev" / "dev.jsonl")}
     for path in sorted((tests / "safety_dev").glob("*.jsonl")):
         if path.stem != "dev":  # the blind and everyday tuning sets
