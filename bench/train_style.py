@@ -55,13 +55,16 @@ def _phrase(obj: ShapeObject) -> str:
     return f"a {obj.size} {obj.colour} {obj.shape} {where}"
 
 
-def style_images(folder: Path, style: str, count: int, period: int = DEFAULT_PERIOD) -> None:
-    """Renders in `style`, a texture style or a held-out colour name, captioned as a person would."""
+def style_images(folder: Path, style: str, count: int, period: int = DEFAULT_PERIOD, every_shape: bool = False) -> None:
+    """Renders in `style`, a texture style or a held-out colour name, captioned as a person would; with
+    `every_shape`, the shapes take turns (each shape the prompts name is in the images), else they are drawn."""
     rng = random.Random(0)
     folder.mkdir(parents=True)
     for i in range(count):
         colour = rng.choice(OBJECT_COLOURS)
-        obj = ShapeObject(rng.choice(SHAPES_NO_RING), style if style in HELD_OUT_COLOURS else colour,
+        shape = rng.choice(SHAPES_NO_RING)
+        obj = ShapeObject(SHAPES_NO_RING[i % len(SHAPES_NO_RING)] if every_shape else shape,
+                          style if style in HELD_OUT_COLOURS else colour,
                           rng.choice(["medium", "large"]), rng.choice(list(POSITIONS)))
         if style in HELD_OUT_COLOURS:
             image = render(Scene((obj,), "white"))
@@ -153,7 +156,7 @@ def generate(lora: Path | None, prompts: list[str]) -> list[Image.Image]:
 
 def measure_style(args, objects: list, settings: dict) -> dict:
     """Train the "quick style" LoRA on the held-back style and read it back with and without its trigger."""
-    style_images(args.work / "style", args.style, args.images, args.period)
+    style_images(args.work / "style", args.style, args.images, args.period, args.every_shape)
     colour_style = args.style in HELD_OUT_COLOURS
     style_settings = dict(settings)
     if args.swap_colours and colour_style:
@@ -175,6 +178,10 @@ def measure_style(args, objects: list, settings: dict) -> dict:
         found = [any(d.colour == args.style for d in analyze(image).objects) if colour_style
                  else read_texture(image, args.period).texture == args.style for image in generate(lora_file, prompts)]
         rates[label] = sum(found) / len(found)
+        if label == "with_trigger":  # a shape missing from the style's images is a harder transfer
+            rates["with_trigger_by_shape"] = {shape: f"{sum(f for o, f in zip(objects, found) if o.shape == shape)}/"
+                                                     f"{sum(o.shape == shape for o in objects)}"
+                                              for shape in sorted({o.shape for o in objects})}
     if colour_style:  # beyond "no teal": do prompts without the trigger still get their own colour?
         plain = [_phrase(o) for o in objects]
         for label, lora_file in (("base_colour_kept_without_lora", None), ("base_colour_kept_with_lora", lora)):
@@ -188,6 +195,7 @@ def measure_style(args, objects: list, settings: dict) -> dict:
         print(f"prompts without the trigger read in their own colour: {rates['base_colour_kept_without_lora']:.0%} "
               f"by the base model, {rates['base_colour_kept_with_lora']:.0%} with the LoRA")
     return {"style": args.style, **({} if colour_style else {"period": args.period}),
+            "image_shapes": sorted({(args.work / "style" / f"{i}.txt").read_text().split()[3] for i in range(args.images)}),
             "train_seconds": round(seconds, 1), "settings": style_settings, **rates}
 
 
@@ -196,6 +204,8 @@ def main() -> None:
     parser.add_argument("--style", default="outlined")
     parser.add_argument("--period", type=int, default=DEFAULT_PERIOD, help="texture styles: px per pattern repeat")
     parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--every-shape", action="store_true",
+                        help="the style's images show every shape in turn (default: shapes drawn at random)")
     parser.add_argument("--steps", type=int, default=None, help="default: the preset's")
     parser.add_argument("--prompts", type=int, default=20)
     parser.add_argument("--targets", default=None, help="UNet layers with LoRA weights (default: the preset's)")
