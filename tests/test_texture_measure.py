@@ -118,7 +118,9 @@ def test_the_shares_check_images_quotes_are_those_of_the_training_runs():
     for texture, (_, preset_share, best_share, _) in TRAINED_SHARES.items():
         runs = [json.loads(path.read_text()) for path in results.glob(f"train_style_{texture}_*.json")]
         runs = [run["style"] for run in runs if run["prompts"] == 20]
-        assert preset_share == next(run["with_trigger"] for run in runs if not run["settings"])
+        # the preset on the bench's drawn images (runs on --every-shape images record all five shapes)
+        assert preset_share == next(run["with_trigger"] for run in runs
+                                    if not run["settings"] and len(run.get("image_shapes", ())) < 5)
         assert best_share == max(run["with_trigger"] for run in runs)
     # the best outlines setting, trained again with seed 1
     again = json.loads((results / "train_style_outlined_minsnr5_prior0.5_rank32_seed1.json").read_text())["style"]
