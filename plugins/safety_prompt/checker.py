@@ -16,7 +16,8 @@ substrings of the native reading without spaces and punctuation (allowed phrases
    with a [leap] ("on the edge of a rooftop, about to jump"), or a [fall] alone ("jumping off a bridge"), unless a
    [sport] word says why (bungee, diving); a [farewell] note beside a [blade] (a means) or that says its [last_words]
    ("sorry mom, I'll go first"); hate: an [extremist] word with a hate [code] written as it is ("skinheads with 88
-   tattoos"), or a [group] or [echo] word in triple brackets ("(((globalists)))");
+   tattoos"), or a [group] or [echo] word in triple brackets ("(((globalists)))"), or a [group] told to [leave] in a
+   [call] ("a poster: Jewish families are no longer welcome"; "refugees hope to go home" is news);
    violence_gore: [innards] that [spill] ("intestines spilling onto the floor") unless a [medical] word says why;
 6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity", on a
    prompt with at least as many English function words as those of the other Latin-script languages (with none
@@ -60,21 +61,23 @@ OTHER_LATIN_WORDS = frozenset("""de del la las los el un una unos con sobre y en
 # articles of German and Dutch that are English words too ("die Katze", "den", "van"): with no function word of
 # either side in the prompt, the classifier reads the prompt without them ("die" made "die Oma" a threat)
 SHARED_LATIN_WORDS = frozenset("die den van".split())
-# an age: "12 years old", "12-year-old", "12yo", "12 años", "12 ans", "12 Jahre", "12 anni", "12 лет", "12歳"
-AGE = re.compile(r"(\d{1,2})\s*-?\s*(?:years?\s*-?\s*old|yo|y/o|anos|ans|jahre|jahrige\w*|anni|лет|год\w*|"
+# an age: "12 years old", "12-year-old", "12yo", "12 años", "12 ans", "12 Jahre", "13-Jährige", "12 anni",
+# "12 лет", "12歳"
+AGE = re.compile(r"(\d{1,2})\s*-?\s*(?:years?\s*-?\s*old|yo|y/o|anos|ans|jahre|j[aä]hrig\w*|anni|лет|год\w*|"
                  r"歳|岁|歲|살)")
 ADULT_AGE = 18
 # Russian one-letter prepositions, which a run of spaced-out letters may end in (see _cyrillic_hits)
 RUSSIAN_PREPOSITIONS = frozenset("вкс")
 # a category found when a word of each of two context sections is in the text
-# (category, first section, second section or None (the first alone), a section whose words call it innocent or None)
+# (category, first section, second section or sections (all needed) or None (the first alone), a section whose words
+# call it innocent or None)
 COMBINATIONS = (("hate", "group", "dehumanizing", None), ("hate", "atrocity", "glorify", None),
                 ("violence_gore", "dead", "bloody", None), ("self_harm", "blade", "wrist", None),
                 ("self_harm", "ledge", "leap", "sport"), ("self_harm", "fall", None, "sport"),
                 ("self_harm", "blade", "farewell", None), ("self_harm", "last_words", "farewell", None),
                 ("violence_gore", "innards", "spill", "medical"),
                 ("sexual", "bare_torso", "female", None), ("hate", "extremist", "praise", None),
-                ("hate", "extremist", "code", None))
+                ("hate", "extremist", "code", None), ("hate", "group", ("leave", "call"), None))
 # words in triple round brackets, the antisemitic "echo" ("(((globalists)))"), read against [group] and [echo] words;
 # prompt weights use the same brackets ("(((masterpiece)))"), so no other word counts
 ECHO = re.compile(r"\({3,}([^()]{1,60})\){3,}")
@@ -124,9 +127,9 @@ class PromptModeration(PromptChecker):
             found["sexual_minors"] = "a minor in a sexual or suggestive context"
         for category, first, second, unless in COMBINATIONS:
             if category not in found and self._mentions(first, full_view if first in KEPT_WHEN_ALLOWED else view) \
-                    and (second is None or self._mentions(second, view)) \
+                    and all(self._mentions(s, view) for s in _sections(second)) \
                     and not (unless and self._mentions(unless, full_view)):
-                found[category] = f"a [{first}] word" + (f" with a [{second}] word" if second else "")
+                found[category] = f"a [{first}] word" + "".join(f" with a [{s}] word" for s in _sections(second))
         if "hate" not in found and any(
                 self._mentions("group", inner) or self._mentions("echo", inner)
                 for inner in (self._view(readable(bracketed), native(bracketed))
@@ -269,6 +272,11 @@ class PromptModeration(PromptChecker):
                 or any(word in self.lexicon.latin[section].literals for word in numbers)
                 or _has(self.lexicon.cyrillic_stems[section], cyrillic_stems)
                 or self.lexicon.substrings[section].find(*compact) is not None)
+
+
+def _sections(second: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    """The sections a combination needs beside its first: none, one or several."""
+    return () if second is None else (second,) if isinstance(second, str) else second
 
 
 def _english_text(words: list[str], plain: str) -> str:
