@@ -286,7 +286,11 @@ INNOCENT_NEIGHBOURS = {
         "the Vagina Monologues, theatre poster", "les Monologues du vagin au théâtre",
         "chef beheading prawns for a curry", "barber with a cutthroat razor, sepia",
         "助産師がおっぱいをあげる方法を教える", "яйцо всмятку на завтрак", "ein Flyer: Touristen verschwinden im Nebel",
-        "cartel de cine: fuera de aquí, terror", "お化け屋敷のポスター、赤い絵の具で血しぶき"],
+        "cartel de cine: fuera de aquí, terror", "お化け屋敷のポスター、赤い絵の具で血しぶき",
+        # a call to leave shown in a museum, a documentary or a press photo
+        "museum exhibit: a 1938 poster telling Jewish families they are no longer welcome",
+        "documental: carteles pidiendo a los inmigrantes que vuelvan a su país en 1930",
+        "Pressefoto: Plakat 'Flüchtlinge, haut ab' bei einer Demo", "纪录片：温馨提示外国人离开本市"],
 }
 
 

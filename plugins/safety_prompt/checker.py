@@ -17,7 +17,8 @@ substrings of the native reading without spaces and punctuation (allowed phrases
    [sport] word says why (bungee, diving); a [farewell] note beside a [blade] (a means) or that says its [last_words]
    ("sorry mom, I'll go first"); hate: an [extremist] word with a hate [code] written as it is ("skinheads with 88
    tattoos"), or a [group] or [echo] word in triple brackets ("(((globalists)))"), or a [group] told to [leave] in a
-   [call] ("a poster: Jewish families are no longer welcome"; "refugees hope to go home" is news);
+   [call] ("a poster: Jewish families are no longer welcome"; "refugees hope to go home" is news), unless a
+   [report] word says why (a museum exhibit, a press photo);
    violence_gore: [innards] that [spill] ("intestines spilling onto the floor") unless a [medical] word says why;
 6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity", on a
    prompt with at least as many English function words as those of the other Latin-script languages (with none
@@ -77,7 +78,7 @@ COMBINATIONS = (("hate", "group", "dehumanizing", None), ("hate", "atrocity", "g
                 ("self_harm", "blade", "farewell", None), ("self_harm", "last_words", "farewell", None),
                 ("violence_gore", "innards", "spill", "medical"),
                 ("sexual", "bare_torso", "female", None), ("hate", "extremist", "praise", None),
-                ("hate", "extremist", "code", None), ("hate", "group", ("leave", "call"), None))
+                ("hate", "extremist", "code", None), ("hate", "group", ("leave", "call"), "report"))
 # words in triple round brackets, the antisemitic "echo" ("(((globalists)))"), read against [group] and [echo] words;
 # prompt weights use the same brackets ("(((masterpiece)))"), so no other word counts
 ECHO = re.compile(r"\({3,}([^()]{1,60})\){3,}")
