@@ -45,7 +45,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--styles", nargs="+", default=["dotted", "outlined"])
     args = parser.parse_args()
-    print("| style | change to quick style | shapes in the images | with trigger / without | prompts | training | file |")
+    print("| style | change to quick style | shapes in the images | with trigger / without | prompts | training | "
+          "file |")
     print("|---|---|---|---|---|---|---|")
     for style in args.styles:
         print("\n".join(rows(style)))

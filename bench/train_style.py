@@ -55,7 +55,8 @@ def _phrase(obj: ShapeObject) -> str:
     return f"a {obj.size} {obj.colour} {obj.shape} {where}"
 
 
-def style_images(folder: Path, style: str, count: int, period: int = DEFAULT_PERIOD, every_shape: bool = False) -> None:
+def style_images(folder: Path, style: str, count: int, period: int = DEFAULT_PERIOD,
+                 every_shape: bool = False) -> None:
     """Renders in `style`, a texture style or a held-out colour name, captioned as a person would; with
     `every_shape`, the shapes take turns (each shape the prompts name is in the images), else they are drawn."""
     rng = random.Random(0)
@@ -157,10 +158,10 @@ def generate(lora: Path | None, prompts: list[str]) -> list[Image.Image]:
 def measure_style(args, objects: list, settings: dict) -> dict:
     """Train the "quick style" LoRA on the held-back style and read it back with and without its trigger."""
     style_images(args.work / "style", args.style, args.images, args.period, args.every_shape)
+    captions = [(args.work / "style" / f"{i}.txt").read_text() for i in range(args.images)]
     colour_style = args.style in HELD_OUT_COLOURS
     style_settings = dict(settings)
     if args.swap_colours and colour_style:
-        captions = [(args.work / "style" / f"{i}.txt").read_text() for i in range(args.images)]
         colours = (OBJECT_COLOURS[(i * args.swap_colours + k) % len(OBJECT_COLOURS)]
                    for i in range(len(captions)) for k in range(args.swap_colours))
         style_settings["class_prompts"] = tuple(captions[i // args.swap_colours].replace(args.style, colour)
@@ -195,7 +196,7 @@ def measure_style(args, objects: list, settings: dict) -> dict:
         print(f"prompts without the trigger read in their own colour: {rates['base_colour_kept_without_lora']:.0%} "
               f"by the base model, {rates['base_colour_kept_with_lora']:.0%} with the LoRA")
     return {"style": args.style, **({} if colour_style else {"period": args.period}),
-            "image_shapes": sorted({(args.work / "style" / f"{i}.txt").read_text().split()[3] for i in range(args.images)}),
+            "image_shapes": sorted({caption.split()[3] for caption in captions}),  # "a large red star ..."
             "train_seconds": round(seconds, 1), "settings": style_settings, **rates}
 
 
