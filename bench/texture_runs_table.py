@@ -32,9 +32,10 @@ def rows(style: str) -> list[str]:
         result = json.loads(path.read_text())
         run = result["style"]
         shapes = run.get("image_shapes", DRAWN_SHAPES)
+        count = f" ({result['images']} images)" if result["images"] != 12 else ""
         by_shape = ", ".join(f"{shape} {share}" for shape, share in run.get("with_trigger_by_shape", {}).items())
         found.append((run["with_trigger"], f"| {style} | {_settings(run['settings'])} | "
-                                           f"{'every shape' if len(shapes) == 5 else ', '.join(shapes)} | "
+                                           f"{'every shape' if len(shapes) == 5 else ', '.join(shapes)}{count} | "
                                            f"{run['with_trigger']:.0%} / {run['without_trigger']:.0%}"
                                            f"{f' ({by_shape})' if by_shape else ''} | {result['prompts']} | "
                                            f"{run['train_seconds']:.0f} s | `{path.name}` |"))
