@@ -69,16 +69,16 @@ AGE = re.compile(r"(\d{1,2})\s*-?\s*(?:years?\s*-?\s*old|yo|y/o|anos|ans|jahre|j
 ADULT_AGE = 18
 # Russian one-letter prepositions, which a run of spaced-out letters may end in (see _cyrillic_hits)
 RUSSIAN_PREPOSITIONS = frozenset("вкс")
-# a category found when a word of each of two context sections is in the text
-# (category, first section, second section or sections (all needed) or None (the first alone), a section whose words
-# call it innocent or None)
-COMBINATIONS = (("hate", "group", "dehumanizing", None), ("hate", "atrocity", "glorify", None),
-                ("violence_gore", "dead", "bloody", None), ("self_harm", "blade", "wrist", None),
-                ("self_harm", "ledge", "leap", "sport"), ("self_harm", "fall", None, "sport"),
-                ("self_harm", "blade", "farewell", None), ("self_harm", "last_words", "farewell", None),
-                ("violence_gore", "innards", "spill", "medical"),
-                ("sexual", "bare_torso", "female", None), ("hate", "extremist", "praise", None),
-                ("hate", "extremist", "code", None), ("hate", "group", ("leave", "call"), "report"))
+# a category found when a word of a context section and of each further section is in the text
+# (category, first section, the sections also needed (none: the first alone), a section whose words call it innocent
+# or None)
+COMBINATIONS = (("hate", "group", ("dehumanizing",), None), ("hate", "atrocity", ("glorify",), None),
+                ("violence_gore", "dead", ("bloody",), None), ("self_harm", "blade", ("wrist",), None),
+                ("self_harm", "ledge", ("leap",), "sport"), ("self_harm", "fall", (), "sport"),
+                ("self_harm", "blade", ("farewell",), None), ("self_harm", "last_words", ("farewell",), None),
+                ("violence_gore", "innards", ("spill",), "medical"),
+                ("sexual", "bare_torso", ("female",), None), ("hate", "extremist", ("praise",), None),
+                ("hate", "extremist", ("code",), None), ("hate", "group", ("leave", "call"), "report"))
 # words in triple round brackets, the antisemitic "echo" ("(((globalists)))"), read against [group] and [echo] words;
 # prompt weights use the same brackets ("(((masterpiece)))"), so no other word counts
 ECHO = re.compile(r"\({3,}([^()]{1,60})\){3,}")
@@ -126,11 +126,11 @@ class PromptModeration(PromptChecker):
         if "sexual_minors" not in found and self._mentions_minor(own, view) and (
                 "sexual" in found or self._mentions("suggestive", view)):
             found["sexual_minors"] = "a minor in a sexual or suggestive context"
-        for category, first, second, unless in COMBINATIONS:
+        for category, first, also_needed, unless in COMBINATIONS:
             if category not in found and self._mentions(first, full_view if first in KEPT_WHEN_ALLOWED else view) \
-                    and all(self._mentions(s, view) for s in _sections(second)) \
+                    and all(self._mentions(section, view) for section in also_needed) \
                     and not (unless and self._mentions(unless, full_view)):
-                found[category] = f"a [{first}] word" + "".join(f" with a [{s}] word" for s in _sections(second))
+                found[category] = f"a [{first}] word" + "".join(f" with a [{section}] word" for section in also_needed)
         if "hate" not in found and any(
                 self._mentions("group", inner) or self._mentions("echo", inner)
                 for inner in (self._view(readable(bracketed), native(bracketed))
@@ -273,11 +273,6 @@ class PromptModeration(PromptChecker):
                 or any(word in self.lexicon.latin[section].literals for word in numbers)
                 or _has(self.lexicon.cyrillic_stems[section], cyrillic_stems)
                 or self.lexicon.substrings[section].find(*compact) is not None)
-
-
-def _sections(second: str | tuple[str, ...] | None) -> tuple[str, ...]:
-    """The sections a combination needs beside its first: none, one or several."""
-    return () if second is None else (second,) if isinstance(second, str) else second
 
 
 def _english_text(words: list[str], plain: str) -> str:
