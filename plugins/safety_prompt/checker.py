@@ -79,6 +79,9 @@ COMBINATIONS = (("hate", "group", ("dehumanizing",), None), ("hate", "atrocity",
                 ("violence_gore", "innards", ("spill",), "medical"),
                 ("sexual", "bare_torso", ("female",), None), ("hate", "extremist", ("praise",), None),
                 ("hate", "extremist", ("code",), None), ("hate", "group", ("leave", "call"), "report"))
+# a context named only as a style is no context: "a documentary style poster" (a [look]) reports nothing; [medical]
+# and [sport] keep theirs, since "cinematic style" beside a diver or a surgeon is everyday
+VOIDED_BY_LOOK = frozenset({"report"})
 # words in triple round brackets, the antisemitic "echo" ("(((globalists)))"), read against [group] and [echo] words;
 # prompt weights use the same brackets ("(((masterpiece)))"), so no other word counts
 ECHO = re.compile(r"\({3,}([^()]{1,60})\){3,}")
@@ -129,7 +132,8 @@ class PromptModeration(PromptChecker):
         for category, first, also_needed, unless in COMBINATIONS:
             if category not in found and self._mentions(first, full_view if first in KEPT_WHEN_ALLOWED else view) \
                     and all(self._mentions(section, view) for section in also_needed) \
-                    and not (unless and self._mentions(unless, full_view)):
+                    and not (unless and self._mentions(unless, full_view)
+                             and not (unless in VOIDED_BY_LOOK and self._mentions("look", full_view))):
                 found[category] = f"a [{first}] word" + "".join(f" with a [{section}] word" for section in also_needed)
         if "hate" not in found and any(
                 self._mentions("group", inner) or self._mentions("echo", inner)

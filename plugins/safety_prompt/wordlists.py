@@ -36,11 +36,12 @@ LANGUAGES = LATIN_LANGUAGES + CYRILLIC_LANGUAGES + SUBSTRING_LANGUAGES
 # "propaganda", which is everyday beside "Nazi"), and so is one with a hate [code] ("skinheads with 88 tattoos": 88
 # alone is a piano's keys); an [echo] word in triple brackets is hate ("(((globalists)))"; "(((masterpiece)))" is a
 # prompt weight); a [group] told to [leave] is hate only in a [call] (a poster, a flyer, "it is time"): "refugees
-# hope to go home" is news, and so is one in a [report] (a museum exhibit, a documentary, a press photo)
+# hope to go home" is news, and so is one in a [report] (a museum exhibit, a documentary, a press photo), unless a
+# [look] word makes the report a look ("a documentary style poster", "Plakat im Dokustil", "纪录片风格的海报")
 CONTEXTS = ("minor", "suggestive", "clothing", "remove", "group", "dehumanizing", "dead", "bloody", "blade", "wrist",
             "atrocity", "glorify", "ledge", "leap", "sport", "innards", "spill", "medical", "bare_torso", "female",
             "top", "extremist", "praise", "fall", "farewell", "last_words", "code", "echo", "leave", "call",
-            "report")
+            "report", "look")
 SECTIONS = (*CATEGORIES, *CONTEXTS, "allow")
 PLURALS = ("s", "es")
 REMOVAL_REACH = 3  # words after "without"/"no"/"removing" that a clothing word may be
