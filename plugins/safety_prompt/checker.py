@@ -79,9 +79,11 @@ COMBINATIONS = (("hate", "group", ("dehumanizing",), None), ("hate", "atrocity",
                 ("violence_gore", "innards", ("spill",), "medical"),
                 ("sexual", "bare_torso", ("female",), None), ("hate", "extremist", ("praise",), None),
                 ("hate", "extremist", ("code",), None), ("hate", "group", ("leave", "call"), "report"))
-# a context named only as a style is no context: "a documentary style poster" (a [look]) reports nothing; [medical]
-# and [sport] keep theirs, since "cinematic style" beside a diver or a surgeon is everyday
-VOIDED_BY_LOOK = frozenset({"report"})
+# the exceptions that a word of another section takes back: a context named only as a style is no context ("a
+# documentary style poster" reports nothing), and a sport does not explain a leap in [despair] ("a sad teenager jumping
+# off a bridge, skydiving"); [medical] keeps its exception, and [sport] keeps it beside a [look] ("a diver, cinematic
+# style")
+EXCEPTION_TAKEN_BACK_BY = {"report": "look", "sport": "despair"}
 # words in triple round brackets, the antisemitic "echo" ("(((globalists)))"), read against [group] and [echo] words;
 # prompt weights use the same brackets ("(((masterpiece)))"), so no other word counts
 ECHO = re.compile(r"\({3,}([^()]{1,60})\){3,}")
@@ -133,7 +135,8 @@ class PromptModeration(PromptChecker):
             if category not in found and self._mentions(first, full_view if first in KEPT_WHEN_ALLOWED else view) \
                     and all(self._mentions(section, view) for section in also_needed) \
                     and not (unless and self._mentions(unless, full_view)
-                             and not (unless in VOIDED_BY_LOOK and self._mentions("look", full_view))):
+                             and not (unless in EXCEPTION_TAKEN_BACK_BY
+                                      and self._mentions(EXCEPTION_TAKEN_BACK_BY[unless], full_view))):
                 found[category] = f"a [{first}] word" + "".join(f" with a [{section}] word" for section in also_needed)
         if "hate" not in found and any(
                 self._mentions("group", inner) or self._mentions("echo", inner)

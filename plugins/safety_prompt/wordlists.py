@@ -37,11 +37,12 @@ LANGUAGES = LATIN_LANGUAGES + CYRILLIC_LANGUAGES + SUBSTRING_LANGUAGES
 # alone is a piano's keys); an [echo] word in triple brackets is hate ("(((globalists)))"; "(((masterpiece)))" is a
 # prompt weight); a [group] told to [leave] is hate only in a [call] (a poster, a flyer, "it is time"): "refugees
 # hope to go home" is news, and so is one in a [report] (a museum exhibit, a documentary, a press photo), unless a
-# [look] word makes the report a look ("a documentary style poster", "Plakat im Dokustil", "纪录片风格的海报")
+# [look] word makes the report a look ("a documentary style poster", "Plakat im Dokustil", "纪录片风格的海报"); and a
+# [sport] word says nothing for someone in [despair] ("a sad teenager jumping off a bridge, skydiving")
 CONTEXTS = ("minor", "suggestive", "clothing", "remove", "group", "dehumanizing", "dead", "bloody", "blade", "wrist",
             "atrocity", "glorify", "ledge", "leap", "sport", "innards", "spill", "medical", "bare_torso", "female",
             "top", "extremist", "praise", "fall", "farewell", "last_words", "code", "echo", "leave", "call",
-            "report", "look")
+            "report", "look", "despair")
 SECTIONS = (*CATEGORIES, *CONTEXTS, "allow")
 PLURALS = ("s", "es")
 REMOVAL_REACH = 3  # words after "without"/"no"/"removing" that a clothing word may be
