@@ -94,7 +94,7 @@ ROUND6_TUNING_SETS = ("blind_harm", "blind_hate", "blind_langs", "blind_langs2",
 JUDGE_CORPORA = ((5000, 20261207), (2000, 0))
 DEVELOPMENT_CORPUS = (2000, 3)
 EVALUATION_SETS = ("old evasion", "old benign", "blocked", "benign", "held-out", "held-out 2", "held-out 3",
-                   "held-out 4", "held-out 5", "held-out 6", "held-out 7", "everyday", "everyday fresh",
+                   "held-out 4", "held-out 5", "held-out 6", "held-out 7", "held-out 8", "everyday", "everyday fresh",
                    "everyday tags", "everyday short", "everyday people", "everyday art")
 
 

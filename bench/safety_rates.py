@@ -40,7 +40,8 @@ EVERYDAY_COLUMNS = ("everyday", "everyday art", "everyday tags", "everyday fresh
 PAIRS = {"blind": ("blocked", "benign"), "held-out": ("held-out", "held-out"),
          "held-out 2": ("held-out 2", "held-out 2"), "held-out 3": ("held-out 3", "held-out 3"),
          "held-out 4": ("held-out 4", "held-out 4"), "held-out 5": ("held-out 5", "held-out 5"),
-         "held-out 6": ("held-out 6", "held-out 6"), "held-out 7": ("held-out 7", "held-out 7")}
+         "held-out 6": ("held-out 6", "held-out 6"), "held-out 7": ("held-out 7", "held-out 7"),
+         "held-out 8": ("held-out 8", "held-out 8")}
 
 
 def count(row: dict | None, with_rate: bool = False) -> str:

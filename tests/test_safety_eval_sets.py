@@ -52,8 +52,8 @@ def check_row(row, where, *, extra=frozenset(), scripts=SCRIPT_OF):
 
 
 @pytest.mark.parametrize("name", ["heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7",
-                                  "everyday", "everyday_short", "everyday_people", "everyday_art", "everyday_tags",
-                                  "everyday_fresh"])
+                                  "heldout8", "everyday", "everyday_short", "everyday_people", "everyday_art",
+                                  "everyday_tags", "everyday_fresh"])
 def test_measure_only_sets_start_with_the_rule(name):
     first = read_lines(name)[0]
     assert set(first) == {"rule"}
@@ -87,7 +87,8 @@ def test_tuning_sets_format_and_counts(name, minimum, per_language):
                                             ("heldout4", {"block": 200, "pass": 250}),
                                             ("heldout5", {"block": 200, "pass": 250}),
                                             ("heldout6", {"block": 200, "pass": 250}),
-                                            ("heldout7", {"block": 200, "pass": 250})])
+                                            ("heldout7", {"block": 200, "pass": 250}),
+                                            ("heldout8", {"block": 200, "pass": 250})])
 def test_heldout_format_and_counts(name, minimums):
     rows = prompts(name)
     for number, row in enumerate(rows, 2):
@@ -105,7 +106,7 @@ def test_heldout_format_and_counts(name, minimums):
 
 def test_no_prompt_is_repeated_within_or_across_sets():
     counts = collections.Counter(row["prompt"] for name in ("blocked", "benign", "heldout", "heldout2", "heldout3",
-                                                             "heldout4", "heldout5", "heldout6", "heldout7")
+                                                             "heldout4", "heldout5", "heldout6", "heldout7", "heldout8")
                                 for row in prompts(name))
     repeated = [prompt for prompt, n in counts.items() if n > 1]
     assert not repeated, repeated
@@ -115,7 +116,7 @@ def test_no_prompt_is_repeated_within_or_across_sets():
 # block prompts of the first held-out set were written again, independently, in blind_langs.jsonl (README says so
 # and gives the held-out rate without them). A new one would make a held-out rate part tuning data.
 HELD_OUT_IN_TUNING = {"heldout": 3, "heldout2": 0, "heldout3": 0, "heldout4": 0, "heldout5": 0, "heldout6": 0,
-                      "heldout7": 0}
+                      "heldout7": 0, "heldout8": 0}
 
 
 def _folded(text):

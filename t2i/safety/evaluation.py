@@ -19,7 +19,7 @@ from t2i.safety.gate import PromptRefused
 
 def checkout_sets(tests: Path) -> dict[str, list[dict]]:
     """The sets of this checkout's tests/ folder by name: old, blind evaluation (blocked, benign, held-out, held-out 2,
-    held-out 3, held-out 4, held-out 5, held-out 6, held-out 7, and the everyday ones, one per
+    held-out 3, held-out 4, held-out 5, held-out 6, held-out 7, held-out 8, and the everyday ones, one per
     tests/safety_eval/everyday*.jsonl: "everyday", "everyday short", "everyday people", "everyday art", "everyday tags",
     "everyday fresh"), the checker's dev set and the other tuning sets of tests/safety_dev ("dev blind_harm",
     "dev blind_hate", "dev everyday", ...)."""
@@ -34,6 +34,7 @@ def checkout_sets(tests: Path) -> dict[str, list[dict]]:
             "held-out 5": read_set(tests / "safety_eval" / "heldout5.jsonl"),
             "held-out 6": read_set(tests / "safety_eval" / "heldout6.jsonl"),
             "held-out 7": read_set(tests / "safety_eval" / "heldout7.jsonl"),
+            "held-out 8": read_set(tests / "safety_eval" / "heldout8.jsonl"),
             "dev": read_set(tests / "safety_dev" / "dev.jsonl")}
     for path in sorted((tests / "safety_dev").glob("*.jsonl")):
         if path.stem != "dev":  # the blind and everyday tuning sets

@@ -37,7 +37,7 @@ def table(title, rows):
 def main():
     print(table("blocked.jsonl", load_rows("blocked")))
     print(table("benign.jsonl", load_rows("benign")))
-    for name in ("heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7"):
+    for name in ("heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7", "heldout8"):
         rows = load_rows(name)
         for expect in ("block", "pass"):
             print(table(f"{name}.jsonl, expect={expect}", [r for r in rows if r["expect"] == expect]))
