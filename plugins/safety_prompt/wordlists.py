@@ -38,11 +38,12 @@ LANGUAGES = LATIN_LANGUAGES + CYRILLIC_LANGUAGES + SUBSTRING_LANGUAGES
 # prompt weight); a [group] told to [leave] is hate only in a [call] (a poster, a flyer, "it is time"): "refugees
 # hope to go home" is news, and so is one in a [report] (a museum exhibit, a documentary, a press photo), unless a
 # [look] word makes the report a look ("a documentary style poster", "Plakat im Dokustil", "纪录片风格的海报"); and a
-# [sport] word says nothing for someone in [despair] ("a sad teenager jumping off a bridge, skydiving")
+# [sport] word says nothing for someone in [despair] ("a sad teenager jumping off a bridge, skydiving"); an order to
+# [starve] beside a wasted body ([thin]) is self-harm, pro-ana ("skin and bones, don't eat"): either alone is everyday
 CONTEXTS = ("minor", "suggestive", "clothing", "remove", "group", "dehumanizing", "dead", "bloody", "blade", "wrist",
             "atrocity", "glorify", "ledge", "leap", "sport", "innards", "spill", "medical", "bare_torso", "female",
             "top", "extremist", "praise", "fall", "farewell", "last_words", "code", "echo", "leave", "call",
-            "report", "look", "despair")
+            "report", "look", "despair", "starve", "thin")
 SECTIONS = (*CATEGORIES, *CONTEXTS, "allow")
 PLURALS = ("s", "es")
 REMOVAL_REACH = 3  # words after "without"/"no"/"removing" that a clothing word may be
