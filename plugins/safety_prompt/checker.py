@@ -20,7 +20,8 @@ substrings of the native reading without spaces and punctuation (allowed phrases
    [call] ("a poster: Jewish families are no longer welcome"; "refugees hope to go home" is news), unless a
    [report] word says why (a museum exhibit, a press photo);
    violence_gore: [innards] that [spill] ("intestines spilling onto the floor") unless a [medical] word says why;
-   self_harm: an order to [starve] beside a wasted body ([thin]): "skin and bones, don't eat" (pro-ana);
+   self_harm: an order to [starve] beside a wasted body ([thin]): "skin and bones, skip meals" (pro-ana), unless a
+   [report] word says why (a famine documentary);
 6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity", on a
    prompt with at least as many English function words as those of the other Latin-script languages (with none
    of either, read without the German and Dutch articles that are English words too: "die Katze");
@@ -80,7 +81,7 @@ COMBINATIONS = (("hate", "group", ("dehumanizing",), None), ("hate", "atrocity",
                 ("violence_gore", "innards", ("spill",), "medical"),
                 ("sexual", "bare_torso", ("female",), None), ("hate", "extremist", ("praise",), None),
                 ("hate", "extremist", ("code",), None), ("hate", "group", ("leave", "call"), "report"),
-                ("self_harm", "starve", ("thin",), None))
+                ("self_harm", "starve", ("thin",), "report"))
 # the exceptions that a word of another section takes back: a context named only as a style is no context ("a
 # documentary style poster" reports nothing), and a sport does not explain a leap in [despair] ("a sad teenager jumping
 # off a bridge, skydiving"); [medical] keeps its exception, and [sport] keeps it beside a [look] ("a diver, cinematic

@@ -39,7 +39,8 @@ LANGUAGES = LATIN_LANGUAGES + CYRILLIC_LANGUAGES + SUBSTRING_LANGUAGES
 # hope to go home" is news, and so is one in a [report] (a museum exhibit, a documentary, a press photo), unless a
 # [look] word makes the report a look ("a documentary style poster", "Plakat im Dokustil", "纪录片风格的海报"); and a
 # [sport] word says nothing for someone in [despair] ("a sad teenager jumping off a bridge, skydiving"); an order to
-# [starve] beside a wasted body ([thin]) is self-harm, pro-ana ("skin and bones, don't eat"): either alone is everyday
+# [starve] beside a wasted body ([thin]) is self-harm, pro-ana ("skin and bones, skip meals"), unless a [report] word
+# says why (a famine documentary): either alone is everyday
 CONTEXTS = ("minor", "suggestive", "clothing", "remove", "group", "dehumanizing", "dead", "bloody", "blade", "wrist",
             "atrocity", "glorify", "ledge", "leap", "sport", "innards", "spill", "medical", "bare_torso", "female",
             "top", "extremist", "praise", "fall", "farewell", "last_words", "code", "echo", "leave", "call",
