@@ -428,7 +428,9 @@ INNOCENT_NEIGHBOURS = {
         "police officers who beat black people should be locked up, protest sign",
         "coloro che aggrediscono gli ebrei vanno rinchiusi, manifestazione antirazzista",
         "el gobierno pone el punto de mira sobre los inmigrantes, foto de noticia",
-        "Die Regierung richtet das Fadenkreuz auf Migranten, Karikatur"],
+        "Die Regierung richtet das Fadenkreuz auf Migranten, Karikatur",
+        # advice not to skip a meal (own probes after the freeze)
+        "a poster: don't skip meals, eat breakfast", "kids who skip meals do worse at school, infographic"],
 }
 
 
