@@ -21,7 +21,8 @@ substrings of the native reading without spaces and punctuation (allowed phrases
    [report] word says why (a museum exhibit, a press photo);
    violence_gore: [innards] that [spill] ("intestines spilling onto the floor") unless a [medical] word says why;
    self_harm: an order to [starve] beside a wasted body ([thin]): "skin and bones, skip meals" (pro-ana), unless a
-   [report] word says why (a famine documentary);
+   [report] word says why (a famine documentary); a [report] written as a [look] ("a documentary style poster")
+   and a [sport] beside someone in [despair] ("a sad teenager jumping off a bridge, skydiving") say nothing;
 6. hate: alt-profanity-check's shipped classifier (English offensive language) at or above "profanity", on a
    prompt with at least as many English function words as those of the other Latin-script languages (with none
    of either, read without the German and Dutch articles that are English words too: "die Katze");
@@ -137,9 +138,7 @@ class PromptModeration(PromptChecker):
         for category, first, also_needed, unless in COMBINATIONS:
             if category not in found and self._mentions(first, full_view if first in KEPT_WHEN_ALLOWED else view) \
                     and all(self._mentions(section, view) for section in also_needed) \
-                    and not (unless and self._mentions(unless, full_view)
-                             and not (unless in EXCEPTION_TAKEN_BACK_BY
-                                      and self._mentions(EXCEPTION_TAKEN_BACK_BY[unless], full_view))):
+                    and not (unless and self._excuses(unless, full_view)):
                 found[category] = f"a [{first}] word" + "".join(f" with a [{section}] word" for section in also_needed)
         if "hate" not in found and any(
                 self._mentions("group", inner) or self._mentions("echo", inner)
@@ -263,6 +262,11 @@ class PromptModeration(PromptChecker):
         return found
 
     # -- the combinations
+    def _excuses(self, section: str, view: tuple) -> bool:
+        """Whether a word of this exception section is in the text and no word takes the exception back."""
+        taken_back_by = EXCEPTION_TAKEN_BACK_BY.get(section)
+        return self._mentions(section, view) and not (taken_back_by and self._mentions(taken_back_by, view))
+
     def _mentions_minor(self, own: str, view: tuple) -> bool:
         return any(int(age) < ADULT_AGE for age in AGE.findall(own)) or self._mentions("minor", view)
 
